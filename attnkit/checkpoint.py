@@ -1,0 +1,170 @@
+"""One checkpoint directory format: config.json (the configs as JSON) + model.safetensors (the weights).
+
+Directories are written to a temporary sibling and renamed into place, so a crash never leaves half a
+checkpoint; nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import safetensors
+import safetensors.torch
+from torch import nn
+
+from attnkit.config import ModelConfig, from_dict, to_dict
+from attnkit.errors import AttnkitError
+from attnkit.nn.transformer import build_model, count_parameters
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+FORMAT = "attnkit"  # config.json's "format"; a Hugging Face config.json has none
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
+    """Yields an empty temporary directory beside `path`; when the block succeeds it replaces `path`."""
+    path = Path(path)
+    if path.exists() and not _replaceable(path):
+        raise AttnkitError(f"{path}: exists and is not an attnkit checkpoint; refusing to overwrite it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        _default_permissions(tmp)
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            os.replace(path, old / path.name)
+            os.replace(tmp, path)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _default_permissions(directory: Path) -> None:
+    """mkdtemp makes a private directory; a checkpoint gets the permissions of any other new directory."""
+    umask = os.umask(0)
+    os.umask(umask)
+    directory.chmod(0o777 & ~umask)
+    for file in directory.rglob("*"):
+        file.chmod((0o777 if file.is_dir() else 0o666) & ~umask)
+
+
+def _replaceable(path: Path) -> bool:
+    """An existing directory may be replaced only if it is empty or an attnkit checkpoint."""
+    if not path.is_dir():
+        return False
+    if not any(path.iterdir()):
+        return True
+    try:
+        return json.loads((path / CONFIG_FILE).read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def save_model(model: nn.Module, path: str | os.PathLike, extra: dict | None = None) -> None:
+    """Write `model` (which carries its ModelConfig as `.config`) as a checkpoint directory at `path`.
+    `extra` adds sections to config.json (the task, the tokenizer settings, ...)."""
+    with atomic_directory(path) as tmp:
+        write_json(tmp / CONFIG_FILE, {"format": FORMAT, "model": to_dict(model.config), **(extra or {})})
+        safetensors.torch.save_model(model, str(tmp / WEIGHTS_FILE))
+
+
+def load_model(path: str | os.PathLike) -> nn.Module:
+    """Rebuild the model saved at `path`, in evaluation mode."""
+    path = Path(path)
+    config = read_model_config(path)
+    model = build_model(config)
+    load_weights(model, path / WEIGHTS_FILE)
+    return model.eval()
+
+
+def read_checkpoint_json(path: str | os.PathLike) -> dict:
+    """The parsed config.json of the checkpoint directory `path`."""
+    path = Path(path)
+    if not path.is_dir():
+        raise AttnkitError(f"{path}: no such checkpoint directory")
+    data = read_json(path / CONFIG_FILE)
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise AttnkitError(f"{path / CONFIG_FILE}: not an attnkit config (no \"format\": \"{FORMAT}\")")
+    return data
+
+
+def read_model_config(path: str | os.PathLike) -> ModelConfig:
+    data = read_checkpoint_json(path)
+    return from_dict(ModelConfig, data.get("model"), f"{Path(path) / CONFIG_FILE}: model")
+
+
+def load_weights(model: nn.Module, file: Path) -> None:
+    """Fill `model` from a safetensors file, checking names and shapes first so that errors say which tensor."""
+    if not file.is_file():
+        raise AttnkitError(f"{file}: missing (a checkpoint needs its weights)")
+    try:
+        with safetensors.safe_open(str(file), framework="pt") as f:
+            shapes = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
+    except (safetensors.SafetensorError, OSError, ValueError) as error:
+        raise AttnkitError(f"{file}: unreadable, truncated or not safetensors ({error})") from None
+    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    unknown = sorted(shapes.keys() - expected.keys())
+    if unknown:
+        raise AttnkitError(f"{file}: tensor {unknown[0]!r} does not belong to the model that config.json describes")
+    for name, shape in expected.items():
+        if name in shapes and shapes[name] != shape:
+            raise AttnkitError(f"{file}: tensor {name!r} has shape {list(shapes[name])}, config.json implies {list(shape)}")
+    try:
+        safetensors.torch.load_model(model, str(file), strict=True)
+    except (safetensors.SafetensorError, OSError) as error:
+        raise AttnkitError(f"{file}: unreadable, truncated or not safetensors ({error})") from None
+    except RuntimeError as error:  # tensors the model needs are absent
+        missing = str(error).splitlines()[1:2]
+        raise AttnkitError(f"{file}: incomplete weights; {' '.join(missing).strip()}") from None
+
+
+def read_json(file: Path) -> object:
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise AttnkitError(f"{file}: missing") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise AttnkitError(f"{file}: unreadable ({error})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise AttnkitError(f"{file}:{error.lineno}: invalid JSON ({error.msg})") from None
+
+
+def write_json(file: Path, data: object) -> None:
+    file.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def describe(path: str | os.PathLike) -> str:
+    """A few lines on the checkpoint at `path`: architecture, sizes and parameter count (`attnkit info`)."""
+    model = load_model(path)
+    c: ModelConfig = model.config
+    if c.arch == "encoder-decoder":
+        layers = f"{c.num_layers} encoder + {c.decoder_layers} decoder layers"
+        vocab = f"{c.vocab_size} source / {c.output_vocab_size} target"
+        vocab += ", shared embeddings" if c.share_embeddings else ", separate embeddings"
+    else:
+        layers = f"{c.num_layers} {'causal ' if c.arch == 'decoder' else ''}layers"
+        vocab = str(c.vocab_size)
+    if c.arch != "encoder":
+        vocab += ", tied output projection" if c.tie_output else ", separate output projection"
+    rows = [
+        ("checkpoint", str(path)),
+        ("arch", f"{c.arch}, {layers}"),
+        ("width", f"dim {c.dim}, {c.num_heads} heads of {c.head_dim}, feed-forward {c.ff_dim} ({c.activation})"),
+        ("norm", f"{c.norm}, {'pre-norm' if c.norm_first else 'post-norm'}"),
+        ("positions", c.positions + (f" (up to {c.max_positions})" if c.positions == "learned" else "")),
+        ("vocabulary", vocab),
+        ("parameters", f"{count_parameters(model):,}"),
+    ]
+    return "\n".join(f"{key:<11} {value}" for key, value in rows)

@@ -1,0 +1,199 @@
+"""Multi-head attention (Vaswani et al. 2017, section 3.2), self or cross, with a KV cache for decoding.
+
+Masks, everywhere in attnkit.nn: a boolean tensor where True means "may attend", broadcastable to
+(batch, heads, query, key). A padding mask is `real_tokens[:, None, None, :]`, a causal mask comes from
+`causal_mask`, and masks combine with `&`. Position schemes that bias the scores (relative, ALiBi) hand a float
+bias of shape (1 or batch, heads, query, key) next to the mask; only `_scores_mask` below merges the two.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from attnkit.nn.dropout import dropout
+
+
+@dataclass
+class KVCache:
+    """Keys and values of one attention module, kept between decoding steps: (batch, heads, time, head_dim)."""
+
+    key: Tensor | None = None
+    value: Tensor | None = None
+
+    def append(self, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:
+        if self.key is not None and self.value is not None:
+            key = torch.cat([self.key, key], dim=2)
+            value = torch.cat([self.value, value], dim=2)
+        self.key, self.value = key, value
+        return key, value
+
+
+@dataclass
+class DecoderCache:
+    """Everything a decoder keeps between steps: self-attention grows by the new tokens each call,
+    cross-attention keys/values are computed from the encoder output once."""
+
+    self_attn: list[KVCache] = field(default_factory=list)
+    cross_attn: list[KVCache] = field(default_factory=list)
+    mask: Tensor | None = None  # (batch, time so far): True for real tokens
+    length: int = 0
+
+    @classmethod
+    def empty(cls, num_layers: int) -> DecoderCache:
+        return cls([KVCache() for _ in range(num_layers)], [KVCache() for _ in range(num_layers)])
+
+    def reorder(self, index: Tensor) -> None:
+        """Keep batch rows `index` (beam search reorders hypotheses after each step)."""
+        for kv in self.self_attn + self.cross_attn:
+            if kv.key is not None and kv.value is not None:
+                kv.key, kv.value = kv.key.index_select(0, index), kv.value.index_select(0, index)
+        if self.mask is not None:
+            self.mask = self.mask.index_select(0, index)
+
+
+def causal_mask(query_len: int, key_len: int, device: torch.device | None = None) -> Tensor:
+    """(query, key) mask: the queries are the last `query_len` of `key_len` positions, each sees itself and before."""
+    return torch.ones(query_len, key_len, dtype=torch.bool, device=device).tril(key_len - query_len)
+
+
+class MultiHeadAttention(nn.Module):
+    """softmax(Q K^T * scale + bias) V over `num_heads` heads, then an output projection (W^O in the paper).
+
+    Self-attention projects Q, K, V with one fused matrix; cross-attention projects Q from the decoder and
+    K, V (fused) from the encoder output `memory`.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        *,
+        cross: bool = False,
+        dropout: float = 0.0,
+        bias: bool = True,
+        scale: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.cross = cross
+        self.dropout = dropout  # attention dropout, on the probabilities
+        self.scale = scale
+        if cross:
+            self.q_proj = nn.Linear(dim, dim, bias=bias)
+            self.kv_proj = nn.Linear(dim, 2 * dim, bias=bias)
+        else:
+            self.qkv_proj = nn.Linear(dim, 3 * dim, bias=bias)
+        self.out_proj = nn.Linear(dim, dim, bias=bias)
+        self.recorded: list[Tensor] | None = None  # set by `record_attention`
+
+    def forward(
+        self,
+        x: Tensor,
+        memory: Tensor | None = None,
+        mask: Tensor | None = None,
+        *,
+        causal: bool = False,
+        bias: Tensor | None = None,
+        rotary: tuple[Tensor, Tensor] | None = None,
+        cache: KVCache | None = None,
+        need_weights: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Returns the output (batch, query, dim) and, with need_weights, the probabilities (batch, heads, query, key).
+
+        x: (batch, query, dim); memory: (batch, key, dim) for cross-attention. `causal` adds the causal mask to
+        `mask`; `rotary` is the (cos, sin) pair for the query positions; `cache` carries keys/values across calls.
+        """
+        batch, query_len, dim = x.shape
+        if self.cross:
+            q = self._heads(self.q_proj(x))
+            if cache is not None and cache.key is not None and cache.value is not None:
+                k, v = cache.key, cache.value
+            else:
+                assert memory is not None, "cross-attention needs the encoder output"
+                k, v = (self._heads(t) for t in self.kv_proj(memory).chunk(2, dim=-1))
+                if cache is not None:
+                    cache.key, cache.value = k, v
+        else:
+            q, k, v = (self._heads(t) for t in self.qkv_proj(x).chunk(3, dim=-1))
+            if rotary is not None:
+                q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
+            if cache is not None:
+                k, v = cache.append(k, v)
+        # q: (batch, heads, query, head_dim); k, v: (batch, heads, key, head_dim)
+
+        attn_mask, is_causal = _scores_mask(mask, bias, causal, query_len, k.shape[2], q)
+        p = self.dropout if self.training else 0.0
+        # SDPA draws attention dropout with the slow CPU bernoulli_; the explicit path uses attnkit's dropout
+        if need_weights or self.recorded is not None or (p > 0 and q.device.type == "cpu"):
+            if is_causal:
+                attn_mask = causal_mask(query_len, k.shape[2], x.device)
+            out, weights = _attention_with_weights(q, k, v, attn_mask, p, self.scale)
+            if self.recorded is not None:
+                self.recorded.append(weights.detach())
+        else:
+            out = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=attn_mask, dropout_p=p, is_causal=is_causal, scale=self.scale
+            )
+            weights = None
+        out = out.transpose(1, 2).reshape(batch, query_len, dim)
+        return self.out_proj(out), weights if need_weights else None
+
+    def _heads(self, x: Tensor) -> Tensor:
+        """(batch, time, dim) -> (batch, heads, time, head_dim)"""
+        return x.unflatten(-1, (self.num_heads, self.head_dim)).transpose(1, 2)
+
+
+def _scores_mask(
+    mask: Tensor | None, bias: Tensor | None, causal: bool, query_len: int, key_len: int, q: Tensor
+) -> tuple[Tensor | None, bool]:
+    """The attn_mask and is_causal arguments of scaled_dot_product_attention for this call."""
+    if causal:
+        if mask is None and bias is None and query_len == key_len:
+            return None, True  # lets SDPA use its fused causal kernel
+        causal_part = causal_mask(query_len, key_len, q.device)
+        mask = causal_part if mask is None else mask & causal_part
+    if bias is None:
+        return mask, False
+    bias = bias.to(q.dtype)  # SDPA wants a float mask in the query's dtype (bfloat16 under autocast)
+    if mask is None:
+        return bias, False
+    return bias.masked_fill(~mask, float("-inf")), False
+
+
+def _attention_with_weights(
+    q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None, p: float, scale: float | None
+) -> tuple[Tensor, Tensor]:
+    """The same math as scaled_dot_product_attention, keeping the probabilities (before dropout)."""
+    scores = q @ k.transpose(-2, -1) * (q.shape[-1] ** -0.5 if scale is None else scale)
+    if attn_mask is not None:
+        scores = scores.masked_fill(~attn_mask, float("-inf")) if attn_mask.dtype == torch.bool else scores + attn_mask
+    weights = scores.float().softmax(dim=-1).to(q.dtype)
+    return dropout(weights, p, training=p > 0) @ v, weights
+
+
+def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate pairs (i, i + head_dim/2) of x: (batch, heads, time, head_dim) by the angles in cos/sin: (time, head_dim)."""
+    first, second = x.chunk(2, dim=-1)
+    return x * cos + torch.cat([-second, first], dim=-1) * sin
+
+
+@contextlib.contextmanager
+def record_attention(model: nn.Module) -> Iterator[dict[str, list[Tensor]]]:
+    """Within the block, every attention module of `model` appends its probabilities (batch, heads, query, key)
+    to the list under its module name, e.g. maps["encoder.layers.0.self_attn"]."""
+    modules = {name: m for name, m in model.named_modules() if isinstance(m, MultiHeadAttention)}
+    maps: dict[str, list[Tensor]] = {name: [] for name in modules}
+    for name, module in modules.items():
+        module.recorded = maps[name]
+    try:
+        yield maps
+    finally:
+        for module in modules.values():
+            module.recorded = None

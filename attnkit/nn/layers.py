@@ -1,0 +1,137 @@
+"""The layers of the paper's figure 1: position-wise feed-forward, and encoder/decoder layers made of
+sublayers wrapped in a residual connection and a norm, before the sublayer (pre-norm) or after (post-norm)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from attnkit.config import ModelConfig
+from attnkit.nn.dropout import Dropout
+from attnkit.nn.attention import KVCache, MultiHeadAttention
+
+ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
+    "relu": F.relu,
+    "gelu": F.gelu,
+    "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "silu": F.silu,
+}
+GATED = {"swiglu": F.silu, "geglu": F.gelu}  # activation(x W_gate) * (x W_up), Shazeer 2020
+
+
+class FeedForward(nn.Module):
+    """FFN(x) = activation(x W1 + b1) W2 + b2 (equation 2), or its gated variant for swiglu/geglu."""
+
+    def __init__(self, dim: int, ff_dim: int, activation: str, bias: bool = True) -> None:
+        super().__init__()
+        self.gated = activation in GATED
+        self.activation = GATED[activation] if self.gated else ACTIVATIONS[activation]
+        self.in_proj = nn.Linear(dim, 2 * ff_dim if self.gated else ff_dim, bias=bias)  # gated: [gate | up]
+        self.out_proj = nn.Linear(ff_dim, dim, bias=bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        # x: (batch, time, dim)
+        hidden = self.in_proj(x)
+        if self.gated:
+            gate, up = hidden.chunk(2, dim=-1)
+            hidden = self.activation(gate) * up
+        else:
+            hidden = self.activation(hidden)
+        return self.out_proj(hidden)
+
+
+def build_norm(config: ModelConfig) -> nn.Module:
+    if config.norm == "rmsnorm":
+        return nn.RMSNorm(config.dim, eps=config.norm_eps)
+    return nn.LayerNorm(config.dim, eps=config.norm_eps)
+
+
+class _ResidualLayer(nn.Module):
+    """Holds the sublayer connection shared by encoder and decoder layers."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.norm_first = config.norm_first
+        self.dropout = Dropout(config.dropout)
+
+    def _sublayer(self, x: Tensor, norm: nn.Module, sublayer: Callable[[Tensor], Tensor]) -> Tensor:
+        if self.norm_first:
+            return x + self.dropout(sublayer(norm(x)))
+        return norm(x + self.dropout(sublayer(x)))
+
+
+def _attention(config: ModelConfig, cross: bool = False) -> MultiHeadAttention:
+    return MultiHeadAttention(
+        config.dim,
+        config.num_heads,
+        cross=cross,
+        dropout=config.attention_dropout,
+        bias=config.bias,
+        scale=config.attention_scale,
+    )
+
+
+def _feed_forward(config: ModelConfig) -> FeedForward:
+    return FeedForward(config.dim, config.ff_dim, config.activation, bias=config.bias)
+
+
+class EncoderLayer(_ResidualLayer):
+    """Self-attention, then feed-forward; each in a residual connection with a norm."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        self.self_attn = _attention(config)
+        self.self_attn_norm = build_norm(config)
+        self.ff = _feed_forward(config)
+        self.ff_norm = build_norm(config)
+
+    def forward(
+        self,
+        x: Tensor,
+        mask: Tensor | None = None,
+        bias: Tensor | None = None,
+        rotary: tuple[Tensor, Tensor] | None = None,
+    ) -> Tensor:
+        # x: (batch, time, dim); mask: (batch, 1, 1, time) or None
+        x = self._sublayer(x, self.self_attn_norm, lambda h: self.self_attn(h, mask=mask, bias=bias, rotary=rotary)[0])
+        return self._sublayer(x, self.ff_norm, self.ff)
+
+
+class DecoderLayer(_ResidualLayer):
+    """Causal self-attention, cross-attention to the encoder output (if `cross`), then feed-forward."""
+
+    def __init__(self, config: ModelConfig, cross: bool) -> None:
+        super().__init__(config)
+        self.self_attn = _attention(config)
+        self.self_attn_norm = build_norm(config)
+        self.cross_attn = _attention(config, cross=True) if cross else None
+        self.cross_attn_norm = build_norm(config) if cross else None
+        self.ff = _feed_forward(config)
+        self.ff_norm = build_norm(config)
+
+    def forward(
+        self,
+        x: Tensor,
+        mask: Tensor | None = None,
+        memory: Tensor | None = None,
+        memory_mask: Tensor | None = None,
+        bias: Tensor | None = None,
+        rotary: tuple[Tensor, Tensor] | None = None,
+        self_cache: KVCache | None = None,
+        cross_cache: KVCache | None = None,
+    ) -> Tensor:
+        # x: (batch, tgt, dim); mask: (batch, 1, 1, key) padding of the keys or None (causality is added inside);
+        # memory: (batch, src, dim); memory_mask: (batch, 1, 1, src)
+        x = self._sublayer(
+            x,
+            self.self_attn_norm,
+            lambda h: self.self_attn(h, mask=mask, causal=True, bias=bias, rotary=rotary, cache=self_cache)[0],
+        )
+        if self.cross_attn is not None and self.cross_attn_norm is not None:
+            cross_attn = self.cross_attn
+            x = self._sublayer(
+                x, self.cross_attn_norm, lambda h: cross_attn(h, memory, mask=memory_mask, cache=cross_cache)[0]
+            )
+        return self._sublayer(x, self.ff_norm, self.ff)

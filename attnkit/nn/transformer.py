@@ -1,0 +1,185 @@
+"""Encoder, Decoder and EncoderDecoder, each built from one ModelConfig (the paper's figure 1)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from attnkit.config import ModelConfig
+from attnkit.nn.dropout import Dropout
+from attnkit.nn.attention import DecoderCache
+from attnkit.nn.layers import DecoderLayer, EncoderLayer, build_norm
+from attnkit.nn.positions import Positions, build_positions
+
+
+class _Stack(nn.Module):
+    """What encoder and decoder share: token embedding, positions, embedding norm and dropout, final norm."""
+
+    def __init__(self, config: ModelConfig, embedding: nn.Embedding, bidirectional: bool) -> None:
+        super().__init__()
+        self.config = config
+        self.embedding = embedding
+        self.embed_scale = math.sqrt(config.dim) if config.scale_embeddings else 1.0
+        self.positions: Positions = build_positions(config, bidirectional)
+        self.embed_norm = build_norm(config) if config.embedding_norm else None
+        self.dropout = Dropout(config.dropout)
+        self.final_norm = build_norm(config) if config.norm_first else None  # post-norm layers end normalized
+
+    def _embed(self, tokens: Tensor, offset: int) -> Tensor:
+        x = self.positions.add_to(self.embedding(tokens) * self.embed_scale, offset)
+        if self.embed_norm is not None:
+            x = self.embed_norm(x)
+        return self.dropout(x)
+
+    def _finish(self, x: Tensor) -> Tensor:
+        return x if self.final_norm is None else self.final_norm(x)
+
+
+class Encoder(_Stack):
+    """N bidirectional layers over the source; returns the hidden states (batch, time, dim)."""
+
+    def __init__(self, config: ModelConfig, embedding: nn.Embedding | None = None) -> None:
+        super().__init__(config, embedding or nn.Embedding(config.vocab_size, config.dim), bidirectional=True)
+        self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.num_layers))
+        if embedding is None:
+            init_weights(self, config)
+
+    def forward(self, tokens: Tensor, mask: Tensor | None = None) -> Tensor:
+        # tokens: (batch, time) ids; mask: (batch, time), True for real tokens; None when nothing is padded
+        time = tokens.shape[1]
+        x = self._embed(tokens, 0)
+        attn_mask = None if mask is None else mask[:, None, None, :]
+        bias = self.positions.score_bias(time, time, 0)
+        rotary = self.positions.rotary(time, 0, tokens.device)
+        for layer in self.layers:
+            x = layer(x, attn_mask, bias, rotary)
+        return self._finish(x)
+
+
+class Decoder(_Stack):
+    """N causal layers, with cross-attention to an encoder output if `cross`; returns next-token logits
+    (batch, time, vocab). With a `cache`, `tokens` are only the new ones and earlier steps are reused."""
+
+    def __init__(self, config: ModelConfig, cross: bool = False, embedding: nn.Embedding | None = None) -> None:
+        super().__init__(
+            config, embedding or nn.Embedding(config.output_vocab_size, config.dim), bidirectional=False
+        )
+        num_layers = config.decoder_layers if cross else config.num_layers
+        self.layers = nn.ModuleList(DecoderLayer(config, cross) for _ in range(num_layers))
+        self.output = nn.Linear(config.dim, config.output_vocab_size, bias=config.output_bias)
+        if embedding is None:
+            init_weights(self, config)
+        if config.tie_output:
+            self.output.weight = self.embedding.weight
+
+    def new_cache(self) -> DecoderCache:
+        return DecoderCache.empty(len(self.layers))
+
+    def forward(
+        self,
+        tokens: Tensor,
+        mask: Tensor | None = None,
+        memory: Tensor | None = None,
+        memory_mask: Tensor | None = None,
+        cache: DecoderCache | None = None,
+    ) -> Tensor:
+        # tokens: (batch, tgt) ids; mask: (batch, tgt) True for real tokens; memory: (batch, src, dim);
+        # memory_mask: (batch, src) True for real source tokens
+        batch, time = tokens.shape
+        offset = cache.length if cache is not None else 0
+        key_mask = mask
+        if cache is not None:
+            key_mask = cache.mask = _extend_mask(cache.mask, mask, batch, offset, time, tokens.device)
+            cache.length += time
+        x = self._embed(tokens, offset)
+        attn_mask = None if key_mask is None else key_mask[:, None, None, :]
+        cross_mask = None if memory_mask is None else memory_mask[:, None, None, :]
+        bias = self.positions.score_bias(time, offset + time, offset)
+        rotary = self.positions.rotary(time, offset, tokens.device)
+        for i, layer in enumerate(self.layers):
+            x = layer(
+                x,
+                attn_mask,
+                memory,
+                cross_mask,
+                bias,
+                rotary,
+                self_cache=cache.self_attn[i] if cache is not None else None,
+                cross_cache=cache.cross_attn[i] if cache is not None else None,
+            )
+        return self.output(self._finish(x))
+
+
+def _extend_mask(
+    past: Tensor | None, new: Tensor | None, batch: int, past_len: int, new_len: int, device: torch.device
+) -> Tensor | None:
+    """The padding mask over all keys in the cache after appending `new_len` tokens (None while nothing is padded)."""
+    if past is None and new is None:
+        return None
+    if past is None:
+        past = torch.ones(batch, past_len, dtype=torch.bool, device=device)
+    if new is None:
+        new = torch.ones(batch, new_len, dtype=torch.bool, device=device)
+    return torch.cat([past, new], dim=1)
+
+
+class EncoderDecoder(nn.Module):
+    """The full Transformer: an encoder over the source, a decoder over the target attending to it."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        source_embedding = nn.Embedding(config.vocab_size, config.dim)
+        target_embedding = (
+            source_embedding if config.share_embeddings else nn.Embedding(config.output_vocab_size, config.dim)
+        )
+        self.encoder = Encoder(config, source_embedding)
+        self.decoder = Decoder(config, cross=True, embedding=target_embedding)
+        init_weights(self, config)
+
+    def forward(
+        self, source: Tensor, target: Tensor, source_mask: Tensor | None = None, target_mask: Tensor | None = None
+    ) -> Tensor:
+        # source: (batch, src); target: (batch, tgt) decoder inputs; masks True for real tokens -> (batch, tgt, vocab)
+        return self.decode(target, self.encode(source, source_mask), source_mask, target_mask)
+
+    def encode(self, source: Tensor, source_mask: Tensor | None = None) -> Tensor:
+        return self.encoder(source, source_mask)
+
+    def decode(
+        self,
+        target: Tensor,
+        memory: Tensor,
+        source_mask: Tensor | None = None,
+        target_mask: Tensor | None = None,
+        cache: DecoderCache | None = None,
+    ) -> Tensor:
+        return self.decoder(target, target_mask, memory, source_mask, cache)
+
+
+def init_weights(model: nn.Module, config: ModelConfig) -> None:
+    """BERT's initialization: normal(0, 0.02) weights, zero biases; embeddings scaled by sqrt(dim) start at
+    std dim^-0.5 so that the scaled vectors have unit variance."""
+    embedding_std = config.dim**-0.5 if config.scale_embeddings else 0.02
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=embedding_std)
+
+
+ARCHITECTURES: dict[str, type[nn.Module]] = {"encoder": Encoder, "decoder": Decoder, "encoder-decoder": EncoderDecoder}
+
+
+def build_model(config: ModelConfig) -> nn.Module:
+    """The Encoder, Decoder (causal, no cross-attention) or EncoderDecoder that `config.arch` names."""
+    return ARCHITECTURES[config.arch](config)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Trainable parameters, counting a tied matrix once."""
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,114 @@
+"""attnkit.nn.attention against PyTorch's nn.MultiheadAttention, and the KV cache and masks on their own."""
+
+import pytest
+import torch
+from torch import nn
+
+from attnkit.nn.attention import KVCache, MultiHeadAttention, causal_mask, record_attention
+
+DIM, HEADS = 32, 4
+
+
+def padding(lengths: list[int], time: int) -> torch.Tensor:
+    """(batch, time) True for real tokens."""
+    return torch.arange(time)[None, :] < torch.tensor(lengths)[:, None]
+
+
+def torch_and_attnkit(cross: bool, bias: bool = True) -> tuple[nn.MultiheadAttention, MultiHeadAttention]:
+    torch.manual_seed(0)
+    reference = nn.MultiheadAttention(DIM, HEADS, bias=bias, batch_first=True).eval()
+    nn.init.normal_(reference.in_proj_weight)  # random biases too, so that a missing one shows
+    if bias:
+        nn.init.normal_(reference.in_proj_bias)
+        nn.init.normal_(reference.out_proj.bias)
+    ours = MultiHeadAttention(DIM, HEADS, cross=cross, bias=bias).eval()
+    with torch.no_grad():
+        if cross:
+            ours.q_proj.weight.copy_(reference.in_proj_weight[:DIM])
+            ours.kv_proj.weight.copy_(reference.in_proj_weight[DIM:])
+            if bias:
+                ours.q_proj.bias.copy_(reference.in_proj_bias[:DIM])
+                ours.kv_proj.bias.copy_(reference.in_proj_bias[DIM:])
+        else:
+            ours.qkv_proj.weight.copy_(reference.in_proj_weight)
+            if bias:
+                ours.qkv_proj.bias.copy_(reference.in_proj_bias)
+        ours.out_proj.load_state_dict(reference.out_proj.state_dict())
+    return reference, ours
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_self_attention_matches_torch_with_padding(bias):
+    reference, ours = torch_and_attnkit(cross=False, bias=bias)
+    x = torch.randn(3, 7, DIM)
+    real = padding([7, 4, 1], 7)
+    expected, expected_weights = reference(x, x, x, key_padding_mask=~real, average_attn_weights=False)
+    out, weights = ours(x, mask=real[:, None, None, :], need_weights=True)
+    fast, no_weights = ours(x, mask=real[:, None, None, :])
+    assert no_weights is None
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(fast, expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(weights, expected_weights, atol=1e-5, rtol=0)
+
+
+def test_cross_attention_matches_torch_with_padding():
+    reference, ours = torch_and_attnkit(cross=True)
+    x, memory = torch.randn(2, 5, DIM), torch.randn(2, 9, DIM)
+    real = padding([9, 3], 9)
+    expected, _ = reference(x, memory, memory, key_padding_mask=~real)
+    out, _ = ours(x, memory, mask=real[:, None, None, :])
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+
+
+def test_causal_self_attention_matches_torch():
+    reference, ours = torch_and_attnkit(cross=False)
+    x = torch.randn(2, 6, DIM)
+    expected, _ = reference(x, x, x, attn_mask=~causal_mask(6, 6))
+    torch.testing.assert_close(ours(x, causal=True)[0], expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(ours(x, causal=True, need_weights=True)[0], expected, atol=1e-5, rtol=0)
+
+
+def test_causal_mask_aligns_queries_to_the_end_of_the_keys():
+    assert causal_mask(2, 4).tolist() == [[True, True, True, False], [True, True, True, True]]
+
+
+def test_score_bias_is_added_to_the_scores():
+    _, ours = torch_and_attnkit(cross=False)
+    x = torch.randn(1, 4, DIM)
+    block_last_key = torch.zeros(1, HEADS, 4, 4)
+    block_last_key[..., -1] = float("-inf")
+    masked = ours(x, mask=torch.tensor([[True, True, True, False]])[:, None, None, :])[0]
+    biased = ours(x, bias=block_last_key)[0]
+    torch.testing.assert_close(biased, masked, atol=1e-6, rtol=0)
+
+
+def test_self_attention_cache_grows_by_the_new_steps():
+    _, ours = torch_and_attnkit(cross=False)
+    x = torch.randn(2, 5, DIM)
+    full = ours(x, causal=True)[0]
+    cache = KVCache()
+    steps = [ours(x[:, t : t + 1], causal=True, cache=cache)[0] for t in range(5)]
+    assert cache.key is not None and cache.key.shape == (2, HEADS, 5, DIM // HEADS)
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=0)
+
+
+def test_cross_attention_cache_projects_memory_once():
+    _, ours = torch_and_attnkit(cross=True)
+    x, memory = torch.randn(2, 3, DIM), torch.randn(2, 6, DIM)
+    cache = KVCache()
+    first = ours(x, memory, cache=cache)[0]
+    stored = cache.key
+    again = ours(x, None, cache=cache)[0]  # no memory needed once cached
+    assert cache.key is stored
+    torch.testing.assert_close(again, first)
+
+
+def test_record_attention_collects_probabilities_and_restores_the_module():
+    _, ours = torch_and_attnkit(cross=False)
+    x = torch.randn(2, 4, DIM)
+    with record_attention(ours) as maps:
+        ours(x)
+    (weights,) = maps[""]
+    assert weights.shape == (2, HEADS, 4, 4)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2, HEADS, 4))
+    assert ours.recorded is None

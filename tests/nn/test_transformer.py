@@ -1,0 +1,160 @@
+"""Properties of whole stacks that must hold for every position scheme: padding invariance, causality,
+permutation equivariance (only without positions), incremental decoding, and lengths beyond training."""
+
+import pytest
+import torch
+
+from attnkit.config import ModelConfig
+from attnkit.errors import AttnkitError
+from attnkit.nn import DecoderCache, build_model
+from tests.nn.test_attention import padding
+
+SCHEMES = ["none", "sinusoidal", "learned", "relative", "rotary", "alibi"]
+VOCAB = 50
+
+
+def tiny(arch: str, positions: str, **overrides) -> torch.nn.Module:
+    torch.manual_seed(0)
+    settings = dict(
+        arch=arch, positions=positions, vocab_size=VOCAB, dim=32, num_heads=4, ff_dim=64, num_layers=2,
+        dropout=0.0, max_positions=64, relative_buckets=8, relative_max_distance=16,
+    )
+    return build_model(ModelConfig(**{**settings, **overrides})).eval()
+
+
+def tokens(batch: int, time: int, seed: int = 1) -> torch.Tensor:
+    return torch.randint(1, VOCAB, (batch, time), generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("positions", SCHEMES)
+@pytest.mark.parametrize("norm_first", [True, False])
+def test_encoder_padding_does_not_change_real_positions(positions, norm_first):
+    model = tiny("encoder", positions, norm_first=norm_first)
+    x = tokens(2, 6)
+    reference = model(x)
+    for extra in (1, 5, 17):
+        padded = torch.cat([x, torch.zeros(2, extra, dtype=torch.long)], dim=1)
+        out = model(padded, padding([6, 6], 6 + extra))
+        torch.testing.assert_close(out[:, :6], reference, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("positions", SCHEMES)
+def test_decoder_and_encoder_decoder_padding_do_not_change_real_positions(positions):
+    decoder = tiny("decoder", positions)
+    seq2seq = tiny("encoder-decoder", positions)
+    source, target = tokens(2, 5), tokens(2, 4, seed=2)
+    decoder_reference, seq2seq_reference = decoder(target), seq2seq(source, target)
+    for extra in (1, 9):
+        pad = torch.zeros(2, extra, dtype=torch.long)
+        padded_source, padded_target = torch.cat([source, pad], 1), torch.cat([target, pad], 1)
+        source_mask, target_mask = padding([5, 5], 5 + extra), padding([4, 4], 4 + extra)
+        out = decoder(padded_target, target_mask)
+        torch.testing.assert_close(out[:, :4], decoder_reference, atol=1e-5, rtol=0)
+        out = seq2seq(padded_source, padded_target, source_mask, target_mask)
+        torch.testing.assert_close(out[:, :4], seq2seq_reference, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("positions", SCHEMES)
+@pytest.mark.parametrize("arch", ["decoder", "encoder-decoder"])
+def test_later_tokens_never_change_earlier_decoder_outputs(positions, arch):
+    model = tiny(arch, positions)
+    source, target = tokens(1, 5), tokens(1, 8, seed=2)
+    run = (lambda t: model(source, t)) if arch == "encoder-decoder" else model
+    reference = run(target)
+    for t in range(8):
+        changed = target.clone()
+        changed[:, t:] = tokens(1, 8 - t, seed=10 + t)
+        out = run(changed)
+        torch.testing.assert_close(out[:, :t], reference[:, :t], atol=1e-5, rtol=0)
+        if t < 7:  # the change must show somewhere, or the test proves nothing
+            assert not torch.allclose(out[:, t:], reference[:, t:], atol=1e-4)
+
+
+def test_encoder_without_positions_is_permutation_equivariant():
+    model = tiny("encoder", "none")
+    x = tokens(2, 7)
+    order = torch.randperm(7, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(model(x[:, order]), model(x)[:, order], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("positions", [s for s in SCHEMES if s != "none"])
+def test_encoder_with_positions_is_not_permutation_equivariant(positions):
+    model = tiny("encoder", positions)
+    x = tokens(2, 7)
+    order = torch.randperm(7, generator=torch.Generator().manual_seed(3))
+    assert not torch.allclose(model(x[:, order]), model(x)[:, order], atol=1e-4)
+
+
+@pytest.mark.parametrize("positions", SCHEMES)
+def test_decoder_kv_cache_matches_full_forward(positions):
+    model = tiny("decoder", positions)
+    x = tokens(2, 9)
+    full = model(x)
+    cache = model.new_cache()
+    chunks = [model(x[:, :3], cache=cache)]  # a prompt of several tokens, then one token at a time
+    chunks += [model(x[:, t : t + 1], cache=cache) for t in range(3, 9)]
+    assert cache.length == 9
+    torch.testing.assert_close(torch.cat(chunks, dim=1), full, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("positions", SCHEMES)
+def test_encoder_decoder_kv_cache_matches_full_forward(positions):
+    model = tiny("encoder-decoder", positions, num_decoder_layers=3)
+    source, target = tokens(2, 6), tokens(2, 7, seed=2)
+    source_mask = padding([6, 3], 6)
+    full = model(source, target, source_mask)
+    memory = model.encode(source, source_mask)
+    cache = DecoderCache.empty(3)
+    steps = [model.decode(target[:, t : t + 1], memory, source_mask, cache=cache) for t in range(7)]
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=0)
+
+
+def test_kv_cache_keeps_padding_of_the_prompt():
+    model = tiny("decoder", "rotary")
+    prompt = torch.cat([tokens(2, 4), torch.zeros(2, 2, dtype=torch.long)], dim=1)
+    mask = padding([6, 4], 6)
+    following = tokens(2, 2, seed=5)
+    full = model(torch.cat([prompt, following], 1), torch.cat([mask, torch.ones(2, 2, dtype=torch.bool)], 1))
+    cache = model.new_cache()
+    model(prompt, mask, cache=cache)
+    step = model(following, cache=cache)
+    torch.testing.assert_close(step, full[:, 6:], atol=1e-5, rtol=0)
+
+
+def test_beam_reorder_selects_cache_rows():
+    model = tiny("decoder", "sinusoidal")
+    x = tokens(3, 4)
+    cache = model.new_cache()
+    model(x, cache=cache)
+    cache.reorder(torch.tensor([2, 2, 0]))
+    reordered = x[[2, 2, 0]]
+    step = model(tokens(3, 1, seed=7), cache=cache)
+    torch.testing.assert_close(step, model(torch.cat([reordered, tokens(3, 1, seed=7)], 1))[:, -1:], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("positions", ["relative", "rotary", "alibi"])
+def test_relative_schemes_run_beyond_the_training_length(positions):
+    model = tiny("encoder-decoder", positions, max_positions=16)
+    model.train()  # one training step on length 16, the longest it sees
+    loss = model(tokens(2, 16), tokens(2, 16, seed=2)).logsumexp(-1).mean()
+    loss.backward()
+    model.eval()
+    long_source, long_target = tokens(2, 200, seed=3), tokens(2, 150, seed=4)
+    out = model(long_source, long_target)
+    assert out.shape == (2, 150, VOCAB) and torch.isfinite(out).all()
+    prefix = model(long_source, long_target[:, :40])  # causal decoding stays consistent at any length
+    torch.testing.assert_close(out[:, :40], prefix, atol=1e-4, rtol=0)
+
+
+def test_learned_positions_refuse_sequences_longer_than_the_table():
+    model = tiny("encoder", "learned", max_positions=16)
+    with pytest.raises(AttnkitError, match="longer than this model's 16 learned positions"):
+        model(tokens(1, 17))
+
+
+def test_tied_output_shares_the_embedding_matrix():
+    model = tiny("encoder-decoder", "sinusoidal")
+    assert model.decoder.output.weight is model.encoder.embedding.weight
+    separate = tiny("encoder-decoder", "sinusoidal", share_embeddings=False, tie_output=False, target_vocab_size=30)
+    assert separate.decoder.embedding.weight.shape == (30, 32)
+    assert separate(tokens(1, 3), tokens(1, 2) % 30).shape == (1, 2, 30)

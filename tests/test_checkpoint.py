@@ -1,0 +1,133 @@
+"""Checkpoint directories: exact round trip, atomic writes, and one clear line for each kind of broken file."""
+
+import json
+from pathlib import Path
+
+import pytest
+import safetensors.torch
+import torch
+
+from attnkit.checkpoint import CONFIG_FILE, WEIGHTS_FILE, atomic_directory, load_model, save_model
+from attnkit.cli import main
+from attnkit.config import ModelConfig
+from attnkit.errors import AttnkitError
+from attnkit.nn import build_model
+
+SMALL = dict(vocab_size=40, dim=16, num_heads=2, ff_dim=32, num_layers=2)
+
+
+@pytest.fixture
+def saved(tmp_path: Path) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path / "model"
+    save_model(build_model(ModelConfig(arch="encoder", **SMALL)), path)
+    return path
+
+
+@pytest.mark.parametrize("arch", ["encoder", "decoder", "encoder-decoder"])
+def test_round_trip_gives_identical_outputs(tmp_path, arch):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(arch=arch, positions="relative", **SMALL)).eval()
+    save_model(model, tmp_path / "model")
+    loaded = load_model(tmp_path / "model")
+    x = torch.randint(1, 40, (2, 5))
+    args = (x, x) if arch == "encoder-decoder" else (x,)
+    assert torch.equal(loaded(*args), model(*args))
+    assert loaded.config == model.config
+
+
+def test_tied_weights_stay_tied_after_loading(tmp_path):
+    save_model(build_model(ModelConfig(arch="encoder-decoder", **SMALL)), tmp_path / "model")
+    loaded = load_model(tmp_path / "model")
+    assert loaded.decoder.output.weight is loaded.encoder.embedding.weight
+
+
+def test_saving_over_a_checkpoint_replaces_it(saved):
+    save_model(build_model(ModelConfig(arch="decoder", **SMALL)), saved)
+    assert load_model(saved).config.arch == "decoder"
+    assert sorted(p.name for p in saved.parent.iterdir()) == ["model"]  # no temporary leftovers
+
+
+def test_failed_save_leaves_no_directory(tmp_path):
+    target = tmp_path / "model"
+    with pytest.raises(RuntimeError, match="disk full"):
+        with atomic_directory(target) as tmp:
+            (tmp / CONFIG_FILE).write_text("{}")
+            raise RuntimeError("disk full")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_refuses_to_overwrite_a_directory_that_is_not_a_checkpoint(tmp_path):
+    (tmp_path / "notes.txt").write_text("precious")
+    with pytest.raises(AttnkitError, match="not an attnkit checkpoint; refusing to overwrite"):
+        save_model(build_model(ModelConfig(**SMALL)), tmp_path)
+    assert (tmp_path / "notes.txt").read_text() == "precious"
+
+
+def test_truncated_weights_name_the_file(saved):
+    weights = saved / WEIGHTS_FILE
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(AttnkitError, match=rf"^{weights}: unreadable, truncated or not safetensors"):
+        load_model(saved)
+
+
+def test_missing_weights_name_the_file(saved):
+    (saved / WEIGHTS_FILE).unlink()
+    with pytest.raises(AttnkitError, match=rf"^{saved / WEIGHTS_FILE}: missing"):
+        load_model(saved)
+
+
+def test_missing_tensor_is_named(saved):
+    weights = safetensors.torch.load_file(saved / WEIGHTS_FILE)
+    del weights["layers.1.ff.out_proj.bias"]
+    safetensors.torch.save_file(weights, saved / WEIGHTS_FILE)
+    with pytest.raises(AttnkitError, match=r"incomplete weights; Missing key\(s\) in state_dict: \"layers.1.ff.out_proj.bias\""):
+        load_model(saved)
+
+
+def edit_config(path: Path, **changes) -> None:
+    data = json.loads((path / CONFIG_FILE).read_text())
+    data["model"].update(changes)
+    (path / CONFIG_FILE).write_text(json.dumps(data))
+
+
+def test_unknown_config_field_names_file_and_field(saved):
+    edit_config(saved, num_layerz=3)
+    with pytest.raises(AttnkitError, match=rf"^{saved / CONFIG_FILE}: model.num_layerz: unknown field"):
+        load_model(saved)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [("dim", "16", "expected int"), ("dropout", True, "expected float"), ("norm", "batchnorm", "expected one of 'layernorm', 'rmsnorm'")],
+)
+def test_wrong_typed_config_field_names_file_and_field(saved, field, value, expected):
+    edit_config(saved, **{field: value})
+    with pytest.raises(AttnkitError, match=rf"^{saved / CONFIG_FILE}: model.{field}: {expected}"):
+        load_model(saved)
+
+
+def test_config_that_disagrees_with_the_weights_names_the_tensor(saved):
+    edit_config(saved, ff_dim=48)
+    with pytest.raises(AttnkitError, match=r"tensor 'layers.0.ff.in_proj.weight' has shape \[32, 16\]"):
+        load_model(saved)
+
+
+def test_invalid_json_names_the_line(saved):
+    (saved / CONFIG_FILE).write_text('{\n  "format": "attnkit",\n  "model": {,}\n}')
+    with pytest.raises(AttnkitError, match=rf"^{saved / CONFIG_FILE}:3: invalid JSON"):
+        load_model(saved)
+
+
+def test_cli_info_prints_architecture_and_parameters(saved, capsys):
+    assert main(["info", str(saved)]) == 0
+    out = capsys.readouterr().out
+    parameters = sum(p.numel() for p in load_model(saved).parameters())
+    assert "encoder, 2 layers" in out and f"parameters  {parameters:,}" in out
+
+
+def test_cli_error_is_one_line_with_exit_code_2(saved, capsys):
+    (saved / WEIGHTS_FILE).unlink()
+    assert main(["info", str(saved)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("attnkit: error: ") and "Traceback" not in err

@@ -1,0 +1,33 @@
+"""Config validation: the one place that checks what a user wrote, naming the field and what is allowed."""
+
+import pytest
+
+from attnkit.config import ModelConfig, from_dict, to_dict
+from attnkit.errors import AttnkitError
+
+
+def test_round_trip_through_a_dict():
+    config = ModelConfig(arch="decoder", positions="rotary", attention_scale=1.0)
+    assert from_dict(ModelConfig, to_dict(config), "x") == config
+
+
+def test_json_integers_are_accepted_for_float_fields():
+    assert from_dict(ModelConfig, {"dropout": 0}, "x").dropout == 0
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"heads": 4}, "x.heads: unknown field"),
+        ({"num_heads": 2.5}, "x.num_heads: expected int, got 2.5"),
+        ({"num_layers": True}, "x.num_layers: expected int, got True"),
+        ({"positions": "absolute"}, "x.positions: expected one of 'none', 'sinusoidal'"),
+        ({"attention_scale": "1"}, "x.attention_scale: expected float or null"),
+        ({"dim": 30, "num_heads": 4}, "x: model.dim \\(30\\) must be divisible by model.num_heads \\(4\\)"),
+        ({"dropout": 1.5}, "x: model.dropout must be in \\[0, 1\\)"),
+        ([1, 2], "x: expected a mapping of fields, got list"),
+    ],
+)
+def test_bad_values_name_the_field(values, message):
+    with pytest.raises(AttnkitError, match=f"^{message}"):
+        from_dict(ModelConfig, values, "x")
