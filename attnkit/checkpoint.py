@@ -24,7 +24,8 @@ from attnkit.nn.transformer import build_model, count_parameters
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
-FORMAT = "attnkit"  # config.json's "format"; a Hugging Face config.json has none
+STATE_FILE = "state.json"  # in a trainer_state/ directory
+FORMAT = "attnkit"  # the "format" of config.json and state.json; a Hugging Face config.json has none
 
 
 @contextlib.contextmanager
@@ -64,10 +65,13 @@ def _replaceable(path: Path) -> bool:
         return False
     if not any(path.iterdir()):
         return True
-    try:
-        return json.loads((path / CONFIG_FILE).read_text()).get("format") == FORMAT
-    except (OSError, ValueError, AttributeError):
-        return False
+    for marker in (CONFIG_FILE, STATE_FILE):
+        try:
+            if json.loads((path / marker).read_text()).get("format") == FORMAT:
+                return True
+        except (OSError, ValueError, AttributeError):
+            pass
+    return False
 
 
 def save_model(model: nn.Module, path: str | os.PathLike, extra: dict | None = None) -> None:
@@ -100,7 +104,7 @@ def read_checkpoint_json(path: str | os.PathLike) -> dict:
 
 def read_model_config(path: str | os.PathLike) -> ModelConfig:
     data = read_checkpoint_json(path)
-    return from_dict(ModelConfig, data.get("model"), f"{Path(path) / CONFIG_FILE}: model")
+    return from_dict(ModelConfig, data.get("model"), str(Path(path) / CONFIG_FILE), "model.")
 
 
 def load_weights(model: nn.Module, file: Path) -> None:
@@ -147,7 +151,17 @@ def write_json(file: Path, data: object) -> None:
 
 def describe(path: str | os.PathLike) -> str:
     """A few lines on the checkpoint at `path`: architecture, sizes and parameter count (`attnkit info`)."""
-    model = load_model(path)
+    data = read_checkpoint_json(path)
+    task_row = []
+    if "task" in data:  # a trained pipeline: the encoder or encoder-decoder carries a task head
+        from attnkit.pipeline import Pipeline
+
+        pipeline = Pipeline.load(path)
+        model, state = pipeline.model, pipeline.task.state()
+        outputs = next((f"{len(v)} {k}" for k, v in state.items()), "")
+        task_row = [("task", pipeline.task.name + (f", {outputs}" if outputs else ""))]
+    else:
+        model = load_model(path)
     c: ModelConfig = model.config
     if c.arch == "encoder-decoder":
         layers = f"{c.num_layers} encoder + {c.decoder_layers} decoder layers"
@@ -160,6 +174,7 @@ def describe(path: str | os.PathLike) -> str:
         vocab += ", tied output projection" if c.tie_output else ", separate output projection"
     rows = [
         ("checkpoint", str(path)),
+        *task_row,
         ("arch", f"{c.arch}, {layers}"),
         ("width", f"dim {c.dim}, {c.num_heads} heads of {c.head_dim}, feed-forward {c.ff_dim} ({c.activation})"),
         ("norm", f"{c.norm}, {'pre-norm' if c.norm_first else 'post-norm'}"),

@@ -3,9 +3,75 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 from attnkit.errors import AttnkitError
+
+# train flags that are shorthands for --set KEY=VALUE
+TRAIN_FLAGS = {
+    "task": "task.name",
+    "train": "data.train",
+    "dev": "data.dev",
+    "test": "data.test",
+    "out": "out",
+    "epochs": "train.epochs",
+    "max_steps": "train.max_steps",
+    "max_minutes": "train.max_minutes",
+}
+
+
+def _train(args: argparse.Namespace) -> None:
+    from attnkit.config import RunConfig, read_yaml
+    from attnkit.train import train
+
+    overrides = [f"{key}={getattr(args, flag)}" for flag, key in TRAIN_FLAGS.items() if getattr(args, flag) is not None]
+    overrides += args.set or []
+    values = read_yaml(Path(args.config)) if args.config else {}
+    run = RunConfig.from_values(values, args.config or "command line", overrides)
+    summary = train(run, resume=args.resume, overwrite=args.overwrite)
+    print(json.dumps(summary) if args.json else _summary_text(run.out, summary))
+
+
+def _summary_text(out: str, summary: dict) -> str:
+    lines = [f"trained {summary['steps']} steps ({summary['epochs']} epochs, {summary['minutes']:.1f} min) -> {out}"]
+    for split in ("dev", "test"):
+        if summary.get(split):
+            lines.append(f"{split}: " + "  ".join(f"{k} {v:.4f}" for k, v in summary[split].items()))
+    return "\n".join(lines)
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from attnkit.pipeline import Pipeline
+
+    pipeline = Pipeline.load(args.path)
+    metrics, _, _ = pipeline.evaluate(args.data)
+    print(json.dumps(metrics) if args.json else pipeline.task.report(metrics))
+
+
+def _predict(args: argparse.Namespace) -> None:
+    from attnkit.data.readers import read_lines
+    from attnkit.pipeline import Pipeline
+
+    pipeline = Pipeline.load(args.path)
+    task = pipeline.task
+    if args.data and Path(args.data).suffix == ".txt":
+        examples = task.inputs(read_lines(args.data))
+    elif args.data:
+        examples = task.read(args.data, need_targets=False)
+    else:
+        examples = task.inputs([line.rstrip("\n") for line in sys.stdin if line.strip()])
+        if not examples:
+            raise AttnkitError("standard input: no text to predict (one input per line)")
+    for example, prediction in zip(examples, pipeline.predict_examples(examples)):
+        print(json.dumps(task.record(example, prediction), ensure_ascii=False) if args.json else task.render(prediction))
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from attnkit.demo import demo
+
+    demo(args.out)
 
 
 def _info(args: argparse.Namespace) -> None:
@@ -17,6 +83,39 @@ def _info(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="attnkit", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train a model on labelled data (YAML config and/or flags)")
+    train.add_argument("config", nargs="?", help="run configuration (YAML); flags and --set override it")
+    train.add_argument("--task", choices=["classify", "tag", "seq2seq"])
+    train.add_argument("--train", metavar="FILE", help="training data")
+    train.add_argument("--dev", metavar="FILE", help="development data: picks the best checkpoint, stops early")
+    train.add_argument("--test", metavar="FILE", help="test data, scored once at the end with the best checkpoint")
+    train.add_argument("--out", metavar="DIR", help="output directory (default runs/model)")
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--max-steps", type=int)
+    train.add_argument("--max-minutes", type=float)
+    train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting, e.g. train.lr=3e-4")
+    train.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    train.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    train.add_argument("--json", action="store_true", help="print the summary as JSON")
+    train.set_defaults(run=_train)
+
+    evaluate = commands.add_parser("evaluate", help="score a trained model on a labelled file")
+    evaluate.add_argument("path", help="trained model directory")
+    evaluate.add_argument("--data", required=True, metavar="FILE")
+    evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    evaluate.set_defaults(run=_evaluate)
+
+    predict = commands.add_parser("predict", help="predict for a file or standard input, one result per line")
+    predict.add_argument("path", help="trained model directory")
+    predict.add_argument("--data", metavar="FILE", help="a data file, or .txt with one input per line (default: stdin)")
+    predict.add_argument("--json", action="store_true", help="JSON lines with the input and the prediction")
+    predict.set_defaults(run=_predict)
+
+    demo = commands.add_parser("demo", help="train, score and use a model on bundled data, in minutes")
+    demo.add_argument("--out", default="runs/demo", metavar="DIR", help="where the demo's models go")
+    demo.set_defaults(run=_demo)
+
     info = commands.add_parser("info", help="print a checkpoint's architecture and parameter count")
     info.add_argument("path", help="checkpoint directory")
     info.set_defaults(run=_info)

@@ -6,10 +6,15 @@ A checkpoint's config.json holds these dataclasses as JSON, so loading a model n
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
+
+import yaml
 
 from attnkit.errors import AttnkitError
 
@@ -42,7 +47,7 @@ class ModelConfig:
     relative_buckets: int = 32
     relative_max_distance: int = 128
     rotary_base: float = 10000.0
-    scale_embeddings: bool = False  # multiply token embeddings by sqrt(dim), as the paper does
+    scale_embeddings: bool = True  # multiply token embeddings by sqrt(dim) (the paper): unit scale beside sinusoids
     embedding_norm: bool = False  # a norm right after the embeddings (BERT, BART)
     bias: bool = True  # biases in the attention and feed-forward projections
     attention_scale: float | None = None  # None is 1/sqrt(head_dim); T5 uses 1.0
@@ -81,21 +86,181 @@ class ModelConfig:
         return self.target_vocab_size if self.target_vocab_size is not None else self.vocab_size
 
 
+TaskName = Literal["classify", "tag", "seq2seq"]
+ARCH_OF_TASK: dict[str, str] = {"classify": "encoder", "tag": "encoder", "seq2seq": "encoder-decoder"}
+
+
+@dataclass
+class TaskConfig:
+    """What the model is trained to do, and the options of that task shape."""
+
+    name: TaskName = "classify"
+    pooling: Literal["mean", "first"] = "mean"  # classify: average the encoder states, or take the first (<s>)
+    beam_size: int = 4  # seq2seq decoding; 1 is greedy
+    length_penalty: float = 1.0  # seq2seq: hypotheses are ranked by log-probability / length ** length_penalty
+    metric: str | None = None  # the dev metric that picks the best checkpoint; None: the task's main metric
+
+
+@dataclass
+class DataConfig:
+    """Where the examples are and which columns hold what. Paths are relative to the working directory."""
+
+    train: str | None = None
+    dev: str | None = None
+    test: str | None = None
+    text_column: str = "text"  # classification files (TSV, CSV, JSONL)
+    label_column: str = "label"
+    source_column: str = "source"  # parallel files
+    target_column: str = "target"
+    max_length: int = 256  # tokens of input kept; longer inputs are truncated
+    max_target_length: int = 256  # seq2seq: tokens of target kept in training, and the longest output generated
+    dev_fraction: float | None = None  # without a dev file: hold out this share of the training file as dev
+    test_fraction: float | None = None  # without a test file: hold out this share of the training file as test
+
+    def __post_init__(self) -> None:
+        for name, file in (("dev_fraction", self.dev), ("test_fraction", self.test)):
+            value = getattr(self, name)
+            if value is not None and (file or not 0 < value < 1):
+                raise AttnkitError(f"data.{name} must be in (0, 1) and is used only without a {name[:-9]} file")
+
+
+@dataclass
+class TokenizerConfig:
+    """A subword tokenizer trained on the training data, or loaded from a tokenizer.json."""
+
+    kind: Literal["bpe", "wordpiece", "unigram"] = "bpe"
+    vocab_size: int = 8000
+    min_frequency: int = 2
+    lowercase: bool = False
+    path: str | None = None  # a tokenizers tokenizer.json to use instead of training one
+
+
+@dataclass
+class TrainConfig:
+    """The optimization: AdamW with warmup and a decay schedule, batches by token budget."""
+
+    epochs: int = 10
+    max_steps: int | None = None  # stop after this many optimizer steps
+    max_minutes: float | None = None  # stop after this much wall time
+    batch_tokens: int = 4096  # tokens (padding included) in one batch
+    accumulate: int = 1  # batches per optimizer step
+    lr: float = 5e-4
+    schedule: Literal["linear", "cosine", "inverse_sqrt", "constant"] = "linear"
+    warmup_steps: int = 200
+    weight_decay: float = 0.01
+    clip_norm: float | None = 1.0
+    label_smoothing: float = 0.1  # seq2seq and classify
+    precision: Literal["float32", "bfloat16"] = "float32"  # bfloat16: autocast for matrix products
+    eval_every: int | None = None  # optimizer steps between dev evaluations; None: once per epoch
+    eval_examples: int | None = None  # score only the first N dev examples during training (seq2seq is slow)
+    patience: int | None = 5  # evaluations without improvement before stopping; None: never stop early
+    log_every: int = 50
+    seed: int = 1
+
+
+@dataclass
+class RunConfig:
+    """Everything `attnkit train` needs; `attnkit train run.yaml` is `attnkit.train(RunConfig.from_yaml(...))`."""
+
+    task: TaskConfig = field(default_factory=TaskConfig)
+    out: str = "runs/model"
+    data: DataConfig = field(default_factory=DataConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike, overrides: list[str] | None = None) -> RunConfig:
+        values = read_yaml(Path(path))
+        return cls.from_values(values, str(path), overrides)
+
+    @classmethod
+    def from_values(cls, values: object, where: str, overrides: list[str] | None = None) -> RunConfig:
+        """Build from parsed YAML plus "section.key=value" overrides; the task decides the architecture and
+        the tokenizer decides the vocabulary, so the model section may not set them differently."""
+        if values is None:
+            values = {}
+        if not isinstance(values, dict):
+            raise AttnkitError(f"{where}: expected a mapping of sections, got {type(values).__name__}")
+        for override in overrides or []:
+            apply_override(values, override)
+        model = values.get("model") or {}
+        if isinstance(model, dict):
+            for key in ("vocab_size", "target_vocab_size"):
+                if key in model:
+                    raise AttnkitError(f"{where}: model.{key}: set by the tokenizer (use tokenizer.vocab_size)")
+            task = values.get("task") or {}
+            name = task.get("name", "classify") if isinstance(task, dict) else None
+            if name in ARCH_OF_TASK:
+                arch = model.setdefault("arch", ARCH_OF_TASK[name])
+                if arch != ARCH_OF_TASK[name]:
+                    raise AttnkitError(
+                        f"{where}: model.arch: task {name} needs {ARCH_OF_TASK[name]!r}, got {arch!r}"
+                    )
+            values = {**values, "model": model}
+        return from_dict(cls, values, where)
+
+
+def read_yaml(path: Path) -> object:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise AttnkitError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise AttnkitError(f"{path}: unreadable ({error})") from None
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise AttnkitError(f"{path}{line}: invalid YAML ({problem})") from None
+
+
+def apply_override(values: dict, override: str) -> None:
+    """Set "train.lr=3e-4" in nested `values`; the value is read as YAML (numbers, true/false, null, text)."""
+    key, sep, text = override.partition("=")
+    if not sep or not key:
+        raise AttnkitError(f"--set {override}: expected SECTION.KEY=VALUE, e.g. train.lr=3e-4")
+    *sections, name = key.split(".")
+    target = values
+    for section in sections:
+        target = target.setdefault(section, {})
+        if not isinstance(target, dict):
+            raise AttnkitError(f"--set {override}: {section} is not a section")
+    target[name] = yaml.load(text, Loader=_Loader) if text else ""
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML as people write it: PyYAML alone reads 3e-4 as text, since YAML 1.1 wants 3.0e-4."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[0-9][0-9_]*[eE][-+]?[0-9]+|\.[0-9_]+)$"),
+    list("-+0123456789."),
+)
+
+
 T = typing.TypeVar("T")
 
 
-def from_dict(cls: type[T], values: object, where: str) -> T:
-    """Build dataclass `cls` from parsed JSON/YAML; `where` prefixes errors (e.g. "run.json: model")."""
+def from_dict(cls: type[T], values: object, where: str, prefix: str = "") -> T:
+    """Build dataclass `cls` (nested ones too) from parsed JSON/YAML. Errors read "WHERE: PREFIX.KEY: problem",
+    e.g. "run.yaml: train.lr: expected float, got 'fast'"."""
     if not isinstance(values, dict):
-        raise AttnkitError(f"{where}: expected a mapping of fields, got {type(values).__name__}")
+        raise AttnkitError(f"{where}: {prefix or 'config'}: expected a mapping of fields, got {type(values).__name__}")
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     for key in values:
         if key not in known:
-            raise AttnkitError(f"{where}.{key}: unknown field (known: {', '.join(sorted(known))})")
+            raise AttnkitError(f"{where}: {prefix}{key}: unknown field (known: {', '.join(sorted(known))})")
+    values = dict(values)
     for key, value in values.items():
-        if not _matches(value, hints[key]):
-            raise AttnkitError(f"{where}.{key}: expected {_describe(hints[key])}, got {value!r}")
+        if dataclasses.is_dataclass(hints[key]):
+            values[key] = from_dict(hints[key], value if value is not None else {}, where, f"{prefix}{key}.")
+        elif not _matches(value, hints[key]):
+            raise AttnkitError(f"{where}: {prefix}{key}: expected {_describe(hints[key])}, got {value!r}")
     try:
         return cls(**values)
     except AttnkitError as error:

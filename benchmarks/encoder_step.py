@@ -37,7 +37,7 @@ def build(name: str) -> torch.nn.Module:
         config = ModelConfig(
             arch="encoder", vocab_size=VOCAB, dim=DIM, num_heads=HEADS, ff_dim=FF, num_layers=LAYERS,
             dropout=0.1, attention_dropout=0.1, activation="gelu", norm_first=False, norm_eps=1e-12,
-            positions="learned", max_positions=512, embedding_norm=True,
+            positions="learned", max_positions=512, embedding_norm=True, scale_embeddings=False,
         )
         return build_model(config)
     from transformers import BertConfig, BertModel

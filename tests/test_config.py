@@ -18,14 +18,14 @@ def test_json_integers_are_accepted_for_float_fields():
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        ({"heads": 4}, "x.heads: unknown field"),
-        ({"num_heads": 2.5}, "x.num_heads: expected int, got 2.5"),
-        ({"num_layers": True}, "x.num_layers: expected int, got True"),
-        ({"positions": "absolute"}, "x.positions: expected one of 'none', 'sinusoidal'"),
-        ({"attention_scale": "1"}, "x.attention_scale: expected float or null"),
+        ({"heads": 4}, "x: heads: unknown field"),
+        ({"num_heads": 2.5}, "x: num_heads: expected int, got 2.5"),
+        ({"num_layers": True}, "x: num_layers: expected int, got True"),
+        ({"positions": "absolute"}, "x: positions: expected one of 'none', 'sinusoidal'"),
+        ({"attention_scale": "1"}, "x: attention_scale: expected float or null"),
         ({"dim": 30, "num_heads": 4}, "x: model.dim \\(30\\) must be divisible by model.num_heads \\(4\\)"),
         ({"dropout": 1.5}, "x: model.dropout must be in \\[0, 1\\)"),
-        ([1, 2], "x: expected a mapping of fields, got list"),
+        ([1, 2], "x: config: expected a mapping of fields, got list"),
     ],
 )
 def test_bad_values_name_the_field(values, message):

@@ -1,0 +1,187 @@
+"""Readers for the files users have: labelled text (TSV, CSV, JSONL), CoNLL and CoNLL-U, parallel text, plain
+lines. Each returns every example with the line it starts on; each error names the file, the line and the problem,
+and no row is ever skipped silently (blank lines are not rows)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from attnkit.errors import AttnkitError
+
+csv.field_size_limit(2**31 - 1)  # news articles exceed the default 128 KiB field limit
+
+
+@dataclass
+class Labelled:
+    """N->1: a text and its label ("" when the file has no label column, for prediction)."""
+
+    text: str
+    label: str
+    line: int
+
+
+@dataclass
+class Tagged:
+    """N->N: words and one tag per word (empty tags for prediction)."""
+
+    words: list[str]
+    tags: list[str]
+    line: int
+
+
+@dataclass
+class Pair:
+    """N->M: a source text and its target ("" for prediction)."""
+
+    source: str
+    target: str
+    line: int
+
+
+TABLE_FORMATS = {".tsv": "\t", ".csv": ",", ".jsonl": None}
+TAGGED_FORMATS = (".conll", ".conllu")
+
+
+def read_text(path: str | os.PathLike) -> str:
+    """A whole UTF-8 file; errors say which line holds a bad byte, and an empty file is an error."""
+    path = Path(path)
+    if not path.exists():
+        raise AttnkitError(f"{path}: no such file")
+    if not path.is_file():
+        raise AttnkitError(f"{path}: not a file")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise AttnkitError(f"{path}:{line}: not valid UTF-8 (byte 0x{data[error.start]:02x})") from None
+    if not text.strip():
+        raise AttnkitError(f"{path}: empty file")
+    return text.removeprefix("\ufeff")
+
+
+def read_labelled(
+    path: str | os.PathLike, text_column: str = "text", label_column: str = "label", need_labels: bool = True
+) -> list[Labelled]:
+    """Labelled text from .tsv, .csv (a header line names the columns) or .jsonl (one object per line)."""
+    rows = _table_rows(path, [text_column] + ([label_column] if need_labels else []), [label_column])
+    return [Labelled(row[text_column], row.get(label_column, ""), line) for line, row in rows]
+
+
+def read_pairs(
+    path: str | os.PathLike, source_column: str = "source", target_column: str = "target", need_targets: bool = True
+) -> list[Pair]:
+    """Source/target pairs from .tsv, .csv or .jsonl, like read_labelled."""
+    rows = _table_rows(path, [source_column] + ([target_column] if need_targets else []), [target_column])
+    return [Pair(row[source_column], row.get(target_column, ""), line) for line, row in rows]
+
+
+def read_tagged(path: str | os.PathLike, need_tags: bool = True) -> list[Tagged]:
+    """Sentences from CoNLL (.conll: token and tag columns, the tag last; blank line between sentences) or
+    CoNLL-U (.conllu: the UPOS column; comments, multiword ranges and empty nodes are not words)."""
+    path = Path(path)
+    if path.suffix not in TAGGED_FORMATS:
+        raise AttnkitError(f"{path}: tagged data must be .conll or .conllu, got {path.suffix or 'no extension'!r}")
+    conllu = path.suffix == ".conllu"
+    sentences: list[Tagged] = []
+    words: list[str] = []
+    tags: list[str] = []
+    start, in_sentence = 0, False  # the line where the current sentence's block (comments included) starts
+    for number, raw in enumerate(read_text(path).splitlines(), start=1):
+        line = raw.strip()
+        if not line:
+            if words:
+                sentences.append(Tagged(words, tags, start))
+                words, tags = [], []
+            in_sentence = False
+            continue
+        if not in_sentence:
+            start, in_sentence = number, True
+        if conllu and line.startswith("#"):
+            continue
+        if conllu:
+            fields = raw.rstrip("\n").split("\t")
+            if len(fields) != 10:
+                raise AttnkitError(f"{path}:{number}: expected 10 tab-separated CoNLL-U columns, found {len(fields)}")
+            if "-" in fields[0] or "." in fields[0]:  # multiword token range or empty node
+                continue
+            word, tag = fields[1], fields[3]
+        else:
+            fields = line.split("\t") if "\t" in line else line.split()
+            if len(fields) < 2 and need_tags:
+                raise AttnkitError(f"{path}:{number}: expected a token and a tag, found {len(fields)} field")
+            word, tag = fields[0], fields[-1] if len(fields) > 1 else ""
+        words.append(word)
+        tags.append(tag)
+    if words:
+        sentences.append(Tagged(words, tags, start))
+    if not sentences:
+        raise AttnkitError(f"{path}: no sentences")
+    return sentences
+
+
+def read_lines(path: str | os.PathLike) -> list[str]:
+    """One input per non-blank line (plain text for prediction)."""
+    return [line for line in read_text(path).splitlines() if line.strip()]
+
+
+def _table_rows(path: str | os.PathLike, required: list[str], optional: list[str]) -> list[tuple[int, dict]]:
+    """(line, row) for each row of a TSV/CSV/JSONL file, with the required columns checked."""
+    path = Path(path)
+    if path.suffix not in TABLE_FORMATS:
+        known = ", ".join(TABLE_FORMATS)
+        raise AttnkitError(f"{path}: unknown format {path.suffix or '(no extension)'!r}; use one of {known}")
+    text = read_text(path)
+    delimiter = TABLE_FORMATS[path.suffix]
+    rows = list(_json_rows(path, text) if delimiter is None else _delimited_rows(path, text, delimiter))
+    if not rows:
+        raise AttnkitError(f"{path}: no rows after the header")
+    for line, row in rows:
+        for column in optional:
+            if isinstance(row.get(column), (int, float)):
+                row[column] = str(row[column])  # JSON labels may be numbers
+        for column in required:
+            value = row.get(column)
+            if not isinstance(value, str) or not value.strip():
+                problem = "missing" if value is None else "empty" if value == "" else f"not text ({value!r})"
+                raise AttnkitError(f"{path}:{line}: column {column!r} is {problem}")
+    return rows
+
+
+def _delimited_rows(path: Path, text: str, delimiter: str) -> Iterator[tuple[int, dict]]:
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        header = next(reader)
+        names = [name.strip() for name in header]
+        line = reader.line_num + 1
+        for fields in reader:
+            if fields:
+                if len(fields) != len(names):
+                    sep = "tab" if delimiter == "\t" else "comma"
+                    raise AttnkitError(
+                        f"{path}:{line}: expected {len(names)} {sep}-separated fields ({', '.join(names)}), "
+                        f"found {len(fields)}"
+                    )
+                yield line, dict(zip(names, fields))
+            line = reader.line_num + 1
+    except csv.Error as error:
+        raise AttnkitError(f"{path}:{reader.line_num}: malformed line ({error})") from None
+
+
+def _json_rows(path: Path, text: str) -> Iterator[tuple[int, dict]]:
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise AttnkitError(f"{path}:{number}: invalid JSON ({error.msg})") from None
+        if not isinstance(row, dict):
+            raise AttnkitError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
+        yield number, row

@@ -1,0 +1,109 @@
+"""Decoding for encoder-decoder models: greedy and beam search, batched, each step reusing the KV cache so that
+only the newest token passes through the decoder."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from attnkit.nn import EncoderDecoder
+
+
+@torch.no_grad()
+def generate(
+    model: EncoderDecoder,
+    source: Tensor,
+    source_mask: Tensor,
+    *,
+    bos_id: int,
+    eos_id: int,
+    max_length: int,
+    beam_size: int = 1,
+    length_penalty: float = 1.0,
+) -> list[list[int]]:
+    """The best output for each source row (without <s> and </s>), at most `max_length` tokens long; <s> and
+    <pad> are never generated. source, source_mask: (batch, src). Beam hypotheses are ranked by
+    log-probability / length ** length_penalty."""
+    memory = model.encode(source, source_mask)
+    step = _Step(model, memory, source_mask, never=[bos_id, model.config.pad_id])
+    if beam_size == 1:
+        return _greedy(step, bos_id, eos_id, max_length)
+    return _beam_search(step, bos_id, eos_id, max_length, beam_size, length_penalty)
+
+
+class _Step:
+    """One decoding step: the next-token log-probabilities of each row given its newest token, via the cache."""
+
+    def __init__(self, model: EncoderDecoder, memory: Tensor, source_mask: Tensor, never: list[int]) -> None:
+        self.model, self.memory, self.source_mask, self.never = model, memory, source_mask, never
+        self.cache = model.decoder.new_cache()
+
+    def expand(self, times: int) -> None:
+        """Repeat every source row `times` times (row b * times + k is copy k of source b)."""
+        self.memory = self.memory.repeat_interleave(times, dim=0)
+        self.source_mask = self.source_mask.repeat_interleave(times, dim=0)
+
+    def __call__(self, newest: Tensor) -> Tensor:
+        # newest: (rows, 1) -> log-probabilities (rows, vocab)
+        logits = self.model.decode(newest, self.memory, self.source_mask, cache=self.cache)[:, -1].float()
+        logits[:, self.never] = float("-inf")
+        return logits.log_softmax(-1)
+
+
+def _greedy(step: _Step, bos_id: int, eos_id: int, max_length: int) -> list[list[int]]:
+    batch, device = step.memory.shape[0], step.memory.device
+    token = torch.full((batch, 1), bos_id, dtype=torch.long, device=device)
+    outputs = []
+    done = torch.zeros(batch, dtype=torch.bool, device=device)
+    for _ in range(max_length + 1):
+        token = step(token).argmax(-1, keepdim=True).masked_fill(done[:, None], eos_id)
+        outputs.append(token)
+        done |= token[:, 0] == eos_id
+        if done.all():
+            break
+    rows = torch.cat(outputs, dim=1).tolist()
+    return [row[: row.index(eos_id)] if eos_id in row else row[:max_length] for row in rows]
+
+
+def _beam_search(
+    step: _Step, bos_id: int, eos_id: int, max_length: int, beam_size: int, length_penalty: float
+) -> list[list[int]]:
+    batch, device = step.memory.shape[0], step.memory.device
+    step.expand(beam_size)  # row b * beam_size + k is beam k of source b
+    tokens = torch.full((batch * beam_size, 1), bos_id, dtype=torch.long, device=device)
+    scores = torch.zeros(batch, beam_size, device=device)
+    scores[:, 1:] = float("-inf")  # all beams start identical: let only the first one expand
+    finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(batch)]
+    done = [False] * batch
+    offsets = (torch.arange(batch, device=device) * beam_size)[:, None]
+
+    for length in range(1, max_length + 2):  # tokens generated so far, counting the one chosen now
+        log_probs = step(tokens[:, -1:])
+        vocab = log_probs.shape[-1]
+        candidates = scores[:, :, None] + log_probs.view(batch, beam_size, vocab)
+        flat = candidates.view(batch, -1)
+        # hypotheses that end here, if they rank among the best beam_size continuations
+        top_scores, top_index = flat.topk(beam_size, dim=1)
+        for b, k in (top_index % vocab == eos_id).nonzero().tolist():
+            if not done[b] and top_scores[b, k] > float("-inf"):
+                row = int(offsets[b, 0] + top_index[b, k] // vocab)
+                normalized = float(top_scores[b, k]) / length**length_penalty
+                finished[b].append((normalized, tokens[row, 1:].tolist()))
+        # the beams that go on: the best continuations other than </s>
+        candidates[:, :, eos_id] = float("-inf")
+        scores, index = candidates.view(batch, -1).topk(beam_size, dim=1)
+        rows = (offsets + index // vocab).view(-1)
+        tokens = torch.cat([tokens[rows], (index % vocab).view(-1, 1)], dim=1)
+        step.cache.reorder(rows)
+        best_alive = (scores[:, 0] / length**length_penalty).tolist()
+        for b in range(batch):
+            if len(finished[b]) >= beam_size and max(f[0] for f in finished[b]) >= best_alive[b]:
+                done[b] = True
+        if all(done) or length > max_length:
+            break
+    results = []
+    for b in range(batch):
+        if not finished[b]:  # nothing ended within max_length: take the best unfinished beam
+            finished[b].append((0.0, tokens[b * beam_size, 1 : max_length + 1].tolist()))
+        results.append(max(finished[b], key=lambda f: f[0])[1])
+    return results

@@ -1,0 +1,65 @@
+"""Scores, as thin wrappers over the libraries people report with: sacrebleu (BLEU, chrF), seqeval (entity
+spans), rouge-score (ROUGE-L). Accuracy, F1 and the confusion matrix are a few lines of numpy."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+
+def classification(predicted: list[str], gold: list[str], labels: list[str]) -> dict:
+    """accuracy, macro_f1, per-class precision/recall/f1/support, and the confusion matrix (rows: gold)."""
+    index = {label: i for i, label in enumerate(labels)}
+    confusion = np.zeros((len(labels), len(labels)), dtype=np.int64)
+    for p, g in zip(predicted, gold):
+        confusion[index[g], index[p]] += 1
+    true_positive = np.diag(confusion).astype(float)
+    support = confusion.sum(axis=1)
+    precision = np.divide(true_positive, confusion.sum(axis=0), out=np.zeros(len(labels)), where=confusion.sum(0) > 0)
+    recall = np.divide(true_positive, support, out=np.zeros(len(labels)), where=support > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(len(labels)), where=precision + recall > 0)
+    present = support > 0
+    return {
+        "accuracy": float(true_positive.sum() / max(len(gold), 1)),
+        "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+        "per_class": {
+            label: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                    "support": int(support[i])}
+            for i, label in enumerate(labels)
+        },
+        "confusion": {"labels": labels, "matrix": confusion.tolist()},
+    }
+
+
+BIO = re.compile(r"^(O|[BIES]-.+)$")
+
+
+def tagging(predicted: list[list[str]], gold: list[list[str]]) -> dict:
+    """Word-level accuracy; for BIO/BIOES tags also seqeval's span precision, recall and F1."""
+    total = sum(len(g) for g in gold)
+    correct = sum(p == g for ps, gs in zip(predicted, gold) for p, g in zip(ps, gs))
+    result: dict = {"accuracy": correct / max(total, 1)}
+    if all(BIO.match(tag) for tags in gold for tag in tags):
+        from seqeval.metrics import f1_score, precision_score, recall_score
+
+        result.update(
+            span_precision=float(precision_score(gold, predicted)),
+            span_recall=float(recall_score(gold, predicted)),
+            span_f1=float(f1_score(gold, predicted)),
+        )
+    return result
+
+
+def generation(hypotheses: list[str], references: list[str]) -> dict:
+    """Corpus sacreBLEU and chrF (standard signatures), and mean ROUGE-L F1 (rouge-score, with stemming)."""
+    import sacrebleu
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    rouge = [scorer.score(r, h)["rougeL"].fmeasure for h, r in zip(hypotheses, references)]
+    return {
+        "bleu": sacrebleu.corpus_bleu(hypotheses, [references]).score,
+        "chrf": sacrebleu.corpus_chrf(hypotheses, [references]).score,
+        "rougeL": 100 * float(np.mean(rouge)) if rouge else 0.0,
+    }

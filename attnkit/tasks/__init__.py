@@ -1,0 +1,16 @@
+"""Task shapes: one file each, a small object with the verbs the trainer and the pipeline call."""
+
+from attnkit.config import DataConfig, TaskConfig
+from attnkit.tasks.base import Batch, Task
+from attnkit.tasks.classify import ClassifyTask
+from attnkit.tasks.seq2seq import Seq2SeqTask
+from attnkit.tasks.tag import TagTask
+
+TASKS: dict[str, type[Task]] = {"classify": ClassifyTask, "tag": TagTask, "seq2seq": Seq2SeqTask}
+
+
+def make_task(config: TaskConfig, data: DataConfig, state: dict | None = None) -> Task:
+    return TASKS[config.name](config, data, state)
+
+
+__all__ = ["TASKS", "Batch", "ClassifyTask", "Seq2SeqTask", "TagTask", "Task", "make_task"]

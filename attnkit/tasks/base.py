@@ -1,0 +1,86 @@
+"""What every task shape provides to the trainer and the pipeline. The trainer knows nothing about labels,
+tags or targets: it asks the task to read, encode, collate, compute the loss, decode and score."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+from torch import Tensor, nn
+
+from attnkit.config import DataConfig, ModelConfig, TaskConfig
+from attnkit.tokenization import Tokenizer
+
+Batch = dict[str, Tensor]
+
+
+class Task:
+    """A task shape. `state` holds what was learned from the training data (the label set), saved in
+    config.json so that a loaded checkpoint decodes the same way."""
+
+    name = ""
+    main_metric = ""
+
+    def __init__(self, config: TaskConfig, data: DataConfig, state: dict | None = None) -> None:
+        self.config = config
+        self.data = data
+
+    @property
+    def metric(self) -> str:
+        """The dev metric (higher is better) that picks the best checkpoint."""
+        return self.config.metric or self.main_metric
+
+    def state(self) -> dict:
+        return {}
+
+    # data
+    def read(self, path: str | os.PathLike, need_targets: bool = True) -> list:
+        raise NotImplementedError
+
+    def inputs(self, texts: list[str]) -> list:
+        """Examples for prediction from raw input lines."""
+        raise NotImplementedError
+
+    def fit(self, examples: list) -> None:
+        """Learn what the training data decides (labels); the default learns nothing."""
+
+    def check(self, examples: list, path: str | os.PathLike) -> None:
+        """Refuse evaluation data the model cannot score (a label never seen in training)."""
+
+    def tokenizer_texts(self, examples: list) -> Iterator[str]:
+        raise NotImplementedError
+
+    def encode(self, examples: list, tokenizer: Tokenizer, training: bool) -> list[dict]:
+        raise NotImplementedError
+
+    def size(self, item: dict) -> int:
+        """Tokens of one encoded example, for batching by token budget."""
+        raise NotImplementedError
+
+    def collate(self, items: list[dict]) -> Batch:
+        raise NotImplementedError
+
+    # model
+    def build_model(self, config: ModelConfig) -> nn.Module:
+        raise NotImplementedError
+
+    def loss(self, model: nn.Module, batch: Batch, label_smoothing: float) -> Tensor:
+        raise NotImplementedError
+
+    def decode(self, model: nn.Module, batch: Batch, tokenizer: Tokenizer) -> list:
+        raise NotImplementedError
+
+    def metrics(self, predictions: list, examples: list) -> dict[str, float]:
+        raise NotImplementedError
+
+    def report(self, metrics: dict) -> str:
+        """A human-readable summary of `metrics` (tables for evaluate)."""
+        return "  ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, float))
+
+    def render(self, prediction: object) -> str:
+        """One prediction as a line of `attnkit predict` output."""
+        raise NotImplementedError
+
+    def record(self, example: object, prediction: object) -> dict:
+        """One prediction as a JSON object (`attnkit predict --json`)."""
+        raise NotImplementedError

@@ -1,0 +1,90 @@
+"""N->M: a new sequence of another length (translation, summarization) from the encoder-decoder, trained with
+teacher forcing and label smoothing, decoded by beam search."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from attnkit import metrics as scoring
+from attnkit.config import ModelConfig
+from attnkit.data.batching import pad
+from attnkit.data.readers import Pair, read_pairs
+from attnkit.generate import generate
+from attnkit.nn import EncoderDecoder
+from attnkit.tasks.base import Batch, Task
+from attnkit.tokenization import Tokenizer
+
+
+class Seq2SeqTask(Task):
+    name = "seq2seq"
+    main_metric = "bleu"
+
+    def read(self, path: str | os.PathLike, need_targets: bool = True) -> list[Pair]:
+        return read_pairs(path, self.data.source_column, self.data.target_column, need_targets)
+
+    def inputs(self, texts: list[str]) -> list[Pair]:
+        return [Pair(text, "", i + 1) for i, text in enumerate(texts)]
+
+    def tokenizer_texts(self, examples: list[Pair]) -> Iterator[str]:
+        for e in examples:  # one vocabulary for both sides, so that embeddings can be shared
+            yield e.source
+            yield e.target
+
+    def encode(self, examples: list[Pair], tokenizer: Tokenizer, training: bool) -> list[dict]:
+        sources = tokenizer.encode_batch([e.source for e in examples])
+        targets = tokenizer.encode_batch([e.target for e in examples])
+        source_keep, target_keep = self.data.max_length - 1, self.data.max_target_length
+        return [
+            {
+                "source": [*source[:source_keep], tokenizer.eos_id],
+                "target": [tokenizer.bos_id, *target[:target_keep], tokenizer.eos_id],
+            }
+            for source, target in zip(sources, targets)
+        ]
+
+    def size(self, item: dict) -> int:
+        return len(item["source"]) + len(item["target"])
+
+    def collate(self, items: list[dict]) -> Batch:
+        source, source_mask = pad([item["source"] for item in items], 0)
+        target, target_mask = pad([item["target"] for item in items], 0)
+        return {"source": source, "source_mask": source_mask, "target": target, "target_mask": target_mask}
+
+    def build_model(self, config: ModelConfig) -> EncoderDecoder:
+        return EncoderDecoder(config)
+
+    def loss(self, model: nn.Module, batch: Batch, label_smoothing: float) -> Tensor:
+        """Teacher forcing: the decoder reads target[:-1] and predicts target[1:]."""
+        inputs, mask = batch["target"][:, :-1], batch["target_mask"][:, :-1]
+        logits = model(batch["source"], inputs, batch["source_mask"], mask)
+        labels = batch["target"][:, 1:].masked_fill(~batch["target_mask"][:, 1:], -100)
+        return F.cross_entropy(
+            logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100, label_smoothing=label_smoothing
+        )
+
+    def decode(self, model: nn.Module, batch: Batch, tokenizer: Tokenizer) -> list[str]:
+        source_length = int(batch["source_mask"].sum(1).max())
+        outputs = generate(
+            model,
+            batch["source"],
+            batch["source_mask"],
+            bos_id=tokenizer.bos_id,
+            eos_id=tokenizer.eos_id,
+            max_length=min(self.data.max_target_length, 2 * source_length + 10),
+            beam_size=self.config.beam_size,
+            length_penalty=self.config.length_penalty,
+        )
+        return [tokenizer.decode(ids) for ids in outputs]
+
+    def metrics(self, predictions: list[str], examples: list[Pair]) -> dict:
+        return scoring.generation(predictions, [e.target for e in examples])
+
+    def render(self, prediction: str) -> str:
+        return prediction
+
+    def record(self, example: Pair, prediction: str) -> dict:
+        return {"source": example.source, "output": prediction}

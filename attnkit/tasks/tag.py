@@ -1,0 +1,121 @@
+"""N->N: one tag per word. Words are split into subwords; the first subword of each word carries its tag in
+training and predicts it back."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from attnkit import metrics as scoring
+from attnkit.config import ModelConfig
+from attnkit.data.batching import pad
+from attnkit.data.readers import Tagged, read_tagged
+from attnkit.errors import AttnkitError
+from attnkit.nn import Encoder
+from attnkit.nn.dropout import Dropout
+from attnkit.tasks.base import Batch, Task
+from attnkit.tokenization import Tokenizer
+
+IGNORE = -100  # positions without a tag to learn: later subwords of a word, padding
+
+
+class Tagger(nn.Module):
+    """Encoder, dropout, and a linear layer giving tag scores at every position."""
+
+    def __init__(self, config: ModelConfig, num_tags: int) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = Encoder(config)
+        self.dropout = Dropout(config.dropout)
+        self.head = nn.Linear(config.dim, num_tags)
+
+    def forward(self, ids: Tensor, mask: Tensor) -> Tensor:
+        # ids, mask: (batch, time) -> tag logits (batch, time, tags)
+        return self.head(self.dropout(self.encoder(ids, mask)))
+
+
+class TagTask(Task):
+    name = "tag"
+    main_metric = "accuracy"
+
+    def __init__(self, config, data, state=None) -> None:
+        super().__init__(config, data, state)
+        self.tags: list[str] = list((state or {}).get("tags", []))
+
+    def state(self) -> dict:
+        return {"tags": self.tags}
+
+    def read(self, path: str | os.PathLike, need_targets: bool = True) -> list[Tagged]:
+        return read_tagged(path, need_targets)
+
+    def inputs(self, texts: list[str]) -> list[Tagged]:
+        return [Tagged(text.split(), [], i + 1) for i, text in enumerate(texts)]
+
+    def fit(self, examples: list[Tagged]) -> None:
+        counts = Counter(tag for e in examples for tag in e.tags)
+        self.tags = [tag for tag, _ in counts.most_common()]
+        if len(self.tags) < 2:
+            raise AttnkitError(f"training data: need at least two tags, found {self.tags}")
+
+    def check(self, examples: list[Tagged], path: str | os.PathLike) -> None:
+        known = set(self.tags)
+        for e in examples:
+            for tag in e.tags:
+                if tag not in known:
+                    raise AttnkitError(f"{path}:{e.line}: tag {tag!r} never seen in training (sentence starting here)")
+
+    def tokenizer_texts(self, examples: list[Tagged]) -> Iterator[str]:
+        return (" ".join(e.words) for e in examples)
+
+    def encode(self, examples: list[Tagged], tokenizer: Tokenizer, training: bool) -> list[dict]:
+        """Training keeps the first max_length subwords; evaluation and prediction keep every word."""
+        index = {tag: i for i, tag in enumerate(self.tags)}
+        items = []
+        for e, (ids, starts) in zip(examples, tokenizer.encode_words_batch([e.words for e in examples])):
+            if training:
+                ids = ids[: self.data.max_length]
+            labels = [IGNORE] * len(ids)
+            for start, tag in zip(starts, e.tags):
+                if start < len(ids):
+                    labels[start] = index[tag]
+            items.append({"ids": ids, "labels": labels, "starts": starts})
+        return items
+
+    def size(self, item: dict) -> int:
+        return len(item["ids"])
+
+    def collate(self, items: list[dict]) -> Batch:
+        ids, mask = pad([item["ids"] for item in items], 0)
+        labels, _ = pad([item["labels"] for item in items], IGNORE)
+        starts, start_mask = pad([item["starts"] for item in items], 0)
+        return {"ids": ids, "mask": mask, "labels": labels, "starts": starts, "start_mask": start_mask}
+
+    def build_model(self, config: ModelConfig) -> Tagger:
+        return Tagger(config, len(self.tags))
+
+    def loss(self, model: nn.Module, batch: Batch, label_smoothing: float) -> Tensor:
+        logits = model(batch["ids"], batch["mask"])
+        return F.cross_entropy(
+            logits.float().flatten(0, 1), batch["labels"].flatten(), ignore_index=IGNORE, label_smoothing=label_smoothing
+        )
+
+    def decode(self, model: nn.Module, batch: Batch, tokenizer: Tokenizer) -> list[list[str]]:
+        best = model(batch["ids"], batch["mask"]).argmax(-1)  # (batch, time)
+        word_tags = torch.gather(best, 1, batch["starts"])  # the tag at each word's first subword
+        return [
+            [self.tags[int(t)] for t in row[keep]] for row, keep in zip(word_tags, batch["start_mask"])
+        ]
+
+    def metrics(self, predictions: list[list[str]], examples: list[Tagged]) -> dict:
+        return scoring.tagging(predictions, [e.tags for e in examples])
+
+    def render(self, prediction: list[str]) -> str:
+        return " ".join(prediction)
+
+    def record(self, example: Tagged, prediction: list[str]) -> dict:
+        return {"words": example.words, "tags": prediction}

@@ -1,0 +1,373 @@
+"""The training loop: AdamW with warmup and decay, gradient accumulation and clipping, bfloat16 autocast, batches
+by token budget, evaluation on dev with early stopping and the best checkpoint kept, exact resume, logs.
+
+The loop moves tensors and steps the optimizer; what a label or a target means lives in attnkit.tasks.
+
+Output directory (a complete checkpoint from the first moment it exists):
+  config.json, tokenizer.json, model.safetensors   the best model so far (the last one without dev data)
+  trainer_state/                                   the latest step, for --resume
+  log.jsonl, tensorboard/                          training and evaluation records
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import safetensors.torch
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from attnkit.checkpoint import (
+    CONFIG_FILE,
+    FORMAT,
+    STATE_FILE,
+    WEIGHTS_FILE,
+    atomic_directory,
+    load_weights,
+    read_json,
+    write_json,
+)
+from attnkit.config import RunConfig, TrainConfig, to_dict
+from attnkit.data.batching import batches_by_tokens
+from attnkit.errors import AttnkitError
+from attnkit.pipeline import predict_items, read_run
+from attnkit.tasks import Task, make_task
+from attnkit.tokenization import TOKENIZER_FILE, Tokenizer
+
+STATE_DIR = "trainer_state"
+
+
+def train(run: RunConfig, *, resume: bool = False, overwrite: bool = False) -> dict:
+    """Train as `run` says and return a summary (steps, best dev metrics, test metrics if data.test is set).
+    With `resume`, continue the interrupted run in run.out exactly where its last saved step left off."""
+    return Trainer(run, resume=resume, overwrite=overwrite).fit()
+
+
+def learning_rate(config: TrainConfig, step: int, total_steps: int) -> float:
+    """Linear warmup over warmup_steps, then the schedule's decay (to zero at total_steps for linear and cosine)."""
+    warmup = max(config.warmup_steps, 1)
+    if step < warmup:
+        return config.lr * (step + 1) / warmup
+    if config.schedule == "inverse_sqrt":
+        return config.lr * math.sqrt(warmup / (step + 1))
+    progress = min((step - warmup) / max(total_steps - warmup, 1), 1.0)
+    if config.schedule == "linear":
+        return config.lr * (1.0 - progress)
+    if config.schedule == "cosine":
+        return config.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+    return config.lr
+
+
+class Trainer:
+    def __init__(self, run: RunConfig, *, resume: bool, overwrite: bool) -> None:
+        self.run = run
+        self.config = run.train
+        self.out = Path(run.out)
+        self._check_out(resume, overwrite)
+        _seed_everything(self.config.seed)
+        # read and check every file before anything is written, so bad input leaves nothing behind
+        if not run.data.train:
+            raise AttnkitError("data.train: no training file given")
+        state = read_run(self.out)[1] if resume else None
+        self.task: Task = make_task(run.task, run.data, state)
+        self.train_examples = self.task.read(run.data.train)
+        held_out = _hold_out(self.train_examples, run.data.dev_fraction, run.data.test_fraction, self.config.seed)
+        self.train_examples = held_out["train"]
+        if not resume:
+            self.task.fit(self.train_examples)
+        self.dev_examples = held_out["dev"] or self._read_checked(run.data.dev)
+        self.test_examples = held_out["test"] or self._read_checked(run.data.test)
+        if self.dev_examples is not None and self.config.eval_examples:
+            self.dev_examples = self.dev_examples[: self.config.eval_examples]
+        self.tokenizer = self._tokenizer(resume)
+        self.model_config = dataclasses.replace(
+            run.model, vocab_size=self.tokenizer.vocab_size, pad_id=self.tokenizer.pad_id
+        )
+        self.model = self.task.build_model(self.model_config)
+        self.train_items = self.task.encode(self.train_examples, self.tokenizer, training=True)
+        self.dev_items = (
+            self.task.encode(self.dev_examples, self.tokenizer, training=False) if self.dev_examples else None
+        )
+        self.optimizer = _adamw(self.model, self.config)
+        self.sizes = [self.task.size(item) for item in self.train_items]
+        batches = len(batches_by_tokens(self.sizes, self.config.batch_tokens, shuffle=False))
+        self.steps_per_epoch = math.ceil(batches / self.config.accumulate)
+        self.total_steps = self.config.max_steps or self.steps_per_epoch * self.config.epochs
+        self.progress = {"step": 0, "epoch": 0, "batch": 0, "best": None, "bad_evals": 0, "elapsed": 0.0}
+        self.rng_after_step = torch.get_rng_state()
+        self.resumed = resume
+        if resume:
+            self._load_state()
+        self.evaluated_at = self.progress["step"] if resume else -1
+
+    def _check_out(self, resume: bool, overwrite: bool) -> None:
+        if resume and not (self.out / STATE_DIR / STATE_FILE).is_file():
+            raise AttnkitError(f"{self.out}: nothing to resume (no {STATE_DIR}/{STATE_FILE})")
+        if not resume and self.out.exists() and not overwrite:
+            raise AttnkitError(f"{self.out}: already exists; pass --resume to continue it or --overwrite to replace it")
+
+    def _read_checked(self, path: str | None) -> list | None:
+        if not path:
+            return None
+        examples = self.task.read(path)
+        self.task.check(examples, path)
+        return examples
+
+    def _tokenizer(self, resume: bool) -> Tokenizer:
+        if resume:
+            return Tokenizer.load(self.out)
+        if self.run.tokenizer.path:
+            return Tokenizer.load(self.run.tokenizer.path)
+        return Tokenizer.train(self.task.tokenizer_texts(self.train_examples), self.run.tokenizer)
+
+    # the loop
+    def fit(self) -> dict:
+        if not self.resumed:
+            self._create_out()
+        self.log = open(self.out / "log.jsonl", "a", encoding="utf-8")
+        from tensorboardX import SummaryWriter
+
+        self.board = SummaryWriter(str(self.out / "tensorboard"))
+        self.bar = tqdm(
+            total=self.total_steps, initial=self.progress["step"], unit="step", dynamic_ncols=True, disable=None
+        )
+        try:
+            self._loop()
+            if self.evaluated_at != self.progress["step"]:
+                self._evaluate_and_keep_best()
+        except KeyboardInterrupt:
+            self._save_state()
+            self._say(f"interrupted at step {self.progress['step']}; continue with --resume")
+            raise
+        finally:
+            self.bar.close()
+            self.board.close()
+        summary = self._finish()
+        self.log.close()
+        return summary
+
+    def _loop(self) -> None:
+        """Epochs of shuffled token-budget batches; `progress` moves only together with an optimizer step, so
+        that the saved state always describes a step boundary."""
+        p = self.progress
+        started = time.perf_counter() - p["elapsed"]
+        meter = _Meter()
+        while p["epoch"] < self.config.epochs:
+            batches = batches_by_tokens(self.sizes, self.config.batch_tokens, True, self.config.seed + p["epoch"])
+            while p["batch"] < len(batches):
+                group = batches[p["batch"] : p["batch"] + self.config.accumulate]
+                for indices in group:
+                    with self._autocast():
+                        batch = self.task.collate([self.train_items[i] for i in indices])
+                        loss = self.task.loss(self.model, batch, self.config.label_smoothing)
+                    (loss / len(group)).backward()
+                    meter.add(loss.item(), sum(self.sizes[i] for i in indices))
+                p["batch"] += len(group)
+                end_of_epoch = p["batch"] == len(batches)
+                if end_of_epoch:
+                    p["epoch"], p["batch"] = p["epoch"] + 1, 0
+                self._step()
+                p["elapsed"] = time.perf_counter() - started
+                if p["step"] % self.config.log_every == 0:
+                    self._log_train(*meter.take())
+                if self._evaluation_due(end_of_epoch) and self._evaluate_and_keep_best():
+                    return
+                if self._budget_spent():
+                    return
+                if end_of_epoch:
+                    break
+
+    def _step(self) -> None:
+        if self.config.clip_norm:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_norm)
+        lr = learning_rate(self.config, self.progress["step"], self.total_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.progress["step"] += 1
+        self.rng_after_step = torch.get_rng_state()  # a resumed run draws the same dropout masks from here
+        self.bar.update(1)
+
+    def _evaluation_due(self, end_of_epoch: bool) -> bool:
+        every = self.config.eval_every
+        return (every is None and end_of_epoch) or (every is not None and self.progress["step"] % every == 0)
+
+    def _budget_spent(self) -> bool:
+        p = self.progress
+        if self.config.max_steps is not None and p["step"] >= self.config.max_steps:
+            return True
+        return self.config.max_minutes is not None and p["elapsed"] >= 60 * self.config.max_minutes
+
+    def _evaluate_and_keep_best(self) -> bool:
+        """Score dev (if any), keep the best weights, save the trainer state; True when patience ran out."""
+        p = self.progress
+        self.evaluated_at = p["step"]
+        if self.dev_examples is None:
+            self._save_weights()
+        else:
+            metrics = self._score_dev()
+            value = metrics[self.task.metric]
+            improved = p["best"] is None or value > p["best"][self.task.metric]
+            self._record({"step": p["step"], "epoch": p["epoch"], "dev": metrics, "best": improved})
+            for name, number in metrics.items():
+                self.board.add_scalar(f"dev/{name}", number, p["step"])
+            self._say(f"step {p['step']}: dev {self._summary(metrics)}" + ("  (best)" if improved else ""))
+            if improved:
+                p["best"], p["bad_evals"] = metrics, 0
+                self._save_weights()
+            else:
+                p["bad_evals"] += 1
+        self._save_state()
+        patience = self.config.patience
+        return self.dev_examples is not None and patience is not None and p["bad_evals"] >= patience
+
+    def _score_dev(self) -> dict:
+        with self._autocast():
+            predictions = predict_items(self.task, self.model, self.tokenizer, self.dev_items, self.config.batch_tokens)
+        return _numbers(self.task.metrics(predictions, self.dev_examples))
+
+    def _finish(self) -> dict:
+        p = self.progress
+        summary: dict = {"steps": p["step"], "epochs": p["epoch"], "minutes": p["elapsed"] / 60, "dev": p["best"]}
+        if self.test_examples is not None:
+            load_weights(self.model, self.out / WEIGHTS_FILE)
+            items = self.task.encode(self.test_examples, self.tokenizer, training=False)
+            with self._autocast():
+                predictions = predict_items(self.task, self.model, self.tokenizer, items, self.config.batch_tokens)
+            summary["test"] = _numbers(self.task.metrics(predictions, self.test_examples))
+            self._record({"step": p["step"], "test": summary["test"]})
+        self._record({"summary": summary})
+        return summary
+
+    # files
+    def _create_out(self) -> None:
+        """The output directory appears whole: config, tokenizer and the initial weights."""
+        with atomic_directory(self.out) as tmp:
+            run = dataclasses.replace(self.run, model=self.model_config)
+            write_json(tmp / CONFIG_FILE, {"format": FORMAT, **to_dict(run), "task_state": self.task.state()})
+            self.tokenizer.save(tmp / TOKENIZER_FILE)
+            safetensors.torch.save_model(self.model, str(tmp / WEIGHTS_FILE))
+
+    def _save_weights(self) -> None:
+        tmp = self.out / f".{WEIGHTS_FILE}.tmp"
+        safetensors.torch.save_model(self.model, str(tmp))
+        os.replace(tmp, self.out / WEIGHTS_FILE)
+
+    def _save_state(self) -> None:
+        with atomic_directory(self.out / STATE_DIR) as tmp:
+            safetensors.torch.save_model(self.model, str(tmp / WEIGHTS_FILE))
+            tensors, groups = _optimizer_tensors(self.optimizer)
+            safetensors.torch.save_file({**tensors, "rng": self.rng_after_step}, str(tmp / "optimizer.safetensors"))
+            write_json(tmp / STATE_FILE, {"format": FORMAT, "progress": self.progress, "param_groups": groups})
+
+    def _load_state(self) -> None:
+        state_dir = self.out / STATE_DIR
+        state = read_json(state_dir / STATE_FILE)
+        load_weights(self.model, state_dir / WEIGHTS_FILE)
+        tensors = safetensors.torch.load_file(str(state_dir / "optimizer.safetensors"))
+        torch.set_rng_state(tensors.pop("rng"))
+        self.optimizer.load_state_dict(_optimizer_state(tensors, state["param_groups"]))
+        self.progress = state["progress"]
+
+    def _record(self, entry: dict) -> None:
+        self.log.write(json.dumps(entry) + "\n")
+        self.log.flush()
+
+    def _log_train(self, loss: float, speed: float) -> None:
+        p = self.progress
+        lr = self.optimizer.param_groups[0]["lr"]
+        self._record({"step": p["step"], "epoch": p["epoch"], "loss": loss, "lr": lr, "tokens_per_s": speed,
+                      "elapsed": p["elapsed"]})
+        for name, value in (("loss", loss), ("lr", lr), ("tokens_per_s", speed)):
+            self.board.add_scalar(f"train/{name}", value, p["step"])
+        self.bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{speed:,.0f}", epoch=p["epoch"], refresh=False)
+
+    def _say(self, message: str) -> None:
+        """A progress message, on stderr beside the bar (stdout is for results)."""
+        self.bar.write(message, file=sys.stderr)
+
+    def _summary(self, metrics: dict) -> str:
+        return "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.config.precision == "bfloat16":
+            device = next(self.model.parameters()).device.type
+            return torch.autocast(device, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+
+def _hold_out(examples: list, dev_fraction: float | None, test_fraction: float | None, seed: int) -> dict:
+    """Split one file into train/dev/test at random (the same split for the same seed); the held-out parts are
+    None when their fraction is unset."""
+    if not dev_fraction and not test_fraction:
+        return {"train": examples, "dev": None, "test": None}
+    shuffled = list(examples)
+    random.Random(seed).shuffle(shuffled)
+    dev_count, test_count = (round(len(shuffled) * (f or 0)) for f in (dev_fraction, test_fraction))
+    if len(shuffled) - dev_count - test_count < 1 or (dev_fraction and not dev_count) or (test_fraction and not test_count):
+        raise AttnkitError(f"data: {len(examples)} examples are too few to hold out dev/test fractions")
+    return {
+        "dev": shuffled[:dev_count] or None,
+        "test": shuffled[dev_count : dev_count + test_count] or None,
+        "train": shuffled[dev_count + test_count :],
+    }
+
+
+class _Meter:
+    """Mean loss and tokens per second since the last report."""
+
+    def __init__(self) -> None:
+        self.loss, self.batches, self.tokens, self.start = 0.0, 0, 0, time.perf_counter()
+
+    def add(self, loss: float, tokens: int) -> None:
+        self.loss, self.batches, self.tokens = self.loss + loss, self.batches + 1, self.tokens + tokens
+
+    def take(self) -> tuple[float, float]:
+        result = self.loss / max(self.batches, 1), self.tokens / (time.perf_counter() - self.start)
+        self.__init__()
+        return result
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _adamw(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
+    """AdamW; biases and norm weights (the 1-D parameters) are not decayed."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.98), eps=1e-8)
+
+
+def _numbers(metrics: dict) -> dict[str, float]:
+    """The scalar metrics (tables such as the confusion matrix stay out of logs)."""
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict, list]:
+    """The optimizer state as flat tensors (for safetensors) and its JSON-ready parameter groups."""
+    state = optimizer.state_dict()
+    tensors = {f"{index}.{name}": value for index, slots in state["state"].items() for name, value in slots.items()}
+    return tensors, state["param_groups"]
+
+
+def _optimizer_state(tensors: dict, groups: list) -> dict:
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    return {"state": state, "param_groups": groups}

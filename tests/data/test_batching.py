@@ -1,0 +1,37 @@
+"""Token-budget batches: within budget, every example exactly once, little padding, repeatable."""
+
+import random
+
+import torch
+
+from attnkit.data.batching import batches_by_tokens, pad
+
+
+def test_batches_respect_the_budget_and_cover_every_example_once():
+    rng = random.Random(0)
+    sizes = [rng.randint(1, 60) for _ in range(500)] + [300]  # one example over the budget
+    batches = batches_by_tokens(sizes, 256, shuffle=True, seed=3)
+    assert sorted(i for b in batches for i in b) == list(range(len(sizes)))
+    for batch in batches:
+        assert len(batch) == 1 or len(batch) * max(sizes[i] for i in batch) <= 256
+
+
+def test_bucketing_keeps_padding_low():
+    rng = random.Random(0)
+    sizes = [rng.randint(5, 100) for _ in range(2000)]
+    batches = batches_by_tokens(sizes, 1024, shuffle=True, seed=1)
+    padded = sum(len(b) * max(sizes[i] for i in b) for b in batches)
+    assert sum(sizes) / padded > 0.95
+
+
+def test_same_seed_same_batches_and_other_seed_other_order():
+    sizes = list(range(1, 200))
+    assert batches_by_tokens(sizes, 300, True, seed=5) == batches_by_tokens(sizes, 300, True, seed=5)
+    assert batches_by_tokens(sizes, 300, True, seed=5) != batches_by_tokens(sizes, 300, True, seed=6)
+
+
+def test_pad_gives_ids_and_mask():
+    ids, mask = pad([[5, 6, 7], [8]], value=0)
+    assert ids.tolist() == [[5, 6, 7], [8, 0, 0]]
+    assert mask.tolist() == [[True, True, True], [True, False, False]]
+    assert ids.dtype == torch.long

@@ -1,0 +1,116 @@
+"""Readers: every format read right, every malformed input named by file and line, no row dropped."""
+
+from pathlib import Path
+
+import pytest
+
+from attnkit.data.readers import read_labelled, read_lines, read_pairs, read_tagged
+from attnkit.errors import AttnkitError
+
+
+def write(tmp_path: Path, name: str, text: str | bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8"))
+    return path
+
+
+def test_tsv_with_quoted_fields_and_blank_lines(tmp_path):
+    path = write(tmp_path, "a.tsv", 'label\ttext\npos\t"tab\there, ""quoted"""\n\nneg\tplain\n')
+    examples = read_labelled(path)
+    assert [(e.label, e.text, e.line) for e in examples] == [("pos", 'tab\there, "quoted"', 2), ("neg", "plain", 4)]
+
+
+def test_csv_and_jsonl_and_custom_columns(tmp_path):
+    csv_path = write(tmp_path, "a.csv", "stars,review\n5,great\n1,\"bad, really\"\n")
+    assert [(e.label, e.text) for e in read_labelled(csv_path, "review", "stars")] == [("5", "great"), ("1", "bad, really")]
+    jsonl = write(tmp_path, "a.jsonl", '{"text": "good", "label": 1}\n\n{"text": "meh", "label": 0}\n')
+    assert [(e.label, e.text, e.line) for e in read_labelled(jsonl)] == [("1", "good", 1), ("0", "meh", 3)]
+
+
+def test_multiline_field_reports_the_line_where_the_row_starts(tmp_path):
+    path = write(tmp_path, "a.tsv", 'label\ttext\npos\t"two\nlines"\nneg\n')
+    with pytest.raises(AttnkitError, match=r"a.tsv:4: expected 2 tab-separated fields \(label, text\), found 1"):
+        read_labelled(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("missing.tsv", None, "missing.tsv: no such file"),
+        ("empty.tsv", "", "empty.tsv: empty file"),
+        ("blank.tsv", "\n\n  \n", "blank.tsv: empty file"),
+        ("header.tsv", "label\ttext\n", "header.tsv: no rows after the header"),
+        ("columns.tsv", "label\ttext\npos\tfine\npos\ttoo\tmany\n", "columns.tsv:3: expected 2 tab-separated fields"),
+        ("nolabel.tsv", "label\ttext\npos\tfine\n\tno label\n", "nolabel.tsv:3: column 'label' is empty"),
+        ("names.tsv", "sentiment\ttext\npos\tfine\n", "names.tsv:2: column 'label' is missing"),
+        ("utf8.tsv", b"label\ttext\npos\tfine\nneg\tbad \xff byte\n", r"utf8.tsv:3: not valid UTF-8 \(byte 0xff\)"),
+        ("json.jsonl", '{"text": "a", "label": "x"}\n{"text": "b"\n', r"json.jsonl:2: invalid JSON"),
+        ("list.jsonl", '["a", "x"]\n', "list.jsonl:1: expected a JSON object, got list"),
+        ("format.xlsx", "whatever", r"format.xlsx: unknown format '.xlsx'"),
+    ],
+)
+def test_bad_labelled_files_name_file_line_and_problem(tmp_path, name, content, message):
+    path = tmp_path / name if content is None else write(tmp_path, name, content)
+    with pytest.raises(AttnkitError, match=message):
+        read_labelled(path)
+
+
+def test_labels_may_be_absent_for_prediction(tmp_path):
+    path = write(tmp_path, "a.tsv", "text\nonly text\n")
+    assert [(e.text, e.label) for e in read_labelled(path, need_labels=False)] == [("only text", "")]
+
+
+def test_conll_sentences_with_hash_tokens(tmp_path):
+    path = write(tmp_path, "a.conll", "#\t#\nprice\tNN\n\n\nIt\tPRP\nran\tVBD\n")
+    sentences = read_tagged(path)
+    assert [(s.words, s.tags, s.line) for s in sentences] == [
+        (["#", "price"], ["#", "NN"], 1),
+        (["It", "ran"], ["PRP", "VBD"], 5),
+    ]
+
+
+def test_conll_line_without_a_tag(tmp_path):
+    path = write(tmp_path, "a.conll", "The\tDT\ncat\n")
+    with pytest.raises(AttnkitError, match=r"a.conll:2: expected a token and a tag, found 1 field"):
+        read_tagged(path)
+
+
+def test_conllu_uses_upos_and_skips_comments_ranges_and_empty_nodes(tmp_path):
+    rows = [
+        "# sent_id = 1",
+        "# text = Gitmedim mi?",
+        "1-2\tGitmedim\t_\t_\t_\t_\t_\t_\t_\t_",
+        "1\tGit\tgit\tVERB\tVb\t_\t0\troot\t_\t_",
+        "2\tmedim\t_\tAUX\tAux\t_\t1\taux\t_\t_",
+        "2.1\tghost\t_\tX\tX\t_\t_\t_\t_\t_",
+        "3\tmi\tmi\tPART\tQues\t_\t1\tdiscourse\t_\t_",
+    ]
+    sentence = read_tagged(write(tmp_path, "a.conllu", "\n".join(rows) + "\n\n"))[0]
+    assert (sentence.words, sentence.tags, sentence.line) == (["Git", "medim", "mi"], ["VERB", "AUX", "PART"], 1)
+
+
+def test_conllu_with_wrong_column_count(tmp_path):
+    path = write(tmp_path, "a.conllu", "1\tGit\tgit\tVERB\n")
+    with pytest.raises(AttnkitError, match=r"a.conllu:1: expected 10 tab-separated CoNLL-U columns, found 4"):
+        read_tagged(path)
+
+
+def test_parallel_pairs(tmp_path):
+    path = write(tmp_path, "p.tsv", "source\ttarget\nIn the beginning\tEn el principio\n")
+    assert [(p.source, p.target, p.line) for p in read_pairs(path)] == [("In the beginning", "En el principio", 2)]
+    with pytest.raises(AttnkitError, match="column 'target' is missing"):
+        read_pairs(write(tmp_path, "q.tsv", "source\ttext\na\tb\n"))
+
+
+def test_plain_lines_skip_blank_lines(tmp_path):
+    assert read_lines(write(tmp_path, "a.txt", "one\n\n two \n")) == ["one", " two "]
+
+
+def test_shared_corpora_read_in_full():
+    shared = Path(__file__).parents[3] / "shared" / "data"
+    if not shared.is_dir():
+        pytest.skip("../shared/data is not beside this checkout")
+    assert len(read_labelled(shared / "sentiment/movies.dev.tsv")) == 1000
+    assert len(read_tagged(shared / "pos/en-oanc.dev.conll")) == 1000
+    assert len(read_pairs(shared / "translation/en-es.bible.dev.tsv")) == 1000
+    assert len(read_tagged(shared / "pos/tr-web.conllu")) == 2541  # its README says 2,540; the file has 2,541

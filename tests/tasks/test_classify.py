@@ -1,0 +1,30 @@
+"""Classification: pooling over real tokens only, and labels from the training data."""
+
+import pytest
+import torch
+
+from attnkit.config import DataConfig, ModelConfig, TaskConfig
+from attnkit.data.readers import Labelled
+from attnkit.errors import AttnkitError
+from attnkit.tasks.classify import Classifier, ClassifyTask
+
+
+@pytest.mark.parametrize("pooling", ["mean", "first"])
+def test_padding_does_not_change_the_prediction(pooling):
+    torch.manual_seed(0)
+    model = Classifier(ModelConfig(vocab_size=30, dim=16, num_heads=2, ff_dim=32, num_layers=1), 3, pooling).eval()
+    ids = torch.tensor([[2, 7, 8, 3]])
+    padded = torch.tensor([[2, 7, 8, 3, 0, 0, 0]])
+    mask = padded != 0
+    torch.testing.assert_close(model(padded, mask), model(ids, torch.ones_like(ids, dtype=torch.bool)), atol=1e-5,
+                               rtol=0)
+
+
+def test_labels_come_from_training_and_unknown_ones_are_refused():
+    task = ClassifyTask(TaskConfig(), DataConfig())
+    task.fit([Labelled("a", "pos", 2), Labelled("b", "neg", 3)])
+    assert task.labels == ["neg", "pos"]
+    with pytest.raises(AttnkitError, match=r"dev.tsv:7: label 'neutral' never seen in training \(known: neg, pos\)"):
+        task.check([Labelled("c", "neutral", 7)], "dev.tsv")
+    with pytest.raises(AttnkitError, match="need at least two labels"):
+        task.fit([Labelled("a", "pos", 2)])

@@ -1,0 +1,43 @@
+"""Tagging: word-level tags through subwords, for any sentence length at prediction time."""
+
+import pytest
+
+from attnkit.config import DataConfig, TaskConfig, TokenizerConfig
+from attnkit.data.readers import Tagged
+from attnkit.errors import AttnkitError
+from attnkit.pipeline import Pipeline
+from attnkit.tasks.tag import IGNORE, TagTask
+from attnkit.tokenization import Tokenizer
+from attnkit.train import train
+from tests.conftest import TAG_OF
+from tests.test_train import run_config
+
+
+def test_first_subword_carries_the_tag():
+    task = TagTask(TaskConfig(name="tag"), DataConfig(max_length=6))
+    sentences = [Tagged(["unbelievably", "tall", "giraffes"], ["ADV", "ADJ", "NOUN"], 1)]
+    task.fit(sentences)
+    tokenizer = Tokenizer.train(["tall"] * 10, TokenizerConfig(vocab_size=60, min_frequency=1))
+    (item,) = task.encode(sentences, tokenizer, training=False)
+    tagged = [i for i, label in enumerate(item["labels"]) if label != IGNORE]
+    assert tagged == item["starts"] and len(item["ids"]) > 6  # long words split; evaluation keeps all
+    (truncated,) = task.encode(sentences, tokenizer, training=True)
+    assert len(truncated["ids"]) == 6
+
+
+def test_tagger_learns_and_predicts_every_word(tagging_files, tmp_path):
+    # relative positions extrapolate to the long sentence below; absolute ones would not have seen its end
+    summary = train(run_config(tagging_files, tmp_path / "out", "tag", "train.epochs=8", "data.max_length=8",
+                               "model.positions=relative"))
+    assert summary["dev"]["accuracy"] > 0.95
+    pipeline = Pipeline.load(tmp_path / "out")
+    words = ["red", "blue", "sad", "green"] * 10  # longer than the training max_length
+    (tags,) = pipeline.predict([" ".join(words)])
+    assert tags == [TAG_OF[w] for w in words]
+
+
+def test_unknown_dev_tag_is_refused(tagging_files):
+    task = TagTask(TaskConfig(name="tag"), DataConfig())
+    task.fit(task.read(tagging_files["train"]))
+    with pytest.raises(AttnkitError, match=r"dev.conll:1: tag 'ADV' never seen in training"):
+        task.check([Tagged(["x"], ["ADV"], 1)], tagging_files["dev"])

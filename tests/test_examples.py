@@ -1,0 +1,25 @@
+"""Every example configuration is valid, and points at files that exist where ../shared is present."""
+
+from pathlib import Path
+
+import pytest
+
+from attnkit.config import RunConfig
+
+ROOT = Path(__file__).parents[1]
+EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
+
+
+def test_there_is_an_example_per_task_shape():
+    tasks = {RunConfig.from_yaml(path).task.name for path in EXAMPLES}
+    assert tasks == {"classify", "tag", "seq2seq"}
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_example_is_valid_and_its_data_exists(path, monkeypatch):
+    run = RunConfig.from_yaml(path)
+    monkeypatch.chdir(ROOT)
+    if not (ROOT.parent / "shared" / "data").is_dir():
+        pytest.skip("../shared/data is not beside this checkout")
+    for file in (run.data.train, run.data.dev, run.data.test):
+        assert file is None or Path(file).is_file(), file

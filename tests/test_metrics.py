@@ -1,0 +1,39 @@
+"""Metrics against the reference implementations."""
+
+import random
+
+import pytest
+
+from attnkit import metrics
+
+
+def test_classification_matches_scikit_learn():
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    rng = random.Random(0)
+    labels = ["a", "b", "c", "d"]
+    gold = [rng.choice(labels[:3]) for _ in range(300)]  # "d" never occurs in gold
+    predicted = [g if rng.random() < 0.6 else rng.choice(labels) for g in gold]
+    result = metrics.classification(predicted, gold, labels)
+    assert result["accuracy"] == pytest.approx(sklearn_metrics.accuracy_score(gold, predicted))
+    assert result["macro_f1"] == pytest.approx(sklearn_metrics.f1_score(gold, predicted, labels=labels[:3], average="macro"))
+    assert result["confusion"]["matrix"] == sklearn_metrics.confusion_matrix(gold, predicted, labels=labels).tolist()
+    recall = sklearn_metrics.recall_score(gold, predicted, labels=["b"], average=None)[0]
+    assert result["per_class"]["b"]["recall"] == pytest.approx(recall)
+
+
+def test_tagging_accuracy_and_spans_only_for_bio():
+    gold = [["B-PER", "I-PER", "O", "B-LOC"]]
+    predicted = [["B-PER", "I-PER", "O", "O"]]
+    result = metrics.tagging(predicted, gold)
+    assert result["accuracy"] == 0.75
+    assert result["span_precision"] == 1.0 and result["span_recall"] == 0.5
+    assert "span_f1" not in metrics.tagging([["NN", "VB"]], [["NN", "NN"]])
+
+
+def test_generation_scores():
+    references = ["the cat sat on the mat", "a dog barked at the moon"]
+    perfect = metrics.generation(references, references)
+    assert perfect["bleu"] == pytest.approx(100) and perfect["chrf"] == pytest.approx(100)
+    assert perfect["rougeL"] == pytest.approx(100)
+    worse = metrics.generation(["the cat sat", "a dog barked at noon"], references)
+    assert 0 < worse["bleu"] < 100 and 0 < worse["rougeL"] < 100

@@ -1,0 +1,63 @@
+"""Tokenizers: trained from data, saved and loaded, and word-to-subword alignment in three scripts."""
+
+import unicodedata
+
+import pytest
+
+from attnkit.config import TokenizerConfig
+from attnkit.errors import AttnkitError
+from attnkit.tokenization import Tokenizer
+
+SENTENCES = {
+    "en": [["The", "unbelievably", "tall", "giraffes", "walked", "."], ["It", "rains", "."]],
+    "zh": [["桂林", "市委", "、", "市政府", "规定", "："], ["个人", "连片", "开发"]],
+    "tr": [["Açıklanmayan", "soruların", "müfredata", "uygun", "olup", "olmadığını"], ["Burda", "da", "?"]],
+}
+CORPUS = [" ".join(words) for sentences in SENTENCES.values() for words in sentences] * 20
+
+
+@pytest.mark.parametrize("kind", ["bpe", "wordpiece", "unigram"])
+def test_every_word_gets_its_first_subword(kind):
+    tokenizer = Tokenizer.train(CORPUS, TokenizerConfig(kind=kind, vocab_size=120, min_frequency=1))
+    for language, sentences in SENTENCES.items():
+        for words in sentences:
+            ids, starts = tokenizer.encode_words(words)
+            assert len(starts) == len(words), language
+            assert starts == sorted(set(starts)) and starts[0] == 0 and starts[-1] < len(ids)
+            for i, word in enumerate(words):  # the subwords of word i decode back to it
+                end = starts[i + 1] if i + 1 < len(words) else len(ids)
+                decoded = tokenizer.decode(ids[starts[i] : end]).replace(" ", "").replace("##", "")
+                assert decoded == unicodedata.normalize("NFKC", word)
+
+
+def test_specials_have_fixed_ids_and_decode_skips_them():
+    tokenizer = Tokenizer.train(CORPUS, TokenizerConfig(vocab_size=100, min_frequency=1))
+    assert (tokenizer.pad_id, tokenizer.unk_id, tokenizer.bos_id, tokenizer.eos_id, tokenizer.mask_id) == (0, 1, 2, 3, 4)
+    ids = tokenizer.encode("It rains .")
+    assert tokenizer.decode([tokenizer.bos_id, *ids, tokenizer.eos_id, tokenizer.pad_id]) == "It rains ."
+
+
+def test_word_that_normalizes_to_nothing_still_gets_a_position():
+    tokenizer = Tokenizer.train(CORPUS, TokenizerConfig(vocab_size=100, min_frequency=1))
+    ids, starts = tokenizer.encode_words(["It", "\u200b", "rains"])
+    assert len(starts) == 3 and len(set(starts)) == 3
+
+
+def test_save_and_load_round_trip(tmp_path):
+    tokenizer = Tokenizer.train(CORPUS, TokenizerConfig(vocab_size=100, lowercase=True, min_frequency=1))
+    tokenizer.save(tmp_path / "tokenizer.json")
+    loaded = Tokenizer.load(tmp_path)
+    assert loaded.encode("THE Giraffes") == tokenizer.encode("the giraffes")
+
+
+def test_broken_tokenizer_file_names_the_file(tmp_path):
+    (tmp_path / "tokenizer.json").write_text("{not json")
+    with pytest.raises(AttnkitError, match=r"tokenizer.json: not a valid tokenizer.json"):
+        Tokenizer.load(tmp_path)
+    with pytest.raises(AttnkitError, match=r"nowhere: missing \(a tokenizer.json is needed\)"):
+        Tokenizer.load(tmp_path / "nowhere")
+
+
+def test_vocabulary_smaller_than_the_alphabet_is_a_clear_error():
+    with pytest.raises(AttnkitError, match="cannot train a unigram vocabulary of 10"):
+        Tokenizer.train(CORPUS, TokenizerConfig(kind="unigram", vocab_size=10))

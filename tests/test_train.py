@@ -1,0 +1,129 @@
+"""The training loop: schedules, learning, repeatability, exact resume, early stopping, the output directory."""
+
+import json
+from pathlib import Path
+
+import pytest
+import safetensors.torch
+import torch
+
+from attnkit.config import RunConfig, TrainConfig
+from attnkit.errors import AttnkitError
+from attnkit.pipeline import Pipeline
+from attnkit.tasks.classify import ClassifyTask
+from attnkit.train import learning_rate, train
+from tests.conftest import TINY
+
+
+def run_config(files: dict, out: Path, task: str = "classify", *extra: str) -> RunConfig:
+    overrides = [f"task.name={task}", f"data.train={files['train']}", f"data.dev={files['dev']}", f"out={out}"]
+    return RunConfig.from_values({}, "test", overrides + TINY + list(extra))
+
+
+def test_warmup_then_schedules():
+    config = TrainConfig(lr=1.0, warmup_steps=10)
+    assert learning_rate(config, 0, 100) == pytest.approx(0.1)
+    assert learning_rate(config, 9, 100) == pytest.approx(1.0)
+    assert learning_rate(config, 55, 100) == pytest.approx(0.5)  # linear: halfway through the decay
+    assert learning_rate(config, 100, 100) == 0.0
+    config.schedule = "cosine"
+    assert learning_rate(config, 55, 100) == pytest.approx(0.5)
+    assert learning_rate(config, 100, 100) == pytest.approx(0.0)
+    config.schedule = "inverse_sqrt"
+    assert learning_rate(config, 39, 100) == pytest.approx(0.5)  # sqrt(10 / 40)
+    config.schedule = "constant"
+    assert learning_rate(config, 99, 100) == 1.0
+
+
+def test_classifier_learns_and_keeps_its_best_checkpoint(sentiment_files, tmp_path):
+    summary = train(run_config(sentiment_files, tmp_path / "out", "classify", "train.epochs=15"))
+    assert summary["dev"]["accuracy"] == 1.0
+    metrics, _, _ = Pipeline.load(tmp_path / "out").evaluate(sentiment_files["dev"])
+    assert metrics["accuracy"] == summary["dev"]["accuracy"]  # the saved model is the best one
+    records = [json.loads(line) for line in (tmp_path / "out" / "log.jsonl").read_text().splitlines()]
+    assert any("loss" in r for r in records) and any("dev" in r for r in records)
+    assert list((tmp_path / "out" / "tensorboard").iterdir())
+
+
+def weights(path: Path) -> dict:
+    return safetensors.torch.load_file(str(path / "trainer_state" / "model.safetensors"))
+
+
+def test_same_seed_gives_the_same_model(sentiment_files, tmp_path):
+    train(run_config(sentiment_files, tmp_path / "a", "classify", "train.max_steps=12", "model.dropout=0.1"))
+    train(run_config(sentiment_files, tmp_path / "b", "classify", "train.max_steps=12", "model.dropout=0.1"))
+    a, b = weights(tmp_path / "a"), weights(tmp_path / "b")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_continues_exactly(sentiment_files, tmp_path, monkeypatch):
+    settings = ("train.max_steps=14", "model.dropout=0.1", "train.eval_every=4", "train.accumulate=2")
+    train(run_config(sentiment_files, tmp_path / "whole", "classify", *settings))
+
+    calls = {"n": 0}
+    real_loss = ClassifyTask.loss
+
+    def interrupted(self, *args):
+        calls["n"] += 1
+        if calls["n"] == 19:  # in the 10th step: the interrupt saves the state of step 9
+            raise KeyboardInterrupt
+        return real_loss(self, *args)
+
+    monkeypatch.setattr(ClassifyTask, "loss", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(run_config(sentiment_files, tmp_path / "split", "classify", *settings))
+    monkeypatch.setattr(ClassifyTask, "loss", real_loss)
+    state = json.loads((tmp_path / "split" / "trainer_state" / "state.json").read_text())
+    assert state["progress"]["step"] == 9
+    summary = train(run_config(sentiment_files, tmp_path / "split", "classify", *settings), resume=True)
+    assert summary["steps"] == 14
+    whole, split = weights(tmp_path / "whole"), weights(tmp_path / "split")
+    assert all(torch.equal(whole[k], split[k]) for k in whole)
+
+
+def test_patience_stops_training_early(sentiment_files, tmp_path):
+    summary = train(run_config(sentiment_files, tmp_path / "out", "classify", "train.lr=0.0", "train.eval_every=2",
+                               "train.patience=2", "train.epochs=50"))
+    assert summary["steps"] == 6  # evaluations at 2 (best), 4 and 6 (no better): stop
+
+
+def test_existing_output_needs_resume_or_overwrite(sentiment_files, tmp_path):
+    config = run_config(sentiment_files, tmp_path / "out", "classify", "train.max_steps=2")
+    train(config)
+    with pytest.raises(AttnkitError, match="already exists; pass --resume to continue it or --overwrite"):
+        train(config)
+    train(config, overwrite=True)
+    with pytest.raises(AttnkitError, match="nothing to resume"):
+        train(run_config(sentiment_files, tmp_path / "new", "classify"), resume=True)
+
+
+def test_bad_dev_label_fails_before_anything_is_written(sentiment_files, tmp_path):
+    dev = sentiment_files["dev"]
+    dev.write_text(dev.read_text() + "meh\tneither happy nor sad\n")
+    with pytest.raises(AttnkitError, match=rf"{dev}:42: label 'meh' never seen in training"):
+        train(run_config(sentiment_files, tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_bfloat16_and_accumulation_run(sentiment_files, tmp_path):
+    summary = train(run_config(sentiment_files, tmp_path / "out", "classify", "train.precision=bfloat16",
+                               "train.accumulate=2", "train.epochs=2"))
+    assert summary["epochs"] == 2 and summary["dev"]["accuracy"] >= 0.0
+
+
+def test_fractions_hold_out_dev_and_test_from_one_file(sentiment_files, tmp_path):
+    config = run_config(sentiment_files, tmp_path / "out", "classify", "data.dev=null", "data.dev_fraction=0.1",
+                        "data.test_fraction=0.2", "train.max_steps=2")
+    summary = train(config)
+    assert set(summary) >= {"dev", "test"}
+    from attnkit.train import _hold_out
+
+    split = _hold_out(list(range(200)), 0.1, 0.2, seed=1)
+    assert (len(split["train"]), len(split["dev"]), len(split["test"])) == (140, 20, 40)
+    assert sorted(split["train"] + split["dev"] + split["test"]) == list(range(200))
+    assert split == _hold_out(list(range(200)), 0.1, 0.2, seed=1)
+
+
+def test_fraction_beside_a_dev_file_is_refused(sentiment_files, tmp_path):
+    with pytest.raises(AttnkitError, match="data.dev_fraction must be in \\(0, 1\\) and is used only without a dev file"):
+        run_config(sentiment_files, tmp_path / "out", "classify", "data.dev_fraction=0.1")
