@@ -151,17 +151,20 @@ def write_json(file: Path, data: object) -> None:
 
 def describe(path: str | os.PathLike) -> str:
     """A few lines on the checkpoint at `path`: architecture, sizes and parameter count (`attnkit info`)."""
-    data = read_checkpoint_json(path)
-    task_row = []
-    if "task" in data:  # a trained pipeline: the encoder or encoder-decoder carries a task head
-        from attnkit.pipeline import Pipeline
+    from attnkit.interop.hf import is_hf_directory, load_hf_model, read_hf_config
+    from attnkit.pipeline import Pipeline
 
+    if is_hf_directory(path):
+        model = load_hf_model(path)
+        origin = [("format", f"Hugging Face {read_hf_config(path)[0].model_type}")]
+    elif "task" in read_checkpoint_json(path):  # the encoder or encoder-decoder carries a task head
         pipeline = Pipeline.load(path)
-        model, state = pipeline.model, pipeline.task.state()
-        outputs = next((f"{len(v)} {k}" for k, v in state.items()), "")
-        task_row = [("task", pipeline.task.name + (f", {outputs}" if outputs else ""))]
+        model, task = pipeline.model, pipeline.task
+        outputs = next((f"{len(v)} {k}" for k, v in task.state().items()), "")
+        origin = [("task", task.name + (f", {outputs}" if outputs else ""))]
     else:
         model = load_model(path)
+        origin = [("task", "none (fine-tune it with attnkit train --init)")]
     c: ModelConfig = model.config
     if c.arch == "encoder-decoder":
         layers = f"{c.num_layers} encoder + {c.decoder_layers} decoder layers"
@@ -174,7 +177,7 @@ def describe(path: str | os.PathLike) -> str:
         vocab += ", tied output projection" if c.tie_output else ", separate output projection"
     rows = [
         ("checkpoint", str(path)),
-        *task_row,
+        *origin,
         ("arch", f"{c.arch}, {layers}"),
         ("width", f"dim {c.dim}, {c.num_heads} heads of {c.head_dim}, feed-forward {c.ff_dim} ({c.activation})"),
         ("norm", f"{c.norm}, {'pre-norm' if c.norm_first else 'post-norm'}"),

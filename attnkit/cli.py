@@ -9,28 +9,46 @@ from pathlib import Path
 
 from attnkit.errors import AttnkitError
 
-# train flags that are shorthands for --set KEY=VALUE
-TRAIN_FLAGS = {
+# flags that are shorthands for --set KEY=VALUE
+SHORTHANDS = {
     "task": "task.name",
     "train": "data.train",
+    "text": "data.train",
+    "arch": "model.arch",
     "dev": "data.dev",
     "test": "data.test",
     "out": "out",
     "epochs": "train.epochs",
     "max_steps": "train.max_steps",
     "max_minutes": "train.max_minutes",
+    "init": "train.init",
 }
 
 
-def _train(args: argparse.Namespace) -> None:
+def _run_config(args: argparse.Namespace, *fixed: str):
     from attnkit.config import RunConfig, read_yaml
+
+    given = [f"{key}={getattr(args, flag)}" for flag, key in SHORTHANDS.items() if getattr(args, flag, None) is not None]
+    overrides = [*fixed, *given, *(args.set or [])]
+    if getattr(args, "trust_pickle", False):
+        overrides.append("train.trust_pickle=true")
+    values = read_yaml(Path(args.config)) if args.config else {}
+    return RunConfig.from_values(values, args.config or "command line", overrides)
+
+
+def _train(args: argparse.Namespace) -> None:
     from attnkit.train import train
 
-    overrides = [f"{key}={getattr(args, flag)}" for flag, key in TRAIN_FLAGS.items() if getattr(args, flag) is not None]
-    overrides += args.set or []
-    values = read_yaml(Path(args.config)) if args.config else {}
-    run = RunConfig.from_values(values, args.config or "command line", overrides)
+    run = _run_config(args)
     summary = train(run, resume=args.resume, overwrite=args.overwrite)
+    print(json.dumps(summary) if args.json else _summary_text(run.out, summary))
+
+
+def _pretrain(args: argparse.Namespace) -> None:
+    from attnkit.pretrain import pretrain
+
+    run = _run_config(args, "task.name=pretrain")
+    summary = pretrain(run, resume=args.resume, overwrite=args.overwrite)
     print(json.dumps(summary) if args.json else _summary_text(run.out, summary))
 
 
@@ -68,6 +86,13 @@ def _predict(args: argparse.Namespace) -> None:
         print(json.dumps(task.record(example, prediction), ensure_ascii=False) if args.json else task.render(prediction))
 
 
+def _export(args: argparse.Namespace) -> None:
+    from attnkit.export import export
+
+    family = export(args.path, args.out, args.trust_pickle)
+    print(f"wrote {args.out} (Hugging Face {family})")
+
+
 def _demo(args: argparse.Namespace) -> None:
     from attnkit.demo import demo
 
@@ -80,6 +105,19 @@ def _info(args: argparse.Namespace) -> None:
     print(describe(args.path))
 
 
+def _common_training_flags(parser: argparse.ArgumentParser, kind: str) -> None:
+    parser.add_argument("--dev", metavar=kind, help="development data: picks the best checkpoint, stops early")
+    parser.add_argument("--test", metavar=kind, help="test data, scored once at the end with the best checkpoint")
+    parser.add_argument("--out", metavar="DIR", help="output directory (default runs/model)")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--max-steps", type=int)
+    parser.add_argument("--max-minutes", type=float)
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting, e.g. train.lr=3e-4")
+    parser.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="attnkit", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -88,17 +126,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("config", nargs="?", help="run configuration (YAML); flags and --set override it")
     train.add_argument("--task", choices=["classify", "tag", "seq2seq"])
     train.add_argument("--train", metavar="FILE", help="training data")
-    train.add_argument("--dev", metavar="FILE", help="development data: picks the best checkpoint, stops early")
-    train.add_argument("--test", metavar="FILE", help="test data, scored once at the end with the best checkpoint")
-    train.add_argument("--out", metavar="DIR", help="output directory (default runs/model)")
-    train.add_argument("--epochs", type=int)
-    train.add_argument("--max-steps", type=int)
-    train.add_argument("--max-minutes", type=float)
-    train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting, e.g. train.lr=3e-4")
-    train.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
-    train.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    train.add_argument("--json", action="store_true", help="print the summary as JSON")
+    train.add_argument("--init", metavar="DIR", help="fine-tune this checkpoint (attnkit or Hugging Face directory)")
+    train.add_argument("--trust-pickle", action="store_true", help="with --init: allow a pytorch_model.bin")
+    _common_training_flags(train, "FILE")
     train.set_defaults(run=_train)
+
+    pretrain = commands.add_parser("pretrain", help="pretrain on raw text: masked LM, span infilling or causal LM")
+    pretrain.add_argument("config", nargs="?", help="run configuration (YAML); flags and --set override it")
+    pretrain.add_argument("--text", metavar="PATH", help="a .txt file or a folder of them")
+    pretrain.add_argument("--arch", choices=["encoder", "decoder", "encoder-decoder"],
+                          help="encoder: masked LM; encoder-decoder: span infilling; decoder: causal LM")
+    _common_training_flags(pretrain, "PATH")
+    pretrain.set_defaults(run=_pretrain)
 
     evaluate = commands.add_parser("evaluate", help="score a trained model on a labelled file")
     evaluate.add_argument("path", help="trained model directory")
@@ -111,6 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--data", metavar="FILE", help="a data file, or .txt with one input per line (default: stdin)")
     predict.add_argument("--json", action="store_true", help="JSON lines with the input and the prediction")
     predict.set_defaults(run=_predict)
+
+    export = commands.add_parser("export", help="write a model as a Hugging Face checkpoint directory")
+    export.add_argument("path", help="model directory (attnkit or Hugging Face)")
+    export.add_argument("--out", required=True, metavar="DIR")
+    export.add_argument("--format", choices=["hf"], default="hf", help="hf: config.json + model.safetensors + tokenizer.json")
+    export.add_argument("--trust-pickle", action="store_true", help="allow reading a pytorch_model.bin")
+    export.set_defaults(run=_export)
 
     demo = commands.add_parser("demo", help="train, score and use a model on bundled data, in minutes")
     demo.add_argument("--out", default="runs/demo", metavar="DIR", help="where the demo's models go")

@@ -5,6 +5,7 @@ A checkpoint's config.json holds these dataclasses as JSON, so loading a model n
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import re
@@ -19,7 +20,7 @@ import yaml
 from attnkit.errors import AttnkitError
 
 Arch = Literal["encoder", "decoder", "encoder-decoder"]
-Activation = Literal["relu", "gelu", "gelu_tanh", "silu", "swiglu", "geglu"]
+Activation = Literal["relu", "gelu", "gelu_tanh", "silu", "swiglu", "geglu", "geglu_tanh"]
 Norm = Literal["layernorm", "rmsnorm"]
 Positions = Literal["none", "sinusoidal", "learned", "relative", "rotary", "alibi"]
 
@@ -38,6 +39,7 @@ class ModelConfig:
     num_decoder_layers: int | None = None  # encoder-decoder only; None means num_layers
     dropout: float = 0.1
     attention_dropout: float = 0.0
+    token_dropout: float = 0.0  # in training, drop whole token embeddings with this probability (word dropout)
     activation: Activation = "gelu"
     norm: Norm = "layernorm"
     norm_eps: float = 1e-5
@@ -54,7 +56,9 @@ class ModelConfig:
     share_embeddings: bool = True  # encoder-decoder: source and target share one embedding table
     tie_output: bool = True  # the output projection reuses the target embedding matrix
     output_bias: bool = False
+    output_scale: float = 1.0  # multiplies the decoder's last states before the output projection (T5: dim^-0.5)
     pad_id: int = 0
+    decoder_start_id: int | None = None  # the first decoder input; None: the tokenizer's start token <s>
 
     def __post_init__(self) -> None:
         if self.dim % self.num_heads:
@@ -69,7 +73,7 @@ class ModelConfig:
         for name in ("vocab_size", "dim", "num_heads", "ff_dim", "num_layers", "max_positions"):
             if getattr(self, name) <= 0:
                 raise AttnkitError(f"model.{name} must be positive, got {getattr(self, name)}")
-        for name in ("dropout", "attention_dropout"):
+        for name in ("dropout", "attention_dropout", "token_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise AttnkitError(f"model.{name} must be in [0, 1), got {getattr(self, name)}")
 
@@ -86,8 +90,9 @@ class ModelConfig:
         return self.target_vocab_size if self.target_vocab_size is not None else self.vocab_size
 
 
-TaskName = Literal["classify", "tag", "seq2seq"]
+TaskName = Literal["classify", "tag", "seq2seq", "pretrain"]
 ARCH_OF_TASK: dict[str, str] = {"classify": "encoder", "tag": "encoder", "seq2seq": "encoder-decoder"}
+FINE_TUNABLE = {"dropout", "attention_dropout", "token_dropout"}  # model settings that train.init leaves open
 
 
 @dataclass
@@ -114,6 +119,7 @@ class DataConfig:
     target_column: str = "target"
     max_length: int = 256  # tokens of input kept; longer inputs are truncated
     max_target_length: int = 256  # seq2seq: tokens of target kept in training, and the longest output generated
+    cache: str | None = None  # pretrain: where the tokenized corpus goes (default: OUT.corpus beside the output)
     dev_fraction: float | None = None  # without a dev file: hold out this share of the training file as dev
     test_fraction: float | None = None  # without a test file: hold out this share of the training file as test
 
@@ -128,7 +134,7 @@ class DataConfig:
 class TokenizerConfig:
     """A subword tokenizer trained on the training data, or loaded from a tokenizer.json."""
 
-    kind: Literal["bpe", "wordpiece", "unigram"] = "bpe"
+    kind: Literal["bpe", "wordpiece", "unigram", "word"] = "bpe"  # word: whole words split on spaces
     vocab_size: int = 8000
     min_frequency: int = 2
     lowercase: bool = False
@@ -156,6 +162,10 @@ class TrainConfig:
     patience: int | None = 5  # evaluations without improvement before stopping; None: never stop early
     log_every: int = 50
     seed: int = 1
+    init: str | None = None  # start from this checkpoint (attnkit or Hugging Face directory) and fine-tune it
+    layer_decay: float = 1.0  # with init: layer i of N learns at lr * layer_decay ** (N - i), embeddings lowest
+    freeze_embeddings: bool = False  # with init: keep the token and position embeddings as they are
+    trust_pickle: bool = False  # with init: allow a pytorch_model.bin (unpickling can run code)
 
 
 @dataclass
@@ -182,9 +192,18 @@ class RunConfig:
             values = {}
         if not isinstance(values, dict):
             raise AttnkitError(f"{where}: expected a mapping of sections, got {type(values).__name__}")
+        values = copy.deepcopy(values)  # overrides and defaults below must not change the caller's dict
         for override in overrides or []:
             apply_override(values, override)
         model = values.get("model") or {}
+        train = values.get("train") or {}
+        if isinstance(model, dict) and isinstance(train, dict) and train.get("init"):
+            fixed = sorted(set(model) - FINE_TUNABLE)
+            if fixed:
+                raise AttnkitError(
+                    f"{where}: model.{fixed[0]}: the architecture comes from train.init; only "
+                    f"{', '.join(sorted(FINE_TUNABLE))} can be set when fine-tuning"
+                )
         if isinstance(model, dict):
             for key in ("vocab_size", "target_vocab_size"):
                 if key in model:

@@ -3,58 +3,75 @@ only the newest token passes through the decoder."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
-from attnkit.nn import EncoderDecoder
+from attnkit.nn import Decoder, EncoderDecoder
 
 
 @torch.no_grad()
 def generate(
-    model: EncoderDecoder,
+    model: EncoderDecoder | Decoder,
     source: Tensor,
-    source_mask: Tensor,
+    source_mask: Tensor | None = None,
     *,
-    bos_id: int,
     eos_id: int,
     max_length: int,
+    start_id: int | None = None,
     beam_size: int = 1,
     length_penalty: float = 1.0,
+    suppress: Sequence[int] = (),
 ) -> list[list[int]]:
-    """The best output for each source row (without <s> and </s>), at most `max_length` tokens long; <s> and
-    <pad> are never generated. source, source_mask: (batch, src). Beam hypotheses are ranked by
-    log-probability / length ** length_penalty."""
-    memory = model.encode(source, source_mask)
-    step = _Step(model, memory, source_mask, never=[bos_id, model.config.pad_id])
+    """The best output for each row, at most `max_length` tokens, without the start token and </s>.
+
+    An EncoderDecoder reads `source` (batch, src) with `source_mask` and starts its output with `start_id`.
+    A Decoder continues `source` as a prompt (rows of equal length, unpadded) and returns only the new tokens.
+    Beam hypotheses are ranked by log-probability / length ** length_penalty; `suppress` ids are never chosen.
+    """
+    if isinstance(model, EncoderDecoder):
+        if start_id is None:
+            raise ValueError("an encoder-decoder needs start_id")
+        step = _Step(model.decoder, model.encode(source, source_mask), source_mask, suppress)
+        first = torch.full((source.shape[0], 1), start_id, dtype=torch.long, device=source.device)
+    else:
+        step = _Step(model, None, None, suppress)
+        first = source
     if beam_size == 1:
-        return _greedy(step, bos_id, eos_id, max_length)
-    return _beam_search(step, bos_id, eos_id, max_length, beam_size, length_penalty)
+        return _greedy(step, first, eos_id, max_length)
+    return _beam_search(step, first, eos_id, max_length, beam_size, length_penalty)
 
 
 class _Step:
-    """One decoding step: the next-token log-probabilities of each row given its newest token, via the cache."""
+    """One decoding step: the next-token log-probabilities of each row given its newest tokens, via the cache."""
 
-    def __init__(self, model: EncoderDecoder, memory: Tensor, source_mask: Tensor, never: list[int]) -> None:
-        self.model, self.memory, self.source_mask, self.never = model, memory, source_mask, never
-        self.cache = model.decoder.new_cache()
+    def __init__(
+        self, decoder: Decoder, memory: Tensor | None, source_mask: Tensor | None, suppress: Sequence[int]
+    ) -> None:
+        self.decoder, self.memory, self.source_mask = decoder, memory, source_mask
+        self.suppress = list(suppress)
+        self.cache = decoder.new_cache()
 
     def expand(self, times: int) -> None:
         """Repeat every source row `times` times (row b * times + k is copy k of source b)."""
-        self.memory = self.memory.repeat_interleave(times, dim=0)
-        self.source_mask = self.source_mask.repeat_interleave(times, dim=0)
+        if self.memory is not None:
+            self.memory = self.memory.repeat_interleave(times, dim=0)
+        if self.source_mask is not None:
+            self.source_mask = self.source_mask.repeat_interleave(times, dim=0)
 
     def __call__(self, newest: Tensor) -> Tensor:
-        # newest: (rows, 1) -> log-probabilities (rows, vocab)
-        logits = self.model.decode(newest, self.memory, self.source_mask, cache=self.cache)[:, -1].float()
-        logits[:, self.never] = float("-inf")
+        # newest: (rows, new) -> log-probabilities of the token after them (rows, vocab)
+        logits = self.decoder(newest, None, self.memory, self.source_mask, cache=self.cache)[:, -1].float()
+        if self.suppress:
+            logits[:, self.suppress] = float("-inf")
         return logits.log_softmax(-1)
 
 
-def _greedy(step: _Step, bos_id: int, eos_id: int, max_length: int) -> list[list[int]]:
-    batch, device = step.memory.shape[0], step.memory.device
-    token = torch.full((batch, 1), bos_id, dtype=torch.long, device=device)
+def _greedy(step: _Step, first: Tensor, eos_id: int, max_length: int) -> list[list[int]]:
+    token = first
     outputs = []
-    done = torch.zeros(batch, dtype=torch.bool, device=device)
+    done = torch.zeros(first.shape[0], dtype=torch.bool, device=first.device)
     for _ in range(max_length + 1):
         token = step(token).argmax(-1, keepdim=True).masked_fill(done[:, None], eos_id)
         outputs.append(token)
@@ -66,11 +83,11 @@ def _greedy(step: _Step, bos_id: int, eos_id: int, max_length: int) -> list[list
 
 
 def _beam_search(
-    step: _Step, bos_id: int, eos_id: int, max_length: int, beam_size: int, length_penalty: float
+    step: _Step, first: Tensor, eos_id: int, max_length: int, beam_size: int, length_penalty: float
 ) -> list[list[int]]:
-    batch, device = step.memory.shape[0], step.memory.device
+    batch, device, given = first.shape[0], first.device, first.shape[1]
     step.expand(beam_size)  # row b * beam_size + k is beam k of source b
-    tokens = torch.full((batch * beam_size, 1), bos_id, dtype=torch.long, device=device)
+    tokens = first.repeat_interleave(beam_size, dim=0)
     scores = torch.zeros(batch, beam_size, device=device)
     scores[:, 1:] = float("-inf")  # all beams start identical: let only the first one expand
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(batch)]
@@ -78,7 +95,7 @@ def _beam_search(
     offsets = (torch.arange(batch, device=device) * beam_size)[:, None]
 
     for length in range(1, max_length + 2):  # tokens generated so far, counting the one chosen now
-        log_probs = step(tokens[:, -1:])
+        log_probs = step(tokens if length == 1 else tokens[:, -1:])
         vocab = log_probs.shape[-1]
         candidates = scores[:, :, None] + log_probs.view(batch, beam_size, vocab)
         flat = candidates.view(batch, -1)
@@ -88,7 +105,7 @@ def _beam_search(
             if not done[b] and top_scores[b, k] > float("-inf"):
                 row = int(offsets[b, 0] + top_index[b, k] // vocab)
                 normalized = float(top_scores[b, k]) / length**length_penalty
-                finished[b].append((normalized, tokens[row, 1:].tolist()))
+                finished[b].append((normalized, tokens[row, given:].tolist()))
         # the beams that go on: the best continuations other than </s>
         candidates[:, :, eos_id] = float("-inf")
         scores, index = candidates.view(batch, -1).topk(beam_size, dim=1)
@@ -104,6 +121,6 @@ def _beam_search(
     results = []
     for b in range(batch):
         if not finished[b]:  # nothing ended within max_length: take the best unfinished beam
-            finished[b].append((0.0, tokens[b * beam_size, 1 : max_length + 1].tolist()))
+            finished[b].append((0.0, tokens[b * beam_size, given : given + max_length].tolist()))
         results.append(max(finished[b], key=lambda f: f[0])[1])
     return results

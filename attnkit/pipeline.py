@@ -6,49 +6,90 @@ import os
 from pathlib import Path
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
-from attnkit.checkpoint import load_weights, read_checkpoint_json
+from attnkit.checkpoint import load_model, load_weights, read_checkpoint_json
 from attnkit.config import RunConfig, from_dict
-from attnkit.data.batching import batches_by_tokens
+from attnkit.data.batching import batches_by_tokens, pad
 from attnkit.errors import AttnkitError
+from attnkit.interop.hf import is_hf_directory, load_hf_model
+from attnkit.nn import Encoder
 from attnkit.tasks import Task, make_task
 from attnkit.tokenization import Tokenizer
 
 
 class Pipeline:
-    """Task + model + tokenizer, as saved by `attnkit train`."""
+    """A model with its tokenizer, and its task when it was trained for one (`attnkit train`). Pretrained
+    models (`attnkit pretrain`, Hugging Face directories) have no task: they encode, and fine-tune with --init."""
 
-    def __init__(self, task: Task, model: nn.Module, tokenizer: Tokenizer, run: RunConfig) -> None:
-        self.task = task
+    def __init__(
+        self, model: nn.Module, tokenizer: Tokenizer, task: Task | None = None, run: RunConfig | None = None
+    ) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
+        self.task = task
         self.run = run
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> Pipeline:
+    def load(cls, path: str | os.PathLike, trust_pickle: bool = False) -> Pipeline:
         path = Path(path)
+        if is_hf_directory(path):
+            return cls(load_hf_model(path, trust_pickle), Tokenizer.load(path))
+        data = read_checkpoint_json(path)
+        if "task" not in data:
+            return cls(load_model(path), Tokenizer.load(path))
         run, state = read_run(path)
         task = make_task(run.task, run.data, state)
+        task.model_config = run.model
         model = task.build_model(run.model)
         load_weights(model, path / "model.safetensors")
-        return cls(task, model, Tokenizer.load(path), run)
+        return cls(model, Tokenizer.load(path), task, run)
 
     def predict(self, texts: list[str]) -> list:
         """One prediction per input text: classify gives {"label", "probability"}; tag, a tag per
         whitespace-separated word; seq2seq, the output text."""
-        return self.predict_examples(self.task.inputs(texts))
+        return self.predict_examples(self._task().inputs(texts))
 
     def predict_examples(self, examples: list) -> list:
-        items = self.task.encode(examples, self.tokenizer, training=False)
-        return predict_items(self.task, self.model, self.tokenizer, items, self.run.train.batch_tokens)
+        task = self._task()
+        items = task.encode(examples, self.tokenizer, training=False)
+        return predict_items(task, self.model, self.tokenizer, items, self.run.train.batch_tokens)
 
     def evaluate(self, path: str | os.PathLike) -> tuple[dict, list, list]:
         """Metrics on a labelled file, with its examples and the predictions."""
-        examples = self.task.read(path)
-        self.task.check(examples, path)
+        task = self._task()
+        examples = task.read(path)
+        task.check(examples, path)
         predictions = self.predict_examples(examples)
-        return self.task.metrics(predictions, examples), examples, predictions
+        return task.metrics(predictions, examples), examples, predictions
+
+    @torch.no_grad()
+    def encode(self, texts: list[str]) -> tuple[Tensor, Tensor]:
+        """The encoder's last-layer states (batch, time, dim) for `texts`, each wrapped in its start and end
+        tokens as in training, and the mask (batch, time) that is True on real tokens."""
+        encoder = encoder_of(self.model)
+        if encoder is None:
+            raise AttnkitError("this model has no encoder (a decoder-only model cannot encode)")
+        limit = encoder.config.max_positions if encoder.config.positions == "learned" else None
+        keep = None if limit is None else limit - 2
+        ids, mask = pad([self.tokenizer.add_specials(t[:keep]) for t in self.tokenizer.encode_batch(texts)],
+                        self.tokenizer.pad_id)
+        return encoder(ids, mask), mask
+
+    def _task(self) -> Task:
+        if self.task is None:
+            raise AttnkitError(
+                "this model was not trained for a task; fine-tune it first: attnkit train ... --init PATH"
+            )
+        return self.task
+
+
+def encoder_of(model: nn.Module) -> Encoder | None:
+    """The encoder inside a model: itself, an encoder-decoder's, or a task model's."""
+    if isinstance(model, Encoder):
+        return model
+    inner = getattr(model, "encoder", None)
+    return inner if isinstance(inner, Encoder) else None
 
 
 def read_run(path: Path) -> tuple[RunConfig, dict]:
@@ -67,13 +108,14 @@ def predict_items(task: Task, model: nn.Module, tokenizer: Tokenizer, items: lis
     was_training = model.training
     model.eval()
     predictions: list = [None] * len(items)
-    for indices in batches_by_tokens([task.size(item) for item in items], batch_tokens, shuffle=False):
+    for indices in batches_by_tokens(task.sizes(items), batch_tokens, shuffle=False):
         for index, prediction in zip(indices, task.decode(model, task.collate([items[i] for i in indices]), tokenizer)):
             predictions[index] = prediction
     model.train(was_training)
     return predictions
 
 
-def load(path: str | os.PathLike) -> Pipeline:
-    """The trained model at `path`, ready to predict: `attnkit.load("runs/sentiment").predict(["Great fun."])`."""
-    return Pipeline.load(path)
+def load(path: str | os.PathLike, trust_pickle: bool = False) -> Pipeline:
+    """The model at `path` (trained by attnkit, pretrained by attnkit, or a Hugging Face directory), e.g.
+    `attnkit.load("runs/sentiment").predict(["Great fun."])` or `attnkit.load(minilm_dir).encode(texts)`."""
+    return Pipeline.load(path, trust_pickle)

@@ -3,12 +3,13 @@ tokenizer.json, saved in every checkpoint. Words map to subwords so that word-le
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
 
 from tokenizers import Tokenizer as Backend
-from tokenizers import decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 from attnkit.config import TokenizerConfig
 from attnkit.errors import AttnkitError
@@ -18,30 +19,51 @@ PAD, UNK, BOS, EOS, MASK = "<pad>", "<unk>", "<s>", "</s>", "<mask>"
 SPECIALS = [PAD, UNK, BOS, EOS, MASK]  # ids 0..4 in every tokenizer attnkit trains
 
 
+# what each role is called in the tokenizers people publish: attnkit's own, BERT's, GPT-2's
+ROLE_NAMES = {
+    "pad": ["<pad>", "[PAD]"],
+    "unk": ["<unk>", "[UNK]", "<|endoftext|>"],
+    "bos": ["<s>", "[CLS]", "<|endoftext|>"],
+    "eos": ["</s>", "[SEP]", "<|endoftext|>"],
+    "mask": ["<mask>", "[MASK]"],
+}
+
+
 class Tokenizer:
-    """A `tokenizers.Tokenizer` with attnkit's special tokens; encodes without adding any of them."""
+    """A `tokenizers.Tokenizer` and the ids of its special tokens; encodes without adding any of them.
+    A tokenizer without a padding token pads with its end token; one without a start token (T5) has bos_id None."""
 
     def __init__(self, backend: Backend, where: str = "tokenizer") -> None:
         self.backend = backend
         self.backend.no_truncation()
         self.backend.no_padding()
-        ids = {token: backend.token_to_id(token) for token in SPECIALS}
-        missing = [token for token in (PAD, UNK, BOS, EOS) if ids[token] is None]
-        if missing:
-            raise AttnkitError(f"{where}: no special token {', '.join(missing)} in the vocabulary")
-        self.pad_id, self.unk_id, self.bos_id, self.eos_id = ids[PAD], ids[UNK], ids[BOS], ids[EOS]
-        self.mask_id = ids[MASK]
+        ids = {role: _first_id(backend, names) for role, names in ROLE_NAMES.items()}
+        if ids["eos"] is None:
+            raise AttnkitError(f"{where}: no end-of-sequence token ({', '.join(ROLE_NAMES['eos'])}) in the vocabulary")
+        self.eos_id: int = ids["eos"]
+        self.pad_id: int = ids["pad"] if ids["pad"] is not None else self.eos_id
+        self.unk_id: int | None = ids["unk"]
+        self.bos_id: int | None = ids["bos"]
+        self.mask_id: int | None = ids["mask"]
         self.special_ids = {i for i in ids.values() if i is not None}
 
     @classmethod
     def train(cls, texts: Iterable[str], config: TokenizerConfig) -> Tokenizer:
         """Learn a vocabulary of `config.kind` from `texts` (sentencepiece-style word boundaries for BPE and
-        Unigram, so decoding restores the spacing; BERT-style for WordPiece)."""
+        Unigram, so decoding restores the spacing; BERT-style for WordPiece; whole words for word)."""
         if config.kind == "wordpiece":
             backend = Backend(models.WordPiece(unk_token=UNK))
             backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
             backend.decoder = decoders.WordPiece()
             trainer = trainers.WordPieceTrainer(
+                vocab_size=config.vocab_size, min_frequency=config.min_frequency, special_tokens=SPECIALS,
+                show_progress=False,
+            )
+        elif config.kind == "word":
+            backend = Backend(models.WordLevel(unk_token=UNK))
+            backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+            backend.decoder = decoders.WordPiece(prefix="\x00")  # joins words with spaces
+            trainer = trainers.WordLevelTrainer(
                 vocab_size=config.vocab_size, min_frequency=config.min_frequency, special_tokens=SPECIALS,
                 show_progress=False,
             )
@@ -62,6 +84,11 @@ class Tokenizer:
             )
         steps = [normalizers.NFKC()] + ([normalizers.Lowercase()] if config.lowercase else [])
         backend.normalizer = normalizers.Sequence(steps)
+        # attnkit adds <s> and </s> itself; the template tells other libraries reading tokenizer.json to do so too
+        backend.post_processor = processors.TemplateProcessing(
+            single=f"{BOS} $A {EOS}", pair=f"{BOS} $A {EOS} $B {EOS}",
+            special_tokens=[(BOS, SPECIALS.index(BOS)), (EOS, SPECIALS.index(EOS))],
+        )
         try:
             backend.train_from_iterator(texts, trainer=trainer)
         except Exception as error:  # tokenizers raises bare Exceptions, e.g. for a vocabulary under the alphabet
@@ -70,8 +97,11 @@ class Tokenizer:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Tokenizer:
-        """From a tokenizer.json, or a directory holding one."""
+        """From a tokenizer.json, or a directory holding one (or, as published checkpoints may instead ship,
+        a WordPiece vocab.txt or a byte-level BPE vocab.json + merges.txt)."""
         path = Path(path)
+        if path.is_dir() and not (path / TOKENIZER_FILE).is_file():
+            return cls._from_vocabulary_files(path)
         file = path / TOKENIZER_FILE if path.is_dir() else path
         if not file.is_file():
             raise AttnkitError(f"{file}: missing (a tokenizer.json is needed)")
@@ -80,6 +110,22 @@ class Tokenizer:
         except Exception as error:  # tokenizers raises a bare Exception for malformed files
             raise AttnkitError(f"{file}: not a valid tokenizer.json ({str(error).splitlines()[0]})") from None
         return cls(backend, str(file))
+
+    @classmethod
+    def _from_vocabulary_files(cls, directory: Path) -> Tokenizer:
+        from tokenizers.implementations import BertWordPieceTokenizer, ByteLevelBPETokenizer
+
+        settings = _json_or_empty(directory / "tokenizer_config.json")
+        if (directory / "vocab.txt").is_file():
+            lowercase = bool(settings.get("do_lower_case", True))
+            built = BertWordPieceTokenizer(str(directory / "vocab.txt"), lowercase=lowercase)
+        elif (directory / "vocab.json").is_file() and (directory / "merges.txt").is_file():
+            built = ByteLevelBPETokenizer(str(directory / "vocab.json"), str(directory / "merges.txt"))
+        else:
+            raise AttnkitError(
+                f"{directory}: no tokenizer (needs tokenizer.json, vocab.txt, or vocab.json with merges.txt)"
+            )
+        return cls(built._tokenizer, str(directory))
 
     def save(self, path: str | os.PathLike) -> None:
         self.backend.save(str(path))
@@ -93,6 +139,10 @@ class Tokenizer:
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         return [e.ids for e in self.backend.encode_batch(texts, add_special_tokens=False)]
+
+    def add_specials(self, ids: list[int]) -> list[int]:
+        """<s> ids </s> (BERT's [CLS] ids [SEP]; T5 has no start token)."""
+        return ([self.bos_id] if self.bos_id is not None else []) + ids + [self.eos_id]
 
     def encode_words(self, words: list[str]) -> tuple[list[int], list[int]]:
         """Subword ids of a pre-split sentence, and the position of each word's first subword. A word that
@@ -120,3 +170,19 @@ class Tokenizer:
 
     def decode(self, ids: list[int]) -> str:
         return self.backend.decode([i for i in ids if i not in self.special_ids], skip_special_tokens=True)
+
+
+def _json_or_empty(file: Path) -> dict:
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _first_id(backend: Backend, names: list[str]) -> int | None:
+    for name in names:
+        token_id = backend.token_to_id(name)
+        if token_id is not None:
+            return token_id
+    return None

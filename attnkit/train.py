@@ -37,20 +37,22 @@ from attnkit.checkpoint import (
     read_json,
     write_json,
 )
-from attnkit.config import RunConfig, TrainConfig, to_dict
+from attnkit.config import FINE_TUNABLE, ModelConfig, RunConfig, TrainConfig, to_dict
 from attnkit.data.batching import batches_by_tokens
 from attnkit.errors import AttnkitError
-from attnkit.pipeline import predict_items, read_run
+from attnkit.nn import EncoderDecoder
+from attnkit.pipeline import Pipeline, encoder_of, predict_items, read_run
 from attnkit.tasks import Task, make_task
 from attnkit.tokenization import TOKENIZER_FILE, Tokenizer
 
 STATE_DIR = "trainer_state"
 
 
-def train(run: RunConfig, *, resume: bool = False, overwrite: bool = False) -> dict:
+def train(run: RunConfig, *, resume: bool = False, overwrite: bool = False, quiet: bool = False) -> dict:
     """Train as `run` says and return a summary (steps, best dev metrics, test metrics if data.test is set).
-    With `resume`, continue the interrupted run in run.out exactly where its last saved step left off."""
-    return Trainer(run, resume=resume, overwrite=overwrite).fit()
+    With `resume`, continue the interrupted run in run.out exactly where its last saved step left off;
+    `quiet` keeps the progress bar and evaluation lines off stderr."""
+    return Trainer(run, resume=resume, overwrite=overwrite, quiet=quiet).fit()
 
 
 def learning_rate(config: TrainConfig, step: int, total_steps: int) -> float:
@@ -69,8 +71,9 @@ def learning_rate(config: TrainConfig, step: int, total_steps: int) -> float:
 
 
 class Trainer:
-    def __init__(self, run: RunConfig, *, resume: bool, overwrite: bool) -> None:
+    def __init__(self, run: RunConfig, *, resume: bool, overwrite: bool, quiet: bool = False) -> None:
         self.run = run
+        self.quiet = quiet
         self.config = run.train
         self.out = Path(run.out)
         self._check_out(resume, overwrite)
@@ -89,17 +92,22 @@ class Trainer:
         self.test_examples = held_out["test"] or self._read_checked(run.data.test)
         if self.dev_examples is not None and self.config.eval_examples:
             self.dev_examples = self.dev_examples[: self.config.eval_examples]
-        self.tokenizer = self._tokenizer(resume)
-        self.model_config = dataclasses.replace(
-            run.model, vocab_size=self.tokenizer.vocab_size, pad_id=self.tokenizer.pad_id
-        )
+        source = Pipeline.load(self.config.init, self.config.trust_pickle) if self.config.init and not resume else None
+        self.tokenizer = source.tokenizer if source else self._tokenizer(resume)
+        self.model_config = self._model_config(resume, source)
+        self.task.model_config = self.model_config
         self.model = self.task.build_model(self.model_config)
+        if source is not None:
+            _initialize(self.model, source.model, self.config.init)
+        if self.config.freeze_embeddings:
+            for module in _embedding_modules(self.model):
+                module.requires_grad_(False)
         self.train_items = self.task.encode(self.train_examples, self.tokenizer, training=True)
         self.dev_items = (
             self.task.encode(self.dev_examples, self.tokenizer, training=False) if self.dev_examples else None
         )
         self.optimizer = _adamw(self.model, self.config)
-        self.sizes = [self.task.size(item) for item in self.train_items]
+        self.sizes = self.task.sizes(self.train_items)
         batches = len(batches_by_tokens(self.sizes, self.config.batch_tokens, shuffle=False))
         self.steps_per_epoch = math.ceil(batches / self.config.accumulate)
         self.total_steps = self.config.max_steps or self.steps_per_epoch * self.config.epochs
@@ -123,6 +131,17 @@ class Trainer:
         self.task.check(examples, path)
         return examples
 
+    def _model_config(self, resume: bool, source: Pipeline | None) -> ModelConfig:
+        """The saved one when resuming; the init checkpoint's (with this run's dropout) when fine-tuning;
+        else the run's, sized to the tokenizer."""
+        if resume:
+            return read_run(self.out)[0].model
+        if source is not None:
+            dropouts = {name: getattr(self.run.model, name) for name in FINE_TUNABLE}
+            arch = self.run.model.arch  # the task's: an encoder-decoder's encoder can start a classifier
+            return dataclasses.replace(source.model.config, arch=arch, **dropouts)
+        return dataclasses.replace(self.run.model, vocab_size=self.tokenizer.vocab_size, pad_id=self.tokenizer.pad_id)
+
     def _tokenizer(self, resume: bool) -> Tokenizer:
         if resume:
             return Tokenizer.load(self.out)
@@ -139,7 +158,8 @@ class Trainer:
 
         self.board = SummaryWriter(str(self.out / "tensorboard"))
         self.bar = tqdm(
-            total=self.total_steps, initial=self.progress["step"], unit="step", dynamic_ncols=True, disable=None
+            total=self.total_steps, initial=self.progress["step"], unit="step", dynamic_ncols=True,
+            disable=True if self.quiet else None,  # None: only on a terminal
         )
         try:
             self._loop()
@@ -192,7 +212,7 @@ class Trainer:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_norm)
         lr = learning_rate(self.config, self.progress["step"], self.total_steps)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group["lr_scale"]
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.progress["step"] += 1
@@ -218,7 +238,7 @@ class Trainer:
         else:
             metrics = self._score_dev()
             value = metrics[self.task.metric]
-            improved = p["best"] is None or value > p["best"][self.task.metric]
+            improved = p["best"] is None or self.task.better(value, p["best"][self.task.metric])
             self._record({"step": p["step"], "epoch": p["epoch"], "dev": metrics, "best": improved})
             for name, number in metrics.items():
                 self.board.add_scalar(f"dev/{name}", number, p["step"])
@@ -295,7 +315,8 @@ class Trainer:
 
     def _say(self, message: str) -> None:
         """A progress message, on stderr beside the bar (stdout is for results)."""
-        self.bar.write(message, file=sys.stderr)
+        if not self.quiet:
+            self.bar.write(message, file=sys.stderr)
 
     def _summary(self, metrics: dict) -> str:
         return "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
@@ -346,11 +367,50 @@ def _seed_everything(seed: int) -> None:
 
 
 def _adamw(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
-    """AdamW; biases and norm weights (the 1-D parameters) are not decayed."""
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.98), eps=1e-8)
+    """AdamW over the trainable parameters; biases and norm weights (1-D) are not decayed. Each group has an
+    lr_scale: with layer_decay < 1, layer i of a stack of N learns at layer_decay ** (N - i) of the rate, the
+    embeddings at layer_decay ** (N + 1), the rest (final norm, task head) at the full rate."""
+    groups: dict[tuple[float, bool], list] = {}
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            key = (_lr_scale(model, name, config.layer_decay), parameter.dim() >= 2)
+            groups.setdefault(key, []).append(parameter)
+    param_groups = [
+        {"params": params, "lr_scale": scale, "weight_decay": config.weight_decay if decayed else 0.0}
+        for (scale, decayed), params in groups.items()
+    ]
+    return torch.optim.AdamW(param_groups, lr=config.lr, betas=(0.9, 0.98), eps=1e-8)
+
+
+def _lr_scale(model: nn.Module, name: str, decay: float) -> float:
+    if decay == 1.0:
+        return 1.0
+    parts = name.split(".")
+    stack = model
+    for i, part in enumerate(parts):
+        if part == "layers" and i + 1 < len(parts) and isinstance(stack, nn.Module):
+            return decay ** (len(stack.layers) - int(parts[i + 1]))
+        if part in ("embedding", "positions", "embed_norm"):
+            return decay ** (len(getattr(stack, "layers", [])) + 1)
+        stack = getattr(stack, part, None)
+    return 1.0
+
+
+def _embedding_modules(model: nn.Module) -> list[nn.Module]:
+    return [m for name, m in model.named_modules() if name.split(".")[-1] in ("embedding", "positions")]
+
+
+def _initialize(model: nn.Module, source: nn.Module, where: str) -> None:
+    """Copy the pretrained part into a task model: the whole encoder-decoder, or the encoder."""
+    if isinstance(model, EncoderDecoder):
+        if not isinstance(source, EncoderDecoder):
+            raise AttnkitError(f"{where}: a seq2seq model needs an encoder-decoder checkpoint to start from")
+        model.load_state_dict(source.state_dict())
+        return
+    encoder = encoder_of(source)
+    if encoder is None:
+        raise AttnkitError(f"{where}: has no encoder to start a {type(model).__name__.lower()} from")
+    model.encoder.load_state_dict(encoder.state_dict())
 
 
 def _numbers(metrics: dict) -> dict[str, float]:

@@ -42,12 +42,20 @@ def conllu_to_conll(source: Path, train: Path, dev: Path, train_count: int, dev_
         path.write_text("".join("\n".join(s) + "\n\n" for s in chosen), encoding="utf-8")
 
 
+def text_only(source: Path, target: Path) -> None:
+    """The text column of a labelled TSV, one sentence per line: raw text for pretraining."""
+    with source.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f, delimiter="\t"))[1:]
+    target.write_text("".join(text + "\n" for _, text in rows), encoding="utf-8")
+
+
 def main() -> None:
     if not SHARED.is_dir():
         sys.exit(f"{SHARED}: not found; run from the repository root with ../shared beside it")
     OUT.mkdir(parents=True, exist_ok=True)
     sample_tsv(SHARED / "sentiment/movies.train.tsv", OUT / "movies.train.tsv", 4000, seed=1)
     sample_tsv(SHARED / "sentiment/movies.dev.tsv", OUT / "movies.dev.tsv", 500, seed=1)
+    text_only(SHARED / "sentiment/movies.train.tsv", OUT / "movies.text.txt")
     conllu_to_conll(SHARED / "pos/tr-web.conllu", OUT / "tr-pos.train.conll", OUT / "tr-pos.dev.conll", 1500, 300, 1)
     sample_tsv(SHARED / "translation/en-es.bible.train.tsv", OUT / "en-es.train.tsv", 3000, seed=1)
     sample_tsv(SHARED / "translation/en-es.bible.dev.tsv", OUT / "en-es.dev.tsv", 200, seed=1)

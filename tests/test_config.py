@@ -31,3 +31,24 @@ def test_json_integers_are_accepted_for_float_fields():
 def test_bad_values_name_the_field(values, message):
     with pytest.raises(AttnkitError, match=f"^{message}"):
         from_dict(ModelConfig, values, "x")
+
+
+def test_run_config_leaves_the_callers_values_alone():
+    from attnkit.config import RunConfig
+
+    model = {"dim": 64, "num_heads": 4}
+    values = {"task": {"name": "classify"}, "model": model}
+    RunConfig.from_values(values, "x", ["model.num_layers=3"])
+    assert values == {"task": {"name": "classify"}, "model": {"dim": 64, "num_heads": 4}}
+
+
+def test_yaml_floats_without_a_dot_and_overrides(tmp_path):
+    from attnkit.config import RunConfig
+
+    path = tmp_path / "run.yaml"
+    path.write_text("train:\n  lr: 3e-4\n  warmup_steps: 10\n")
+    run = RunConfig.from_yaml(path, ["train.clip_norm=null", "task.name=tag"])
+    assert run.train.lr == 3e-4 and run.train.clip_norm is None and run.model.arch == "encoder"
+    path.write_text("train:\n  lr: [3e-4\n")
+    with pytest.raises(AttnkitError, match=r"run.yaml:\d+: invalid YAML"):
+        RunConfig.from_yaml(path)

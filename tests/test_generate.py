@@ -46,14 +46,14 @@ def test_wide_beam_finds_the_exhaustive_best(model):
     for seed in range(4):
         source = torch.randint(3, VOCAB, (1, 5), generator=torch.Generator().manual_seed(seed))
         mask = torch.ones_like(source, dtype=torch.bool)
-        found = generate(model, source, mask, bos_id=BOS, eos_id=EOS, max_length=3, beam_size=64, length_penalty=1.0)
+        found = generate(model, source, mask, start_id=BOS, eos_id=EOS, suppress=[PAD, BOS], max_length=3, beam_size=64, length_penalty=1.0)
         assert found[0] == exhaustive_best(model, source, 3, 1.0)
 
 
 def test_beam_of_one_is_greedy(model):
     source = torch.randint(3, VOCAB, (3, 5), generator=torch.Generator().manual_seed(1))
     mask = torch.ones_like(source, dtype=torch.bool)
-    greedy = generate(model, source, mask, bos_id=BOS, eos_id=EOS, max_length=6)
+    greedy = generate(model, source, mask, start_id=BOS, eos_id=EOS, suppress=[PAD, BOS], max_length=6)
     with torch.no_grad():  # step-by-step argmax without the cache
         for row in range(3):
             tokens = [BOS]
@@ -73,9 +73,9 @@ def test_batched_beam_search_equals_one_at_a_time_with_padding(model):
     mask = torch.zeros(3, 5, dtype=torch.bool)
     for i, s in enumerate(sources):
         batch[i, : len(s)], mask[i, : len(s)] = torch.tensor(s), True
-    together = generate(model, batch, mask, bos_id=BOS, eos_id=EOS, max_length=8, beam_size=3)
+    together = generate(model, batch, mask, start_id=BOS, eos_id=EOS, suppress=[PAD, BOS], max_length=8, beam_size=3)
     for i, s in enumerate(sources):
-        alone = generate(model, torch.tensor([s]), torch.ones(1, len(s), dtype=torch.bool), bos_id=BOS, eos_id=EOS,
+        alone = generate(model, torch.tensor([s]), torch.ones(1, len(s), dtype=torch.bool), start_id=BOS, eos_id=EOS, suppress=[PAD, BOS],
                          max_length=8, beam_size=3)
         assert together[i] == alone[0]
 
@@ -87,5 +87,5 @@ def test_outputs_never_exceed_max_length(model):
         model.decoder.output.bias = torch.nn.Parameter(torch.zeros(VOCAB))
         model.decoder.output.bias[EOS] = -1e4  # never ends by itself
     for beam in (1, 3):
-        outputs = generate(model, source, mask, bos_id=BOS, eos_id=EOS, max_length=4, beam_size=beam)
+        outputs = generate(model, source, mask, start_id=BOS, eos_id=EOS, suppress=[PAD, BOS], max_length=4, beam_size=beam)
         assert all(len(o) == 4 for o in outputs)

@@ -18,7 +18,11 @@ ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"),
     "silu": F.silu,
 }
-GATED = {"swiglu": F.silu, "geglu": F.gelu}  # activation(x W_gate) * (x W_up), Shazeer 2020
+GATED: dict[str, Callable[[Tensor], Tensor]] = {  # activation(x W_gate) * (x W_up), Shazeer 2020
+    "swiglu": F.silu,
+    "geglu": F.gelu,
+    "geglu_tanh": lambda x: F.gelu(x, approximate="tanh"),  # T5 v1.1's "gated-gelu"
+}
 
 
 class FeedForward(nn.Module):

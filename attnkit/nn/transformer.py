@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from attnkit.config import ModelConfig
-from attnkit.nn.dropout import Dropout
+from attnkit.nn.dropout import Dropout, dropout
 from attnkit.nn.attention import DecoderCache
 from attnkit.nn.layers import DecoderLayer, EncoderLayer, build_norm
 from attnkit.nn.positions import Positions, build_positions
@@ -28,7 +28,10 @@ class _Stack(nn.Module):
         self.final_norm = build_norm(config) if config.norm_first else None  # post-norm layers end normalized
 
     def _embed(self, tokens: Tensor, offset: int) -> Tensor:
-        x = self.positions.add_to(self.embedding(tokens) * self.embed_scale, offset)
+        x = self.embedding(tokens) * self.embed_scale
+        if self.training and self.config.token_dropout > 0:  # whole tokens vanish, the rest are rescaled
+            x = x * dropout(x.new_ones(*tokens.shape, 1), self.config.token_dropout, training=True)
+        x = self.positions.add_to(x, offset)
         if self.embed_norm is not None:
             x = self.embed_norm(x)
         return self.dropout(x)
@@ -109,7 +112,8 @@ class Decoder(_Stack):
                 self_cache=cache.self_attn[i] if cache is not None else None,
                 cross_cache=cache.cross_attn[i] if cache is not None else None,
             )
-        return self.output(self._finish(x))
+        hidden = self._finish(x)
+        return self.output(hidden * self.config.output_scale if self.config.output_scale != 1.0 else hidden)
 
 
 def _extend_mask(

@@ -4,7 +4,7 @@ tags or targets: it asks the task to read, encode, collate, compute the loss, de
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from torch import Tensor, nn
 
@@ -20,15 +20,21 @@ class Task:
 
     name = ""
     main_metric = ""
+    lower_is_better: frozenset[str] = frozenset()
 
     def __init__(self, config: TaskConfig, data: DataConfig, state: dict | None = None) -> None:
         self.config = config
         self.data = data
+        self.model_config: ModelConfig | None = None  # set once the model is known (the trainer, the pipeline)
 
     @property
     def metric(self) -> str:
-        """The dev metric (higher is better) that picks the best checkpoint."""
+        """The dev metric that picks the best checkpoint (see `better`)."""
         return self.config.metric or self.main_metric
+
+    def better(self, value: float, best: float) -> bool:
+        """Whether `value` of the task's metric improves on `best`."""
+        return value < best if self.metric in self.lower_is_better else value > best
 
     def state(self) -> dict:
         return {}
@@ -56,6 +62,9 @@ class Task:
     def size(self, item: dict) -> int:
         """Tokens of one encoded example, for batching by token budget."""
         raise NotImplementedError
+
+    def sizes(self, items: Sequence[dict]) -> list[int]:
+        return [self.size(item) for item in items]
 
     def collate(self, items: list[dict]) -> Batch:
         raise NotImplementedError

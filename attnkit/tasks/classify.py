@@ -79,7 +79,7 @@ class ClassifyTask(Task):
         index = {label: i for i, label in enumerate(self.labels)}
         keep = self.data.max_length - 2
         return [
-            {"ids": [tokenizer.bos_id, *ids[:keep], tokenizer.eos_id], "label": index.get(e.label, -100)}
+            {"ids": tokenizer.add_specials(ids[:keep]), "label": index.get(e.label, -100)}
             for e, ids in zip(examples, tokenizer.encode_batch([e.text for e in examples]))
         ]
 

@@ -13,10 +13,20 @@ from attnkit import metrics as scoring
 from attnkit.config import ModelConfig
 from attnkit.data.batching import pad
 from attnkit.data.readers import Pair, read_pairs
+from attnkit.errors import AttnkitError
 from attnkit.generate import generate
 from attnkit.nn import EncoderDecoder
 from attnkit.tasks.base import Batch, Task
 from attnkit.tokenization import Tokenizer
+
+
+def decoder_start(config: ModelConfig | None, tokenizer: Tokenizer) -> int:
+    """The first decoder input: the model's own convention (BART </s>, T5 and Marian <pad>) or <s>."""
+    if config is not None and config.decoder_start_id is not None:
+        return config.decoder_start_id
+    if tokenizer.bos_id is None:
+        raise AttnkitError("tokenizer: no start token <s>, and the model names no decoder_start_id")
+    return tokenizer.bos_id
 
 
 class Seq2SeqTask(Task):
@@ -38,10 +48,11 @@ class Seq2SeqTask(Task):
         sources = tokenizer.encode_batch([e.source for e in examples])
         targets = tokenizer.encode_batch([e.target for e in examples])
         source_keep, target_keep = self.data.max_length - 1, self.data.max_target_length
+        start = decoder_start(self.model_config, tokenizer)
         return [
             {
                 "source": [*source[:source_keep], tokenizer.eos_id],
-                "target": [tokenizer.bos_id, *target[:target_keep], tokenizer.eos_id],
+                "target": [start, *target[:target_keep], tokenizer.eos_id],
             }
             for source, target in zip(sources, targets)
         ]
@@ -72,8 +83,9 @@ class Seq2SeqTask(Task):
             model,
             batch["source"],
             batch["source_mask"],
-            bos_id=tokenizer.bos_id,
+            start_id=decoder_start(model.config, tokenizer),
             eos_id=tokenizer.eos_id,
+            suppress=sorted({tokenizer.pad_id, tokenizer.bos_id} - {None, tokenizer.eos_id}),
             max_length=min(self.data.max_target_length, 2 * source_length + 10),
             beam_size=self.config.beam_size,
             length_penalty=self.config.length_penalty,

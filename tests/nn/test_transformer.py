@@ -158,3 +158,14 @@ def test_tied_output_shares_the_embedding_matrix():
     separate = tiny("encoder-decoder", "sinusoidal", share_embeddings=False, tie_output=False, target_vocab_size=30)
     assert separate.decoder.embedding.weight.shape == (30, 32)
     assert separate(tokens(1, 3), tokens(1, 2) % 30).shape == (1, 2, 30)
+
+
+def test_token_dropout_zeroes_whole_tokens_only_in_training():
+    model = tiny("encoder", "none", token_dropout=0.5).train()
+    torch.manual_seed(0)
+    x = model._embed(tokens(4, 50), 0)
+    dropped = (x == 0).all(-1)
+    assert 0.3 < dropped.float().mean() < 0.7
+    assert ((x == 0).any(-1) == dropped).all()  # a token is dropped whole or not at all
+    model.eval()
+    assert not (model._embed(tokens(4, 50), 0) == 0).all(-1).any()

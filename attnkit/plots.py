@@ -1,0 +1,34 @@
+"""Plots of results (matplotlib, from the `viz` extra)."""
+
+from __future__ import annotations
+
+import os
+
+from attnkit.errors import AttnkitError
+
+
+def learning_curve(sizes: list[int], curves: dict[str, list[float]], path: str | os.PathLike, title: str) -> None:
+    """Accuracy against the number of labelled training examples, one line per curve, written as PNG."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise AttnkitError("plots need matplotlib: pip install 'attnkit[viz]'") from None
+    figure, axes = plt.subplots(figsize=(6, 4), dpi=120)
+    for label, values in curves.items():
+        axes.plot(sizes, [100 * v for v in values], marker="o", label=label)
+        for x, y in zip(sizes, values):
+            axes.annotate(f"{100 * y:.1f}", (x, 100 * y), textcoords="offset points", xytext=(0, 6), ha="center",
+                          fontsize=8)
+    axes.set_xscale("log")
+    axes.set_xticks(sizes, [f"{s:,}" for s in sizes])
+    axes.set_xlabel("labelled training examples")
+    axes.set_ylabel("dev accuracy (%)")
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
