@@ -2,8 +2,10 @@
 
 from attnkit.config import DataConfig, ModelConfig, RunConfig, TaskConfig, TokenizerConfig, TrainConfig
 from attnkit.errors import AttnkitError
+from attnkit.export import export
 from attnkit.nn import build_model
 from attnkit.pipeline import Pipeline, load
+from attnkit.pretrain import pretrain
 from attnkit.train import train
 
 __version__ = "0.1.0"
@@ -17,6 +19,8 @@ __all__ = [
     "TokenizerConfig",
     "TrainConfig",
     "build_model",
+    "export",
     "load",
+    "pretrain",
     "train",
 ]

@@ -98,7 +98,7 @@ def read_checkpoint_json(path: str | os.PathLike) -> dict:
         raise AttnkitError(f"{path}: no such checkpoint directory")
     data = read_json(path / CONFIG_FILE)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise AttnkitError(f"{path / CONFIG_FILE}: not an attnkit config (no \"format\": \"{FORMAT}\")")
+        raise AttnkitError(f'{path / CONFIG_FILE}: not an attnkit config (no "format": "{FORMAT}")')
     return data
 
 
@@ -122,7 +122,9 @@ def load_weights(model: nn.Module, file: Path) -> None:
         raise AttnkitError(f"{file}: tensor {unknown[0]!r} does not belong to the model that config.json describes")
     for name, shape in expected.items():
         if name in shapes and shapes[name] != shape:
-            raise AttnkitError(f"{file}: tensor {name!r} has shape {list(shapes[name])}, config.json implies {list(shape)}")
+            raise AttnkitError(
+                f"{file}: tensor {name!r} has shape {list(shapes[name])}, config.json implies {list(shape)}"
+            )
     try:
         safetensors.torch.load_model(model, str(file), strict=True)
     except (safetensors.SafetensorError, OSError) as error:

@@ -28,7 +28,9 @@ SHORTHANDS = {
 def _run_config(args: argparse.Namespace, *fixed: str):
     from attnkit.config import RunConfig, read_yaml
 
-    given = [f"{key}={getattr(args, flag)}" for flag, key in SHORTHANDS.items() if getattr(args, flag, None) is not None]
+    given = [
+        f"{key}={getattr(args, flag)}" for flag, key in SHORTHANDS.items() if getattr(args, flag, None) is not None
+    ]
     overrides = [*fixed, *given, *(args.set or [])]
     if getattr(args, "trust_pickle", False):
         overrides.append("train.trust_pickle=true")
@@ -83,7 +85,9 @@ def _predict(args: argparse.Namespace) -> None:
         if not examples:
             raise AttnkitError("standard input: no text to predict (one input per line)")
     for example, prediction in zip(examples, pipeline.predict_examples(examples)):
-        print(json.dumps(task.record(example, prediction), ensure_ascii=False) if args.json else task.render(prediction))
+        print(
+            json.dumps(task.record(example, prediction), ensure_ascii=False) if args.json else task.render(prediction)
+        )
 
 
 def _export(args: argparse.Namespace) -> None:
@@ -134,8 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
     pretrain = commands.add_parser("pretrain", help="pretrain on raw text: masked LM, span infilling or causal LM")
     pretrain.add_argument("config", nargs="?", help="run configuration (YAML); flags and --set override it")
     pretrain.add_argument("--text", metavar="PATH", help="a .txt file or a folder of them")
-    pretrain.add_argument("--arch", choices=["encoder", "decoder", "encoder-decoder"],
-                          help="encoder: masked LM; encoder-decoder: span infilling; decoder: causal LM")
+    pretrain.add_argument(
+        "--arch",
+        choices=["encoder", "decoder", "encoder-decoder"],
+        help="encoder: masked LM; encoder-decoder: span infilling; decoder: causal LM",
+    )
     _common_training_flags(pretrain, "PATH")
     pretrain.set_defaults(run=_pretrain)
 
@@ -154,7 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="write a model as a Hugging Face checkpoint directory")
     export.add_argument("path", help="model directory (attnkit or Hugging Face)")
     export.add_argument("--out", required=True, metavar="DIR")
-    export.add_argument("--format", choices=["hf"], default="hf", help="hf: config.json + model.safetensors + tokenizer.json")
+    export.add_argument(
+        "--format", choices=["hf"], default="hf", help="hf: config.json + model.safetensors + tokenizer.json"
+    )
     export.add_argument("--trust-pickle", action="store_true", help="allow reading a pytorch_model.bin")
     export.set_defaults(run=_export)
 

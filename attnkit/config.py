@@ -65,9 +65,14 @@ class ModelConfig:
             raise AttnkitError(f"model.dim ({self.dim}) must be divisible by model.num_heads ({self.num_heads})")
         if self.positions == "rotary" and (self.dim // self.num_heads) % 2:
             raise AttnkitError("model.positions=rotary needs an even head dimension (dim / num_heads)")
-        if self.arch == "encoder-decoder" and self.share_embeddings and self.target_vocab_size not in (
-            None,
-            self.vocab_size,
+        if (
+            self.arch == "encoder-decoder"
+            and self.share_embeddings
+            and self.target_vocab_size
+            not in (
+                None,
+                self.vocab_size,
+            )
         ):
             raise AttnkitError("model.share_embeddings needs target_vocab_size equal to vocab_size (or unset)")
         for name in ("vocab_size", "dim", "num_heads", "ff_dim", "num_layers", "max_positions"):
@@ -213,9 +218,7 @@ class RunConfig:
             if name in ARCH_OF_TASK:
                 arch = model.setdefault("arch", ARCH_OF_TASK[name])
                 if arch != ARCH_OF_TASK[name]:
-                    raise AttnkitError(
-                        f"{where}: model.arch: task {name} needs {ARCH_OF_TASK[name]!r}, got {arch!r}"
-                    )
+                    raise AttnkitError(f"{where}: model.arch: task {name} needs {ARCH_OF_TASK[name]!r}, got {arch!r}")
             values = {**values, "model": model}
         return from_dict(cls, values, where)
 

@@ -45,13 +45,29 @@ def _run(values: dict, where: str) -> RunConfig:
 def _pretrain_then_fine_tune(out: Path) -> dict:
     print("1. pretraining a small encoder (masked LM) on 8,568 unlabelled movie-review sentences ...")
     pretrained = out / "pretrained"
-    summary = pretrain(_run({
-        "task": {"name": "pretrain"}, "out": str(pretrained),
-        "data": {"train": str(DEMO_DATA / "movies.text.txt"), "max_length": 64},
-        "tokenizer": {"vocab_size": 4000, "lowercase": True}, "model": {"arch": "encoder", **SMALL},
-        "train": {"epochs": 40, "max_minutes": 1.25, "lr": 1e-3, "warmup_steps": 100, "batch_tokens": 4096,
-                  "eval_every": 100, "patience": None},
-    }, "demo"), overwrite=True, quiet=True)
+    summary = pretrain(
+        _run(
+            {
+                "task": {"name": "pretrain"},
+                "out": str(pretrained),
+                "data": {"train": str(DEMO_DATA / "movies.text.txt"), "max_length": 64},
+                "tokenizer": {"vocab_size": 4000, "lowercase": True},
+                "model": {"arch": "encoder", **SMALL},
+                "train": {
+                    "epochs": 40,
+                    "max_minutes": 1.25,
+                    "lr": 1e-3,
+                    "warmup_steps": 100,
+                    "batch_tokens": 4096,
+                    "eval_every": 100,
+                    "patience": None,
+                },
+            },
+            "demo",
+        ),
+        overwrite=True,
+        quiet=True,
+    )
     print(f"   held-out perplexity {summary['dev']['perplexity']:.1f} after {summary['steps']} steps")
 
     print("2. sentiment with few labels: fine-tuning the pretrained encoder vs the same model from scratch")
@@ -76,25 +92,48 @@ def _pretrain_then_fine_tune(out: Path) -> dict:
 
 
 def _sentiment_run(subset: Path, out: Path, start: Path | None, pretrained: Path) -> RunConfig:
-    settings = {"epochs": 8, "max_minutes": 0.5, "lr": 5e-4, "warmup_steps": 30, "patience": 3,
-                "batch_tokens": 2048}
+    settings = {"epochs": 8, "max_minutes": 0.5, "lr": 5e-4, "warmup_steps": 30, "patience": 3, "batch_tokens": 2048}
     if start is not None:  # the architecture and the tokenizer come from the pretrained checkpoint
-        return _run({"task": {"name": "classify"}, "out": str(out),
-                     "data": {"train": str(subset), "dev": str(DEMO_DATA / "movies.dev.tsv")},
-                     "model": {"dropout": 0.1}, "train": {**settings, "init": str(start)}}, "demo")
-    return _run({"task": {"name": "classify"}, "out": str(out),
-                 "data": {"train": str(subset), "dev": str(DEMO_DATA / "movies.dev.tsv")},
-                 "tokenizer": {"path": str(pretrained / "tokenizer.json")}, "model": SMALL, "train": settings}, "demo")
+        return _run(
+            {
+                "task": {"name": "classify"},
+                "out": str(out),
+                "data": {"train": str(subset), "dev": str(DEMO_DATA / "movies.dev.tsv")},
+                "model": {"dropout": 0.1},
+                "train": {**settings, "init": str(start)},
+            },
+            "demo",
+        )
+    return _run(
+        {
+            "task": {"name": "classify"},
+            "out": str(out),
+            "data": {"train": str(subset), "dev": str(DEMO_DATA / "movies.dev.tsv")},
+            "tokenizer": {"path": str(pretrained / "tokenizer.json")},
+            "model": SMALL,
+            "train": settings,
+        },
+        "demo",
+    )
 
 
 def _tagging(out: Path) -> dict:
     print("3. part-of-speech tagging (N->N), Turkish Web Treebank sample, one minute of training ...")
-    summary = train(_run({
-        "task": {"name": "tag"}, "out": str(out / "tagging"),
-        "data": {"train": str(DEMO_DATA / "tr-pos.train.conll"), "dev": str(DEMO_DATA / "tr-pos.dev.conll")},
-        "tokenizer": {"vocab_size": 3000}, "model": {**SMALL, "positions": "relative"},
-        "train": {"epochs": 30, "max_minutes": 0.75, "lr": 1e-3, "warmup_steps": 50, "patience": None},
-    }, "demo"), overwrite=True, quiet=True)
+    summary = train(
+        _run(
+            {
+                "task": {"name": "tag"},
+                "out": str(out / "tagging"),
+                "data": {"train": str(DEMO_DATA / "tr-pos.train.conll"), "dev": str(DEMO_DATA / "tr-pos.dev.conll")},
+                "tokenizer": {"vocab_size": 3000},
+                "model": {**SMALL, "positions": "relative"},
+                "train": {"epochs": 30, "max_minutes": 0.75, "lr": 1e-3, "warmup_steps": 50, "patience": None},
+            },
+            "demo",
+        ),
+        overwrite=True,
+        quiet=True,
+    )
     (tags,) = Pipeline.load(out / "tagging").predict([TURKISH])
     print(f"   dev word accuracy {summary['dev']['accuracy']:.3f}")
     print("   " + " ".join(f"{word}/{tag}" for word, tag in zip(TURKISH.split(), tags)))
@@ -103,16 +142,39 @@ def _tagging(out: Path) -> dict:
 
 def _translation(out: Path) -> dict:
     print("4. translation (N->M), English to Spanish Bible verses, a minute and a half of training ...")
-    summary = train(_run({
-        "task": {"name": "seq2seq", "beam_size": 1}, "out": str(out / "translation"),
-        "data": {"train": str(DEMO_DATA / "en-es.train.tsv"), "dev": str(DEMO_DATA / "en-es.dev.tsv"),
-                 "max_length": 96, "max_target_length": 96},
-        "tokenizer": {"vocab_size": 4000}, "model": {**SMALL, "num_decoder_layers": 2},
-        "train": {"epochs": 40, "max_minutes": 1.5, "lr": 1.5e-3, "warmup_steps": 100, "batch_tokens": 4096,
-                  "eval_every": 10**9, "patience": None, "eval_examples": 100},
-    }, "demo"), overwrite=True, quiet=True)
-    print(f"   dev BLEU {summary['dev']['bleu']:.1f} (a minute and a half; examples/translate-en-es.yaml trains "
-          "a real one)")
+    summary = train(
+        _run(
+            {
+                "task": {"name": "seq2seq", "beam_size": 1},
+                "out": str(out / "translation"),
+                "data": {
+                    "train": str(DEMO_DATA / "en-es.train.tsv"),
+                    "dev": str(DEMO_DATA / "en-es.dev.tsv"),
+                    "max_length": 96,
+                    "max_target_length": 96,
+                },
+                "tokenizer": {"vocab_size": 4000},
+                "model": {**SMALL, "num_decoder_layers": 2},
+                "train": {
+                    "epochs": 40,
+                    "max_minutes": 1.5,
+                    "lr": 1.5e-3,
+                    "warmup_steps": 100,
+                    "batch_tokens": 4096,
+                    "eval_every": 10**9,
+                    "patience": None,
+                    "eval_examples": 100,
+                },
+            },
+            "demo",
+        ),
+        overwrite=True,
+        quiet=True,
+    )
+    print(
+        f"   dev BLEU {summary['dev']['bleu']:.1f} (a minute and a half; examples/translate-en-es.yaml trains "
+        "a real one)"
+    )
     for verse, output in zip(VERSES, Pipeline.load(out / "translation").predict(VERSES)):
         print(f"   {verse}\n     -> {output}")
     return summary["dev"]

@@ -24,8 +24,12 @@ def classification(predicted: list[str], gold: list[str], labels: list[str]) -> 
         "accuracy": float(true_positive.sum() / max(len(gold), 1)),
         "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
         "per_class": {
-            label: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
-                    "support": int(support[i])}
+            label: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
             for i, label in enumerate(labels)
         },
         "confusion": {"labels": labels, "matrix": confusion.tolist()},

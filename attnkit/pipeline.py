@@ -72,8 +72,9 @@ class Pipeline:
             raise AttnkitError("this model has no encoder (a decoder-only model cannot encode)")
         limit = encoder.config.max_positions if encoder.config.positions == "learned" else None
         keep = None if limit is None else limit - 2
-        ids, mask = pad([self.tokenizer.add_specials(t[:keep]) for t in self.tokenizer.encode_batch(texts)],
-                        self.tokenizer.pad_id)
+        ids, mask = pad(
+            [self.tokenizer.add_specials(t[:keep]) for t in self.tokenizer.encode_batch(texts)], self.tokenizer.pad_id
+        )
         return encoder(ids, mask), mask
 
     def _task(self) -> Task:

@@ -20,8 +20,9 @@ def learning_curve(sizes: list[int], curves: dict[str, list[float]], path: str |
     for label, values in curves.items():
         axes.plot(sizes, [100 * v for v in values], marker="o", label=label)
         for x, y in zip(sizes, values):
-            axes.annotate(f"{100 * y:.1f}", (x, 100 * y), textcoords="offset points", xytext=(0, 6), ha="center",
-                          fontsize=8)
+            axes.annotate(
+                f"{100 * y:.1f}", (x, 100 * y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8
+            )
     axes.set_xscale("log")
     axes.set_xticks(sizes, [f"{s:,}" for s in sizes])
     axes.set_xlabel("labelled training examples")

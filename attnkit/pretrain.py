@@ -30,8 +30,11 @@ def pretrain(run: RunConfig, *, resume: bool = False, overwrite: bool = False, q
     if not run.data.train:
         raise AttnkitError("data.train: no text given (a .txt file or a folder of them)")
     cache = Path(run.data.cache or f"{run.out}.corpus")
-    files = {split: text_files(path) for split, path in (("train", run.data.train), ("dev", run.data.dev),
-                                                          ("test", run.data.test)) if path}
+    files = {
+        split: text_files(path)
+        for split, path in (("train", run.data.train), ("dev", run.data.dev), ("test", run.data.test))
+        if path
+    }
     token_files = prepare_corpus(files, run, cache)
     data = dataclasses.replace(run.data, **token_files)
     tokenizer = dataclasses.replace(run.tokenizer, path=str(cache / TOKENIZER_FILE))
@@ -68,8 +71,10 @@ def lines(files: list[Path]) -> Iterator[str]:
 def prepare_corpus(files: dict[str, list[Path]], run: RunConfig, cache: Path) -> dict[str, str]:
     """Train the tokenizer and write the token files, unless the cache already holds them for these inputs."""
     manifest = {
-        "files": {split: [[str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns] for f in paths]
-                  for split, paths in files.items()},
+        "files": {
+            split: [[str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns] for f in paths]
+            for split, paths in files.items()
+        },
         "tokenizer": to_dict(run.tokenizer),
     }
     if _read_manifest(cache) == manifest:

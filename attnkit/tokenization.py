@@ -56,7 +56,9 @@ class Tokenizer:
             backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
             backend.decoder = decoders.WordPiece()
             trainer = trainers.WordPieceTrainer(
-                vocab_size=config.vocab_size, min_frequency=config.min_frequency, special_tokens=SPECIALS,
+                vocab_size=config.vocab_size,
+                min_frequency=config.min_frequency,
+                special_tokens=SPECIALS,
                 show_progress=False,
             )
         elif config.kind == "word":
@@ -64,7 +66,9 @@ class Tokenizer:
             backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
             backend.decoder = decoders.WordPiece(prefix="\x00")  # joins words with spaces
             trainer = trainers.WordLevelTrainer(
-                vocab_size=config.vocab_size, min_frequency=config.min_frequency, special_tokens=SPECIALS,
+                vocab_size=config.vocab_size,
+                min_frequency=config.min_frequency,
+                special_tokens=SPECIALS,
                 show_progress=False,
             )
         elif config.kind == "unigram":
@@ -79,20 +83,25 @@ class Tokenizer:
             backend.pre_tokenizer = pre_tokenizers.Metaspace()
             backend.decoder = decoders.Metaspace()
             trainer = trainers.BpeTrainer(
-                vocab_size=config.vocab_size, min_frequency=config.min_frequency, special_tokens=SPECIALS,
+                vocab_size=config.vocab_size,
+                min_frequency=config.min_frequency,
+                special_tokens=SPECIALS,
                 show_progress=False,
             )
         steps = [normalizers.NFKC()] + ([normalizers.Lowercase()] if config.lowercase else [])
         backend.normalizer = normalizers.Sequence(steps)
         # attnkit adds <s> and </s> itself; the template tells other libraries reading tokenizer.json to do so too
         backend.post_processor = processors.TemplateProcessing(
-            single=f"{BOS} $A {EOS}", pair=f"{BOS} $A {EOS} $B {EOS}",
+            single=f"{BOS} $A {EOS}",
+            pair=f"{BOS} $A {EOS} $B {EOS}",
             special_tokens=[(BOS, SPECIALS.index(BOS)), (EOS, SPECIALS.index(EOS))],
         )
         try:
             backend.train_from_iterator(texts, trainer=trainer)
         except Exception as error:  # tokenizers raises bare Exceptions, e.g. for a vocabulary under the alphabet
-            raise AttnkitError(f"tokenizer: cannot train a {config.kind} vocabulary of {config.vocab_size} ({error})") from None
+            raise AttnkitError(
+                f"tokenizer: cannot train a {config.kind} vocabulary of {config.vocab_size} ({error})"
+            ) from None
         return cls(backend)
 
     @classmethod
@@ -132,7 +141,9 @@ class Tokenizer:
 
     @property
     def vocab_size(self) -> int:
-        return self.backend.get_vocab_size()
+        """One more than the largest id (a vocabulary can have holes, e.g. when a corpus word is also a special
+        token, so its entry count is not enough for an embedding table)."""
+        return max(self.backend.get_vocab(with_added_tokens=True).values()) + 1
 
     def encode(self, text: str) -> list[int]:
         return self.backend.encode(text, add_special_tokens=False).ids

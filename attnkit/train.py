@@ -158,7 +158,10 @@ class Trainer:
 
         self.board = SummaryWriter(str(self.out / "tensorboard"))
         self.bar = tqdm(
-            total=self.total_steps, initial=self.progress["step"], unit="step", dynamic_ncols=True,
+            total=self.total_steps,
+            initial=self.progress["step"],
+            unit="step",
+            dynamic_ncols=True,
             disable=True if self.quiet else None,  # None: only on a terminal
         )
         try:
@@ -307,8 +310,16 @@ class Trainer:
     def _log_train(self, loss: float, speed: float) -> None:
         p = self.progress
         lr = self.optimizer.param_groups[0]["lr"]
-        self._record({"step": p["step"], "epoch": p["epoch"], "loss": loss, "lr": lr, "tokens_per_s": speed,
-                      "elapsed": p["elapsed"]})
+        self._record(
+            {
+                "step": p["step"],
+                "epoch": p["epoch"],
+                "loss": loss,
+                "lr": lr,
+                "tokens_per_s": speed,
+                "elapsed": p["elapsed"],
+            }
+        )
         for name, value in (("loss", loss), ("lr", lr), ("tokens_per_s", speed)):
             self.board.add_scalar(f"train/{name}", value, p["step"])
         self.bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{speed:,.0f}", epoch=p["epoch"], refresh=False)
@@ -336,7 +347,11 @@ def _hold_out(examples: list, dev_fraction: float | None, test_fraction: float |
     shuffled = list(examples)
     random.Random(seed).shuffle(shuffled)
     dev_count, test_count = (round(len(shuffled) * (f or 0)) for f in (dev_fraction, test_fraction))
-    if len(shuffled) - dev_count - test_count < 1 or (dev_fraction and not dev_count) or (test_fraction and not test_count):
+    if (
+        len(shuffled) - dev_count - test_count < 1
+        or (dev_fraction and not dev_count)
+        or (test_fraction and not test_count)
+    ):
         raise AttnkitError(f"data: {len(examples)} examples are too few to hold out dev/test fractions")
     return {
         "dev": shuffled[:dev_count] or None,
@@ -349,6 +364,9 @@ class _Meter:
     """Mean loss and tokens per second since the last report."""
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
         self.loss, self.batches, self.tokens, self.start = 0.0, 0, 0, time.perf_counter()
 
     def add(self, loss: float, tokens: int) -> None:
@@ -356,7 +374,7 @@ class _Meter:
 
     def take(self) -> tuple[float, float]:
         result = self.loss / max(self.batches, 1), self.tokens / (time.perf_counter() - self.start)
-        self.__init__()
+        self.reset()
         return result
 
 

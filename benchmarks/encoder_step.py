@@ -35,16 +35,33 @@ def build(name: str) -> torch.nn.Module:
         from attnkit import ModelConfig, build_model
 
         config = ModelConfig(
-            arch="encoder", vocab_size=VOCAB, dim=DIM, num_heads=HEADS, ff_dim=FF, num_layers=LAYERS,
-            dropout=0.1, attention_dropout=0.1, activation="gelu", norm_first=False, norm_eps=1e-12,
-            positions="learned", max_positions=512, embedding_norm=True, scale_embeddings=False,
+            arch="encoder",
+            vocab_size=VOCAB,
+            dim=DIM,
+            num_heads=HEADS,
+            ff_dim=FF,
+            num_layers=LAYERS,
+            dropout=0.1,
+            attention_dropout=0.1,
+            activation="gelu",
+            norm_first=False,
+            norm_eps=1e-12,
+            positions="learned",
+            max_positions=512,
+            embedding_norm=True,
+            scale_embeddings=False,
         )
         return build_model(config)
     from transformers import BertConfig, BertModel
 
     config = BertConfig(
-        vocab_size=VOCAB, hidden_size=DIM, num_attention_heads=HEADS, intermediate_size=FF, num_hidden_layers=LAYERS,
-        max_position_embeddings=512, attn_implementation="sdpa",
+        vocab_size=VOCAB,
+        hidden_size=DIM,
+        num_attention_heads=HEADS,
+        intermediate_size=FF,
+        num_hidden_layers=LAYERS,
+        max_position_embeddings=512,
+        attn_implementation="sdpa",
     )
     return BertModel(config, add_pooling_layer=False)
 
@@ -144,8 +161,10 @@ def main() -> None:
 
     print(f"encoder training step, batch {args.batch} x {args.time} tokens, {LAYERS} layers, dim {DIM}")
     print(f"parameters: attnkit {params['attnkit']:,}, transformers {params['transformers']:,}")
-    print(f"{'precision':<10} {'attnkit tok/s':>14} {'HF tok/s':>10} {'speed ratio':>12} "
-          f"{'attnkit MiB':>12} {'HF MiB':>8} {'memory ratio':>13}")
+    print(
+        f"{'precision':<10} {'attnkit tok/s':>14} {'HF tok/s':>10} {'speed ratio':>12} "
+        f"{'attnkit MiB':>12} {'HF MiB':>8} {'memory ratio':>13}"
+    )
     for precision, r in results.items():
         print(
             f"{precision:<10} {r['tokens_per_s']['attnkit']:>14,.0f} {r['tokens_per_s']['transformers']:>10,.0f} "

@@ -51,20 +51,37 @@ def fine_tune_attnkit(data: Path, out: Path, epochs: int, precision: str) -> dic
         {
             "task": {"name": "classify", "pooling": "mean"},
             "out": str(out),
-            "data": {"train": str(data / "movies.train.tsv"), "test": str(data / "movies.test.tsv"),
-                     "max_length": MAX_LENGTH},
+            "data": {
+                "train": str(data / "movies.train.tsv"),
+                "test": str(data / "movies.test.tsv"),
+                "max_length": MAX_LENGTH,
+            },
             "model": {"dropout": 0.1},
-            "train": {"init": model_path(), "epochs": epochs, "lr": LR, "weight_decay": WEIGHT_DECAY,
-                      "warmup_steps": steps // 10, "schedule": "linear", "label_smoothing": 0.0, "clip_norm": 1.0,
-                      "batch_tokens": round(BATCH * mean_tokens), "precision": precision, "patience": None},
+            "train": {
+                "init": model_path(),
+                "epochs": epochs,
+                "lr": LR,
+                "weight_decay": WEIGHT_DECAY,
+                "warmup_steps": steps // 10,
+                "schedule": "linear",
+                "label_smoothing": 0.0,
+                "clip_norm": 1.0,
+                "batch_tokens": round(BATCH * mean_tokens),
+                "precision": precision,
+                "patience": None,
+            },
         },
         "benchmark",
     )
     started = time.perf_counter()
     summary = attnkit.train(run, overwrite=True)
     total = time.perf_counter() - started
-    return {"test_accuracy": summary["test"]["accuracy"], "train_minutes": summary["minutes"],
-            "total_minutes": total / 60, "steps": summary["steps"]}
+    return {
+        "test_accuracy": summary["test"]["accuracy"],
+        "train_minutes": summary["minutes"],
+        "total_minutes": total / 60,
+        "steps": summary["steps"],
+    }
 
 
 class MeanPoolClassifier(torch.nn.Module):
@@ -91,8 +108,9 @@ def fine_tune_transformers(data: Path, epochs: int) -> dict:
     model = MeanPoolClassifier(AutoModel.from_pretrained(model_path()), len(labels))
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": WEIGHT_DECAY},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=LR)
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": WEIGHT_DECAY}, {"params": no_decay, "weight_decay": 0.0}], lr=LR
+    )
     steps = math.ceil(len(train_rows) / BATCH) * epochs
     schedule = get_linear_schedule_with_warmup(optimizer, steps // 10, steps)
     rng = random.Random(1)
@@ -103,8 +121,9 @@ def fine_tune_transformers(data: Path, epochs: int) -> dict:
         rng.shuffle(order)
         for start in range(0, len(order), BATCH):
             rows = [train_rows[i] for i in order[start : start + BATCH]]
-            batch = tokenizer([r.text for r in rows], padding=True, truncation=True, max_length=MAX_LENGTH,
-                              return_tensors="pt")
+            batch = tokenizer(
+                [r.text for r in rows], padding=True, truncation=True, max_length=MAX_LENGTH, return_tensors="pt"
+            )
             target = torch.tensor([labels.index(r.label) for r in rows])
             loss = torch.nn.functional.cross_entropy(model(batch["input_ids"], batch["attention_mask"]), target)
             loss.backward()
@@ -118,12 +137,17 @@ def fine_tune_transformers(data: Path, epochs: int) -> dict:
     with torch.no_grad():
         for start in range(0, len(test_rows), 64):
             rows = test_rows[start : start + 64]
-            batch = tokenizer([r.text for r in rows], padding=True, truncation=True, max_length=MAX_LENGTH,
-                              return_tensors="pt")
+            batch = tokenizer(
+                [r.text for r in rows], padding=True, truncation=True, max_length=MAX_LENGTH, return_tensors="pt"
+            )
             predicted = model(batch["input_ids"], batch["attention_mask"]).argmax(-1)
             correct += sum(labels[int(p)] == r.label for p, r in zip(predicted, rows))
-    return {"test_accuracy": correct / len(test_rows), "train_minutes": train_minutes,
-            "total_minutes": (time.perf_counter() - started) / 60, "steps": steps}
+    return {
+        "test_accuracy": correct / len(test_rows),
+        "train_minutes": train_minutes,
+        "total_minutes": (time.perf_counter() - started) / 60,
+        "steps": steps,
+    }
 
 
 def main() -> None:
@@ -135,20 +159,40 @@ def main() -> None:
     args = parser.parse_args()
     import transformers
 
-    results = {"attnkit": fine_tune_attnkit(args.data, args.out, args.epochs, args.precision),
-               "transformers": fine_tune_transformers(args.data, args.epochs)}
-    print(f"all-MiniLM-L6-v2 fine-tuned on movie sentiment, {args.epochs} epoch(s); attnkit in {args.precision}, "
-          "transformers plain loop in float32")
+    results = {
+        "attnkit": fine_tune_attnkit(args.data, args.out, args.epochs, args.precision),
+        "transformers": fine_tune_transformers(args.data, args.epochs),
+    }
+    print(
+        f"all-MiniLM-L6-v2 fine-tuned on movie sentiment, {args.epochs} epoch(s); attnkit in {args.precision}, "
+        "transformers plain loop in float32"
+    )
     print(f"{'':<14} {'test acc':>9} {'train min':>10} {'total min':>10} {'steps':>6}")
     for name, r in results.items():
-        print(f"{name:<14} {r['test_accuracy']:>9.4f} {r['train_minutes']:>10.2f} {r['total_minutes']:>10.2f} "
-              f"{r['steps']:>6}")
+        print(
+            f"{name:<14} {r['test_accuracy']:>9.4f} {r['train_minutes']:>10.2f} {r['total_minutes']:>10.2f} "
+            f"{r['steps']:>6}"
+        )
     ratio = results["attnkit"]["train_minutes"] / results["transformers"]["train_minutes"]
     print(f"training time ratio attnkit / transformers: {ratio:.2f}")
-    machine = {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-               "torch": torch.__version__, "transformers": transformers.__version__}
-    print(json.dumps({"benchmark": "finetune_vs_hf", "epochs": args.epochs, "attnkit_precision": args.precision,
-                      "machine": machine, "time_ratio": ratio, **results}))
+    machine = {
+        "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+    }
+    print(
+        json.dumps(
+            {
+                "benchmark": "finetune_vs_hf",
+                "epochs": args.epochs,
+                "attnkit_precision": args.precision,
+                "machine": machine,
+                "time_ratio": ratio,
+                **results,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

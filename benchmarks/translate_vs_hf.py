@@ -38,19 +38,35 @@ def train_attnkit(data: Path, out: Path, minutes: float) -> dict:
         {
             "task": {"name": "seq2seq", "beam_size": BEAM},
             "out": str(out),
-            "data": {"train": str(data / "en-es.bible.train.tsv"), "test": str(data / "en-es.bible.test.tsv"),
-                     "max_length": MAX_LENGTH, "max_target_length": MAX_LENGTH},
+            "data": {
+                "train": str(data / "en-es.bible.train.tsv"),
+                "test": str(data / "en-es.bible.test.tsv"),
+                "max_length": MAX_LENGTH,
+                "max_target_length": MAX_LENGTH,
+            },
             "tokenizer": {"vocab_size": 10000},
             "model": dict(SIZE),
-            "train": {"epochs": 1000, "max_minutes": minutes, "lr": LR, "warmup_steps": WARMUP,
-                      "schedule": "inverse_sqrt", "batch_tokens": BATCH_TOKENS, "precision": "bfloat16",
-                      "eval_every": 10**9, "patience": None},
+            "train": {
+                "epochs": 1000,
+                "max_minutes": minutes,
+                "lr": LR,
+                "warmup_steps": WARMUP,
+                "schedule": "inverse_sqrt",
+                "batch_tokens": BATCH_TOKENS,
+                "precision": "bfloat16",
+                "eval_every": 10**9,
+                "patience": None,
+            },
         },
         "benchmark",
     )
     summary = attnkit.train(run, overwrite=True)
-    return {"bleu": summary["test"]["bleu"], "chrf": summary["test"]["chrf"], "steps": summary["steps"],
-            "train_minutes": summary["minutes"]}
+    return {
+        "bleu": summary["test"]["bleu"],
+        "chrf": summary["test"]["chrf"],
+        "steps": summary["steps"],
+        "train_minutes": summary["minutes"],
+    }
 
 
 def train_transformers(data: Path, tokenizer: Tokenizer, out: Path, minutes: float) -> dict:
@@ -68,13 +84,26 @@ def train_transformers(data: Path, tokenizer: Tokenizer, out: Path, minutes: flo
         tokenizer_object=tokenizer.backend, pad_token="<pad>", unk_token="<unk>", bos_token="<s>", eos_token="</s>"
     )
     config = MarianConfig(
-        vocab_size=tokenizer.vocab_size, d_model=SIZE["dim"], encoder_layers=SIZE["num_layers"],
-        decoder_layers=SIZE["num_decoder_layers"], encoder_attention_heads=SIZE["num_heads"],
-        decoder_attention_heads=SIZE["num_heads"], encoder_ffn_dim=SIZE["ff_dim"], decoder_ffn_dim=SIZE["ff_dim"],
-        dropout=SIZE["dropout"], attention_dropout=0.0, activation_dropout=0.0, max_position_embeddings=512,
-        pad_token_id=tokenizer.pad_id, eos_token_id=tokenizer.eos_id, bos_token_id=tokenizer.bos_id,
-        decoder_start_token_id=tokenizer.bos_id, forced_eos_token_id=tokenizer.eos_id,
-        share_encoder_decoder_embeddings=True, tie_word_embeddings=True, scale_embedding=True,
+        vocab_size=tokenizer.vocab_size,
+        d_model=SIZE["dim"],
+        encoder_layers=SIZE["num_layers"],
+        decoder_layers=SIZE["num_decoder_layers"],
+        encoder_attention_heads=SIZE["num_heads"],
+        decoder_attention_heads=SIZE["num_heads"],
+        encoder_ffn_dim=SIZE["ff_dim"],
+        decoder_ffn_dim=SIZE["ff_dim"],
+        dropout=SIZE["dropout"],
+        attention_dropout=0.0,
+        activation_dropout=0.0,
+        max_position_embeddings=512,
+        pad_token_id=tokenizer.pad_id,
+        eos_token_id=tokenizer.eos_id,
+        bos_token_id=tokenizer.bos_id,
+        decoder_start_token_id=tokenizer.bos_id,
+        forced_eos_token_id=tokenizer.eos_id,
+        share_encoder_decoder_embeddings=True,
+        tie_word_embeddings=True,
+        scale_embedding=True,
     )
     torch.manual_seed(1)
     model = MarianMTModel(config)
@@ -97,14 +126,31 @@ def train_transformers(data: Path, tokenizer: Tokenizer, out: Path, minutes: flo
                 control.should_training_stop = True
 
     arguments = Seq2SeqTrainingArguments(
-        output_dir=str(out), per_device_train_batch_size=max(1, int(BATCH_TOKENS / mean_pair)), learning_rate=LR,
-        warmup_steps=WARMUP, lr_scheduler_type="inverse_sqrt", weight_decay=0.01, adam_beta2=0.98,
-        label_smoothing_factor=0.1, max_steps=10**7, train_sampling_strategy="group_by_length", bf16=True, use_cpu=True,
-        save_strategy="no", report_to="none", logging_steps=100, dataloader_num_workers=0, seed=1,
+        output_dir=str(out),
+        per_device_train_batch_size=max(1, int(BATCH_TOKENS / mean_pair)),
+        learning_rate=LR,
+        warmup_steps=WARMUP,
+        lr_scheduler_type="inverse_sqrt",
+        weight_decay=0.01,
+        adam_beta2=0.98,
+        label_smoothing_factor=0.1,
+        max_steps=10**7,
+        train_sampling_strategy="group_by_length",
+        bf16=True,
+        use_cpu=True,
+        save_strategy="no",
+        report_to="none",
+        logging_steps=100,
+        dataloader_num_workers=0,
+        seed=1,
     )
     trainer = Seq2SeqTrainer(
-        model=model, args=arguments, train_dataset=dataset, processing_class=hf_tokenizer,
-        data_collator=DataCollatorForSeq2Seq(hf_tokenizer, model=model), callbacks=[StopAfter()],
+        model=model,
+        args=arguments,
+        train_dataset=dataset,
+        processing_class=hf_tokenizer,
+        data_collator=DataCollatorForSeq2Seq(hf_tokenizer, model=model),
+        callbacks=[StopAfter()],
     )
     started = time.perf_counter()
     result = trainer.train()
@@ -119,8 +165,13 @@ def train_transformers(data: Path, tokenizer: Tokenizer, out: Path, minutes: flo
         for start in range(0, len(order), 32):
             chunk = order[start : start + 32]
             ids, mask = pad([test_sources[i] for i in chunk], tokenizer.pad_id)
-            generated = model.generate(input_ids=ids, attention_mask=mask.long(), num_beams=BEAM, length_penalty=1.0,
-                                       max_new_tokens=min(MAX_LENGTH, 2 * ids.shape[1] + 10))
+            generated = model.generate(
+                input_ids=ids,
+                attention_mask=mask.long(),
+                num_beams=BEAM,
+                length_penalty=1.0,
+                max_new_tokens=min(MAX_LENGTH, 2 * ids.shape[1] + 10),
+            )
             for i, row in zip(chunk, generated.tolist()):
                 outputs[i] = tokenizer.decode(row)
     hypotheses = [outputs[i] for i in range(len(test))]
@@ -147,8 +198,12 @@ def main() -> None:
         print(f"{name:<14} {r['bleu']:>6.2f} {r['chrf']:>6.2f} {r['steps']:>7} {r['train_minutes']:>10.1f}")
     ratio = results["attnkit"]["bleu"] / max(results["transformers"]["bleu"], 1e-9)
     print(f"BLEU ratio attnkit / transformers: {ratio:.2f}")
-    machine = {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-               "torch": torch.__version__, "transformers": transformers.__version__}
+    machine = {
+        "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+    }
     print(json.dumps({"benchmark": "translate_vs_hf", "minutes": args.minutes, "machine": machine, **results}))
 
 

@@ -6,9 +6,17 @@ from pathlib import Path
 import pytest
 
 TINY = [
-    "model.dim=32", "model.num_heads=2", "model.ff_dim=64", "model.num_layers=1", "model.dropout=0.0",
-    "tokenizer.vocab_size=200", "tokenizer.min_frequency=1", "train.warmup_steps=5", "train.lr=3e-3",
-    "train.batch_tokens=512", "train.log_every=5",
+    "model.dim=32",
+    "model.num_heads=2",
+    "model.ff_dim=64",
+    "model.num_layers=1",
+    "model.dropout=0.0",
+    "tokenizer.vocab_size=200",
+    "tokenizer.min_frequency=1",
+    "train.warmup_steps=5",
+    "train.lr=3e-3",
+    "train.batch_tokens=512",
+    "train.log_every=5",
 ]
 WORDS = "red green blue small large quick slow happy sad bright dark soft loud warm cold".split()
 

@@ -81,7 +81,9 @@ def test_missing_tensor_is_named(saved):
     weights = safetensors.torch.load_file(saved / WEIGHTS_FILE)
     del weights["layers.1.ff.out_proj.bias"]
     safetensors.torch.save_file(weights, saved / WEIGHTS_FILE)
-    with pytest.raises(AttnkitError, match=r"incomplete weights; Missing key\(s\) in state_dict: \"layers.1.ff.out_proj.bias\""):
+    with pytest.raises(
+        AttnkitError, match=r"incomplete weights; Missing key\(s\) in state_dict: \"layers.1.ff.out_proj.bias\""
+    ):
         load_model(saved)
 
 
@@ -99,7 +101,11 @@ def test_unknown_config_field_names_file_and_field(saved):
 
 @pytest.mark.parametrize(
     ("field", "value", "expected"),
-    [("dim", "16", "expected int"), ("dropout", True, "expected float"), ("norm", "batchnorm", "expected one of 'layernorm', 'rmsnorm'")],
+    [
+        ("dim", "16", "expected int"),
+        ("dropout", True, "expected float"),
+        ("norm", "batchnorm", "expected one of 'layernorm', 'rmsnorm'"),
+    ],
 )
 def test_wrong_typed_config_field_names_file_and_field(saved, field, value, expected):
     edit_config(saved, **{field: value})

@@ -20,8 +20,21 @@ def run(capsys, *args: str) -> tuple[int, str, str]:
 
 def test_train_evaluate_predict(sentiment_files, tmp_path, capsys, monkeypatch):
     out = tmp_path / "model"
-    code, stdout, _ = run(capsys, "train", "--task", "classify", "--train", sentiment_files["train"], "--dev",
-                          sentiment_files["dev"], "--out", out, "--epochs", "12", *SETS)
+    code, stdout, _ = run(
+        capsys,
+        "train",
+        "--task",
+        "classify",
+        "--train",
+        sentiment_files["train"],
+        "--dev",
+        sentiment_files["dev"],
+        "--out",
+        out,
+        "--epochs",
+        "12",
+        *SETS,
+    )
     assert code == 0 and f"-> {out}" in stdout and "dev: accuracy 1.0000" in stdout
 
     code, stdout, _ = run(capsys, "evaluate", out, "--data", sentiment_files["dev"])
@@ -81,15 +94,27 @@ def bad_input_cases(files: dict, tmp_path: Path) -> dict[str, tuple[list, str]]:
         "unseen dev label": (["--train", train, "--dev", unseen], r"unseen.tsv:3: label 'ugly' never seen in training"),
         "conll without tag": (["--task", "tag", "--train", conll], r"bad.conll:2: expected a token and a tag"),
         "unknown config key": ([yaml_file, "--train", train], r"typo.yaml: train.learning_rate: unknown field"),
-        "unknown --set key": (["--train", train, "--set", "model.layers=2"], r"command line: model.layers: unknown field"),
+        "unknown --set key": (
+            ["--train", train, "--set", "model.layers=2"],
+            r"command line: model.layers: unknown field",
+        ),
         "wrong type": (["--train", train, "--set", "train.epochs=many"], r"train.epochs: expected int, got 'many'"),
     }
 
 
 @pytest.mark.parametrize(
     "case",
-    ["missing file", "empty file", "column count", "bad utf-8", "unseen dev label", "conll without tag",
-     "unknown config key", "unknown --set key", "wrong type"],
+    [
+        "missing file",
+        "empty file",
+        "column count",
+        "bad utf-8",
+        "unseen dev label",
+        "conll without tag",
+        "unknown config key",
+        "unknown --set key",
+        "wrong type",
+    ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(sentiment_files, tmp_path, capsys, case):
     args, message = bad_input_cases(sentiment_files, tmp_path)[case]

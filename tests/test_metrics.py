@@ -15,7 +15,9 @@ def test_classification_matches_scikit_learn():
     predicted = [g if rng.random() < 0.6 else rng.choice(labels) for g in gold]
     result = metrics.classification(predicted, gold, labels)
     assert result["accuracy"] == pytest.approx(sklearn_metrics.accuracy_score(gold, predicted))
-    assert result["macro_f1"] == pytest.approx(sklearn_metrics.f1_score(gold, predicted, labels=labels[:3], average="macro"))
+    assert result["macro_f1"] == pytest.approx(
+        sklearn_metrics.f1_score(gold, predicted, labels=labels[:3], average="macro")
+    )
     assert result["confusion"]["matrix"] == sklearn_metrics.confusion_matrix(gold, predicted, labels=labels).tolist()
     recall = sklearn_metrics.recall_score(gold, predicted, labels=["b"], average=None)[0]
     assert result["per_class"]["b"]["recall"] == pytest.approx(recall)

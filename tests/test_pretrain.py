@@ -10,9 +10,21 @@ from attnkit.errors import AttnkitError
 from attnkit.pipeline import Pipeline
 from attnkit.pretrain import pretrain
 
-SETTINGS = ["model.dim=32", "model.num_heads=2", "model.ff_dim=64", "model.num_layers=1", "model.dropout=0.0",
-            "tokenizer.kind=word", "tokenizer.vocab_size=100", "tokenizer.min_frequency=1", "data.max_length=16",
-            "train.lr=3e-3", "train.warmup_steps=5", "train.batch_tokens=512", "train.patience=null"]
+SETTINGS = [
+    "model.dim=32",
+    "model.num_heads=2",
+    "model.ff_dim=64",
+    "model.num_layers=1",
+    "model.dropout=0.0",
+    "tokenizer.kind=word",
+    "tokenizer.vocab_size=100",
+    "tokenizer.min_frequency=1",
+    "data.max_length=16",
+    "train.lr=3e-3",
+    "train.warmup_steps=5",
+    "train.batch_tokens=512",
+    "train.patience=null",
+]
 
 
 def corpus(directory) -> str:
@@ -26,8 +38,9 @@ def corpus(directory) -> str:
 
 
 def config(text: str, out, arch: str, *extra: str) -> RunConfig:
-    return RunConfig.from_values({}, "test", ["task.name=pretrain", f"model.arch={arch}", f"data.train={text}",
-                                              f"out={out}", *SETTINGS, *extra])
+    return RunConfig.from_values(
+        {}, "test", ["task.name=pretrain", f"model.arch={arch}", f"data.train={text}", f"out={out}", *SETTINGS, *extra]
+    )
 
 
 @pytest.mark.parametrize("arch", ["encoder", "decoder", "encoder-decoder"])
@@ -51,10 +64,13 @@ def test_token_files_are_written_once_and_reused(tmp_path):
     assert 0 < dev_bytes < train_bytes / 50  # a 1% tail held out for perplexity
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    (b"", r"empty corpus"),
-    (b"fine line\nbad \xff byte\n", r"part.txt:2: not valid UTF-8"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", r"empty corpus"),
+        (b"fine line\nbad \xff byte\n", r"part.txt:2: not valid UTF-8"),
+    ],
+)
 def test_bad_corpora_are_named(tmp_path, content, message):
     folder = tmp_path / "text"
     folder.mkdir()

@@ -32,7 +32,13 @@ def test_every_word_gets_its_first_subword(kind):
 
 def test_specials_have_fixed_ids_and_decode_skips_them():
     tokenizer = Tokenizer.train(CORPUS, TokenizerConfig(vocab_size=100, min_frequency=1))
-    assert (tokenizer.pad_id, tokenizer.unk_id, tokenizer.bos_id, tokenizer.eos_id, tokenizer.mask_id) == (0, 1, 2, 3, 4)
+    assert (tokenizer.pad_id, tokenizer.unk_id, tokenizer.bos_id, tokenizer.eos_id, tokenizer.mask_id) == (
+        0,
+        1,
+        2,
+        3,
+        4,
+    )
     ids = tokenizer.encode("It rains .")
     assert tokenizer.decode([tokenizer.bos_id, *ids, tokenizer.eos_id, tokenizer.pad_id]) == "It rains ."
 
@@ -61,3 +67,11 @@ def test_broken_tokenizer_file_names_the_file(tmp_path):
 def test_vocabulary_smaller_than_the_alphabet_is_a_clear_error():
     with pytest.raises(AttnkitError, match="cannot train a unigram vocabulary of 10"):
         Tokenizer.train(CORPUS, TokenizerConfig(kind="unigram", vocab_size=10))
+
+
+def test_vocabulary_size_covers_every_id_even_with_holes():
+    # a corpus word that is also a special token (PTB writes "<unk>") leaves a hole in the word-level ids
+    tokenizer = Tokenizer.train(["the <unk> cat", "the <unk> dog"] * 5, TokenizerConfig(kind="word", vocab_size=50))
+    largest = max(tokenizer.backend.get_vocab().values())
+    assert tokenizer.vocab_size == largest + 1
+    assert max(tokenizer.encode("the <unk> cat dog")) < tokenizer.vocab_size

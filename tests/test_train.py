@@ -82,8 +82,17 @@ def test_resume_continues_exactly(sentiment_files, tmp_path, monkeypatch):
 
 
 def test_patience_stops_training_early(sentiment_files, tmp_path):
-    summary = train(run_config(sentiment_files, tmp_path / "out", "classify", "train.lr=0.0", "train.eval_every=2",
-                               "train.patience=2", "train.epochs=50"))
+    summary = train(
+        run_config(
+            sentiment_files,
+            tmp_path / "out",
+            "classify",
+            "train.lr=0.0",
+            "train.eval_every=2",
+            "train.patience=2",
+            "train.epochs=50",
+        )
+    )
     assert summary["steps"] == 6  # evaluations at 2 (best), 4 and 6 (no better): stop
 
 
@@ -106,14 +115,29 @@ def test_bad_dev_label_fails_before_anything_is_written(sentiment_files, tmp_pat
 
 
 def test_bfloat16_and_accumulation_run(sentiment_files, tmp_path):
-    summary = train(run_config(sentiment_files, tmp_path / "out", "classify", "train.precision=bfloat16",
-                               "train.accumulate=2", "train.epochs=2"))
+    summary = train(
+        run_config(
+            sentiment_files,
+            tmp_path / "out",
+            "classify",
+            "train.precision=bfloat16",
+            "train.accumulate=2",
+            "train.epochs=2",
+        )
+    )
     assert summary["epochs"] == 2 and summary["dev"]["accuracy"] >= 0.0
 
 
 def test_fractions_hold_out_dev_and_test_from_one_file(sentiment_files, tmp_path):
-    config = run_config(sentiment_files, tmp_path / "out", "classify", "data.dev=null", "data.dev_fraction=0.1",
-                        "data.test_fraction=0.2", "train.max_steps=2")
+    config = run_config(
+        sentiment_files,
+        tmp_path / "out",
+        "classify",
+        "data.dev=null",
+        "data.dev_fraction=0.1",
+        "data.test_fraction=0.2",
+        "train.max_steps=2",
+    )
     summary = train(config)
     assert set(summary) >= {"dev", "test"}
     from attnkit.train import _hold_out
@@ -125,5 +149,7 @@ def test_fractions_hold_out_dev_and_test_from_one_file(sentiment_files, tmp_path
 
 
 def test_fraction_beside_a_dev_file_is_refused(sentiment_files, tmp_path):
-    with pytest.raises(AttnkitError, match="data.dev_fraction must be in \\(0, 1\\) and is used only without a dev file"):
+    with pytest.raises(
+        AttnkitError, match="data.dev_fraction must be in \\(0, 1\\) and is used only without a dev file"
+    ):
         run_config(sentiment_files, tmp_path / "out", "classify", "data.dev_fraction=0.1")

@@ -50,9 +50,7 @@ def transposed(ours: str, theirs: str) -> Rule:
 
 def offset_positions(ours: str, theirs: str, offset: int) -> Rule:
     """BART's learned positions start at row `offset`."""
-    return Rule(
-        ours, (theirs,), lambda t: t[0][offset:], lambda t: [torch.cat([t.new_zeros(offset, t.shape[1]), t])]
-    )
+    return Rule(ours, (theirs,), lambda t: t[0][offset:], lambda t: [torch.cat([t.new_zeros(offset, t.shape[1]), t])])
 
 
 def linear(ours: str, theirs: str, bias: bool = True) -> list[Rule]:
@@ -108,22 +106,41 @@ class Bert(Family):
         if hf.get("position_embedding_type", "absolute") != "absolute":
             raise AttnkitError(f"position_embedding_type {hf['position_embedding_type']!r} is not supported")
         return ModelConfig(
-            arch="encoder", vocab_size=hf["vocab_size"], dim=hf["hidden_size"], num_heads=hf["num_attention_heads"],
-            ff_dim=hf["intermediate_size"], num_layers=hf["num_hidden_layers"],
-            dropout=hf.get("hidden_dropout_prob", 0.1), attention_dropout=hf.get("attention_probs_dropout_prob", 0.1),
-            activation=_activation(hf.get("hidden_act", "gelu")), norm_eps=hf.get("layer_norm_eps", 1e-12),
-            norm_first=False, positions="learned", max_positions=hf.get("max_position_embeddings", 512),
-            scale_embeddings=False, embedding_norm=True, pad_id=hf.get("pad_token_id") or 0,
+            arch="encoder",
+            vocab_size=hf["vocab_size"],
+            dim=hf["hidden_size"],
+            num_heads=hf["num_attention_heads"],
+            ff_dim=hf["intermediate_size"],
+            num_layers=hf["num_hidden_layers"],
+            dropout=hf.get("hidden_dropout_prob", 0.1),
+            attention_dropout=hf.get("attention_probs_dropout_prob", 0.1),
+            activation=_activation(hf.get("hidden_act", "gelu")),
+            norm_eps=hf.get("layer_norm_eps", 1e-12),
+            norm_first=False,
+            positions="learned",
+            max_positions=hf.get("max_position_embeddings", 512),
+            scale_embeddings=False,
+            embedding_norm=True,
+            pad_id=hf.get("pad_token_id") or 0,
         )
 
     def hf_config(self, config: ModelConfig, special: dict[str, int | None]) -> dict:
         return {
-            "model_type": "bert", "architectures": ["BertModel"], "vocab_size": config.vocab_size,
-            "hidden_size": config.dim, "num_attention_heads": config.num_heads, "intermediate_size": config.ff_dim,
-            "num_hidden_layers": config.num_layers, "hidden_act": _hf_activation(config.activation),
-            "hidden_dropout_prob": config.dropout, "attention_probs_dropout_prob": config.attention_dropout,
-            "layer_norm_eps": config.norm_eps, "max_position_embeddings": config.max_positions, "type_vocab_size": 2,
-            "pad_token_id": config.pad_id, "position_embedding_type": "absolute",
+            "model_type": "bert",
+            "architectures": ["BertModel"],
+            "vocab_size": config.vocab_size,
+            "hidden_size": config.dim,
+            "num_attention_heads": config.num_heads,
+            "intermediate_size": config.ff_dim,
+            "num_hidden_layers": config.num_layers,
+            "hidden_act": _hf_activation(config.activation),
+            "hidden_dropout_prob": config.dropout,
+            "attention_probs_dropout_prob": config.attention_dropout,
+            "layer_norm_eps": config.norm_eps,
+            "max_position_embeddings": config.max_positions,
+            "type_vocab_size": 2,
+            "pad_token_id": config.pad_id,
+            "position_embedding_type": "absolute",
         }
 
     def rules(self, config: ModelConfig) -> list[Rule]:
@@ -141,8 +158,13 @@ class Bert(Family):
         for i in range(config.num_layers):
             ours, theirs = f"layers.{i}", f"encoder.layer.{i}"
             rules += [
-                *[concat(f"{ours}.self_attn.qkv_proj.{p}", *(f"{theirs}.attention.self.{n}.{p}" for n in ("query", "key", "value")))
-                  for p in ("weight", "bias")],
+                *[
+                    concat(
+                        f"{ours}.self_attn.qkv_proj.{p}",
+                        *(f"{theirs}.attention.self.{n}.{p}" for n in ("query", "key", "value")),
+                    )
+                    for p in ("weight", "bias")
+                ],
                 *linear(f"{ours}.self_attn.out_proj", f"{theirs}.attention.output.dense"),
                 *norm(f"{ours}.self_attn_norm", f"{theirs}.attention.output.LayerNorm"),
                 *linear(f"{ours}.ff.in_proj", f"{theirs}.intermediate.dense"),
@@ -153,8 +175,16 @@ class Bert(Family):
 
     def matches(self, config: ModelConfig) -> str | None:
         return _requirements(
-            config, arch="encoder", norm="layernorm", norm_first=False, positions="learned", embedding_norm=True,
-            scale_embeddings=False, bias=True, attention_scale=None, token_dropout=0.0,
+            config,
+            arch="encoder",
+            norm="layernorm",
+            norm_first=False,
+            positions="learned",
+            embedding_norm=True,
+            scale_embeddings=False,
+            bias=True,
+            attention_scale=None,
+            token_dropout=0.0,
         ) or _plain_activation(config)
 
 
@@ -165,21 +195,42 @@ class GPT2(Family):
     def config(self, hf: dict) -> ModelConfig:
         dim = hf["n_embd"]
         return ModelConfig(
-            arch="decoder", vocab_size=hf["vocab_size"], dim=dim, num_heads=hf["n_head"],
-            ff_dim=hf.get("n_inner") or 4 * dim, num_layers=hf["n_layer"], dropout=hf.get("resid_pdrop", 0.1),
-            attention_dropout=hf.get("attn_pdrop", 0.1), activation=_activation(hf.get("activation_function", "gelu_new")),
-            norm_eps=hf.get("layer_norm_epsilon", 1e-5), norm_first=True, positions="learned",
-            max_positions=hf.get("n_positions", 1024), scale_embeddings=False, tie_output=True,
+            arch="decoder",
+            vocab_size=hf["vocab_size"],
+            dim=dim,
+            num_heads=hf["n_head"],
+            ff_dim=hf.get("n_inner") or 4 * dim,
+            num_layers=hf["n_layer"],
+            dropout=hf.get("resid_pdrop", 0.1),
+            attention_dropout=hf.get("attn_pdrop", 0.1),
+            activation=_activation(hf.get("activation_function", "gelu_new")),
+            norm_eps=hf.get("layer_norm_epsilon", 1e-5),
+            norm_first=True,
+            positions="learned",
+            max_positions=hf.get("n_positions", 1024),
+            scale_embeddings=False,
+            tie_output=True,
+            output_scale=1.0,
             pad_id=hf.get("pad_token_id") or hf.get("eos_token_id") or 0,
         )
 
     def hf_config(self, config: ModelConfig, special: dict[str, int | None]) -> dict:
         return {
-            "model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "vocab_size": config.vocab_size,
-            "n_embd": config.dim, "n_head": config.num_heads, "n_inner": config.ff_dim, "n_layer": config.num_layers,
-            "n_positions": config.max_positions, "activation_function": _hf_activation(config.activation),
-            "resid_pdrop": config.dropout, "embd_pdrop": config.dropout, "attn_pdrop": config.attention_dropout,
-            "layer_norm_epsilon": config.norm_eps, "bos_token_id": special["bos"], "eos_token_id": special["eos"],
+            "model_type": "gpt2",
+            "architectures": ["GPT2LMHeadModel"],
+            "vocab_size": config.vocab_size,
+            "n_embd": config.dim,
+            "n_head": config.num_heads,
+            "n_inner": config.ff_dim,
+            "n_layer": config.num_layers,
+            "n_positions": config.max_positions,
+            "activation_function": _hf_activation(config.activation),
+            "resid_pdrop": config.dropout,
+            "embd_pdrop": config.dropout,
+            "attn_pdrop": config.attention_dropout,
+            "layer_norm_epsilon": config.norm_eps,
+            "bos_token_id": special["bos"],
+            "eos_token_id": special["eos"],
             "tie_word_embeddings": True,
         }
 
@@ -203,9 +254,19 @@ class GPT2(Family):
 
     def matches(self, config: ModelConfig) -> str | None:
         return _requirements(
-            config, arch="decoder", norm="layernorm", norm_first=True, positions="learned", embedding_norm=False,
-            scale_embeddings=False, bias=True, attention_scale=None, tie_output=True, output_bias=False,
+            config,
+            arch="decoder",
+            norm="layernorm",
+            norm_first=True,
+            positions="learned",
+            embedding_norm=False,
+            scale_embeddings=False,
+            bias=True,
+            attention_scale=None,
+            tie_output=True,
+            output_bias=False,
             token_dropout=0.0,
+            output_scale=1.0,
         ) or _plain_activation(config)
 
 
@@ -218,28 +279,56 @@ class Bart(Family):
 
     def config(self, hf: dict) -> ModelConfig:
         return ModelConfig(
-            arch="encoder-decoder", vocab_size=hf["vocab_size"], dim=hf["d_model"],
-            num_heads=hf["encoder_attention_heads"], ff_dim=hf["encoder_ffn_dim"], num_layers=hf["encoder_layers"],
-            num_decoder_layers=hf["decoder_layers"], dropout=hf.get("dropout", 0.1),
-            attention_dropout=hf.get("attention_dropout", 0.0), activation=_activation(hf["activation_function"]),
-            norm_eps=1e-5, norm_first=False, positions="learned", max_positions=hf["max_position_embeddings"],
-            scale_embeddings=bool(hf.get("scale_embedding", False)), embedding_norm=True, share_embeddings=True,
-            tie_output=True, output_bias=True, pad_id=hf.get("pad_token_id", 1),
+            arch="encoder-decoder",
+            vocab_size=hf["vocab_size"],
+            dim=hf["d_model"],
+            num_heads=hf["encoder_attention_heads"],
+            ff_dim=hf["encoder_ffn_dim"],
+            num_layers=hf["encoder_layers"],
+            num_decoder_layers=hf["decoder_layers"],
+            dropout=hf.get("dropout", 0.1),
+            attention_dropout=hf.get("attention_dropout", 0.0),
+            activation=_activation(hf["activation_function"]),
+            norm_eps=1e-5,
+            norm_first=False,
+            positions="learned",
+            max_positions=hf["max_position_embeddings"],
+            scale_embeddings=bool(hf.get("scale_embedding", False)),
+            embedding_norm=True,
+            share_embeddings=True,
+            tie_output=True,
+            output_bias=True,
+            output_scale=1.0,
+            pad_id=hf.get("pad_token_id", 1),
             decoder_start_id=hf.get("decoder_start_token_id", 2),
         )
 
     def hf_config(self, config: ModelConfig, special: dict[str, int | None]) -> dict:
         return {
-            "model_type": self.model_type, "architectures": [self.architecture], "vocab_size": config.vocab_size,
-            "d_model": config.dim, "encoder_attention_heads": config.num_heads,
-            "decoder_attention_heads": config.num_heads, "encoder_ffn_dim": config.ff_dim,
-            "decoder_ffn_dim": config.ff_dim, "encoder_layers": config.num_layers,
-            "decoder_layers": config.decoder_layers, "activation_function": _hf_activation(config.activation),
-            "dropout": config.dropout, "attention_dropout": config.attention_dropout, "activation_dropout": 0.0,
-            "max_position_embeddings": config.max_positions, "scale_embedding": config.scale_embeddings,
-            "pad_token_id": config.pad_id, "bos_token_id": special["bos"], "eos_token_id": special["eos"],
-            "decoder_start_token_id": config.decoder_start_id, "forced_eos_token_id": special["eos"],
-            "tie_word_embeddings": True, "share_encoder_decoder_embeddings": True, "is_encoder_decoder": True,
+            "model_type": self.model_type,
+            "architectures": [self.architecture],
+            "vocab_size": config.vocab_size,
+            "d_model": config.dim,
+            "encoder_attention_heads": config.num_heads,
+            "decoder_attention_heads": config.num_heads,
+            "encoder_ffn_dim": config.ff_dim,
+            "decoder_ffn_dim": config.ff_dim,
+            "encoder_layers": config.num_layers,
+            "decoder_layers": config.decoder_layers,
+            "activation_function": _hf_activation(config.activation),
+            "dropout": config.dropout,
+            "attention_dropout": config.attention_dropout,
+            "activation_dropout": 0.0,
+            "max_position_embeddings": config.max_positions,
+            "scale_embedding": config.scale_embeddings,
+            "pad_token_id": config.pad_id,
+            "bos_token_id": special["bos"],
+            "eos_token_id": special["eos"],
+            "decoder_start_token_id": config.decoder_start_id,
+            "forced_eos_token_id": special["eos"],
+            "tie_word_embeddings": True,
+            "share_encoder_decoder_embeddings": True,
+            "is_encoder_decoder": True,
         }
 
     architecture = "BartForConditionalGeneration"
@@ -251,8 +340,10 @@ class Bart(Family):
         return norm(f"{stack}.embed_norm", f"{stack}.layernorm_embedding")
 
     def rules(self, config: ModelConfig) -> list[Rule]:
-        rules = [copy("encoder.embedding.weight", "shared.weight"),
-                 Rule("decoder.output.bias", ("final_logits_bias",), lambda t: t[0][0], lambda t: [t[None].clone()])]
+        rules = [
+            copy("encoder.embedding.weight", "shared.weight"),
+            Rule("decoder.output.bias", ("final_logits_bias",), lambda t: t[0][0], lambda t: [t[None].clone()]),
+        ]
         for stack, count in (("encoder", config.num_layers), ("decoder", config.decoder_layers)):
             rules += self.positions(stack) + self.embedding_norm(stack)
             for i in range(count):
@@ -268,9 +359,20 @@ class Bart(Family):
 
     def matches(self, config: ModelConfig) -> str | None:
         return _requirements(
-            config, arch="encoder-decoder", norm="layernorm", norm_first=False, positions="learned",
-            embedding_norm=True, bias=True, attention_scale=None, share_embeddings=True, tie_output=True,
-            output_bias=True, token_dropout=0.0, norm_eps=1e-5,
+            config,
+            arch="encoder-decoder",
+            norm="layernorm",
+            norm_first=False,
+            positions="learned",
+            embedding_norm=True,
+            bias=True,
+            attention_scale=None,
+            share_embeddings=True,
+            tie_output=True,
+            output_bias=True,
+            token_dropout=0.0,
+            norm_eps=1e-5,
+            output_scale=1.0,
         ) or _plain_activation(config)
 
 
@@ -298,9 +400,20 @@ class Marian(Bart):
 
     def matches(self, config: ModelConfig) -> str | None:
         return _requirements(
-            config, arch="encoder-decoder", norm="layernorm", norm_first=False, positions="sinusoidal",
-            embedding_norm=False, bias=True, attention_scale=None, share_embeddings=True, tie_output=True,
-            output_bias=True, token_dropout=0.0, norm_eps=1e-5,
+            config,
+            arch="encoder-decoder",
+            norm="layernorm",
+            norm_first=False,
+            positions="sinusoidal",
+            embedding_norm=False,
+            bias=True,
+            attention_scale=None,
+            share_embeddings=True,
+            tie_output=True,
+            output_bias=True,
+            token_dropout=0.0,
+            norm_eps=1e-5,
+            output_scale=1.0,
         ) or _plain_activation(config)
 
 
@@ -310,7 +423,9 @@ class T5(Family):
 
     def config(self, hf: dict) -> ModelConfig:
         if hf["d_kv"] * hf["num_heads"] != hf["d_model"]:
-            raise AttnkitError(f"d_kv x num_heads ({hf['d_kv']} x {hf['num_heads']}) must equal d_model ({hf['d_model']})")
+            raise AttnkitError(
+                f"d_kv x num_heads ({hf['d_kv']} x {hf['num_heads']}) must equal d_model ({hf['d_model']})"
+            )
         projection = hf.get("feed_forward_proj", "relu")
         activations = {"relu": "relu", "gated-gelu": "geglu_tanh", "gated-silu": "swiglu", "gelu": "gelu"}
         if projection not in activations:
@@ -320,27 +435,53 @@ class T5(Family):
         # transformers 5 said so with tie_word_embeddings, later ones with scale_decoder_outputs
         scaled = hf.get("scale_decoder_outputs", tied)
         return ModelConfig(
-            arch="encoder-decoder", vocab_size=hf["vocab_size"], dim=hf["d_model"], num_heads=hf["num_heads"],
-            ff_dim=hf["d_ff"], num_layers=hf["num_layers"], num_decoder_layers=hf.get("num_decoder_layers"),
-            dropout=hf.get("dropout_rate", 0.1), activation=activations[projection], norm="rmsnorm",
-            norm_eps=hf.get("layer_norm_epsilon", 1e-6), norm_first=True, positions="relative",
+            arch="encoder-decoder",
+            vocab_size=hf["vocab_size"],
+            dim=hf["d_model"],
+            num_heads=hf["num_heads"],
+            ff_dim=hf["d_ff"],
+            num_layers=hf["num_layers"],
+            num_decoder_layers=hf.get("num_decoder_layers"),
+            dropout=hf.get("dropout_rate", 0.1),
+            activation=activations[projection],
+            norm="rmsnorm",
+            norm_eps=hf.get("layer_norm_epsilon", 1e-6),
+            norm_first=True,
+            positions="relative",
             relative_buckets=hf.get("relative_attention_num_buckets", 32),
-            relative_max_distance=hf.get("relative_attention_max_distance", 128), scale_embeddings=False, bias=False,
-            attention_scale=1.0, share_embeddings=True, tie_output=tied, output_scale=hf["d_model"] ** -0.5 if scaled else 1.0,
-            pad_id=hf.get("pad_token_id", 0), decoder_start_id=hf.get("decoder_start_token_id", 0),
+            relative_max_distance=hf.get("relative_attention_max_distance", 128),
+            scale_embeddings=False,
+            bias=False,
+            attention_scale=1.0,
+            share_embeddings=True,
+            tie_output=tied,
+            output_scale=hf["d_model"] ** -0.5 if scaled else 1.0,
+            pad_id=hf.get("pad_token_id", 0),
+            decoder_start_id=hf.get("decoder_start_token_id", 0),
         )
 
     def hf_config(self, config: ModelConfig, special: dict[str, int | None]) -> dict:
         projection = {"relu": "relu", "geglu_tanh": "gated-gelu", "swiglu": "gated-silu", "gelu": "gelu"}
         return {
-            "model_type": "t5", "architectures": ["T5ForConditionalGeneration"], "vocab_size": config.vocab_size,
-            "d_model": config.dim, "d_kv": config.head_dim, "num_heads": config.num_heads, "d_ff": config.ff_dim,
-            "num_layers": config.num_layers, "num_decoder_layers": config.decoder_layers,
-            "feed_forward_proj": projection[config.activation], "dropout_rate": config.dropout,
-            "layer_norm_epsilon": config.norm_eps, "relative_attention_num_buckets": config.relative_buckets,
-            "relative_attention_max_distance": config.relative_max_distance, "tie_word_embeddings": config.tie_output,
+            "model_type": "t5",
+            "architectures": ["T5ForConditionalGeneration"],
+            "vocab_size": config.vocab_size,
+            "d_model": config.dim,
+            "d_kv": config.head_dim,
+            "num_heads": config.num_heads,
+            "d_ff": config.ff_dim,
+            "num_layers": config.num_layers,
+            "num_decoder_layers": config.decoder_layers,
+            "feed_forward_proj": projection[config.activation],
+            "dropout_rate": config.dropout,
+            "layer_norm_epsilon": config.norm_eps,
+            "relative_attention_num_buckets": config.relative_buckets,
+            "relative_attention_max_distance": config.relative_max_distance,
+            "tie_word_embeddings": config.tie_output,
             "scale_decoder_outputs": config.output_scale != 1.0,
-            "pad_token_id": config.pad_id, "eos_token_id": special["eos"], "decoder_start_token_id": config.decoder_start_id,
+            "pad_token_id": config.pad_id,
+            "eos_token_id": special["eos"],
+            "decoder_start_token_id": config.decoder_start_id,
             "is_encoder_decoder": True,
         }
 
@@ -350,8 +491,12 @@ class T5(Family):
             rules.append(copy("decoder.output.weight", "lm_head.weight"))
         gated = config.activation in ("geglu_tanh", "swiglu")
         for stack, count in (("encoder", config.num_layers), ("decoder", config.decoder_layers)):
-            rules.append(copy(f"{stack}.positions.bias.weight",
-                              f"{stack}.block.0.layer.0.SelfAttention.relative_attention_bias.weight"))
+            rules.append(
+                copy(
+                    f"{stack}.positions.bias.weight",
+                    f"{stack}.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
+                )
+            )
             for i in range(count):
                 ours, theirs = f"{stack}.layers.{i}", f"{stack}.block.{i}.layer"
                 rules += _t5_attention(f"{ours}.self_attn", f"{theirs}.0.SelfAttention", cross=False)
@@ -372,11 +517,28 @@ class T5(Family):
         return rules
 
     def matches(self, config: ModelConfig) -> str | None:
-        return _requirements(
-            config, arch="encoder-decoder", norm="rmsnorm", norm_first=True, positions="relative",
-            embedding_norm=False, scale_embeddings=False, bias=False, attention_scale=1.0, share_embeddings=True,
-            output_bias=False, token_dropout=0.0,
-        ) or (None if config.output_scale in (1.0, config.dim**-0.5) else f"output_scale {config.output_scale}") or (None if config.activation in ("relu", "geglu_tanh", "swiglu", "gelu") else f"activation {config.activation!r}")
+        return (
+            _requirements(
+                config,
+                arch="encoder-decoder",
+                norm="rmsnorm",
+                norm_first=True,
+                positions="relative",
+                embedding_norm=False,
+                scale_embeddings=False,
+                bias=False,
+                attention_scale=1.0,
+                share_embeddings=True,
+                output_bias=False,
+                token_dropout=0.0,
+            )
+            or (None if config.output_scale in (1.0, config.dim**-0.5) else f"output_scale {config.output_scale}")
+            or (
+                None
+                if config.activation in ("relu", "geglu_tanh", "swiglu", "gelu")
+                else f"activation {config.activation!r}"
+            )
+        )
 
 
 def _bart_attention(ours: str, theirs: str, cross: bool) -> list[Rule]:
@@ -393,15 +555,23 @@ def _bart_attention(ours: str, theirs: str, cross: bool) -> list[Rule]:
 
 def _t5_attention(ours: str, theirs: str, cross: bool) -> list[Rule]:
     if cross:
-        projections = [copy(f"{ours}.q_proj.weight", f"{theirs}.q.weight"),
-                       concat(f"{ours}.kv_proj.weight", f"{theirs}.k.weight", f"{theirs}.v.weight")]
+        projections = [
+            copy(f"{ours}.q_proj.weight", f"{theirs}.q.weight"),
+            concat(f"{ours}.kv_proj.weight", f"{theirs}.k.weight", f"{theirs}.v.weight"),
+        ]
     else:
         projections = [concat(f"{ours}.qkv_proj.weight", *(f"{theirs}.{n}.weight" for n in "qkv"))]
     return projections + [copy(f"{ours}.out_proj.weight", f"{theirs}.o.weight")]
 
 
-HF_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "relu": "relu",
-                  "silu": "silu", "swish": "silu"}
+HF_ACTIVATIONS = {
+    "gelu": "gelu",
+    "gelu_new": "gelu_tanh",
+    "gelu_pytorch_tanh": "gelu_tanh",
+    "relu": "relu",
+    "silu": "silu",
+    "swish": "silu",
+}
 
 
 def _activation(name: str) -> str:
@@ -441,9 +611,7 @@ def read_hf_config(path: str | os.PathLike) -> tuple[Family, ModelConfig]:
         raise AttnkitError(f"{file}: expected a JSON object")
     model_type = hf.get("model_type")
     if model_type not in FAMILIES:
-        raise AttnkitError(
-            f"{file}: model_type {model_type!r} is not supported (supported: {', '.join(FAMILIES)})"
-        )
+        raise AttnkitError(f"{file}: model_type {model_type!r} is not supported (supported: {', '.join(FAMILIES)})")
     family = FAMILIES[model_type]
     try:
         return family, family.config(hf)
@@ -524,8 +692,9 @@ def export_hf(model: torch.nn.Module, tokenizer: object, out: str | os.PathLike)
     name = next((n for n, why in reasons.items() if why is None), None)
     if name is None:
         closest = min(reasons, key=lambda n: ("arch=" in reasons[n], reasons[n].count("needs")))
-        raise AttnkitError(f"no Hugging Face family has this architecture; the closest, {closest}, differs in "
-                           f"{reasons[closest]}")
+        raise AttnkitError(
+            f"no Hugging Face family has this architecture; the closest, {closest}, differs in {reasons[closest]}"
+        )
     family = FAMILIES[name]
     state = model.state_dict()
     tensors: Tensors = {}

@@ -179,7 +179,7 @@ def _attention_with_weights(
 
 
 def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotate pairs (i, i + head_dim/2) of x: (batch, heads, time, head_dim) by the angles in cos/sin: (time, head_dim)."""
+    """Rotate the pairs (i, i + head_dim/2) of x: (batch, heads, time, head_dim) by cos/sin: (time, head_dim)."""
     first, second = x.chunk(2, dim=-1)
     return x * cos + torch.cat([-second, first], dim=-1) * sin
 

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnkit.config import ModelConfig
-from attnkit.nn.dropout import Dropout
 from attnkit.nn.attention import KVCache, MultiHeadAttention
+from attnkit.nn.dropout import Dropout
 
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "relu": F.relu,

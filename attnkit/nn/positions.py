@@ -90,9 +90,14 @@ class RelativePositionBias(Positions):
         else:
             distance = (-relative).clamp(min=0)
         exact = buckets // 2
-        log_bucket = exact + (
-            torch.log(distance.float().clamp(min=1) / exact) / math.log(self.max_distance / exact) * (buckets - exact)
-        ).long()
+        log_bucket = (
+            exact
+            + (
+                torch.log(distance.float().clamp(min=1) / exact)
+                / math.log(self.max_distance / exact)
+                * (buckets - exact)
+            ).long()
+        )
         return bucket + torch.where(distance < exact, distance, log_bucket.clamp(max=buckets - 1))
 
 

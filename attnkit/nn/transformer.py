@@ -8,8 +8,8 @@ import torch
 from torch import Tensor, nn
 
 from attnkit.config import ModelConfig
-from attnkit.nn.dropout import Dropout, dropout
 from attnkit.nn.attention import DecoderCache
+from attnkit.nn.dropout import Dropout, dropout
 from attnkit.nn.layers import DecoderLayer, EncoderLayer, build_norm
 from attnkit.nn.positions import Positions, build_positions
 
@@ -66,9 +66,7 @@ class Decoder(_Stack):
     (batch, time, vocab). With a `cache`, `tokens` are only the new ones and earlier steps are reused."""
 
     def __init__(self, config: ModelConfig, cross: bool = False, embedding: nn.Embedding | None = None) -> None:
-        super().__init__(
-            config, embedding or nn.Embedding(config.output_vocab_size, config.dim), bidirectional=False
-        )
+        super().__init__(config, embedding or nn.Embedding(config.output_vocab_size, config.dim), bidirectional=False)
         num_layers = config.decoder_layers if cross else config.num_layers
         self.layers = nn.ModuleList(DecoderLayer(config, cross) for _ in range(num_layers))
         self.output = nn.Linear(config.dim, config.output_vocab_size, bias=config.output_bias)
@@ -113,7 +111,8 @@ class Decoder(_Stack):
                 cross_cache=cache.cross_attn[i] if cache is not None else None,
             )
         hidden = self._finish(x)
-        return self.output(hidden * self.config.output_scale if self.config.output_scale != 1.0 else hidden)
+        scale = self.config.output_scale
+        return self.output(hidden * scale if scale != 1.0 else hidden)
 
 
 def _extend_mask(

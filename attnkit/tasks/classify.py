@@ -100,9 +100,7 @@ class ClassifyTask(Task):
     def decode(self, model: nn.Module, batch: Batch, tokenizer: Tokenizer) -> list[dict]:
         probabilities = model(batch["ids"], batch["mask"]).float().softmax(-1)
         best = probabilities.argmax(-1)
-        return [
-            {"label": self.labels[int(b)], "probability": float(p[b])} for b, p in zip(best, probabilities)
-        ]
+        return [{"label": self.labels[int(b)], "probability": float(p[b])} for b, p in zip(best, probabilities)]
 
     def metrics(self, predictions: list[dict], examples: list[Labelled]) -> dict:
         return scoring.classification([p["label"] for p in predictions], [e.label for e in examples], self.labels)

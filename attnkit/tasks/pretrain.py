@@ -176,8 +176,10 @@ class PretrainTask(Task):
             raise AttnkitError("tokenizer: no mask token (<mask> or [MASK]) for span infilling")
         rows = [row[m].tolist() for row, m in zip(ids, mask)]
         eos, start = self.tokenizer.eos_id, decoder_start(model.config, self.tokenizer)
-        sources = [infill_spans(r, self.tokenizer.mask_id, self.infill_fraction, self.mean_span, generator) + [eos]
-                   for r in rows]
+        sources = [
+            infill_spans(r, self.tokenizer.mask_id, self.infill_fraction, self.mean_span, generator) + [eos]
+            for r in rows
+        ]
         source, source_mask = pad(sources, self.tokenizer.pad_id)
         target, target_mask = pad([[start, *r, eos] for r in rows], self.tokenizer.pad_id)
         labels = target[:, 1:].masked_fill(~target_mask[:, 1:], IGNORE)

@@ -101,15 +101,16 @@ class TagTask(Task):
     def loss(self, model: nn.Module, batch: Batch, label_smoothing: float) -> Tensor:
         logits = model(batch["ids"], batch["mask"])
         return F.cross_entropy(
-            logits.float().flatten(0, 1), batch["labels"].flatten(), ignore_index=IGNORE, label_smoothing=label_smoothing
+            logits.float().flatten(0, 1),
+            batch["labels"].flatten(),
+            ignore_index=IGNORE,
+            label_smoothing=label_smoothing,
         )
 
     def decode(self, model: nn.Module, batch: Batch, tokenizer: Tokenizer) -> list[list[str]]:
         best = model(batch["ids"], batch["mask"]).argmax(-1)  # (batch, time)
         word_tags = torch.gather(best, 1, batch["starts"])  # the tag at each word's first subword
-        return [
-            [self.tags[int(t)] for t in row[keep]] for row, keep in zip(word_tags, batch["start_mask"])
-        ]
+        return [[self.tags[int(t)] for t in row[keep]] for row, keep in zip(word_tags, batch["start_mask"])]
 
     def metrics(self, predictions: list[list[str]], examples: list[Tagged]) -> dict:
         return scoring.tagging(predictions, [e.tags for e in examples])

@@ -21,8 +21,11 @@ def test_tsv_with_quoted_fields_and_blank_lines(tmp_path):
 
 
 def test_csv_and_jsonl_and_custom_columns(tmp_path):
-    csv_path = write(tmp_path, "a.csv", "stars,review\n5,great\n1,\"bad, really\"\n")
-    assert [(e.label, e.text) for e in read_labelled(csv_path, "review", "stars")] == [("5", "great"), ("1", "bad, really")]
+    csv_path = write(tmp_path, "a.csv", 'stars,review\n5,great\n1,"bad, really"\n')
+    assert [(e.label, e.text) for e in read_labelled(csv_path, "review", "stars")] == [
+        ("5", "great"),
+        ("1", "bad, really"),
+    ]
     jsonl = write(tmp_path, "a.jsonl", '{"text": "good", "label": 1}\n\n{"text": "meh", "label": 0}\n')
     assert [(e.label, e.text, e.line) for e in read_labelled(jsonl)] == [("1", "good", 1), ("0", "meh", 3)]
 

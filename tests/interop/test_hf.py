@@ -20,36 +20,77 @@ def tiny(family: str, variant: str = ""):
     torch.manual_seed(0)
     t = transformers
     if family == "bert":
-        config = t.BertConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                              intermediate_size=37, max_position_embeddings=64, hidden_act=variant or "gelu")
+        config = t.BertConfig(
+            vocab_size=VOCAB,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=37,
+            max_position_embeddings=64,
+            hidden_act=variant or "gelu",
+        )
         return t.BertModel(config)
     if family == "gpt2":
-        config = t.GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_positions=64, bos_token_id=1,
-                              eos_token_id=2)
+        config = t.GPT2Config(
+            vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_positions=64, bos_token_id=1, eos_token_id=2
+        )
         return t.GPT2LMHeadModel(config)
     if family == "bart":
-        config = t.BartConfig(vocab_size=VOCAB, d_model=32, encoder_layers=2, decoder_layers=3,
-                              encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=37,
-                              decoder_ffn_dim=37, max_position_embeddings=64, scale_embedding=variant == "scaled",
-                              forced_bos_token_id=None, forced_eos_token_id=None)
+        config = t.BartConfig(
+            vocab_size=VOCAB,
+            d_model=32,
+            encoder_layers=2,
+            decoder_layers=3,
+            encoder_attention_heads=4,
+            decoder_attention_heads=4,
+            encoder_ffn_dim=37,
+            decoder_ffn_dim=37,
+            max_position_embeddings=64,
+            scale_embedding=variant == "scaled",
+            forced_bos_token_id=None,
+            forced_eos_token_id=None,
+        )
         return t.BartForConditionalGeneration(config)
     if family == "marian":
-        config = t.MarianConfig(vocab_size=VOCAB, d_model=32, encoder_layers=2, decoder_layers=2,
-                                encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=37,
-                                decoder_ffn_dim=37, max_position_embeddings=64, pad_token_id=VOCAB - 1,
-                                decoder_start_token_id=VOCAB - 1, eos_token_id=0, forced_eos_token_id=None)
+        config = t.MarianConfig(
+            vocab_size=VOCAB,
+            d_model=32,
+            encoder_layers=2,
+            decoder_layers=2,
+            encoder_attention_heads=4,
+            decoder_attention_heads=4,
+            encoder_ffn_dim=37,
+            decoder_ffn_dim=37,
+            max_position_embeddings=64,
+            pad_token_id=VOCAB - 1,
+            decoder_start_token_id=VOCAB - 1,
+            eos_token_id=0,
+            forced_eos_token_id=None,
+        )
         return t.MarianMTModel(config)
     # equal depths: transformers' own T5 generate fails in its cache when the decoder is deeper
-    config = t.T5Config(vocab_size=VOCAB, d_model=32, d_kv=8, num_heads=4, d_ff=37, num_layers=2,
-                        num_decoder_layers=2, relative_attention_num_buckets=8, relative_attention_max_distance=20,
-                        feed_forward_proj=variant or "relu", tie_word_embeddings=variant != "gated-gelu",
-                        decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+    config = t.T5Config(
+        vocab_size=VOCAB,
+        d_model=32,
+        d_kv=8,
+        num_heads=4,
+        d_ff=37,
+        num_layers=2,
+        num_decoder_layers=2,
+        relative_attention_num_buckets=8,
+        relative_attention_max_distance=20,
+        feed_forward_proj=variant or "relu",
+        tie_word_embeddings=variant != "gated-gelu",
+        decoder_start_token_id=0,
+        pad_token_id=0,
+        eos_token_id=1,
+    )
     return t.T5ForConditionalGeneration(config)
 
 
 def saved(model, path: Path) -> Path:
     with torch.no_grad():  # random biases and norms, so that a weight mapped to the wrong place shows
-        for name, p in model.named_parameters():
+        for p in model.parameters():
             if p.dim() == 1:
                 p.add_(torch.randn_like(p) * 0.1)
     model.save_pretrained(path)
@@ -88,8 +129,15 @@ def seq2seq_parity(theirs, ours: EncoderDecoder, start: int, eos: int) -> None:
     out = theirs(input_ids=ids, attention_mask=mask.long(), decoder_input_ids=target)
     torch.testing.assert_close(ours.encode(ids, mask)[mask], out.encoder_last_hidden_state[mask], atol=1e-4, rtol=0)
     torch.testing.assert_close(ours(ids, target, mask), out.logits, atol=1e-4, rtol=0)
-    expected = theirs.generate(input_ids=ids, attention_mask=mask.long(), max_new_tokens=10, do_sample=False,
-                               num_beams=1, min_length=0, no_repeat_ngram_size=0)
+    expected = theirs.generate(
+        input_ids=ids,
+        attention_mask=mask.long(),
+        max_new_tokens=10,
+        do_sample=False,
+        num_beams=1,
+        min_length=0,
+        no_repeat_ngram_size=0,
+    )
     for row, found in enumerate(generate(ours, ids, mask, start_id=start, eos_id=eos, max_length=10)):
         want = expected[row, 1:].tolist()
         want = want[: want.index(eos)] if eos in want else want
@@ -130,16 +178,26 @@ class FakeTokenizer:
         self.backend.save(str(path))
 
 
-@pytest.mark.parametrize(("family", "auto"), [("bert", "AutoModel"), ("gpt2", "AutoModelForCausalLM"),
-                                               ("bart", "AutoModelForSeq2SeqLM"), ("marian", "AutoModelForSeq2SeqLM"),
-                                               ("t5", "AutoModelForSeq2SeqLM")])
+@pytest.mark.parametrize(
+    ("family", "auto"),
+    [
+        ("bert", "AutoModel"),
+        ("gpt2", "AutoModelForCausalLM"),
+        ("bart", "AutoModelForSeq2SeqLM"),
+        ("marian", "AutoModelForSeq2SeqLM"),
+        ("t5", "AutoModelForSeq2SeqLM"),
+    ],
+)
 def test_export_loads_in_transformers_with_the_same_outputs(tmp_path, family, auto):
     ours = load_hf_model(saved(tiny(family), tmp_path / "original"))
     assert export_hf(ours, FakeTokenizer(), tmp_path / "exported") == family
     theirs = getattr(transformers, auto).from_pretrained(tmp_path / "exported").eval()
     ids, mask = inputs()
     if family == "bert":
-        expected, found = theirs(input_ids=ids, attention_mask=mask.long()).last_hidden_state[mask], ours(ids, mask)[mask]
+        expected, found = (
+            theirs(input_ids=ids, attention_mask=mask.long()).last_hidden_state[mask],
+            ours(ids, mask)[mask],
+        )
     elif family == "gpt2":
         expected, found = theirs(input_ids=ids).logits, ours(ids)
     else:
@@ -163,14 +221,21 @@ def test_unsupported_family_and_pickles_are_refused(tmp_path):
         load_hf_model(tmp_path / "pickled")
     ours = load_hf_model(tmp_path / "pickled", trust_pickle=True)
     ids, mask = inputs()
-    torch.testing.assert_close(ours(ids, mask)[mask], bert.eval()(input_ids=ids, attention_mask=mask.long())
-                               .last_hidden_state[mask], atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        ours(ids, mask)[mask],
+        bert.eval()(input_ids=ids, attention_mask=mask.long()).last_hidden_state[mask],
+        atol=1e-4,
+        rtol=0,
+    )
 
 
 def test_config_that_disagrees_with_the_weights_names_the_tensor(tmp_path):
     path = saved(tiny("bert"), tmp_path / "bert")
     config = (path / "config.json").read_text().replace('"intermediate_size": 37', '"intermediate_size": 40')
     (path / "config.json").write_text(config)
-    with pytest.raises(AttnkitError, match=r"model.safetensors: tensor 'encoder.layer.0.intermediate.dense.weight' "
-                                           r"has shape \[37, 32\], which disagrees with config.json"):
+    with pytest.raises(
+        AttnkitError,
+        match=r"model.safetensors: tensor 'encoder.layer.0.intermediate.dense.weight' "
+        r"has shape \[37, 32\], which disagrees with config.json",
+    ):
         load_hf_model(path)

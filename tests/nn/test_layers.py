@@ -66,9 +66,7 @@ def test_encoder_layer_matches_torch(norm_first, activation):
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_decoder_layer_matches_torch(norm_first):
     torch.manual_seed(0)
-    reference = nn.TransformerDecoderLayer(
-        DIM, HEADS, FF, dropout=0.0, batch_first=True, norm_first=norm_first
-    ).eval()
+    reference = nn.TransformerDecoderLayer(DIM, HEADS, FF, dropout=0.0, batch_first=True, norm_first=norm_first).eval()
     randomize(reference)
     ours = DecoderLayer(config(norm_first), cross=True).eval()
     copy_attention(ours.self_attn, reference.self_attn, cross=False)

@@ -16,8 +16,17 @@ VOCAB = 50
 def tiny(arch: str, positions: str, **overrides) -> torch.nn.Module:
     torch.manual_seed(0)
     settings = dict(
-        arch=arch, positions=positions, vocab_size=VOCAB, dim=32, num_heads=4, ff_dim=64, num_layers=2,
-        dropout=0.0, max_positions=64, relative_buckets=8, relative_max_distance=16,
+        arch=arch,
+        positions=positions,
+        vocab_size=VOCAB,
+        dim=32,
+        num_heads=4,
+        ff_dim=64,
+        num_layers=2,
+        dropout=0.0,
+        max_positions=64,
+        relative_buckets=8,
+        relative_max_distance=16,
     )
     return build_model(ModelConfig(**{**settings, **overrides})).eval()
 

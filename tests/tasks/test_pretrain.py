@@ -13,7 +13,9 @@ MASK = 4
 
 @pytest.fixture(scope="module")
 def tokenizer() -> Tokenizer:
-    return Tokenizer.train([f"word{i}" for i in range(300)], TokenizerConfig(kind="word", vocab_size=400, min_frequency=1))
+    return Tokenizer.train(
+        [f"word{i}" for i in range(300)], TokenizerConfig(kind="word", vocab_size=400, min_frequency=1)
+    )
 
 
 def test_masked_lm_chooses_15_percent_then_80_10_10(tokenizer):
@@ -61,8 +63,9 @@ def test_span_infilling_covers_the_fraction_with_poisson_spans():
 def test_causal_lm_predicts_the_next_token(tokenizer):
     task = PretrainTask(TaskConfig(name="pretrain"), DataConfig(max_length=8))
     task.tokenizer = tokenizer
-    model = task.build_model(ModelConfig(arch="decoder", vocab_size=tokenizer.vocab_size, dim=16, num_heads=2,
-                                         ff_dim=16, num_layers=1))
+    model = task.build_model(
+        ModelConfig(arch="decoder", vocab_size=tokenizer.vocab_size, dim=16, num_heads=2, ff_dim=16, num_layers=1)
+    )
     blocks = Blocks(np.arange(10, 30, dtype=np.uint16), 8)
     assert len(blocks) == 3 and len(blocks[2]["ids"]) == 4  # 20 tokens: two full blocks and the rest
     batch = task.collate([blocks[0], blocks[2]])

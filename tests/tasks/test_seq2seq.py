@@ -6,8 +6,16 @@ from tests.test_train import run_config
 
 
 def test_encoder_decoder_learns_to_copy(copy_files, tmp_path):
-    settings = ("train.epochs=80", "model.dim=64", "model.num_heads=4", "train.lr=5e-3", "train.label_smoothing=0.0",
-                "task.beam_size=2", "train.patience=null", "train.eval_every=160")
+    settings = (
+        "train.epochs=80",
+        "model.dim=64",
+        "model.num_heads=4",
+        "train.lr=5e-3",
+        "train.label_smoothing=0.0",
+        "task.beam_size=2",
+        "train.patience=null",
+        "train.eval_every=160",
+    )
     summary = train(run_config(copy_files, tmp_path / "out", "seq2seq", *settings))
     assert summary["dev"]["bleu"] > 90
     assert Pipeline.load(tmp_path / "out").predict(["red green blue"]) == ["red green blue"]

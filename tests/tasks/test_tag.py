@@ -27,8 +27,11 @@ def test_first_subword_carries_the_tag():
 
 def test_tagger_learns_and_predicts_every_word(tagging_files, tmp_path):
     # relative positions extrapolate to the long sentence below; absolute ones would not have seen its end
-    summary = train(run_config(tagging_files, tmp_path / "out", "tag", "train.epochs=8", "data.max_length=8",
-                               "model.positions=relative"))
+    summary = train(
+        run_config(
+            tagging_files, tmp_path / "out", "tag", "train.epochs=8", "data.max_length=8", "model.positions=relative"
+        )
+    )
     assert summary["dev"]["accuracy"] > 0.95
     pipeline = Pipeline.load(tmp_path / "out")
     words = ["red", "blue", "sad", "green"] * 10  # longer than the training max_length

@@ -1,0 +1,36 @@
+"""The documentation says what the code does: every configuration key is documented, every CLI command is in
+the README, every example config named in the docs exists."""
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+
+from attnkit.cli import build_parser
+from attnkit.config import DataConfig, ModelConfig, TaskConfig, TokenizerConfig, TrainConfig
+
+ROOT = Path(__file__).parents[1]
+
+
+@pytest.mark.parametrize("config", [TaskConfig, DataConfig, TokenizerConfig, ModelConfig, TrainConfig])
+def test_every_configuration_key_is_documented(config):
+    reference = (ROOT / "docs" / "configuration.md").read_text()
+    section = config.__name__.removesuffix("Config").lower()
+    assert f"## `{section}`" in reference
+    documented = reference.split(f"## `{section}`")[1].split("\n## ")[0]
+    for field in dataclasses.fields(config):
+        assert f"`{field.name}`" in documented, f"{section}.{field.name} is not in docs/configuration.md"
+
+
+def test_every_command_is_in_the_readme():
+    readme = (ROOT / "README.md").read_text()
+    commands = build_parser()._subparsers._group_actions[0].choices  # noqa: SLF001
+    for name in commands:
+        assert f"attnkit {name}" in readme, f"`attnkit {name}` is not in the README"
+
+
+def test_documented_example_configs_exist():
+    text = "".join(p.read_text() for p in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))])
+    for name in set(re.findall(r"examples/([\w-]+\.yaml)", text)):
+        assert (ROOT / "examples" / name).is_file(), name
