@@ -108,6 +108,7 @@ class TaskConfig:
     pooling: Literal["mean", "first"] = "mean"  # classify: average the encoder states, or take the first (<s>)
     beam_size: int = 4  # seq2seq decoding; 1 is greedy
     length_penalty: float = 1.0  # seq2seq: hypotheses are ranked by log-probability / length ** length_penalty
+    no_repeat_ngram: int = 0  # seq2seq: if n > 0, no n-gram occurs twice in an output
     metric: str | None = None  # the dev metric that picks the best checkpoint; None: the task's main metric
 
 

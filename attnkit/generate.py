@@ -23,20 +23,22 @@ def generate(
     beam_size: int = 1,
     length_penalty: float = 1.0,
     suppress: Sequence[int] = (),
+    no_repeat_ngram: int = 0,
 ) -> list[list[int]]:
     """The best output for each row, at most `max_length` tokens, without the start token and </s>.
 
     An EncoderDecoder reads `source` (batch, src) with `source_mask` and starts its output with `start_id`.
     A Decoder continues `source` as a prompt (rows of equal length, unpadded) and returns only the new tokens.
-    Beam hypotheses are ranked by log-probability / length ** length_penalty; `suppress` ids are never chosen.
+    Beam hypotheses are ranked by log-probability / length ** length_penalty; `suppress` ids are never chosen,
+    and with no_repeat_ngram = n no n-gram occurs twice in an output.
     """
     if isinstance(model, EncoderDecoder):
         if start_id is None:
             raise ValueError("an encoder-decoder needs start_id")
-        step = _Step(model.decoder, model.encode(source, source_mask), source_mask, suppress)
+        step = _Step(model.decoder, model.encode(source, source_mask), source_mask, suppress, no_repeat_ngram)
         first = torch.full((source.shape[0], 1), start_id, dtype=torch.long, device=source.device)
     else:
-        step = _Step(model, None, None, suppress)
+        step = _Step(model, None, None, suppress, no_repeat_ngram)
         first = source
     if beam_size == 1:
         return _greedy(step, first, eos_id, max_length)
@@ -47,10 +49,16 @@ class _Step:
     """One decoding step: the next-token log-probabilities of each row given its newest tokens, via the cache."""
 
     def __init__(
-        self, decoder: Decoder, memory: Tensor | None, source_mask: Tensor | None, suppress: Sequence[int]
+        self,
+        decoder: Decoder,
+        memory: Tensor | None,
+        source_mask: Tensor | None,
+        suppress: Sequence[int],
+        no_repeat_ngram: int,
     ) -> None:
         self.decoder, self.memory, self.source_mask = decoder, memory, source_mask
         self.suppress = list(suppress)
+        self.no_repeat_ngram = no_repeat_ngram
         self.cache = decoder.new_cache()
 
     def expand(self, times: int) -> None:
@@ -60,20 +68,33 @@ class _Step:
         if self.source_mask is not None:
             self.source_mask = self.source_mask.repeat_interleave(times, dim=0)
 
-    def __call__(self, newest: Tensor) -> Tensor:
-        # newest: (rows, new) -> log-probabilities of the token after them (rows, vocab)
+    def __call__(self, newest: Tensor, history: Tensor) -> Tensor:
+        # newest: (rows, new) tokens to feed; history: (rows, all so far) -> log-probs of the next token (rows, vocab)
         logits = self.decoder(newest, None, self.memory, self.source_mask, cache=self.cache)[:, -1].float()
         if self.suppress:
             logits[:, self.suppress] = float("-inf")
+        if self.no_repeat_ngram:
+            for row, banned in enumerate(_repeating(history.tolist(), self.no_repeat_ngram)):
+                logits[row, banned] = float("-inf")
         return logits.log_softmax(-1)
 
 
+def _repeating(rows: list[list[int]], n: int) -> list[list[int]]:
+    """For each row, the tokens that would end an n-gram the row already holds."""
+    banned = []
+    for row in rows:
+        prefix = row[len(row) - n + 1 :] if n > 1 else []
+        banned.append([row[i + n - 1] for i in range(len(row) - n + 1) if row[i : i + n - 1] == prefix])
+    return banned
+
+
 def _greedy(step: _Step, first: Tensor, eos_id: int, max_length: int) -> list[list[int]]:
-    token = first
+    token, history = first, first
     outputs = []
     done = torch.zeros(first.shape[0], dtype=torch.bool, device=first.device)
     for _ in range(max_length + 1):
-        token = step(token).argmax(-1, keepdim=True).masked_fill(done[:, None], eos_id)
+        token = step(token, history).argmax(-1, keepdim=True).masked_fill(done[:, None], eos_id)
+        history = torch.cat([history, token], dim=1)
         outputs.append(token)
         done |= token[:, 0] == eos_id
         if done.all():
@@ -95,7 +116,7 @@ def _beam_search(
     offsets = (torch.arange(batch, device=device) * beam_size)[:, None]
 
     for length in range(1, max_length + 2):  # tokens generated so far, counting the one chosen now
-        log_probs = step(tokens if length == 1 else tokens[:, -1:])
+        log_probs = step(tokens if length == 1 else tokens[:, -1:], tokens)
         vocab = log_probs.shape[-1]
         candidates = scores[:, :, None] + log_probs.view(batch, beam_size, vocab)
         flat = candidates.view(batch, -1)

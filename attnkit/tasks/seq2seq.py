@@ -89,6 +89,7 @@ class Seq2SeqTask(Task):
             max_length=min(self.data.max_target_length, 2 * source_length + 10),
             beam_size=self.config.beam_size,
             length_penalty=self.config.length_penalty,
+            no_repeat_ngram=self.config.no_repeat_ngram,
         )
         return [tokenizer.decode(ids) for ids in outputs]
 
