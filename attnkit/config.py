@@ -166,6 +166,7 @@ class TrainConfig:
     eval_every: int | None = None  # optimizer steps between dev evaluations; None: once per epoch
     eval_examples: int | None = None  # score only the first N dev examples during training (seq2seq is slow)
     patience: int | None = 5  # evaluations without improvement before stopping; None: never stop early
+    ema: float | None = None  # evaluate and save an exponential moving average of the weights (e.g. 0.999)
     log_every: int = 50
     seed: int = 1
     init: str | None = None  # start from this checkpoint (attnkit or Hugging Face directory) and fine-tune it

@@ -19,6 +19,7 @@ import os
 import random
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -107,6 +108,7 @@ class Trainer:
             self.task.encode(self.dev_examples, self.tokenizer, training=False) if self.dev_examples else None
         )
         self.optimizer = _adamw(self.model, self.config)
+        self.average = _Average(self.model, self.config.ema) if self.config.ema else None
         self.sizes = self.task.sizes(self.train_items)
         batches = len(batches_by_tokens(self.sizes, self.config.batch_tokens, shuffle=False))
         self.steps_per_epoch = math.ceil(batches / self.config.accumulate)
@@ -218,6 +220,8 @@ class Trainer:
             group["lr"] = lr * group["lr_scale"]
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.average is not None:
+            self.average.update()
         self.progress["step"] += 1
         self.rng_after_step = torch.get_rng_state()  # a resumed run draws the same dropout masks from here
         self.bar.update(1)
@@ -256,9 +260,13 @@ class Trainer:
         return self.dev_examples is not None and patience is not None and p["bad_evals"] >= patience
 
     def _score_dev(self) -> dict:
-        with self._autocast():
+        with self._autocast(), self._averaged():
             predictions = predict_items(self.task, self.model, self.tokenizer, self.dev_items, self.config.batch_tokens)
         return _numbers(self.task.metrics(predictions, self.dev_examples))
+
+    def _averaged(self) -> contextlib.AbstractContextManager:
+        """The model holds the averaged weights inside the block (with train.ema), its own ones after."""
+        return self.average.swapped() if self.average is not None else contextlib.nullcontext()
 
     def _finish(self) -> dict:
         p = self.progress
@@ -284,13 +292,16 @@ class Trainer:
 
     def _save_weights(self) -> None:
         tmp = self.out / f".{WEIGHTS_FILE}.tmp"
-        safetensors.torch.save_model(self.model, str(tmp))
+        with self._averaged():
+            safetensors.torch.save_model(self.model, str(tmp))
         os.replace(tmp, self.out / WEIGHTS_FILE)
 
     def _save_state(self) -> None:
         with atomic_directory(self.out / STATE_DIR) as tmp:
             safetensors.torch.save_model(self.model, str(tmp / WEIGHTS_FILE))
             tensors, groups = _optimizer_tensors(self.optimizer)
+            if self.average is not None:
+                tensors.update({f"ema.{i}": t for i, t in enumerate(self.average.weights)})
             safetensors.torch.save_file({**tensors, "rng": self.rng_after_step}, str(tmp / "optimizer.safetensors"))
             write_json(tmp / STATE_FILE, {"format": FORMAT, "progress": self.progress, "param_groups": groups})
 
@@ -300,6 +311,8 @@ class Trainer:
         load_weights(self.model, state_dir / WEIGHTS_FILE)
         tensors = safetensors.torch.load_file(str(state_dir / "optimizer.safetensors"))
         torch.set_rng_state(tensors.pop("rng"))
+        if self.average is not None:
+            self.average.weights = [tensors.pop(f"ema.{i}") for i in range(len(self.average.weights))]
         self.optimizer.load_state_dict(_optimizer_state(tensors, state["param_groups"]))
         self.progress = state["progress"]
 
@@ -358,6 +371,29 @@ def _hold_out(examples: list, dev_fraction: float | None, test_fraction: float |
         "test": shuffled[dev_count : dev_count + test_count] or None,
         "train": shuffled[dev_count + test_count :],
     }
+
+
+class _Average:
+    """An exponential moving average of the trainable weights: after each step, avg += (1 - decay) (w - avg)."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.parameters = [p for p in model.parameters() if p.requires_grad]
+        self.weights = [p.detach().clone() for p in self.parameters]
+        self.decay = decay
+
+    @torch.no_grad()
+    def update(self) -> None:
+        torch._foreach_lerp_(self.weights, [p.detach() for p in self.parameters], 1.0 - self.decay)
+
+    @contextlib.contextmanager
+    def swapped(self) -> Iterator[None]:
+        for p, w in zip(self.parameters, self.weights):
+            p.data, w.data = w.data, p.data
+        try:
+            yield
+        finally:
+            for p, w in zip(self.parameters, self.weights):
+                p.data, w.data = w.data, p.data
 
 
 class _Meter:

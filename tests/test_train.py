@@ -153,3 +153,28 @@ def test_fraction_beside_a_dev_file_is_refused(sentiment_files, tmp_path):
         AttnkitError, match="data.dev_fraction must be in \\(0, 1\\) and is used only without a dev file"
     ):
         run_config(sentiment_files, tmp_path / "out", "classify", "data.dev_fraction=0.1")
+
+
+def test_ema_weights_are_what_is_saved_and_resume_exactly(sentiment_files, tmp_path, monkeypatch):
+    settings = ("train.max_steps=10", "model.dropout=0.1", "train.eval_every=4", "train.ema=0.9")
+    train(run_config(sentiment_files, tmp_path / "whole", "classify", *settings))
+    best = safetensors.torch.load_file(str(tmp_path / "whole" / "model.safetensors"))
+    last = weights(tmp_path / "whole")
+    assert not torch.equal(best["head.weight"], last["head.weight"])  # the average, not the raw weights
+
+    calls = {"n": 0}
+    real_loss = ClassifyTask.loss
+
+    def interrupted(self, *args):
+        calls["n"] += 1
+        if calls["n"] == 7:
+            raise KeyboardInterrupt
+        return real_loss(self, *args)
+
+    monkeypatch.setattr(ClassifyTask, "loss", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(run_config(sentiment_files, tmp_path / "split", "classify", *settings))
+    monkeypatch.setattr(ClassifyTask, "loss", real_loss)
+    train(run_config(sentiment_files, tmp_path / "split", "classify", *settings), resume=True)
+    split = safetensors.torch.load_file(str(tmp_path / "split" / "model.safetensors"))
+    assert all(torch.equal(best[k], split[k]) for k in best)
