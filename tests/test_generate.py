@@ -123,7 +123,16 @@ def test_no_repeat_ngram_forbids_repeated_trigrams(model):
         model.decoder.output.bias = torch.nn.Parameter(torch.zeros(VOCAB))
         model.decoder.output.bias[EOS] = -1e4  # long outputs, where a tiny vocabulary must repeat itself
     for beam in (1, 3):
-        for row in generate(model, source, mask, start_id=BOS, eos_id=EOS, max_length=12, beam_size=beam,
-                            suppress=[PAD, BOS], no_repeat_ngram=2):
+        for row in generate(
+            model,
+            source,
+            mask,
+            start_id=BOS,
+            eos_id=EOS,
+            max_length=12,
+            beam_size=beam,
+            suppress=[PAD, BOS],
+            no_repeat_ngram=2,
+        ):
             pairs = list(zip(row, row[1:]))
             assert len(pairs) == len(set(pairs))
