@@ -105,7 +105,7 @@ class TaskConfig:
     """What the model is trained to do, and the options of that task shape."""
 
     name: TaskName = "classify"
-    pooling: Literal["mean", "first"] = "mean"  # classify: average the encoder states, or take the first (<s>)
+    pooling: Literal["mean", "max", "first"] = "mean"  # classify: average or maximum of the states, or the first
     beam_size: int = 4  # seq2seq decoding; 1 is greedy
     length_penalty: float = 1.0  # seq2seq: hypotheses are ranked by log-probability / length ** length_penalty
     no_repeat_ngram: int = 0  # seq2seq: if n > 0, no n-gram occurs twice in an output

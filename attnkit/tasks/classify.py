@@ -21,7 +21,8 @@ from attnkit.tokenization import Tokenizer
 
 
 class Classifier(nn.Module):
-    """Encoder, pooling over the real tokens (their mean, or the first token <s>), dropout, a linear layer."""
+    """Encoder, pooling over the real tokens (their mean or maximum, or the first token <s>), dropout, a linear
+    layer."""
 
     def __init__(self, config: ModelConfig, num_labels: int, pooling: str) -> None:
         super().__init__()
@@ -36,6 +37,8 @@ class Classifier(nn.Module):
         hidden = self.encoder(ids, mask)
         if self.pooling == "first":
             pooled = hidden[:, 0]
+        elif self.pooling == "max":
+            pooled = hidden.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(1)
         else:
             weights = mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * weights).sum(1) / weights.sum(1)

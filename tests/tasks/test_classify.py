@@ -9,7 +9,7 @@ from attnkit.errors import AttnkitError
 from attnkit.tasks.classify import Classifier, ClassifyTask
 
 
-@pytest.mark.parametrize("pooling", ["mean", "first"])
+@pytest.mark.parametrize("pooling", ["mean", "max", "first"])
 def test_padding_does_not_change_the_prediction(pooling):
     torch.manual_seed(0)
     model = Classifier(ModelConfig(vocab_size=30, dim=16, num_heads=2, ff_dim=32, num_layers=1), 3, pooling).eval()
