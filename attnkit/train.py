@@ -72,37 +72,15 @@ def learning_rate(config: TrainConfig, step: int, total_steps: int) -> float:
 
 
 class Trainer:
+    """One training run: reads and checks every input first (nothing is written for bad input), then `fit`."""
+
     def __init__(self, run: RunConfig, *, resume: bool, overwrite: bool, quiet: bool = False) -> None:
-        self.run = run
-        self.quiet = quiet
-        self.config = run.train
-        self.out = Path(run.out)
+        self.run, self.config, self.out = run, run.train, Path(run.out)
+        self.quiet, self.resumed = quiet, resume
         self._check_out(resume, overwrite)
         _seed_everything(self.config.seed)
-        # read and check every file before anything is written, so bad input leaves nothing behind
-        if not run.data.train:
-            raise AttnkitError("data.train: no training file given")
-        state = read_run(self.out)[1] if resume else None
-        self.task: Task = make_task(run.task, run.data, state)
-        self.train_examples = self.task.read(run.data.train)
-        held_out = _hold_out(self.train_examples, run.data.dev_fraction, run.data.test_fraction, self.config.seed)
-        self.train_examples = held_out["train"]
-        if not resume:
-            self.task.fit(self.train_examples)
-        self.dev_examples = held_out["dev"] or self._read_checked(run.data.dev)
-        self.test_examples = held_out["test"] or self._read_checked(run.data.test)
-        if self.dev_examples is not None and self.config.eval_examples:
-            self.dev_examples = self.dev_examples[: self.config.eval_examples]
-        source = Pipeline.load(self.config.init, self.config.trust_pickle) if self.config.init and not resume else None
-        self.tokenizer = source.tokenizer if source else self._tokenizer(resume)
-        self.model_config = self._model_config(resume, source)
-        self.task.model_config = self.model_config
-        self.model = self.task.build_model(self.model_config)
-        if source is not None:
-            _initialize(self.model, source.model, self.config.init)
-        if self.config.freeze_embeddings:
-            for module in _embedding_modules(self.model):
-                module.requires_grad_(False)
+        self._read_data(resume)
+        self._build_model(resume)
         self.train_items = self.task.encode(self.train_examples, self.tokenizer, training=True)
         self.dev_items = (
             self.task.encode(self.dev_examples, self.tokenizer, training=False) if self.dev_examples else None
@@ -111,14 +89,43 @@ class Trainer:
         self.average = _Average(self.model, self.config.ema) if self.config.ema else None
         self.sizes = self.task.sizes(self.train_items)
         batches = len(batches_by_tokens(self.sizes, self.config.batch_tokens, shuffle=False))
-        self.steps_per_epoch = math.ceil(batches / self.config.accumulate)
-        self.total_steps = self.config.max_steps or self.steps_per_epoch * self.config.epochs
+        self.total_steps = self.config.max_steps or math.ceil(batches / self.config.accumulate) * self.config.epochs
         self.progress = {"step": 0, "epoch": 0, "batch": 0, "best": None, "bad_evals": 0, "elapsed": 0.0}
         self.rng_after_step = torch.get_rng_state()
-        self.resumed = resume
         if resume:
             self._load_state()
         self.evaluated_at = self.progress["step"] if resume else -1
+
+    def _read_data(self, resume: bool) -> None:
+        """The task (with the labels of the run being resumed) and the train/dev/test examples, all checked."""
+        if not self.run.data.train:
+            raise AttnkitError("data.train: no training file given")
+        data = self.run.data
+        self.task: Task = make_task(self.run.task, data, read_run(self.out)[1] if resume else None)
+        examples = self.task.read(data.train)
+        held_out = _hold_out(examples, data.dev_fraction, data.test_fraction, self.config.seed)
+        self.train_examples = held_out["train"]
+        if not resume:
+            self.task.fit(self.train_examples)
+        self.dev_examples = held_out["dev"] or self._read_checked(data.dev)
+        self.test_examples = held_out["test"] or self._read_checked(data.test)
+        if self.dev_examples is not None and self.config.eval_examples:
+            self.dev_examples = self.dev_examples[: self.config.eval_examples]
+
+    def _build_model(self, resume: bool) -> None:
+        """Tokenizer, model configuration and model: from the checkpoint being fine-tuned (train.init), from
+        the run being resumed, or new."""
+        init = self.config.init
+        source = Pipeline.load(init, self.config.trust_pickle) if init and not resume else None
+        self.tokenizer = source.tokenizer if source else self._tokenizer(resume)
+        self.model_config = self._model_config(resume, source)
+        self.task.model_config = self.model_config
+        self.model = self.task.build_model(self.model_config)
+        if source is not None:
+            _initialize(self.model, source.model, init)
+        if self.config.freeze_embeddings:
+            for module in _embedding_modules(self.model):
+                module.requires_grad_(False)
 
     def _check_out(self, resume: bool, overwrite: bool) -> None:
         if resume and not (self.out / STATE_DIR / STATE_FILE).is_file():
