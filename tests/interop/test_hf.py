@@ -239,3 +239,14 @@ def test_config_that_disagrees_with_the_weights_names_the_tensor(tmp_path):
         r"has shape \[37, 32\], which disagrees with config.json",
     ):
         load_hf_model(path)
+
+
+def test_missing_tokenizer_is_named(tmp_path):
+    import attnkit
+
+    path = saved(tiny("bert"), tmp_path / "bert")  # save_pretrained of a model alone writes no tokenizer
+    with pytest.raises(AttnkitError, match=r"bert: no tokenizer \(needs tokenizer.json, vocab.txt, or vocab.json"):
+        attnkit.load(path)
+    (path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world"]))
+    hidden, mask = attnkit.load(path).encode(["hello world"])
+    assert hidden.shape == (1, 4, 32) and mask.all()  # [CLS] hello world [SEP], from BERT's vocab.txt
