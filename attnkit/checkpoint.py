@@ -19,6 +19,7 @@ import safetensors.torch
 from torch import nn
 
 from attnkit.config import ModelConfig, from_dict, to_dict
+from attnkit.data.readers import read_text
 from attnkit.errors import AttnkitError
 from attnkit.nn.transformer import build_model, count_parameters
 
@@ -135,12 +136,7 @@ def load_weights(model: nn.Module, file: Path) -> None:
 
 
 def read_json(file: Path) -> object:
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise AttnkitError(f"{file}: missing") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise AttnkitError(f"{file}: unreadable ({error})") from None
+    text = read_text(file)
     try:
         return json.loads(text)
     except json.JSONDecodeError as error:

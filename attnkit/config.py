@@ -226,12 +226,9 @@ class RunConfig:
 
 
 def read_yaml(path: Path) -> object:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise AttnkitError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise AttnkitError(f"{path}: unreadable ({error})") from None
+    from attnkit.data.readers import read_text
+
+    text = read_text(path)
     try:
         return yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as error:

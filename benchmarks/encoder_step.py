@@ -18,13 +18,13 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 
 import torch
+from machine import machine
 
 VOCAB, DIM, HEADS, FF, LAYERS = 30522, 256, 4, 1024, 4
 
@@ -135,8 +135,6 @@ def main() -> None:
         measure_memory(args.memory_of, args.bf16, args.batch, args.time)
         return
 
-    import transformers
-
     names = ["attnkit", "transformers"]
     trainers = {name: Trainer(name, args.batch, args.time) for name in names}
     params = {name: sum(p.numel() for p in t.model.parameters()) for name, t in trainers.items()}
@@ -171,13 +169,7 @@ def main() -> None:
             f"{r['speed_ratio']:>11.2f}x {r['peak_memory_mib']['attnkit']:>12,.0f} "
             f"{r['peak_memory_mib']['transformers']:>8,.0f} {r['memory_ratio']:>12.2f}x"
         )
-    machine = {
-        "cpu": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-    }
-    print(json.dumps({"benchmark": "encoder_step", "machine": machine, "steps": args.steps, **results}))
+    print(json.dumps({"benchmark": "encoder_step", "machine": machine(), "steps": args.steps, **results}))
 
 
 if __name__ == "__main__":

@@ -21,12 +21,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import random
 import time
 from pathlib import Path
 
 import torch
+from machine import machine
 
 import attnkit
 from attnkit.data.readers import read_labelled
@@ -157,7 +157,6 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("../shared/data/sentiment"))
     parser.add_argument("--out", type=Path, default=Path("runs/bench-ft"))
     args = parser.parse_args()
-    import transformers
 
     results = {
         "attnkit": fine_tune_attnkit(args.data, args.out, args.epochs, args.precision),
@@ -175,19 +174,13 @@ def main() -> None:
         )
     ratio = results["attnkit"]["train_minutes"] / results["transformers"]["train_minutes"]
     print(f"training time ratio attnkit / transformers: {ratio:.2f}")
-    machine = {
-        "cpu": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-    }
     print(
         json.dumps(
             {
                 "benchmark": "finetune_vs_hf",
                 "epochs": args.epochs,
                 "attnkit_precision": args.precision,
-                "machine": machine,
+                "machine": machine(),
                 "time_ratio": ratio,
                 **results,
             }

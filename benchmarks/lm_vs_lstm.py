@@ -18,11 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import time
 from pathlib import Path
 
 import torch
+from machine import machine
 from torch import nn
 
 import attnkit
@@ -163,12 +163,7 @@ def main() -> None:
         print(
             f"{name:<9} {r['parameters']:>10,} {r['steps']:>7} {r['dev_perplexity']:>8.1f} {r['test_perplexity']:>9.1f}"
         )
-    machine = {
-        "cpu": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-    }
-    print(json.dumps({"benchmark": "lm_vs_lstm", "minutes": args.minutes, "machine": machine, **results}))
+    print(json.dumps({"benchmark": "lm_vs_lstm", "minutes": args.minutes, "machine": machine(), **results}))
 
 
 if __name__ == "__main__":

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
 import torch
+from machine import machine
 
 import attnkit
 from attnkit.data.batching import pad
@@ -185,7 +185,6 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("../shared/data/translation"))
     parser.add_argument("--out", type=Path, default=Path("runs/bench-mt"))
     args = parser.parse_args()
-    import transformers
 
     results = {"attnkit": train_attnkit(args.data, args.out / "attnkit", args.minutes)}
     tokenizer = Tokenizer.load(args.out / "attnkit")
@@ -198,13 +197,7 @@ def main() -> None:
         print(f"{name:<14} {r['bleu']:>6.2f} {r['chrf']:>6.2f} {r['steps']:>7} {r['train_minutes']:>10.1f}")
     ratio = results["attnkit"]["bleu"] / max(results["transformers"]["bleu"], 1e-9)
     print(f"BLEU ratio attnkit / transformers: {ratio:.2f}")
-    machine = {
-        "cpu": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-    }
-    print(json.dumps({"benchmark": "translate_vs_hf", "minutes": args.minutes, "machine": machine, **results}))
+    print(json.dumps({"benchmark": "translate_vs_hf", "minutes": args.minutes, "machine": machine(), **results}))
 
 
 if __name__ == "__main__":

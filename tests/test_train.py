@@ -56,23 +56,29 @@ def test_same_seed_gives_the_same_model(sentiment_files, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_resume_continues_exactly(sentiment_files, tmp_path, monkeypatch):
-    settings = ("train.max_steps=14", "model.dropout=0.1", "train.eval_every=4", "train.accumulate=2")
-    train(run_config(sentiment_files, tmp_path / "whole", "classify", *settings))
-
+def interrupt_at_batch(batch: int, monkeypatch, config: RunConfig) -> None:
+    """Train until the loss of batch number `batch` (from 1) is asked for, then press Ctrl-C."""
     calls = {"n": 0}
     real_loss = ClassifyTask.loss
 
     def interrupted(self, *args):
         calls["n"] += 1
-        if calls["n"] == 19:  # in the 10th step: the interrupt saves the state of step 9
+        if calls["n"] == batch:
             raise KeyboardInterrupt
         return real_loss(self, *args)
 
     monkeypatch.setattr(ClassifyTask, "loss", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        train(run_config(sentiment_files, tmp_path / "split", "classify", *settings))
+        train(config)
     monkeypatch.setattr(ClassifyTask, "loss", real_loss)
+
+
+def test_resume_continues_exactly(sentiment_files, tmp_path, monkeypatch):
+    settings = ("train.max_steps=14", "model.dropout=0.1", "train.eval_every=4", "train.accumulate=2")
+    train(run_config(sentiment_files, tmp_path / "whole", "classify", *settings))
+    # batch 19 is in the 10th step (two batches a step): the interrupt saves the state of step 9
+
+    interrupt_at_batch(19, monkeypatch, run_config(sentiment_files, tmp_path / "split", "classify", *settings))
     state = json.loads((tmp_path / "split" / "trainer_state" / "state.json").read_text())
     assert state["progress"]["step"] == 9
     summary = train(run_config(sentiment_files, tmp_path / "split", "classify", *settings), resume=True)
@@ -162,19 +168,7 @@ def test_ema_weights_are_what_is_saved_and_resume_exactly(sentiment_files, tmp_p
     last = weights(tmp_path / "whole")
     assert not torch.equal(best["head.weight"], last["head.weight"])  # the average, not the raw weights
 
-    calls = {"n": 0}
-    real_loss = ClassifyTask.loss
-
-    def interrupted(self, *args):
-        calls["n"] += 1
-        if calls["n"] == 7:
-            raise KeyboardInterrupt
-        return real_loss(self, *args)
-
-    monkeypatch.setattr(ClassifyTask, "loss", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        train(run_config(sentiment_files, tmp_path / "split", "classify", *settings))
-    monkeypatch.setattr(ClassifyTask, "loss", real_loss)
+    interrupt_at_batch(7, monkeypatch, run_config(sentiment_files, tmp_path / "split", "classify", *settings))
     train(run_config(sentiment_files, tmp_path / "split", "classify", *settings), resume=True)
     split = safetensors.torch.load_file(str(tmp_path / "split" / "model.safetensors"))
     assert all(torch.equal(best[k], split[k]) for k in best)

@@ -83,24 +83,33 @@ class Family:
     def rules(self, config: ModelConfig) -> list[Rule]:
         raise NotImplementedError
 
+    requirements: dict[str, object] = {}  # the ModelConfig values the family's architecture fixes
+    activations: tuple[str, ...] = ("gelu", "gelu_tanh", "relu", "silu")
+
     def matches(self, config: ModelConfig) -> str | None:
-        """None if `config` can be written as this family, else why not."""
-        raise NotImplementedError
-
-
-def _heads(hf: dict, dim: int, heads: int, where: str) -> None:
-    if dim % heads:
-        raise AttnkitError(f"{where}: hidden size {dim} is not divisible by {heads} heads")
-
-
-def _requirements(config: ModelConfig, **required: object) -> str | None:
-    wrong = [f"{k}={getattr(config, k)!r} (needs {v!r})" for k, v in required.items() if getattr(config, k) != v]
-    return ", ".join(wrong) or None
+        """None if `config` can be written as this family, else what differs."""
+        wrong = [
+            f"{k}={getattr(config, k)!r} (needs {v!r})" for k, v in self.requirements.items() if getattr(config, k) != v
+        ]
+        if config.activation not in self.activations:
+            wrong.append(f"activation={config.activation!r} (needs one of {', '.join(self.activations)})")
+        return ", ".join(wrong) or None
 
 
 class Bert(Family):
     model_type = "bert"
     prefixes = ("", "bert.")
+    requirements = dict(
+        arch="encoder",
+        norm="layernorm",
+        norm_first=False,
+        positions="learned",
+        embedding_norm=True,
+        scale_embeddings=False,
+        bias=True,
+        attention_scale=None,
+        token_dropout=0.0,
+    )
 
     def config(self, hf: dict) -> ModelConfig:
         if hf.get("position_embedding_type", "absolute") != "absolute":
@@ -173,24 +182,24 @@ class Bert(Family):
             ]
         return rules
 
-    def matches(self, config: ModelConfig) -> str | None:
-        return _requirements(
-            config,
-            arch="encoder",
-            norm="layernorm",
-            norm_first=False,
-            positions="learned",
-            embedding_norm=True,
-            scale_embeddings=False,
-            bias=True,
-            attention_scale=None,
-            token_dropout=0.0,
-        ) or _plain_activation(config)
-
 
 class GPT2(Family):
     model_type = "gpt2"
     prefixes = ("transformer.", "")
+    requirements = dict(
+        arch="decoder",
+        norm="layernorm",
+        norm_first=True,
+        positions="learned",
+        embedding_norm=False,
+        scale_embeddings=False,
+        bias=True,
+        attention_scale=None,
+        tie_output=True,
+        output_bias=False,
+        token_dropout=0.0,
+        output_scale=1.0,
+    )
 
     def config(self, hf: dict) -> ModelConfig:
         dim = hf["n_embd"]
@@ -252,23 +261,6 @@ class GPT2(Family):
             ]
         return rules + norm("final_norm", "ln_f")
 
-    def matches(self, config: ModelConfig) -> str | None:
-        return _requirements(
-            config,
-            arch="decoder",
-            norm="layernorm",
-            norm_first=True,
-            positions="learned",
-            embedding_norm=False,
-            scale_embeddings=False,
-            bias=True,
-            attention_scale=None,
-            tie_output=True,
-            output_bias=False,
-            token_dropout=0.0,
-            output_scale=1.0,
-        ) or _plain_activation(config)
-
 
 class Bart(Family):
     """BART, and Marian (the same layout with sinusoidal positions and no embedding norm)."""
@@ -276,6 +268,21 @@ class Bart(Family):
     model_type = "bart"
     prefixes = ("model.", "")
     top_level = frozenset({"final_logits_bias"})
+    requirements = dict(
+        arch="encoder-decoder",
+        norm="layernorm",
+        norm_first=False,
+        positions="learned",
+        embedding_norm=True,
+        bias=True,
+        attention_scale=None,
+        share_embeddings=True,
+        tie_output=True,
+        output_bias=True,
+        token_dropout=0.0,
+        norm_eps=1e-5,
+        output_scale=1.0,
+    )
 
     def config(self, hf: dict) -> ModelConfig:
         return ModelConfig(
@@ -357,28 +364,11 @@ class Bart(Family):
                 rules += norm(f"{ours}.ff_norm", f"{theirs}.final_layer_norm")
         return rules
 
-    def matches(self, config: ModelConfig) -> str | None:
-        return _requirements(
-            config,
-            arch="encoder-decoder",
-            norm="layernorm",
-            norm_first=False,
-            positions="learned",
-            embedding_norm=True,
-            bias=True,
-            attention_scale=None,
-            share_embeddings=True,
-            tie_output=True,
-            output_bias=True,
-            token_dropout=0.0,
-            norm_eps=1e-5,
-            output_scale=1.0,
-        ) or _plain_activation(config)
-
 
 class Marian(Bart):
     model_type = "marian"
     architecture = "MarianMTModel"
+    requirements = {**Bart.requirements, "positions": "sinusoidal", "embedding_norm": False}
 
     def config(self, hf: dict) -> ModelConfig:
         if not hf.get("share_encoder_decoder_embeddings", True):
@@ -398,28 +388,29 @@ class Marian(Bart):
     def embedding_norm(self, stack: str) -> list[Rule]:
         return []
 
-    def matches(self, config: ModelConfig) -> str | None:
-        return _requirements(
-            config,
-            arch="encoder-decoder",
-            norm="layernorm",
-            norm_first=False,
-            positions="sinusoidal",
-            embedding_norm=False,
-            bias=True,
-            attention_scale=None,
-            share_embeddings=True,
-            tie_output=True,
-            output_bias=True,
-            token_dropout=0.0,
-            norm_eps=1e-5,
-            output_scale=1.0,
-        ) or _plain_activation(config)
-
 
 class T5(Family):
     model_type = "t5"
     top_level = frozenset({"lm_head.weight"})
+    requirements = dict(
+        arch="encoder-decoder",
+        norm="rmsnorm",
+        norm_first=True,
+        positions="relative",
+        embedding_norm=False,
+        scale_embeddings=False,
+        bias=False,
+        attention_scale=1.0,
+        share_embeddings=True,
+        output_bias=False,
+        token_dropout=0.0,
+    )
+    activations = ("relu", "geglu_tanh", "swiglu", "gelu")
+
+    def matches(self, config: ModelConfig) -> str | None:
+        scaled = config.output_scale in (1.0, config.dim**-0.5)  # T5 scales its output by dim^-0.5, v1.1 not
+        wrong = [super().matches(config), None if scaled else f"output_scale={config.output_scale!r}"]
+        return ", ".join(w for w in wrong if w) or None
 
     def config(self, hf: dict) -> ModelConfig:
         if hf["d_kv"] * hf["num_heads"] != hf["d_model"]:
@@ -516,30 +507,6 @@ class T5(Family):
             rules += norm(f"{stack}.final_norm", f"{stack}.final_layer_norm", bias=False)
         return rules
 
-    def matches(self, config: ModelConfig) -> str | None:
-        return (
-            _requirements(
-                config,
-                arch="encoder-decoder",
-                norm="rmsnorm",
-                norm_first=True,
-                positions="relative",
-                embedding_norm=False,
-                scale_embeddings=False,
-                bias=False,
-                attention_scale=1.0,
-                share_embeddings=True,
-                output_bias=False,
-                token_dropout=0.0,
-            )
-            or (None if config.output_scale in (1.0, config.dim**-0.5) else f"output_scale {config.output_scale}")
-            or (
-                None
-                if config.activation in ("relu", "geglu_tanh", "swiglu", "gelu")
-                else f"activation {config.activation!r}"
-            )
-        )
-
 
 def _bart_attention(ours: str, theirs: str, cross: bool) -> list[Rule]:
     if cross:
@@ -582,10 +549,6 @@ def _activation(name: str) -> str:
 
 def _hf_activation(name: str) -> str:
     return {"gelu": "gelu", "gelu_tanh": "gelu_new", "relu": "relu", "silu": "silu"}[name]
-
-
-def _plain_activation(config: ModelConfig) -> str | None:
-    return None if config.activation in ("gelu", "gelu_tanh", "relu", "silu") else f"activation {config.activation!r}"
 
 
 FAMILIES: dict[str, Family] = {f.model_type: f for f in (Bert(), GPT2(), Bart(), Marian(), T5())}
