@@ -29,13 +29,14 @@ TURKISH = "Bu akşam eve erken dönmek istiyorum ."
 VERSES = ["And the LORD spake unto Moses, saying,", "And God said, Let there be light: and there was light."]
 
 
-def demo(out: str | Path = "runs/demo") -> dict:
-    """Run every step, print what happens, and return the scores."""
+def demo(out: str | Path = "runs/demo", pace: float = 1.0) -> dict:
+    """Run every step, print what happens, and return the scores. `pace` scales every time budget (the tests
+    run the whole story at a fiftieth of it)."""
     out = Path(out)
     started = time.perf_counter()
-    results = {"sentiment": _pretrain_then_fine_tune(out)}
-    results["tagging"] = _tagging(out)
-    results["translation"] = _translation(out)
+    results = {"sentiment": _pretrain_then_fine_tune(out, pace)}
+    results["tagging"] = _tagging(out, pace)
+    results["translation"] = _translation(out, pace)
     print(f"\ndone in {(time.perf_counter() - started) / 60:.1f} min; models and logs in {out}/")
     return results
 
@@ -44,7 +45,7 @@ def _run(values: dict, where: str) -> RunConfig:
     return RunConfig.from_values(values, where)
 
 
-def _pretrain_then_fine_tune(out: Path) -> dict:
+def _pretrain_then_fine_tune(out: Path, pace: float) -> dict:
     print("1. pretraining a small encoder (masked LM) on 8,568 unlabelled movie-review sentences ...")
     pretrained = out / "pretrained"
     summary = pretrain(
@@ -57,7 +58,7 @@ def _pretrain_then_fine_tune(out: Path) -> dict:
                 "model": {"arch": "encoder", **SMALL},
                 "train": {
                     "epochs": 40,
-                    "max_minutes": 1.25,
+                    "max_minutes": 1.25 * pace,
                     "lr": 1e-3,
                     "warmup_steps": 100,
                     "batch_tokens": 4096,
@@ -81,7 +82,7 @@ def _pretrain_then_fine_tune(out: Path) -> dict:
         _write_rows(subset, rows[: size + 1])
         for name, start in (("from scratch", None), ("pretrained, fine-tuned", pretrained)):
             run_out = out / f"sentiment-{'tuned' if start else 'scratch'}-{size}"
-            summary = train(_sentiment_run(subset, run_out, start, pretrained), overwrite=True, quiet=True)
+            summary = train(_sentiment_run(subset, run_out, start, pretrained, pace), overwrite=True, quiet=True)
             curves[name].append(summary["dev"]["accuracy"])
         print(f"   {size:>8,}  {curves['from scratch'][-1]:>12.3f}  {curves['pretrained, fine-tuned'][-1]:>10.3f}")
     plot = out / "learning_curve.png"
@@ -93,8 +94,15 @@ def _pretrain_then_fine_tune(out: Path) -> dict:
     return {"sizes": SIZES, **curves}
 
 
-def _sentiment_run(subset: Path, out: Path, start: Path | None, pretrained: Path) -> RunConfig:
-    settings = {"epochs": 8, "max_minutes": 0.5, "lr": 5e-4, "warmup_steps": 30, "patience": 3, "batch_tokens": 2048}
+def _sentiment_run(subset: Path, out: Path, start: Path | None, pretrained: Path, pace: float) -> RunConfig:
+    settings = {
+        "epochs": 8,
+        "max_minutes": 0.5 * pace,
+        "lr": 5e-4,
+        "warmup_steps": 30,
+        "patience": 3,
+        "batch_tokens": 2048,
+    }
     if start is not None:  # the architecture and the tokenizer come from the pretrained checkpoint
         return _run(
             {
@@ -119,7 +127,7 @@ def _sentiment_run(subset: Path, out: Path, start: Path | None, pretrained: Path
     )
 
 
-def _tagging(out: Path) -> dict:
+def _tagging(out: Path, pace: float) -> dict:
     print("3. part-of-speech tagging (N->N), Turkish Web Treebank sample, half a minute of training ...")
     summary = train(
         _run(
@@ -129,7 +137,7 @@ def _tagging(out: Path) -> dict:
                 "data": {"train": str(DEMO_DATA / "tr-pos.train.conll"), "dev": str(DEMO_DATA / "tr-pos.dev.conll")},
                 "tokenizer": {"vocab_size": 3000},
                 "model": {**SMALL, "positions": "relative"},
-                "train": {"epochs": 30, "max_minutes": 0.5, "lr": 1e-3, "warmup_steps": 50, "patience": None},
+                "train": {"epochs": 30, "max_minutes": 0.5 * pace, "lr": 1e-3, "warmup_steps": 50, "patience": None},
             },
             "demo",
         ),
@@ -142,7 +150,7 @@ def _tagging(out: Path) -> dict:
     return summary["dev"]
 
 
-def _translation(out: Path) -> dict:
+def _translation(out: Path, pace: float) -> dict:
     print("4. translation (N->M), English to Spanish Bible verses, one minute of training ...")
     summary = train(
         _run(
@@ -159,7 +167,7 @@ def _translation(out: Path) -> dict:
                 "model": SMALL,
                 "train": {
                     "epochs": 100,
-                    "max_minutes": 1.0,
+                    "max_minutes": 1.0 * pace,
                     "lr": 2e-3,
                     "warmup_steps": 100,
                     "batch_tokens": 4096,
