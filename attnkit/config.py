@@ -278,6 +278,8 @@ def from_dict(cls: type[T], values: object, where: str, prefix: str = "") -> T:
             raise AttnkitError(f"{where}: {prefix}{key}: unknown field (known: {', '.join(sorted(known))})")
     values = dict(values)
     for key, value in values.items():
+        if isinstance(value, os.PathLike) and _matches("", hints[key]):  # paths as pathlib.Path from Python
+            value = values[key] = os.fspath(value)
         if dataclasses.is_dataclass(hints[key]):
             values[key] = from_dict(hints[key], value if value is not None else {}, where, f"{prefix}{key}.")
         elif not _matches(value, hints[key]):

@@ -21,7 +21,7 @@ from attnkit.plots import learning_curve
 
 FRACTIONS = [0.1, 0.3, 1.0]
 TRAIN = {"epochs": 20, "max_minutes": 25, "warmup_steps": 100, "patience": 4}
-FINE_TUNE = {**TRAIN, "lr": 1e-4, "layer_decay": 0.9}
+FINE_TUNE = {**TRAIN, "lr": 3e-4, "layer_decay": 0.9}
 SCRATCH = {**TRAIN, "lr": 5e-4}
 REGULARIZATION = {"dropout": 0.2, "token_dropout": 0.1}
 

@@ -42,6 +42,15 @@ def test_run_config_leaves_the_callers_values_alone():
     assert values == {"task": {"name": "classify"}, "model": {"dim": 64, "num_heads": 4}}
 
 
+def test_paths_from_python_are_accepted_where_text_is(tmp_path):
+    from attnkit.config import RunConfig
+
+    run = RunConfig.from_values({"task": {"name": "classify"}, "out": tmp_path, "train": {"init": tmp_path / "m"}}, "x")
+    assert (run.out, run.train.init) == (str(tmp_path), str(tmp_path / "m"))
+    with pytest.raises(AttnkitError, match="^x: train.lr: expected float, got PosixPath"):
+        RunConfig.from_values({"task": {"name": "classify"}, "train": {"lr": tmp_path}}, "x")
+
+
 def test_yaml_floats_without_a_dot_and_overrides(tmp_path):
     from attnkit.config import RunConfig
 
