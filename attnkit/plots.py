@@ -24,9 +24,10 @@ def learning_curve(sizes: list[int], curves: dict[str, list[float]], path: str |
                 f"{100 * y:.1f}", (x, 100 * y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8
             )
     axes.set_xscale("log")
+    axes.minorticks_off()  # the log scale's minor labels (2x10^3, ...) would crowd the sizes
     axes.set_xticks(sizes, [f"{s:,}" for s in sizes])
     axes.set_xlabel("labelled training examples")
-    axes.set_ylabel("dev accuracy (%)")
+    axes.set_ylabel("accuracy (%)")  # which split: the title says
     axes.set_title(title)
     axes.grid(alpha=0.3)
     axes.legend()
