@@ -1,6 +1,8 @@
 """The training loop: schedules, learning, repeatability, exact resume, early stopping, the output directory."""
 
+import importlib
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,8 @@ from attnkit.pipeline import Pipeline
 from attnkit.tasks.classify import ClassifyTask
 from attnkit.train import learning_rate, train
 from tests.conftest import TINY
+
+trainer_module = importlib.import_module("attnkit.train")  # attnkit.train is also the function
 
 
 def run_config(files: dict, out: Path, task: str = "classify", *extra: str) -> RunConfig:
@@ -172,3 +176,25 @@ def test_ema_weights_are_what_is_saved_and_resume_exactly(sentiment_files, tmp_p
     train(run_config(sentiment_files, tmp_path / "split", "classify", *settings), resume=True)
     split = safetensors.torch.load_file(str(tmp_path / "split" / "model.safetensors"))
     assert all(torch.equal(best[k], split[k]) for k in best)
+
+
+@pytest.mark.skipif(trainer_module._MALLOC_TRIM is None, reason="glibc's malloc_trim only")
+def test_freed_tensor_memory_goes_back_to_the_system():
+    def resident_mib() -> float:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    torch.empty(4 << 20, dtype=torch.uint8)  # freeing a mapped block raises glibc's mmap threshold to its size
+    blocks = [torch.ones(2 << 20, dtype=torch.uint8) for _ in range(100)]  # 200 MiB, now on the heap
+    last = blocks.pop()  # the top of the heap stays in use, so free() alone cannot shrink it
+    del blocks
+    before = resident_mib()
+    trainer_module._return_freed_memory()
+    assert before - resident_mib() > 100
+    del last
+
+
+def test_training_returns_freed_memory_every_few_steps(sentiment_files, tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(trainer_module, "_return_freed_memory", lambda: calls.append(1))
+    summary = train(run_config(sentiment_files, tmp_path / "out", "classify", "train.max_steps=25"))
+    assert summary["steps"] == 25 and len(calls) == 25 // trainer_module.TRIM_EVERY
