@@ -439,7 +439,7 @@ _MALLOC_TRIM = _glibc_malloc_trim()
 def _return_freed_memory() -> None:
     """Give the pages of freed tensors back to the system. glibc raises its mmap threshold after each large free
     and from then on keeps freed blocks on its heap: without this, the resident memory of a long run grows by
-    gigabytes over what its tensors use (5,468 MiB instead of 2,040 after 150 pretraining steps)."""
+    gigabytes over what its tensors use (benchmarks/trim_memory.py; docs/benchmarks.md, note 5)."""
     if _MALLOC_TRIM is not None:
         _MALLOC_TRIM(0)
 
