@@ -110,6 +110,11 @@ class TaskConfig:
     length_penalty: float = 1.0  # seq2seq: hypotheses are ranked by log-probability / length ** length_penalty
     no_repeat_ngram: int = 0  # seq2seq: if n > 0, no n-gram occurs twice in an output
     metric: str | None = None  # the dev metric that picks the best checkpoint; None: the task's main metric
+    mask_fraction: float | None = None  # pretrain: share of tokens corrupted; None: 0.15 (masked LM), 0.3 (infilling)
+
+    def __post_init__(self) -> None:
+        if self.mask_fraction is not None and not 0 < self.mask_fraction < 1:
+            raise AttnkitError(f"task.mask_fraction must be in (0, 1), not {self.mask_fraction}")
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 import pytest
 
-from attnkit.config import ModelConfig, from_dict, to_dict
+from attnkit.config import ModelConfig, TaskConfig, from_dict, to_dict
 from attnkit.errors import AttnkitError
 
 
@@ -31,6 +31,11 @@ def test_json_integers_are_accepted_for_float_fields():
 def test_bad_values_name_the_field(values, message):
     with pytest.raises(AttnkitError, match=f"^{message}"):
         from_dict(ModelConfig, values, "x")
+
+
+def test_a_mask_fraction_outside_0_1_is_refused():
+    with pytest.raises(AttnkitError, match="^x: task.mask_fraction must be in \\(0, 1\\), not 1.5"):
+        from_dict(TaskConfig, {"name": "pretrain", "mask_fraction": 1.5}, "x")
 
 
 def test_run_config_leaves_the_callers_values_alone():

@@ -1,6 +1,7 @@
 """Pretraining on raw text, by architecture: masked LM for encoders (BERT: 15% of tokens chosen, 80% of those
-masked, 10% replaced at random, 10% kept), span infilling for encoder-decoders (BART: spans of Poisson(3)
-length, each replaced by one <mask>, the decoder restores the text), next-token prediction for decoders.
+masked, 10% replaced at random, 10% kept), span infilling for encoder-decoders (BART: 30% of the tokens in spans
+of Poisson(3) length, each replaced by one <mask>, the decoder restores the text), next-token prediction for
+decoders. task.mask_fraction changes the 15% or 30%.
 
 Examples are fixed-length blocks of a token file that attnkit.pretrain wrote once and reads memory-mapped,
 so that memory does not grow with the corpus. The dev metric is held-out perplexity."""
@@ -124,9 +125,11 @@ class PretrainTask(Task):
     name = "pretrain"
     main_metric = "perplexity"
     lower_is_better = frozenset({"perplexity", "loss"})
-    mask_fraction = 0.15  # masked LM
-    infill_fraction = 0.3  # span infilling (BART's rate)
-    mean_span = 3.0
+    mean_span = 3.0  # span infilling
+
+    def _fraction(self, default: float) -> float:
+        """Share of tokens corrupted: task.mask_fraction if set, else the objective's default."""
+        return default if self.config.mask_fraction is None else self.config.mask_fraction
 
     def read(self, path: str | os.PathLike, need_targets: bool = True) -> Blocks:
         return Blocks.open(path, self.data.max_length)
@@ -157,7 +160,7 @@ class PretrainTask(Task):
         """Flat logits (n, vocab), labels (n,) and the batch row (n,) of each prediction the objective makes."""
         ids, mask = batch["ids"], batch["mask"]
         if isinstance(model, MaskedLM):
-            inputs, labels = mask_tokens(ids, mask, self.tokenizer, self.mask_fraction, generator)
+            inputs, labels = mask_tokens(ids, mask, self.tokenizer, self._fraction(0.15), generator)  # BERT's rate
             chosen = labels != IGNORE
             return model.logits(model(inputs, mask)[chosen]), labels[chosen], chosen.nonzero()[:, 0]
         if isinstance(model, EncoderDecoder):
@@ -176,10 +179,8 @@ class PretrainTask(Task):
             raise AttnkitError("tokenizer: no mask token (<mask> or [MASK]) for span infilling")
         rows = [row[m].tolist() for row, m in zip(ids, mask)]
         eos, start = self.tokenizer.eos_id, decoder_start(model.config, self.tokenizer)
-        sources = [
-            infill_spans(r, self.tokenizer.mask_id, self.infill_fraction, self.mean_span, generator) + [eos]
-            for r in rows
-        ]
+        fraction = self._fraction(0.3)  # BART's rate
+        sources = [infill_spans(r, self.tokenizer.mask_id, fraction, self.mean_span, generator) + [eos] for r in rows]
         source, source_mask = pad(sources, self.tokenizer.pad_id)
         target, target_mask = pad([[start, *r, eos] for r in rows], self.tokenizer.pad_id)
         labels = target[:, 1:].masked_fill(~target_mask[:, 1:], IGNORE)

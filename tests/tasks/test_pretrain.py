@@ -73,3 +73,16 @@ def test_causal_lm_predicts_the_next_token(tokenizer):
     assert labels.view(2, 7)[0].tolist() == list(range(11, 18))
     assert labels.view(2, 7)[1].tolist() == [27, 28, 29, IGNORE, IGNORE, IGNORE, IGNORE]
     assert rows.tolist() == [0] * 7 + [1] * 7
+
+
+@pytest.mark.parametrize(("setting", "expected"), [(None, 0.15), (0.4, 0.4)])
+def test_masked_lm_predicts_the_configured_share_of_tokens(tokenizer, setting, expected):
+    task = PretrainTask(TaskConfig(name="pretrain", mask_fraction=setting), DataConfig(max_length=128))
+    task.tokenizer = tokenizer
+    model = task.build_model(
+        ModelConfig(arch="encoder", vocab_size=tokenizer.vocab_size, dim=16, num_heads=2, ff_dim=16, num_layers=1)
+    )
+    ids = np.random.default_rng(0).integers(5, tokenizer.vocab_size, 64 * 128).astype(np.uint16)
+    blocks = Blocks(ids, 128)
+    _, labels, _ = task._scores(model, task.collate([blocks[i] for i in range(64)]), torch.Generator().manual_seed(0))
+    assert len(labels) / ids.size == pytest.approx(expected, abs=0.01)
