@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -79,13 +80,24 @@ def prepare_corpus(files: dict[str, list[Path]], run: RunConfig, cache: Path) ->
     }
     if _read_manifest(cache) == manifest:
         return _outputs(cache, json.loads((cache / "manifest.json").read_text())["outputs"])
+    if not next(lines(files["train"]), None):
+        raise AttnkitError(f"{files['train'][0]}: empty corpus (no text in the training files)")
+    created = not cache.exists()
+    try:
+        return _write_corpus(files, run, cache, manifest)
+    except BaseException:  # a corpus that fails half-way (a bad byte in line 10,000) leaves no new folder behind
+        if created:
+            shutil.rmtree(cache, ignore_errors=True)
+        raise
+
+
+def _write_corpus(files: dict[str, list[Path]], run: RunConfig, cache: Path, manifest: dict) -> dict[str, str]:
     cache.mkdir(parents=True, exist_ok=True)
+    (cache / "manifest.json").unlink(missing_ok=True)  # the old token files are no longer what it describes
     if run.tokenizer.path:
         tokenizer = Tokenizer.load(run.tokenizer.path)
     else:
         tokenizer = Tokenizer.train(lines(files["train"]), run.tokenizer)
-    if not next(lines(files["train"]), None):
-        raise AttnkitError(f"{files['train'][0]}: empty corpus (no text in the training files)")
     tokenizer.save(cache / TOKENIZER_FILE)
     suffix = ".u16" if tokenizer.vocab_size <= 2**16 else ".u32"
     outputs = {}

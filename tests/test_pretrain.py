@@ -77,6 +77,7 @@ def test_bad_corpora_are_named(tmp_path, content, message):
     (folder / "part.txt").write_bytes(content)
     with pytest.raises(AttnkitError, match=message):
         pretrain(config(str(folder), tmp_path / "out", "encoder"))
+    assert not (tmp_path / "out.corpus").exists() and not (tmp_path / "out").exists()  # nothing half-written
     (tmp_path / "nothing").mkdir()
     with pytest.raises(AttnkitError, match="nothing: no .txt files in this folder"):
         pretrain(config(str(tmp_path / "nothing"), tmp_path / "out", "encoder"))
