@@ -10,6 +10,7 @@ from attnkit.errors import AttnkitError
 from attnkit.generate import generate
 from attnkit.interop.hf import export_hf, load_hf_model
 from attnkit.nn import Decoder, EncoderDecoder
+from tests.numerics import assert_close
 
 transformers = pytest.importorskip("transformers")
 VOCAB = 99
@@ -110,7 +111,7 @@ def test_bert_encoder_states_match(tmp_path, activation):
     ours = load_hf_model(saved(theirs, tmp_path / "bert"))
     ids, mask = inputs()
     expected = theirs(input_ids=ids, attention_mask=mask.long()).last_hidden_state
-    torch.testing.assert_close(ours(ids, mask)[mask], expected[mask], atol=1e-4, rtol=0)
+    assert_close(ours(ids, mask)[mask], expected[mask], tolerance=1e-4)
 
 
 def test_gpt2_logits_and_greedy_generation_match(tmp_path):
@@ -118,7 +119,7 @@ def test_gpt2_logits_and_greedy_generation_match(tmp_path):
     ours = load_hf_model(saved(theirs, tmp_path / "gpt2"))
     assert isinstance(ours, Decoder)
     ids, _ = inputs()
-    torch.testing.assert_close(ours(ids), theirs(input_ids=ids).logits, atol=1e-4, rtol=0)
+    assert_close(ours(ids), theirs(input_ids=ids).logits, tolerance=1e-4)
     expected = theirs.generate(ids[:1], max_new_tokens=12, do_sample=False, eos_token_id=None, pad_token_id=2)
     assert generate(ours, ids[:1], eos_id=-1, max_length=12)[0] == expected[0, 9:].tolist()
 
@@ -127,8 +128,8 @@ def seq2seq_parity(theirs, ours: EncoderDecoder, start: int, eos: int) -> None:
     ids, mask = inputs()
     target = torch.randint(3, VOCAB - 2, (2, 7), generator=torch.Generator().manual_seed(2))
     out = theirs(input_ids=ids, attention_mask=mask.long(), decoder_input_ids=target)
-    torch.testing.assert_close(ours.encode(ids, mask)[mask], out.encoder_last_hidden_state[mask], atol=1e-4, rtol=0)
-    torch.testing.assert_close(ours(ids, target, mask), out.logits, atol=1e-4, rtol=0)
+    assert_close(ours.encode(ids, mask)[mask], out.encoder_last_hidden_state[mask], tolerance=1e-4)
+    assert_close(ours(ids, target, mask), out.logits, tolerance=1e-4)
     expected = theirs.generate(
         input_ids=ids,
         attention_mask=mask.long(),
@@ -203,7 +204,7 @@ def test_export_loads_in_transformers_with_the_same_outputs(tmp_path, family, au
     else:
         expected = theirs(input_ids=ids, attention_mask=mask.long(), decoder_input_ids=ids[:, :5]).logits
         found = ours(ids, ids[:, :5], mask)
-    torch.testing.assert_close(found, expected, atol=1e-4, rtol=0)
+    assert_close(found, expected, tolerance=1e-4)
 
 
 def test_unsupported_family_and_pickles_are_refused(tmp_path):
@@ -221,11 +222,10 @@ def test_unsupported_family_and_pickles_are_refused(tmp_path):
         load_hf_model(tmp_path / "pickled")
     ours = load_hf_model(tmp_path / "pickled", trust_pickle=True)
     ids, mask = inputs()
-    torch.testing.assert_close(
+    assert_close(
         ours(ids, mask)[mask],
         bert.eval()(input_ids=ids, attention_mask=mask.long()).last_hidden_state[mask],
-        atol=1e-4,
-        rtol=0,
+        tolerance=1e-4,
     )
 
 

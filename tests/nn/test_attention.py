@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from attnkit.nn.attention import KVCache, MultiHeadAttention, causal_mask, record_attention
+from tests.numerics import assert_close
 
 DIM, HEADS = 32, 4
 
@@ -46,9 +47,9 @@ def test_self_attention_matches_torch_with_padding(bias):
     out, weights = ours(x, mask=real[:, None, None, :], need_weights=True)
     fast, no_weights = ours(x, mask=real[:, None, None, :])
     assert no_weights is None
-    torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
-    torch.testing.assert_close(fast, expected, atol=1e-5, rtol=0)
-    torch.testing.assert_close(weights, expected_weights, atol=1e-5, rtol=0)
+    assert_close(out, expected)
+    assert_close(fast, expected)
+    assert_close(weights, expected_weights)
 
 
 def test_cross_attention_matches_torch_with_padding():
@@ -57,15 +58,15 @@ def test_cross_attention_matches_torch_with_padding():
     real = padding([9, 3], 9)
     expected, _ = reference(x, memory, memory, key_padding_mask=~real)
     out, _ = ours(x, memory, mask=real[:, None, None, :])
-    torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+    assert_close(out, expected)
 
 
 def test_causal_self_attention_matches_torch():
     reference, ours = torch_and_attnkit(cross=False)
     x = torch.randn(2, 6, DIM)
     expected, _ = reference(x, x, x, attn_mask=~causal_mask(6, 6))
-    torch.testing.assert_close(ours(x, causal=True)[0], expected, atol=1e-5, rtol=0)
-    torch.testing.assert_close(ours(x, causal=True, need_weights=True)[0], expected, atol=1e-5, rtol=0)
+    assert_close(ours(x, causal=True)[0], expected)
+    assert_close(ours(x, causal=True, need_weights=True)[0], expected)
 
 
 def test_causal_mask_aligns_queries_to_the_end_of_the_keys():
@@ -79,7 +80,7 @@ def test_score_bias_is_added_to_the_scores():
     block_last_key[..., -1] = float("-inf")
     masked = ours(x, mask=torch.tensor([[True, True, True, False]])[:, None, None, :])[0]
     biased = ours(x, bias=block_last_key)[0]
-    torch.testing.assert_close(biased, masked, atol=1e-6, rtol=0)
+    assert_close(biased, masked)
 
 
 def test_self_attention_cache_grows_by_the_new_steps():
@@ -89,7 +90,7 @@ def test_self_attention_cache_grows_by_the_new_steps():
     cache = KVCache()
     steps = [ours(x[:, t : t + 1], causal=True, cache=cache)[0] for t in range(5)]
     assert cache.key is not None and cache.key.shape == (2, HEADS, 5, DIM // HEADS)
-    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=0)
+    assert_close(torch.cat(steps, dim=1), full)
 
 
 def test_cross_attention_cache_projects_memory_once():

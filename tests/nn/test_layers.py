@@ -8,6 +8,7 @@ from attnkit.config import ModelConfig
 from attnkit.nn.attention import causal_mask
 from attnkit.nn.layers import DecoderLayer, EncoderLayer, FeedForward
 from tests.nn.test_attention import padding
+from tests.numerics import assert_close
 
 DIM, HEADS, FF = 32, 4, 64
 
@@ -60,7 +61,7 @@ def test_encoder_layer_matches_torch(norm_first, activation):
     expected = reference(x, src_key_padding_mask=~real)
     out = ours(x, real[:, None, None, :])
     # torch's fast path leaves padded positions at zero; only real positions are defined
-    torch.testing.assert_close(out[real], expected[real], atol=1e-5, rtol=0)
+    assert_close(out[real], expected[real])
 
 
 @pytest.mark.parametrize("norm_first", [False, True])
@@ -86,7 +87,7 @@ def test_decoder_layer_matches_torch(norm_first):
         memory_key_padding_mask=~memory_real,
     )
     out = ours(x, real[:, None, None, :], memory, memory_real[:, None, None, :])
-    torch.testing.assert_close(out[real], expected[real], atol=1e-5, rtol=0)
+    assert_close(out[real], expected[real])
 
 
 @pytest.mark.parametrize("activation", ["swiglu", "geglu"])
@@ -97,4 +98,4 @@ def test_gated_feed_forward_multiplies_gate_and_up_projections(activation):
     gate_weight, up_weight = ff.in_proj.weight.chunk(2, dim=0)
     act = torch.nn.functional.silu if activation == "swiglu" else torch.nn.functional.gelu
     expected = (act(x @ gate_weight.T) * (x @ up_weight.T)) @ ff.out_proj.weight.T
-    torch.testing.assert_close(ff(x), expected, atol=1e-5, rtol=0)
+    assert_close(ff(x), expected)

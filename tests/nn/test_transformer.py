@@ -8,6 +8,7 @@ from attnkit.config import ModelConfig
 from attnkit.errors import AttnkitError
 from attnkit.nn import DecoderCache, build_model
 from tests.nn.test_attention import padding
+from tests.numerics import assert_close
 
 SCHEMES = ["none", "sinusoidal", "learned", "relative", "rotary", "alibi"]
 VOCAB = 50
@@ -44,7 +45,7 @@ def test_encoder_padding_does_not_change_real_positions(positions, norm_first):
     for extra in (1, 5, 17):
         padded = torch.cat([x, torch.zeros(2, extra, dtype=torch.long)], dim=1)
         out = model(padded, padding([6, 6], 6 + extra))
-        torch.testing.assert_close(out[:, :6], reference, atol=1e-5, rtol=0)
+        assert_close(out[:, :6], reference)
 
 
 @pytest.mark.parametrize("positions", SCHEMES)
@@ -58,9 +59,9 @@ def test_decoder_and_encoder_decoder_padding_do_not_change_real_positions(positi
         padded_source, padded_target = torch.cat([source, pad], 1), torch.cat([target, pad], 1)
         source_mask, target_mask = padding([5, 5], 5 + extra), padding([4, 4], 4 + extra)
         out = decoder(padded_target, target_mask)
-        torch.testing.assert_close(out[:, :4], decoder_reference, atol=1e-5, rtol=0)
+        assert_close(out[:, :4], decoder_reference)
         out = seq2seq(padded_source, padded_target, source_mask, target_mask)
-        torch.testing.assert_close(out[:, :4], seq2seq_reference, atol=1e-5, rtol=0)
+        assert_close(out[:, :4], seq2seq_reference)
 
 
 @pytest.mark.parametrize("positions", SCHEMES)
@@ -74,7 +75,7 @@ def test_later_tokens_never_change_earlier_decoder_outputs(positions, arch):
         changed = target.clone()
         changed[:, t:] = tokens(1, 8 - t, seed=10 + t)
         out = run(changed)
-        torch.testing.assert_close(out[:, :t], reference[:, :t], atol=1e-5, rtol=0)
+        assert_close(out[:, :t], reference[:, :t])
         if t < 7:  # the change must show somewhere, or the test proves nothing
             assert not torch.allclose(out[:, t:], reference[:, t:], atol=1e-4)
 
@@ -83,7 +84,7 @@ def test_encoder_without_positions_is_permutation_equivariant():
     model = tiny("encoder", "none")
     x = tokens(2, 7)
     order = torch.randperm(7, generator=torch.Generator().manual_seed(3))
-    torch.testing.assert_close(model(x[:, order]), model(x)[:, order], atol=1e-5, rtol=0)
+    assert_close(model(x[:, order]), model(x)[:, order])
 
 
 @pytest.mark.parametrize("positions", [s for s in SCHEMES if s != "none"])
@@ -103,7 +104,7 @@ def test_decoder_kv_cache_matches_full_forward(positions):
     chunks = [model(x[:, :3], cache=cache)]  # a prompt of several tokens, then one token at a time
     chunks += [model(x[:, t : t + 1], cache=cache) for t in range(3, 9)]
     assert cache.length == 9
-    torch.testing.assert_close(torch.cat(chunks, dim=1), full, atol=1e-5, rtol=0)
+    assert_close(torch.cat(chunks, dim=1), full)
 
 
 @pytest.mark.parametrize("positions", SCHEMES)
@@ -115,7 +116,7 @@ def test_encoder_decoder_kv_cache_matches_full_forward(positions):
     memory = model.encode(source, source_mask)
     cache = DecoderCache.empty(3)
     steps = [model.decode(target[:, t : t + 1], memory, source_mask, cache=cache) for t in range(7)]
-    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=0)
+    assert_close(torch.cat(steps, dim=1), full)
 
 
 def test_kv_cache_keeps_padding_of_the_prompt():
@@ -127,7 +128,7 @@ def test_kv_cache_keeps_padding_of_the_prompt():
     cache = model.new_cache()
     model(prompt, mask, cache=cache)
     step = model(following, cache=cache)
-    torch.testing.assert_close(step, full[:, 6:], atol=1e-5, rtol=0)
+    assert_close(step, full[:, 6:])
 
 
 def test_beam_reorder_selects_cache_rows():
@@ -138,7 +139,7 @@ def test_beam_reorder_selects_cache_rows():
     cache.reorder(torch.tensor([2, 2, 0]))
     reordered = x[[2, 2, 0]]
     step = model(tokens(3, 1, seed=7), cache=cache)
-    torch.testing.assert_close(step, model(torch.cat([reordered, tokens(3, 1, seed=7)], 1))[:, -1:], atol=1e-5, rtol=0)
+    assert_close(step, model(torch.cat([reordered, tokens(3, 1, seed=7)], 1))[:, -1:])
 
 
 @pytest.mark.parametrize("positions", ["relative", "rotary", "alibi"])
@@ -152,7 +153,7 @@ def test_relative_schemes_run_beyond_the_training_length(positions):
     out = model(long_source, long_target)
     assert out.shape == (2, 150, VOCAB) and torch.isfinite(out).all()
     prefix = model(long_source, long_target[:, :40])  # causal decoding stays consistent at any length
-    torch.testing.assert_close(out[:, :40], prefix, atol=1e-4, rtol=0)
+    assert_close(out[:, :40], prefix, tolerance=1e-4)
 
 
 def test_learned_positions_refuse_sequences_longer_than_the_table():
