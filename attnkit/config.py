@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import os
 import re
 import types
@@ -23,6 +24,77 @@ Arch = Literal["encoder", "decoder", "encoder-decoder"]
 Activation = Literal["relu", "gelu", "gelu_tanh", "silu", "swiglu", "geglu", "geglu_tanh"]
 Norm = Literal["layernorm", "rmsnorm"]
 Positions = Literal["none", "sinusoidal", "learned", "relative", "rotary", "alibi"]
+Preset = Literal["bert", "bart", "marian", "t5", "gpt2"]
+
+# the model settings each Hugging Face family's architecture fixes (a tuple: one of these, the first by default);
+# `model.preset` fills them in, and attnkit.interop.hf exports a model as the family whose settings it has
+_BART = dict(
+    arch="encoder-decoder",
+    norm="layernorm",
+    norm_first=False,
+    positions="learned",
+    embedding_norm=True,
+    bias=True,
+    attention_scale=None,
+    share_embeddings=True,
+    tie_output=True,
+    output_bias=True,
+    token_dropout=0.0,
+    norm_eps=1e-5,
+    output_scale=1.0,
+    activation=("gelu", "gelu_tanh", "relu", "silu"),
+)
+PRESETS: dict[str, dict[str, object]] = {
+    "bert": dict(
+        arch="encoder",
+        norm="layernorm",
+        norm_first=False,
+        positions="learned",
+        embedding_norm=True,
+        scale_embeddings=False,
+        bias=True,
+        attention_scale=None,
+        token_dropout=0.0,
+        activation=("gelu", "gelu_tanh", "relu", "silu"),
+    ),
+    "bart": _BART,
+    # Marian is BART's layout with sinusoidal positions, no embedding norm, and (by default) swish
+    "marian": {
+        **_BART,
+        "positions": "sinusoidal",
+        "embedding_norm": False,
+        "activation": ("silu", "gelu", "gelu_tanh", "relu"),
+    },
+    "t5": dict(
+        arch="encoder-decoder",
+        norm="rmsnorm",
+        norm_first=True,
+        positions="relative",
+        embedding_norm=False,
+        scale_embeddings=False,
+        bias=False,
+        attention_scale=1.0,
+        share_embeddings=True,
+        output_bias=False,
+        token_dropout=0.0,
+        activation=("relu", "geglu_tanh", "swiglu", "gelu"),
+    ),
+    "gpt2": dict(
+        arch="decoder",
+        norm="layernorm",
+        norm_first=True,
+        positions="learned",
+        embedding_norm=False,
+        scale_embeddings=False,
+        bias=True,
+        attention_scale=None,
+        tie_output=True,
+        output_bias=False,
+        token_dropout=0.0,
+        output_scale=1.0,
+        activation=("gelu_tanh", "gelu", "relu", "silu"),
+    ),
+}
 
 
 @dataclass
@@ -59,6 +131,7 @@ class ModelConfig:
     output_scale: float = 1.0  # multiplies the decoder's last states before the output projection (T5: dim^-0.5)
     pad_id: int = 0
     decoder_start_id: int | None = None  # the first decoder input; None: the tokenizer's start token <s>
+    preset: Preset | None = None  # the Hugging Face family whose architecture this is (see PRESETS)
 
     def __post_init__(self) -> None:
         if self.dim % self.num_heads:
@@ -105,7 +178,9 @@ class TaskConfig:
     """What the model is trained to do, and the options of that task shape."""
 
     name: TaskName = "classify"
-    pooling: Literal["mean", "max", "first"] = "mean"  # classify: average or maximum of the states, or the first
+    # classify: average or maximum of the states, the first, or BERT's pooler (first, dense, tanh); None: the
+    # architecture's own (pooler for model.preset bert, else mean)
+    pooling: Literal["mean", "max", "first", "pooler"] | None = None
     beam_size: int = 4  # seq2seq decoding; 1 is greedy
     length_penalty: float = 1.0  # seq2seq: hypotheses are ranked by log-probability / length ** length_penalty
     no_repeat_ngram: int = 0  # seq2seq: if n > 0, no n-gram occurs twice in an output
@@ -222,12 +297,52 @@ class RunConfig:
                     raise AttnkitError(f"{where}: model.{key}: set by the tokenizer (use tokenizer.vocab_size)")
             task = values.get("task") or {}
             name = task.get("name", "classify") if isinstance(task, dict) else None
+            if model.get("preset") is not None:
+                apply_preset(model, name, where)
             if name in ARCH_OF_TASK:
                 arch = model.setdefault("arch", ARCH_OF_TASK[name])
                 if arch != ARCH_OF_TASK[name]:
                     raise AttnkitError(f"{where}: model.arch: task {name} needs {ARCH_OF_TASK[name]!r}, got {arch!r}")
             values = {**values, "model": model}
         return from_dict(cls, values, where)
+
+
+def apply_preset(model: dict, task: object, where: str) -> None:
+    """Fill `model` with the settings its `preset` fixes; one it sets otherwise, or a task the preset's
+    architecture cannot do, is an error."""
+    preset = model["preset"]
+    if preset not in PRESETS:
+        raise AttnkitError(f"{where}: model.preset: {preset!r} is not one of {', '.join(PRESETS)}")
+    arch = PRESETS[preset]["arch"]
+    if task in ARCH_OF_TASK and ARCH_OF_TASK[task] != arch:
+        fitting = [name for name, settings in PRESETS.items() if settings["arch"] == ARCH_OF_TASK[task]]
+        raise AttnkitError(
+            f"{where}: model.preset: {preset} is {_article(arch)} {arch} and task {task} needs "
+            f"{_article(ARCH_OF_TASK[task])} {ARCH_OF_TASK[task]} (presets for it: {', '.join(fitting)})"
+        )
+    for key, needed in PRESETS[preset].items():
+        model.setdefault(key, needed[0] if isinstance(needed, tuple) else needed)
+    differences = preset_differences(preset, model)
+    if differences:
+        key, allowed = next(iter(differences.items()))
+        wanted = f"one of {', '.join(map(repr, allowed))}" if len(allowed) > 1 else repr(allowed[0])
+        raise AttnkitError(
+            f"{where}: model.{key}: {model[key]!r} contradicts model.preset {preset}, which needs {wanted}"
+        )
+
+
+def _article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
+
+
+def preset_differences(preset: str, settings: dict) -> dict[str, tuple]:
+    """The settings that differ from what `preset` fixes, each with the values the preset allows."""
+    differences = {}
+    for key, needed in PRESETS[preset].items():
+        allowed = needed if isinstance(needed, tuple) else (needed,)
+        if key in settings and settings[key] not in allowed:
+            differences[key] = allowed
+    return differences
 
 
 def read_yaml(path: Path) -> object:
@@ -276,11 +391,11 @@ def from_dict(cls: type[T], values: object, where: str, prefix: str = "") -> T:
     e.g. "run.yaml: train.lr: expected float, got 'fast'"."""
     if not isinstance(values, dict):
         raise AttnkitError(f"{where}: {prefix or 'config'}: expected a mapping of fields, got {type(values).__name__}")
+    unknown = _unknown_keys(cls, values, prefix)
+    if unknown:
+        more = "" if all("did you mean" in key for key in unknown) else "; docs/configuration.md lists every setting"
+        raise AttnkitError(f"{where}: unknown setting{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}{more}")
     hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    for key in values:
-        if key not in known:
-            raise AttnkitError(f"{where}: {prefix}{key}: unknown field (known: {', '.join(sorted(known))})")
     values = dict(values)
     for key, value in values.items():
         if isinstance(value, os.PathLike) and _matches("", hints[key]):  # paths as pathlib.Path from Python
@@ -293,6 +408,27 @@ def from_dict(cls: type[T], values: object, where: str, prefix: str = "") -> T:
         return cls(**values)
     except AttnkitError as error:
         raise AttnkitError(f"{where}: {error}") from None
+
+
+def _unknown_keys(cls: type, values: dict, prefix: str) -> list[str]:
+    """Every key of `values`, and of the sections in it, that `cls` lacks, each with a did-you-mean."""
+    hints = typing.get_type_hints(cls)
+    known = sorted(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+    unknown = []
+    for key, value in values.items():
+        if key not in known:
+            unknown.append(_did_you_mean(str(key), known, prefix))
+        elif dataclasses.is_dataclass(hints[key]) and isinstance(value, dict):
+            unknown += _unknown_keys(hints[key], value, f"{prefix}{key}.")
+    return unknown
+
+
+def _did_you_mean(key: str, known: list[str], prefix: str) -> str:
+    """`prefix.key` with the closest known name (by difflib, or by initials as for lr), e.g.
+    "model.layers (did you mean model.num_layers?)"."""
+    initials = "".join(word[:1] for word in key.split("_"))
+    close = difflib.get_close_matches(key, known, n=1) or [name for name in known if "_" in key and name == initials]
+    return f"{prefix}{key}" + (f" (did you mean {prefix}{close[0]}?)" if close else "")
 
 
 def to_dict(config: object) -> dict:

@@ -95,7 +95,7 @@ def edit_config(path: Path, **changes) -> None:
 
 def test_unknown_config_field_names_file_and_field(saved):
     edit_config(saved, num_layerz=3)
-    with pytest.raises(AttnkitError, match=rf"^{saved / CONFIG_FILE}: model.num_layerz: unknown field"):
+    with pytest.raises(AttnkitError, match=rf"^{saved / CONFIG_FILE}: unknown setting: model.num_layerz \(did you"):
         load_model(saved)
 
 

@@ -18,7 +18,7 @@ def test_json_integers_are_accepted_for_float_fields():
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        ({"heads": 4}, "x: heads: unknown field"),
+        ({"heads": 4}, r"x: unknown setting: heads \(did you mean num_heads\?\)$"),
         ({"num_heads": 2.5}, "x: num_heads: expected int, got 2.5"),
         ({"num_layers": True}, "x: num_layers: expected int, got True"),
         ({"positions": "absolute"}, "x: positions: expected one of 'none', 'sinusoidal'"),
@@ -66,3 +66,28 @@ def test_yaml_floats_without_a_dot_and_overrides(tmp_path):
     path.write_text("train:\n  lr: [3e-4\n")
     with pytest.raises(AttnkitError, match=r"run.yaml:\d+: invalid YAML"):
         RunConfig.from_yaml(path)
+
+
+def test_every_unknown_key_is_reported_with_a_did_you_mean(tmp_path):
+    from attnkit.config import RunConfig
+
+    path = tmp_path / "run.yaml"
+    path.write_text("train:\n  learning_rate: 0.1\nmodel:\n  layers: 2\n")
+    message = (
+        r"run.yaml: unknown settings: train.learning_rate \(did you mean train.lr\?\), "
+        r"model.layers \(did you mean model.num_layers\?\)$"
+    )
+    with pytest.raises(AttnkitError, match=message):
+        RunConfig.from_yaml(path)
+
+
+def test_an_unknown_section_gets_a_did_you_mean():
+    from attnkit.config import RunConfig
+
+    with pytest.raises(AttnkitError, match=r"^x: unknown setting: trian \(did you mean train\?\)$"):
+        RunConfig.from_values({"trian": {"lr": 0.1}}, "x")
+
+
+def test_an_unknown_key_without_a_close_match_points_to_the_reference():
+    with pytest.raises(AttnkitError, match=r"^x: unknown setting: wibble; docs/configuration.md lists every setting$"):
+        from_dict(ModelConfig, {"wibble": 1}, "x")
