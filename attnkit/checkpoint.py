@@ -95,8 +95,11 @@ def load_model(path: str | os.PathLike) -> nn.Module:
 def read_checkpoint_json(path: str | os.PathLike) -> dict:
     """The parsed config.json of the checkpoint directory `path`."""
     path = Path(path)
-    if not path.is_dir():
-        raise AttnkitError(f"{path}: no such checkpoint directory")
+    if not (path / CONFIG_FILE).is_file():
+        why = f"no {CONFIG_FILE}" if path.is_dir() else "a file" if path.exists() else "no such directory"
+        raise AttnkitError(
+            f"{path}: not a model directory ({why}); train one with attnkit train, or pass a Hugging Face directory"
+        )
     data = read_json(path / CONFIG_FILE)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise AttnkitError(f'{path / CONFIG_FILE}: not an attnkit config (no "format": "{FORMAT}")')

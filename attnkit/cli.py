@@ -22,7 +22,9 @@ SHORTHANDS = {
     "max_steps": "train.max_steps",
     "max_minutes": "train.max_minutes",
     "init": "train.init",
+    "preset": "model.preset",
 }
+PRESET_HELP = "bert, bart, marian, t5 or gpt2: that Hugging Face family's architecture, so that the model exports"
 
 
 def _run_config(args: argparse.Namespace, *fixed: str):
@@ -66,28 +68,36 @@ def _evaluate(args: argparse.Namespace) -> None:
     from attnkit.pipeline import Pipeline
 
     pipeline = Pipeline.load(args.path)
-    metrics, _, _ = pipeline.evaluate(args.data)
+    metrics, _, _ = pipeline.evaluate(args.data, warn=_warn)
     print(json.dumps(metrics) if args.json else pipeline.task.report(metrics))
 
 
+def _warn(message: str) -> None:
+    print(f"attnkit: warning: {message}", file=sys.stderr)
+
+
 def _predict(args: argparse.Namespace) -> None:
+    """One output line per input line; a blank input line gives an empty line (JSON: the prediction is null)."""
     from attnkit.data.readers import read_lines
     from attnkit.pipeline import Pipeline
 
     pipeline = Pipeline.load(args.path)
     task = pipeline.task
-    if args.data and Path(args.data).suffix == ".txt":
-        examples = task.inputs(read_lines(args.data))
-    elif args.data:
-        examples = task.read(args.data, need_targets=False)
+    if task is None:
+        raise AttnkitError(f"{args.path}: not trained for a task; fine-tune it first: attnkit train ... --init PATH")
+    if args.data and Path(args.data).suffix != ".txt":
+        examples = task.read(args.data, need_targets=False)  # the gold column, if any, is never read
+        predictions = pipeline.predict_examples(examples)
     else:
-        examples = task.inputs([line.rstrip("\n") for line in sys.stdin if line.strip()])
-        if not examples:
+        texts = read_lines(args.data) if args.data else [line.rstrip("\n") for line in sys.stdin]
+        if not any(text.strip() for text in texts):
             raise AttnkitError("standard input: no text to predict (one input per line)")
-    for example, prediction in zip(examples, pipeline.predict_examples(examples)):
-        print(
-            json.dumps(task.record(example, prediction), ensure_ascii=False) if args.json else task.render(prediction)
-        )
+        examples, predictions = task.inputs(texts), pipeline.predict(texts)
+    for example, prediction in zip(examples, predictions):
+        if args.json:
+            print(json.dumps(task.record(example, prediction), ensure_ascii=False))
+        else:
+            print("" if prediction is None else task.render(prediction))
 
 
 def _export(args: argparse.Namespace) -> None:
@@ -132,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--train", metavar="FILE", help="training data")
     train.add_argument("--init", metavar="DIR", help="fine-tune this checkpoint (attnkit or Hugging Face directory)")
     train.add_argument("--trust-pickle", action="store_true", help="with --init: allow a pytorch_model.bin")
+    train.add_argument("--preset", metavar="NAME", help=PRESET_HELP)
     _common_training_flags(train, "FILE")
     train.set_defaults(run=_train)
 
@@ -143,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["encoder", "decoder", "encoder-decoder"],
         help="encoder: masked LM; encoder-decoder: span infilling; decoder: causal LM",
     )
+    pretrain.add_argument("--preset", metavar="NAME", help=PRESET_HELP)
     _common_training_flags(pretrain, "PATH")
     pretrain.set_defaults(run=_pretrain)
 
@@ -152,10 +164,16 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
     evaluate.set_defaults(run=_evaluate)
 
-    predict = commands.add_parser("predict", help="predict for a file or standard input, one result per line")
+    predict = commands.add_parser(
+        "predict", help="predict for a file or standard input: one result per input line, blank for a blank line"
+    )
     predict.add_argument("path", help="trained model directory")
-    predict.add_argument("--data", metavar="FILE", help="a data file, or .txt with one input per line (default: stdin)")
-    predict.add_argument("--json", action="store_true", help="JSON lines with the input and the prediction")
+    predict.add_argument(
+        "--data", metavar="FILE", help="a data file (its gold column is ignored), or .txt with one input per line"
+    )
+    predict.add_argument(
+        "--json", action="store_true", help="JSON lines with the input and the prediction (null for a blank line)"
+    )
     predict.set_defaults(run=_predict)
 
     export = commands.add_parser("export", help="write a model as a Hugging Face checkpoint directory")

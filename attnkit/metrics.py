@@ -9,20 +9,26 @@ import numpy as np
 
 
 def classification(predicted: list[str], gold: list[str], labels: list[str]) -> dict:
-    """accuracy, macro_f1, per-class precision/recall/f1/support, and the confusion matrix (rows: gold)."""
-    index = {label: i for i, label in enumerate(labels)}
-    confusion = np.zeros((len(labels), len(labels)), dtype=np.int64)
+    """accuracy, macro_f1, per-class precision/recall/f1/support, and the confusion matrix (rows: gold). A gold
+    label outside `labels` (never seen in training) counts as an error: it gets F1 0 in the macro average, and its
+    row of the confusion matrix goes under "unseen"."""
+    unseen = sorted(set(gold) - set(labels))
+    index = {label: i for i, label in enumerate(labels + unseen)}
+    counts = np.zeros((len(index), len(labels)), dtype=np.int64)  # rows: every gold label; columns: predictions
     for p, g in zip(predicted, gold):
-        confusion[index[g], index[p]] += 1
+        counts[index[g], index[p]] += 1
+    confusion = counts[: len(labels)]
     true_positive = np.diag(confusion).astype(float)
     support = confusion.sum(axis=1)
-    precision = np.divide(true_positive, confusion.sum(axis=0), out=np.zeros(len(labels)), where=confusion.sum(0) > 0)
+    predicted_count = counts.sum(axis=0)
+    precision = np.divide(true_positive, predicted_count, out=np.zeros(len(labels)), where=predicted_count > 0)
     recall = np.divide(true_positive, support, out=np.zeros(len(labels)), where=support > 0)
     f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(len(labels)), where=precision + recall > 0)
     present = support > 0
-    return {
+    classes = int(present.sum()) + len(unseen)  # every gold label that occurs; the unseen ones score F1 0
+    result = {
         "accuracy": float(true_positive.sum() / max(len(gold), 1)),
-        "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+        "macro_f1": float(f1[present].sum() / classes) if classes else 0.0,
         "per_class": {
             label: {
                 "precision": float(precision[i]),
@@ -34,6 +40,9 @@ def classification(predicted: list[str], gold: list[str], labels: list[str]) -> 
         },
         "confusion": {"labels": labels, "matrix": confusion.tolist()},
     }
+    if unseen:
+        result["confusion"]["unseen"] = {label: counts[index[label]].tolist() for label in unseen}
+    return result
 
 
 BIO = re.compile(r"^(O|[BIES]-.+)$")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -47,19 +49,28 @@ class Pipeline:
 
     def predict(self, texts: list[str]) -> list:
         """One prediction per input text: classify gives {"label", "probability"}; tag, a tag per
-        whitespace-separated word; seq2seq, the output text."""
-        return self.predict_examples(self._task().inputs(texts))
+        whitespace-separated word; seq2seq, the output text. A blank text gives None (the model is not run)."""
+        examples = self._task().inputs(texts)
+        kept = [i for i, text in enumerate(texts) if text.strip()]
+        predictions: list = [None] * len(texts)
+        if kept:
+            for i, prediction in zip(kept, self.predict_examples([examples[i] for i in kept])):
+                predictions[i] = prediction
+        return predictions
 
     def predict_examples(self, examples: list) -> list:
         task = self._task()
         items = task.encode(examples, self.tokenizer, training=False)
         return predict_items(task, self.model, self.tokenizer, items, self.run.train.batch_tokens)
 
-    def evaluate(self, path: str | os.PathLike) -> tuple[dict, list, list]:
-        """Metrics on a labelled file, with its examples and the predictions."""
+    def evaluate(self, path: str | os.PathLike, warn: Callable[[str], None] | None = None) -> tuple[dict, list, list]:
+        """Metrics on a labelled file, with its examples and the predictions. Gold labels the model never saw
+        count as errors, and `warn` (default: warnings.warn) gets one line saying how many and which."""
         task = self._task()
         examples = task.read(path)
-        task.check(examples, path)
+        unseen = task.unseen(examples)
+        if unseen:
+            (warn or warnings.warn)(unseen_message(path, unseen, task.gold_unit, task.gold_name))
         predictions = self.predict_examples(examples)
         return task.metrics(predictions, examples), examples, predictions
 
@@ -83,6 +94,17 @@ class Pipeline:
                 "this model was not trained for a task; fine-tune it first: attnkit train ... --init PATH"
             )
         return self.task
+
+
+def unseen_message(path: str | os.PathLike, unseen: dict[str, int], unit: str, name: str, shown: int = 5) -> str:
+    """E.g. "test.conll: 37 tokens carry 2 tags the model never saw ('HYPH', 'NFP'); they count as errors"."""
+    count = sum(unseen.values())
+    names = sorted(unseen, key=lambda label: -unseen[label])
+    listed = ", ".join(repr(label) for label in names[:shown]) + (", ..." if len(names) > shown else "")
+    carry = f"{count} {unit}{'s carry' if count != 1 else ' carries'}"
+    labels = f"{len(names)} {name}{'s' if len(names) != 1 else ''}"
+    verdict = "it counts as an error" if count == 1 else "they count as errors"
+    return f"{path}: {carry} {labels} the model never saw ({listed}); {verdict}"
 
 
 def encoder_of(model: nn.Module) -> Encoder | None:

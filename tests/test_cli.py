@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from attnkit.cli import main
-from tests.conftest import TINY
+from tests.conftest import TAG_OF, TINY, sentiment_rows, tagging_sentences, write_conll, write_tsv
 
 SETS = [arg for setting in TINY for arg in ("--set", setting)]
 
@@ -45,7 +45,7 @@ def test_train_evaluate_predict(sentiment_files, tmp_path, capsys, monkeypatch):
     inputs = tmp_path / "inputs.txt"
     inputs.write_text("red happy quick\n\nsad dark cold\n")
     code, stdout, _ = run(capsys, "predict", out, "--data", inputs)
-    assert code == 0 and stdout.splitlines() == ["good", "bad"]
+    assert code == 0 and stdout.splitlines() == ["good", "", "bad"]
     monkeypatch.setattr("sys.stdin", open(inputs))
     code, stdout, _ = run(capsys, "predict", out, "--json")
     first = json.loads(stdout.splitlines()[0])
@@ -86,6 +86,8 @@ def bad_input_cases(files: dict, tmp_path: Path) -> dict[str, tuple[list, str]]:
     conll.write_text("The\tDT\ncat\n")
     yaml_file = tmp_path / "typo.yaml"
     yaml_file.write_text("train:\n  learning_rate: 0.1\n")
+    header = tmp_path / "bad.csv"
+    header.write_text("sentiment,review\ngood,happy day\n")
     return {
         "missing file": (["--train", tmp_path / "nope.tsv", "--dev", dev], r"nope.tsv: no such file"),
         "empty file": (["--train", empty, "--dev", dev], r"empty.tsv: empty file"),
@@ -93,10 +95,15 @@ def bad_input_cases(files: dict, tmp_path: Path) -> dict[str, tuple[list, str]]:
         "bad utf-8": (["--train", utf8, "--dev", dev], r"utf8.tsv:2: not valid UTF-8 \(byte 0xc3\)"),
         "unseen dev label": (["--train", train, "--dev", unseen], r"unseen.tsv:3: label 'ugly' never seen in training"),
         "conll without tag": (["--task", "tag", "--train", conll], r"bad.conll:2: expected a token and a tag"),
-        "unknown config key": ([yaml_file, "--train", train], r"typo.yaml: train.learning_rate: unknown field"),
+        "unknown config key": ([yaml_file, "--train", train], r"typo.yaml: unknown setting: train.learning_rate"),
         "unknown --set key": (
             ["--train", train, "--set", "model.layers=2"],
-            r"command line: model.layers: unknown field",
+            r"command line: unknown setting: model.layers \(did you mean model.num_layers\?\)",
+        ),
+        "header without the columns": (
+            ["--train", header],
+            r"bad.csv:1: no column 'text' or 'label' in the header \(found: sentiment, review\); "
+            r"name them with data.text_column and data.label_column$",
         ),
         "wrong type": (["--train", train, "--set", "train.epochs=many"], r"train.epochs: expected int, got 'many'"),
     }
@@ -113,6 +120,7 @@ def bad_input_cases(files: dict, tmp_path: Path) -> dict[str, tuple[list, str]]:
         "conll without tag",
         "unknown config key",
         "unknown --set key",
+        "header without the columns",
         "wrong type",
     ],
 )
@@ -125,11 +133,123 @@ def test_bad_input_is_one_line_and_writes_nothing(sentiment_files, tmp_path, cap
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".model")]  # no temporary directory either
 
 
-def test_evaluate_and_predict_errors(sentiment_files, tmp_path, capsys):
-    assert "no such checkpoint directory" in one_line_error(capsys, "evaluate", tmp_path / "none", "--data", "x.tsv")
-    out = tmp_path / "model"
-    assert run(capsys, "train", "--train", sentiment_files["train"], "--out", out, "--max-steps", "1", *SETS)[0] == 0
-    bad = tmp_path / "bad.tsv"
-    bad.write_text("label\ttext\nterrible\tdark\n")
-    assert "bad.tsv:2: label 'terrible' never seen" in one_line_error(capsys, "evaluate", out, "--data", bad)
-    assert "no such file" in one_line_error(capsys, "predict", out, "--data", tmp_path / "none.txt")
+def test_predict_on_a_missing_file(classifier, tmp_path, capsys):
+    assert "none.txt: no such file" in one_line_error(capsys, "predict", classifier, "--data", tmp_path / "none.txt")
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate", "info"])
+def test_a_folder_that_is_not_a_model_is_named_as_such(tmp_path, capsys, command):
+    data = ["--data", tmp_path / "x.tsv"] if command != "info" else []
+    stderr = one_line_error(capsys, command, tmp_path, *data)
+    assert stderr == (
+        f"attnkit: error: {tmp_path}: not a model directory (no config.json); "
+        "train one with attnkit train, or pass a Hugging Face directory\n"
+    )
+    assert "(no such directory)" in one_line_error(capsys, command, tmp_path / "none", *data)
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory) -> Path:
+    """A classifier that gets the tests' sentiment right ("happy": good, "sad": bad), trained once per module."""
+    folder = tmp_path_factory.mktemp("classifier")
+    train = write_tsv(folder / "train.tsv", ("label", "text"), sentiment_rows(200, 1))
+    args = ["train", "--train", train, "--out", folder / "model", "--epochs", "12", *SETS]
+    assert main([str(a) for a in args]) == 0
+    return folder / "model"
+
+
+@pytest.fixture(scope="module")
+def tagger(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("tagger")
+    train = write_conll(folder / "train.conll", tagging_sentences(200, 1))
+    args = ["train", "--task", "tag", "--train", train, "--out", folder / "model", "--epochs", "4", *SETS]
+    assert main([str(a) for a in args]) == 0
+    return folder / "model"
+
+
+def test_blank_lines_of_a_txt_file_give_empty_output_lines(classifier, tmp_path, capsys):
+    inputs = tmp_path / "inputs.txt"
+    inputs.write_text("\nred happy quick\n\n  \nsad dark cold\n\n")
+    code, stdout, _ = run(capsys, "predict", classifier, "--data", inputs)
+    assert code == 0 and stdout.split("\n") == ["", "good", "", "", "bad", "", ""]
+
+
+def test_blank_lines_of_stdin_give_json_records_with_a_null_prediction(classifier, capsys, monkeypatch):
+    monkeypatch.setattr("sys.stdin", __import__("io").StringIO("red happy quick\n\nsad dark cold\n"))
+    code, stdout, _ = run(capsys, "predict", classifier, "--json")
+    records = [json.loads(line) for line in stdout.splitlines()]
+    assert code == 0 and [(r["text"], r["label"]) for r in records] == [
+        ("red happy quick", "good"),
+        ("", None),
+        ("sad dark cold", "bad"),
+    ]
+    assert records[1]["probability"] is None
+
+
+def test_python_predict_gives_none_for_a_blank_text(classifier):
+    from attnkit import load
+
+    predictions = load(classifier).predict(["", "red happy quick", "  "])
+    assert predictions[0] is None and predictions[1]["label"] == "good" and predictions[2] is None
+
+
+def test_python_evaluate_warns_about_unseen_labels(classifier, tmp_path):
+    from attnkit import load
+
+    data = tmp_path / "other.tsv"
+    data.write_text("label\ttext\ngood\tred happy quick\nugly\tdark cold sad\n")
+    with pytest.warns(UserWarning, match="1 example carries 1 label the model never saw \\('ugly'\\)"):
+        metrics, _, _ = load(classifier).evaluate(data)
+    assert metrics["accuracy"] == 0.5
+
+
+def test_predict_reads_a_table_without_a_label_column(classifier, tmp_path, capsys):
+    data = tmp_path / "new.tsv"
+    data.write_text("text\nred happy quick\nsad dark cold\n")
+    code, stdout, _ = run(capsys, "predict", classifier, "--data", data)
+    assert code == 0 and stdout.splitlines() == ["good", "bad"]
+
+
+def test_evaluate_counts_unseen_labels_as_errors_with_one_warning(classifier, tmp_path, capsys):
+    data = tmp_path / "other.tsv"
+    data.write_text("label\ttext\ngood\tred happy quick\nugly\tdark cold sad\nbad\tsad dark cold\nugly\tsad\nmeh\tx\n")
+    code, stdout, stderr = run(capsys, "evaluate", classifier, "--data", data, "--json")
+    assert stderr == (
+        f"attnkit: warning: {data}: 3 examples carry 2 labels the model never saw ('ugly', 'meh'); "
+        "they count as errors\n"
+    )
+    metrics = json.loads(stdout)
+    f1 = {label: row["f1"] for label, row in metrics["per_class"].items()}
+    assert code == 0 and metrics["accuracy"] == pytest.approx(2 / 5)
+    assert metrics["macro_f1"] == pytest.approx((f1["good"] + f1["bad"]) / 4)  # the unseen labels score 0
+    assert set(metrics["confusion"]["unseen"]) == {"ugly", "meh"} and metrics["per_class"]["good"]["recall"] == 1.0
+
+
+def test_evaluate_report_shows_the_unseen_rows(classifier, tmp_path, capsys):
+    data = tmp_path / "other.tsv"
+    data.write_text("label\ttext\ngood\tred happy quick\nugly\tdark cold sad\n")
+    code, stdout, stderr = run(capsys, "evaluate", classifier, "--data", data)
+    assert code == 0 and "accuracy 0.5000" in stdout and "(never seen in training)" in stdout
+    assert stderr.count("\n") == 1 and "1 example carries 1 label" in stderr
+
+
+def conll_with_unseen_tags(path: Path) -> Path:
+    """Two sentences of known words; three of their tokens carry tags the tagger never saw."""
+    rows = [("red", TAG_OF["red"]), ("-", "HYPH"), ("blue", TAG_OF["blue"]), ("", "")]
+    rows += [("sad", TAG_OF["sad"]), ("-", "HYPH"), ("green", "''"), ("", "")]
+    path.write_text("".join(f"{w}\t{t}\n" if w else "\n" for w, t in rows))
+    return path
+
+
+def test_predict_on_conll_ignores_its_tags_even_unseen_ones(tagger, tmp_path, capsys):
+    code, stdout, _ = run(capsys, "predict", tagger, "--data", conll_with_unseen_tags(tmp_path / "other.conll"))
+    assert code == 0 and [len(line.split()) for line in stdout.splitlines()] == [3, 3]
+
+
+def test_evaluate_counts_unseen_tags_as_errors_with_one_warning(tagger, tmp_path, capsys):
+    data = conll_with_unseen_tags(tmp_path / "other.conll")
+    code, stdout, stderr = run(capsys, "evaluate", tagger, "--data", data, "--json")
+    assert stderr == (
+        f"attnkit: warning: {data}: 3 tokens carry 2 tags the model never saw ('HYPH', \"''\"); they count as errors\n"
+    )
+    assert code == 0 and 0 < json.loads(stdout)["accuracy"] <= 3 / 6

@@ -39,3 +39,10 @@ def test_generation_scores():
     assert perfect["rougeL"] == pytest.approx(100)
     worse = metrics.generation(["the cat sat", "a dog barked at noon"], references)
     assert 0 < worse["bleu"] < 100 and 0 < worse["rougeL"] < 100
+
+
+def test_classification_counts_gold_labels_outside_the_known_ones_as_errors():
+    result = metrics.classification(["a", "b", "a", "b"], ["a", "b", "z", "z"], ["a", "b"])
+    assert result["accuracy"] == 0.5 and result["macro_f1"] == pytest.approx((2 / 3 + 2 / 3) / 3)
+    assert result["confusion"] == {"labels": ["a", "b"], "matrix": [[1, 0], [0, 1]], "unseen": {"z": [1, 1]}}
+    assert result["per_class"]["a"]["precision"] == 0.5 and "z" not in result["per_class"]

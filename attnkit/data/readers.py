@@ -67,24 +67,36 @@ def read_text(path: str | os.PathLike) -> str:
 
 
 def read_labelled(
-    path: str | os.PathLike, text_column: str = "text", label_column: str = "label", need_labels: bool = True
+    path: str | os.PathLike,
+    text_column: str = "text",
+    label_column: str = "label",
+    need_labels: bool = True,
+    settings: tuple[str, str] = ("data.text_column", "data.label_column"),
 ) -> list[Labelled]:
-    """Labelled text from .tsv, .csv (a header line names the columns) or .jsonl (one object per line)."""
-    rows = _table_rows(path, [text_column] + ([label_column] if need_labels else []), [label_column])
-    return [Labelled(row[text_column], row.get(label_column, ""), line) for line, row in rows]
+    """Labelled text from .tsv, .csv (a header line names the columns) or .jsonl (one object per line). Without
+    need_labels the label column is never read (prediction). `settings` name what picks each column, for errors."""
+    columns = {text_column: settings[0], label_column: settings[1]} if need_labels else {text_column: settings[0]}
+    rows = _table_rows(path, columns, [label_column])
+    return [Labelled(row[text_column], row[label_column] if need_labels else "", line) for line, row in rows]
 
 
 def read_pairs(
-    path: str | os.PathLike, source_column: str = "source", target_column: str = "target", need_targets: bool = True
+    path: str | os.PathLike,
+    source_column: str = "source",
+    target_column: str = "target",
+    need_targets: bool = True,
+    settings: tuple[str, str] = ("data.source_column", "data.target_column"),
 ) -> list[Pair]:
     """Source/target pairs from .tsv, .csv or .jsonl, like read_labelled."""
-    rows = _table_rows(path, [source_column] + ([target_column] if need_targets else []), [target_column])
-    return [Pair(row[source_column], row.get(target_column, ""), line) for line, row in rows]
+    columns = {source_column: settings[0], target_column: settings[1]} if need_targets else {source_column: settings[0]}
+    rows = _table_rows(path, columns, [target_column])
+    return [Pair(row[source_column], row[target_column] if need_targets else "", line) for line, row in rows]
 
 
 def read_tagged(path: str | os.PathLike, need_tags: bool = True) -> list[Tagged]:
     """Sentences from CoNLL (.conll: token and tag columns, the tag last; blank line between sentences) or
-    CoNLL-U (.conllu: the UPOS column; comments, multiword ranges and empty nodes are not words)."""
+    CoNLL-U (.conllu: the UPOS column; comments, multiword ranges and empty nodes are not words). Without
+    need_tags only the words are read (prediction): the tags are left empty."""
     path = Path(path)
     if path.suffix not in TAGGED_FORMATS:
         raise AttnkitError(f"{path}: tagged data must be .conll or .conllu, got {path.suffix or 'no extension'!r}")
@@ -118,7 +130,8 @@ def read_tagged(path: str | os.PathLike, need_tags: bool = True) -> list[Tagged]
                 raise AttnkitError(f"{path}:{number}: expected a token and a tag, found {len(fields)} field")
             word, tag = fields[0], fields[-1] if len(fields) > 1 else ""
         words.append(word)
-        tags.append(tag)
+        if need_tags:
+            tags.append(tag)
     if words:
         sentences.append(Tagged(words, tags, start))
     if not sentences:
@@ -127,38 +140,56 @@ def read_tagged(path: str | os.PathLike, need_tags: bool = True) -> list[Tagged]
 
 
 def read_lines(path: str | os.PathLike) -> list[str]:
-    """One input per non-blank line (plain text for prediction)."""
-    return [line for line in read_text(path).splitlines() if line.strip()]
+    """One input per line, blank lines included, so that outputs line up with inputs (plain text for prediction)."""
+    return [line.rstrip("\n") for line in io.StringIO(read_text(path), newline=None)]  # split as stdin is
 
 
-def _table_rows(path: str | os.PathLike, required: list[str], optional: list[str]) -> list[tuple[int, dict]]:
-    """(line, row) for each row of a TSV/CSV/JSONL file, with the required columns checked."""
+def _table_rows(path: str | os.PathLike, columns: dict[str, str], optional: list[str]) -> list[tuple[int, dict]]:
+    """(line, row) for each row of a TSV/CSV/JSONL file, with the required `columns` checked; each maps to the
+    setting that names it (data.text_column), for the error message."""
     path = Path(path)
     if path.suffix not in TABLE_FORMATS:
         known = ", ".join(TABLE_FORMATS)
         raise AttnkitError(f"{path}: unknown format {path.suffix or '(no extension)'!r}; use one of {known}")
     text = read_text(path)
     delimiter = TABLE_FORMATS[path.suffix]
-    rows = list(_json_rows(path, text) if delimiter is None else _delimited_rows(path, text, delimiter))
+    rows = list(
+        _json_rows(path, text, columns) if delimiter is None else _delimited_rows(path, text, delimiter, columns)
+    )
     if not rows:
         raise AttnkitError(f"{path}: no rows after the header")
     for line, row in rows:
         for column in optional:
             if isinstance(row.get(column), (int, float)):
                 row[column] = str(row[column])  # JSON labels may be numbers
-        for column in required:
-            value = row.get(column)
+        for column in columns:
+            value = row[column]
             if not isinstance(value, str) or not value.strip():
-                problem = "missing" if value is None else "empty" if value == "" else f"not text ({value!r})"
+                problem = "empty" if value == "" else f"not text ({value!r})"
                 raise AttnkitError(f"{path}:{line}: column {column!r} is {problem}")
     return rows
 
 
-def _delimited_rows(path: Path, text: str, delimiter: str) -> Iterator[tuple[int, dict]]:
+def _missing(
+    where: str, kind: str, place: str, missing: list[str], found: list[str], columns: dict[str, str]
+) -> AttnkitError:
+    """The error for required columns (or JSON keys) absent: which, what was there, and the settings naming them."""
+    names = " or ".join(repr(name) for name in missing) + (f" {place}" if place else "")
+    settings = " and ".join(columns[name] for name in missing)
+    pronoun = "it" if len(missing) == 1 else "them"
+    return AttnkitError(
+        f"{where}: no {kind} {names} (found: {', '.join(found) or 'nothing'}); name {pronoun} with {settings}"
+    )
+
+
+def _delimited_rows(path: Path, text: str, delimiter: str, columns: dict[str, str]) -> Iterator[tuple[int, dict]]:
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
-        header = next(reader)
+        header = next(fields for fields in reader if fields)
         names = [name.strip() for name in header]
+        missing = [column for column in columns if column not in names]
+        if missing:
+            raise _missing(f"{path}:{reader.line_num}", "column", "in the header", missing, names, columns)
         line = reader.line_num + 1
         for fields in reader:
             if fields:
@@ -174,7 +205,7 @@ def _delimited_rows(path: Path, text: str, delimiter: str) -> Iterator[tuple[int
         raise AttnkitError(f"{path}:{reader.line_num}: malformed line ({error})") from None
 
 
-def _json_rows(path: Path, text: str) -> Iterator[tuple[int, dict]]:
+def _json_rows(path: Path, text: str, columns: dict[str, str]) -> Iterator[tuple[int, dict]]:
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -184,4 +215,7 @@ def _json_rows(path: Path, text: str) -> Iterator[tuple[int, dict]]:
             raise AttnkitError(f"{path}:{number}: invalid JSON ({error.msg})") from None
         if not isinstance(row, dict):
             raise AttnkitError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
+        missing = [key for key in columns if key not in row]
+        if missing:
+            raise _missing(f"{path}:{number}", "key", "", missing, list(row), columns)
         yield number, row

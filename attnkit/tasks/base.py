@@ -4,6 +4,7 @@ tags or targets: it asks the task to read, encode, collate, compute the loss, de
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Iterator, Sequence
 
 from torch import Tensor, nn
@@ -20,6 +21,7 @@ class Task:
 
     name = ""
     main_metric = ""
+    gold_unit, gold_name = "example", "label"  # what carries a gold label, and what one is called (for warnings)
     lower_is_better: frozenset[str] = frozenset()
 
     def __init__(self, config: TaskConfig, data: DataConfig, state: dict | None = None) -> None:
@@ -51,7 +53,12 @@ class Task:
         """Learn what the training data decides (labels); the default learns nothing."""
 
     def check(self, examples: list, path: str | os.PathLike) -> None:
-        """Refuse evaluation data the model cannot score (a label never seen in training)."""
+        """Refuse dev or test data of a training run whose labels the training data lacks (a label never seen)."""
+
+    def unseen(self, examples: list) -> Counter[str]:
+        """Gold labels the model never saw, each with how many examples (or tokens) carry it: evaluation counts
+        them as errors, since no prediction can match them."""
+        return Counter()
 
     def tokenizer_texts(self, examples: list) -> Iterator[str]:
         raise NotImplementedError

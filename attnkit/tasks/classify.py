@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Iterator
 
 import torch
@@ -20,22 +21,30 @@ from attnkit.tasks.base import Batch, Task
 from attnkit.tokenization import Tokenizer
 
 
+def default_pooling(config: ModelConfig) -> str:
+    """The architecture's own pooling: BERT's pooler for a BERT-shaped model, else the mean."""
+    return "pooler" if config.preset == "bert" else "mean"
+
+
 class Classifier(nn.Module):
-    """Encoder, pooling over the real tokens (their mean or maximum, or the first token <s>), dropout, a linear
-    layer."""
+    """Encoder, pooling over the real tokens (their mean or maximum, the first token <s>, or BERT's pooler: the
+    first token through a dense layer and tanh), dropout, a linear layer."""
 
     def __init__(self, config: ModelConfig, num_labels: int, pooling: str) -> None:
         super().__init__()
         self.config = config
         self.encoder = Encoder(config)
         self.pooling = pooling
+        self.pooler = nn.Linear(config.dim, config.dim) if pooling == "pooler" else None
         self.dropout = Dropout(config.dropout)
         self.head = nn.Linear(config.dim, num_labels)
 
     def forward(self, ids: Tensor, mask: Tensor) -> Tensor:
         # ids, mask: (batch, time) -> logits (batch, labels)
         hidden = self.encoder(ids, mask)
-        if self.pooling == "first":
+        if self.pooler is not None:
+            pooled = torch.tanh(self.pooler(hidden[:, 0]))
+        elif self.pooling == "first":
             pooled = hidden[:, 0]
         elif self.pooling == "max":
             pooled = hidden.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(1)
@@ -57,7 +66,8 @@ class ClassifyTask(Task):
         return {"labels": self.labels}
 
     def read(self, path: str | os.PathLike, need_targets: bool = True) -> list[Labelled]:
-        return read_labelled(path, self.data.text_column, self.data.label_column, need_targets)
+        settings = ("data.text_column", "data.label_column")
+        return read_labelled(path, self.data.text_column, self.data.label_column, need_targets, settings)
 
     def inputs(self, texts: list[str]) -> list[Labelled]:
         return [Labelled(text, "", i + 1) for i, text in enumerate(texts)]
@@ -74,6 +84,10 @@ class ClassifyTask(Task):
                 raise AttnkitError(
                     f"{path}:{e.line}: label {e.label!r} never seen in training (known: {', '.join(self.labels)})"
                 )
+
+    def unseen(self, examples: list[Labelled]) -> Counter[str]:
+        known = set(self.labels)
+        return Counter(e.label for e in examples if e.label not in known)
 
     def tokenizer_texts(self, examples: list[Labelled]) -> Iterator[str]:
         return (e.text for e in examples)
@@ -94,7 +108,7 @@ class ClassifyTask(Task):
         return {"ids": ids, "mask": mask, "labels": torch.tensor([item["label"] for item in items])}
 
     def build_model(self, config: ModelConfig) -> Classifier:
-        return Classifier(config, len(self.labels), self.config.pooling)
+        return Classifier(config, len(self.labels), self.config.pooling or default_pooling(config))
 
     def loss(self, model: nn.Module, batch: Batch, label_smoothing: float) -> Tensor:
         logits = model(batch["ids"], batch["mask"])
@@ -110,7 +124,8 @@ class ClassifyTask(Task):
 
     def report(self, result: dict) -> str:
         lines = [f"accuracy {result['accuracy']:.4f}   macro-F1 {result['macro_f1']:.4f}", ""]
-        width = max(8, *(len(label) for label in self.labels))
+        unseen = result["confusion"].get("unseen", {})
+        width = max(8, *(len(label) for label in [*self.labels, *unseen]))
         lines.append(f"{'label':<{width}} {'precision':>9} {'recall':>7} {'f1':>7} {'support':>8}")
         for label, row in result["per_class"].items():
             lines.append(
@@ -120,10 +135,12 @@ class ClassifyTask(Task):
         lines.append(" " * width + "".join(f" {label[:8]:>8}" for label in self.labels))
         for label, row in zip(self.labels, result["confusion"]["matrix"]):
             lines.append(f"{label:<{width}}" + "".join(f" {n:>8}" for n in row))
+        for label, row in unseen.items():
+            lines.append(f"{label:<{width}}" + "".join(f" {n:>8}" for n in row) + "   (never seen in training)")
         return "\n".join(lines)
 
     def render(self, prediction: dict) -> str:
         return prediction["label"]
 
-    def record(self, example: Labelled, prediction: dict) -> dict:
-        return {"text": example.text, **prediction}
+    def record(self, example: Labelled, prediction: dict | None) -> dict:
+        return {"text": example.text, **(prediction or {"label": None, "probability": None})}

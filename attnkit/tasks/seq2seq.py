@@ -34,7 +34,8 @@ class Seq2SeqTask(Task):
     main_metric = "bleu"
 
     def read(self, path: str | os.PathLike, need_targets: bool = True) -> list[Pair]:
-        return read_pairs(path, self.data.source_column, self.data.target_column, need_targets)
+        settings = ("data.source_column", "data.target_column")
+        return read_pairs(path, self.data.source_column, self.data.target_column, need_targets, settings)
 
     def inputs(self, texts: list[str]) -> list[Pair]:
         return [Pair(text, "", i + 1) for i, text in enumerate(texts)]

@@ -42,6 +42,7 @@ class Tagger(nn.Module):
 class TagTask(Task):
     name = "tag"
     main_metric = "accuracy"
+    gold_unit, gold_name = "token", "tag"
 
     def __init__(self, config, data, state=None) -> None:
         super().__init__(config, data, state)
@@ -69,6 +70,10 @@ class TagTask(Task):
                 if tag not in known:
                     raise AttnkitError(f"{path}:{e.line}: tag {tag!r} never seen in training (sentence starting here)")
 
+    def unseen(self, examples: list[Tagged]) -> Counter[str]:
+        known = set(self.tags)
+        return Counter(tag for e in examples for tag in e.tags if tag not in known)
+
     def tokenizer_texts(self, examples: list[Tagged]) -> Iterator[str]:
         return (" ".join(e.words) for e in examples)
 
@@ -82,7 +87,7 @@ class TagTask(Task):
             labels = [IGNORE] * len(ids)
             for start, tag in zip(starts, e.tags):
                 if start < len(ids):
-                    labels[start] = index[tag]
+                    labels[start] = index.get(tag, IGNORE)  # a tag the model never saw: nothing to learn
             items.append({"ids": ids, "labels": labels, "starts": starts})
         return items
 

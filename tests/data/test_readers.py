@@ -45,7 +45,7 @@ def test_multiline_field_reports_the_line_where_the_row_starts(tmp_path):
         ("header.tsv", "label\ttext\n", "header.tsv: no rows after the header"),
         ("columns.tsv", "label\ttext\npos\tfine\npos\ttoo\tmany\n", "columns.tsv:3: expected 2 tab-separated fields"),
         ("nolabel.tsv", "label\ttext\npos\tfine\n\tno label\n", "nolabel.tsv:3: column 'label' is empty"),
-        ("names.tsv", "sentiment\ttext\npos\tfine\n", "names.tsv:2: column 'label' is missing"),
+        ("names.tsv", "sentiment\ttext\npos\tfine\n", "names.tsv:1: no column 'label' in the header"),
         ("utf8.tsv", b"label\ttext\npos\tfine\nneg\tbad \xff byte\n", r"utf8.tsv:3: not valid UTF-8 \(byte 0xff\)"),
         ("json.jsonl", '{"text": "a", "label": "x"}\n{"text": "b"\n', r"json.jsonl:2: invalid JSON"),
         ("list.jsonl", '["a", "x"]\n', "list.jsonl:1: expected a JSON object, got list"),
@@ -101,12 +101,45 @@ def test_conllu_with_wrong_column_count(tmp_path):
 def test_parallel_pairs(tmp_path):
     path = write(tmp_path, "p.tsv", "source\ttarget\nIn the beginning\tEn el principio\n")
     assert [(p.source, p.target, p.line) for p in read_pairs(path)] == [("In the beginning", "En el principio", 2)]
-    with pytest.raises(AttnkitError, match="column 'target' is missing"):
+    with pytest.raises(AttnkitError, match="q.tsv:1: no column 'target' in the header"):
         read_pairs(write(tmp_path, "q.tsv", "source\ttext\na\tb\n"))
 
 
-def test_plain_lines_skip_blank_lines(tmp_path):
-    assert read_lines(write(tmp_path, "a.txt", "one\n\n two \n")) == ["one", " two "]
+def test_header_error_names_line_1_the_columns_found_and_the_settings(tmp_path):
+    path = write(tmp_path, "bad.csv", "sentiment,review\npos,fine\n")
+    message = (
+        r"/bad.csv:1: no column 'text' or 'label' in the header \(found: sentiment, review\); "
+        r"name them with data.text_column and data.label_column$"
+    )
+    with pytest.raises(AttnkitError, match=message):
+        read_labelled(path)
+
+
+def test_header_error_names_the_settings_the_caller_gives(tmp_path):
+    path = write(tmp_path, "p.tsv", "en\tes\na\tb\n")
+    with pytest.raises(AttnkitError, match=r"p.tsv:1: .*\(found: en, es\); name them with src.col and tgt.col$"):
+        read_pairs(path, settings=("src.col", "tgt.col"))
+
+
+def test_jsonl_without_a_key_names_the_line_the_keys_found_and_the_setting(tmp_path):
+    path = write(tmp_path, "a.jsonl", '{"text": "a", "label": "x"}\n\n{"text": "b", "stars": 5}\n')
+    message = r"/a.jsonl:3: no key 'label' \(found: text, stars\); name it with data.label_column$"
+    with pytest.raises(AttnkitError, match=message):
+        read_labelled(path)
+
+
+def test_prediction_never_reads_the_label_column(tmp_path):
+    path = write(tmp_path, "a.tsv", "label\ttext\n\tno label here\n")
+    assert [(e.text, e.label) for e in read_labelled(path, need_labels=False)] == [("no label here", "")]
+
+
+def test_prediction_reads_only_the_words_of_conll(tmp_path):
+    path = write(tmp_path, "a.conll", "The\tDT\ncat\n\nran\tVBD\n")
+    assert [(s.words, s.tags) for s in read_tagged(path, need_tags=False)] == [(["The", "cat"], []), (["ran"], [])]
+
+
+def test_plain_lines_keep_blank_lines(tmp_path):
+    assert read_lines(write(tmp_path, "a.txt", "one\r\n\n two \n\n")) == ["one", "", " two ", ""]
 
 
 def test_shared_corpora_read_in_full():

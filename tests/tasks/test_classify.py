@@ -28,3 +28,14 @@ def test_labels_come_from_training_and_unknown_ones_are_refused():
         task.check([Labelled("c", "neutral", 7)], "dev.tsv")
     with pytest.raises(AttnkitError, match="need at least two labels"):
         task.fit([Labelled("a", "pos", 2)])
+
+
+def test_evaluation_counts_unseen_labels_instead_of_refusing_them():
+    task = ClassifyTask(TaskConfig(), DataConfig(), {"labels": ["neg", "pos"]})
+    examples = [Labelled("a", "pos", 2), Labelled("b", "meh", 3), Labelled("c", "meh", 4), Labelled("d", "wow", 5)]
+    assert task.unseen(examples) == {"meh": 2, "wow": 1}
+
+
+def test_a_blank_input_records_a_null_prediction():
+    task = ClassifyTask(TaskConfig(), DataConfig(), {"labels": ["neg", "pos"]})
+    assert task.record(Labelled("", "", 1), None) == {"text": "", "label": None, "probability": None}

@@ -1,6 +1,11 @@
 """Sequence to sequence: teacher-forced training and beam-search decoding learn a copy task."""
 
+import pytest
+
+from attnkit.config import DataConfig, TaskConfig
+from attnkit.errors import AttnkitError
 from attnkit.pipeline import Pipeline
+from attnkit.tasks.seq2seq import Seq2SeqTask
 from attnkit.train import train
 from tests.test_train import run_config
 
@@ -19,3 +24,11 @@ def test_encoder_decoder_learns_to_copy(copy_files, tmp_path):
     summary = train(run_config(copy_files, tmp_path / "out", "seq2seq", *settings))
     assert summary["dev"]["bleu"] > 90
     assert Pipeline.load(tmp_path / "out").predict(["red green blue"]) == ["red green blue"]
+
+
+def test_a_missing_column_names_the_setting_that_picks_it(tmp_path):
+    path = tmp_path / "p.tsv"
+    path.write_text("en\ttarget\na\tb\n")
+    task = Seq2SeqTask(TaskConfig(name="seq2seq"), DataConfig())
+    with pytest.raises(AttnkitError, match=r"p.tsv:1: no column 'source' in the header \(found: en, target\); name it"):
+        task.read(path)

@@ -44,3 +44,16 @@ def test_unknown_dev_tag_is_refused(tagging_files):
     task.fit(task.read(tagging_files["train"]))
     with pytest.raises(AttnkitError, match=r"dev.conll:1: tag 'ADV' never seen in training"):
         task.check([Tagged(["x"], ["ADV"], 1)], tagging_files["dev"])
+
+
+def test_a_tag_the_model_never_saw_encodes_as_ignored():
+    task = TagTask(TaskConfig(name="tag"), DataConfig(), {"tags": ["NN", "VB"]})
+    tokenizer = Tokenizer.train(["cats run"] * 10, TokenizerConfig(vocab_size=60, min_frequency=1))
+    (item,) = task.encode([Tagged(["cats", "-", "run"], ["NN", "HYPH", "VB"], 1)], tokenizer, training=False)
+    assert [item["labels"][start] for start in item["starts"]] == [0, IGNORE, 1]
+
+
+def test_unseen_tags_are_counted_per_token():
+    task = TagTask(TaskConfig(name="tag"), DataConfig(), {"tags": ["NN", "VB"]})
+    sentences = [Tagged(["a", "-", "b"], ["NN", "HYPH", "''"], 1), Tagged(["-"], ["HYPH"], 5)]
+    assert task.unseen(sentences) == {"HYPH": 2, "''": 1}
