@@ -34,3 +34,11 @@ def test_documented_example_configs_exist():
     text = "".join(p.read_text() for p in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))])
     for name in set(re.findall(r"examples/([\w-]+\.yaml)", text)):
         assert (ROOT / "examples" / name).is_file(), name
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    command = next(
+        line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line.startswith("python3 -m venv")
+    )
+    assert command in readme
