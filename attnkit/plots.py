@@ -7,8 +7,11 @@ import os
 from attnkit.errors import AttnkitError
 
 
-def learning_curve(sizes: list[int], curves: dict[str, list[float]], path: str | os.PathLike, title: str) -> None:
-    """Accuracy against the number of labelled training examples, one line per curve, written as PNG."""
+def learning_curve(
+    sizes: list[int], curves: dict[str, list[float]], path: str | os.PathLike, title: str, chance: float | None = None
+) -> None:
+    """Accuracy against the number of labelled training examples, one line per curve, written as PNG; the axis
+    runs from chance (a dashed line) or below it to 100%, so that small differences do not look large."""
     try:
         import matplotlib
 
@@ -23,6 +26,11 @@ def learning_curve(sizes: list[int], curves: dict[str, list[float]], path: str |
             axes.annotate(
                 f"{100 * y:.1f}", (x, 100 * y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8
             )
+    lowest = min(min(values) for values in curves.values())
+    if chance is not None:
+        axes.axhline(100 * chance, color="gray", linestyle="--", linewidth=1, label=f"chance ({100 * chance:.0f}%)")
+        lowest = min(lowest, chance)
+    axes.set_ylim(max(0.0, 100 * lowest - 10), 100)
     axes.set_xscale("log")
     axes.minorticks_off()  # the log scale's minor labels (2x10^3, ...) would crowd the sizes
     axes.set_xticks(sizes, [f"{s:,}" for s in sizes])

@@ -81,7 +81,7 @@ def main() -> None:
         for name, fine_tune in (("from scratch", False), ("pretrained by attnkit, fine-tuned", True)):
             out = args.out / f"{'tuned' if fine_tune else 'scratch'}-{count}"
             curves[name].append(run(path, args.data, out, args.pretrained, fine_tune))
-    learning_curve(sizes, curves, args.plot, "Movie-review sentiment, test accuracy")
+    learning_curve(sizes, curves, args.plot, "Movie-review sentiment, test accuracy", chance=0.5)
     print(f"{'labelled':>8} {'scratch':>8} {'fine-tuned':>11}")
     for i, size in enumerate(sizes):
         print(f"{size:>8,} {curves['from scratch'][i]:>8.4f} {curves['pretrained by attnkit, fine-tuned'][i]:>11.4f}")
