@@ -133,9 +133,10 @@ def _beam_search(
         rows = (offsets + index // vocab).view(-1)
         tokens = torch.cat([tokens[rows], (index % vocab).view(-1, 1)], dim=1)
         step.cache.reorder(rows)
+        # done when the beam_size best finished hypotheses all rank above the best live beam (as transformers)
         best_alive = (scores[:, 0] / length**length_penalty).tolist()
         for b in range(batch):
-            if len(finished[b]) >= beam_size and max(f[0] for f in finished[b]) >= best_alive[b]:
+            if len(finished[b]) >= beam_size and sorted(f[0] for f in finished[b])[-beam_size] >= best_alive[b]:
                 done[b] = True
         if all(done) or length > max_length:
             break
