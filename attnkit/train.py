@@ -42,6 +42,7 @@ from attnkit.checkpoint import (
 from attnkit.config import FINE_TUNABLE, ModelConfig, RunConfig, TrainConfig, to_dict
 from attnkit.data.batching import batches_by_tokens
 from attnkit.errors import AttnkitError
+from attnkit.interop.hf import is_hf_directory, read_hf_pooler
 from attnkit.nn import EncoderDecoder
 from attnkit.pipeline import Pipeline, encoder_of, predict_items, read_run
 from attnkit.tasks import Task, make_task
@@ -124,7 +125,7 @@ class Trainer:
         self.task.model_config = self.model_config
         self.model = self.task.build_model(self.model_config)
         if source is not None:
-            _initialize(self.model, source.model, init)
+            _initialize(self.model, source.model, init, self.config.trust_pickle)
         if self.config.freeze_embeddings:
             for module in _embedding_modules(self.model):
                 module.requires_grad_(False)
@@ -484,8 +485,9 @@ def _embedding_modules(model: nn.Module) -> list[nn.Module]:
     return [m for name, m in model.named_modules() if name.split(".")[-1] in ("embedding", "positions")]
 
 
-def _initialize(model: nn.Module, source: nn.Module, where: str) -> None:
-    """Copy the pretrained part into a task model: the whole encoder-decoder, or the encoder."""
+def _initialize(model: nn.Module, source: nn.Module, where: str, trust_pickle: bool = False) -> None:
+    """Copy the pretrained part into a task model: the whole encoder-decoder, or the encoder (and BERT's pooler
+    into a classifier that pools with one, when the checkpoint has it)."""
     if isinstance(model, EncoderDecoder):
         if not isinstance(source, EncoderDecoder):
             raise AttnkitError(f"{where}: a seq2seq model needs an encoder-decoder checkpoint to start from")
@@ -495,6 +497,11 @@ def _initialize(model: nn.Module, source: nn.Module, where: str) -> None:
     if encoder is None:
         raise AttnkitError(f"{where}: has no encoder to start a {type(model).__name__.lower()} from")
     model.encoder.load_state_dict(encoder.state_dict())
+    if getattr(model, "pooler", None) is not None:
+        if getattr(source, "pooler", None) is not None:
+            model.pooler.load_state_dict(source.pooler.state_dict())
+        elif is_hf_directory(where) and (pooler := read_hf_pooler(where, trust_pickle)) is not None:
+            model.pooler.load_state_dict(pooler)
 
 
 def _numbers(metrics: dict) -> dict[str, float]:

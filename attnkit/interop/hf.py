@@ -2,23 +2,27 @@
 
 A family is its config translation plus a list of weight rules; each rule names an attnkit tensor, the Hugging
 Face tensors it comes from, and how to go each way (copy, concatenate Q/K/V, transpose GPT-2's Conv1D, ...).
-Import and export read the same rules, so they cannot drift apart. transformers is not needed here.
+Import and export read the same rules, so they cannot drift apart; task heads (BERT's sequence and token
+classifiers) are rules of their own. The settings each family fixes are config.PRESETS. transformers is not
+needed here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import safetensors
 import safetensors.torch
 import torch
+from tokenizers import processors
 from torch import Tensor
 
-from attnkit.config import ModelConfig
+from attnkit.config import ModelConfig, preset_differences
 from attnkit.errors import AttnkitError
 
 Tensors = dict[str, Tensor]
@@ -62,6 +66,19 @@ def norm(ours: str, theirs: str, bias: bool = True) -> list[Rule]:
     return linear(ours, theirs, bias)
 
 
+@dataclass
+class Head:
+    """A task model as one of the family's classes (BertForSequenceClassification, ...): `rules` map the task
+    model's own tensors, its head, to the class's; the family's tensors sit under `prefix` in it."""
+
+    architecture: str
+    prefix: str  # where the family's own tensors, and the head's outside `top_level`, sit in this class
+    rules: list[Rule]
+    top_level: frozenset[str] = frozenset()
+    config: dict = field(default_factory=dict)  # config.json fields of the class
+    pooling: str | None = None  # classify: the Classifier pooling that the class computes
+
+
 # ---------------------------------------------------------------------------------------------------- families
 
 
@@ -83,33 +100,30 @@ class Family:
     def rules(self, config: ModelConfig) -> list[Rule]:
         raise NotImplementedError
 
-    requirements: dict[str, object] = {}  # the ModelConfig values the family's architecture fixes
-    activations: tuple[str, ...] = ("gelu", "gelu_tanh", "relu", "silu")
+    heads: dict[str, Head] = {}  # task name -> the family's model class for it, when it is not the plain model
 
-    def matches(self, config: ModelConfig) -> str | None:
-        """None if `config` can be written as this family, else what differs."""
-        wrong = [
-            f"{k}={getattr(config, k)!r} (needs {v!r})" for k, v in self.requirements.items() if getattr(config, k) != v
-        ]
-        if config.activation not in self.activations:
-            wrong.append(f"activation={config.activation!r} (needs one of {', '.join(self.activations)})")
-        return ", ".join(wrong) or None
+    def differences(self, config: ModelConfig) -> list[str]:
+        """What `config` must change to be written as this family (its settings in PRESETS); empty if nothing."""
+        differences = preset_differences(self.model_type, dataclasses.asdict(config))
+        return [_needs(key, allowed) for key, allowed in differences.items()]
 
 
 class Bert(Family):
     model_type = "bert"
     prefixes = ("", "bert.")
-    requirements = dict(
-        arch="encoder",
-        norm="layernorm",
-        norm_first=False,
-        positions="learned",
-        embedding_norm=True,
-        scale_embeddings=False,
-        bias=True,
-        attention_scale=None,
-        token_dropout=0.0,
-    )
+    pooler = linear("pooler", "pooler.dense")  # BertModel's pooler <-> attnkit's Classifier.pooler
+    classifier = frozenset({"classifier.weight", "classifier.bias"})
+    heads = {
+        "classify": Head(
+            "BertForSequenceClassification",
+            "bert.",
+            [*pooler, *linear("head", "classifier")],
+            classifier,
+            {"problem_type": "single_label_classification"},
+            pooling="pooler",
+        ),
+        "tag": Head("BertForTokenClassification", "bert.", linear("head", "classifier"), classifier),
+    }
 
     def config(self, hf: dict) -> ModelConfig:
         if hf.get("position_embedding_type", "absolute") != "absolute":
@@ -131,6 +145,7 @@ class Bert(Family):
             scale_embeddings=False,
             embedding_norm=True,
             pad_id=hf.get("pad_token_id") or 0,
+            preset="bert",
         )
 
     def hf_config(self, config: ModelConfig, special: dict[str, int | None]) -> dict:
@@ -186,20 +201,6 @@ class Bert(Family):
 class GPT2(Family):
     model_type = "gpt2"
     prefixes = ("transformer.", "")
-    requirements = dict(
-        arch="decoder",
-        norm="layernorm",
-        norm_first=True,
-        positions="learned",
-        embedding_norm=False,
-        scale_embeddings=False,
-        bias=True,
-        attention_scale=None,
-        tie_output=True,
-        output_bias=False,
-        token_dropout=0.0,
-        output_scale=1.0,
-    )
 
     def config(self, hf: dict) -> ModelConfig:
         dim = hf["n_embd"]
@@ -221,6 +222,7 @@ class GPT2(Family):
             tie_output=True,
             output_scale=1.0,
             pad_id=hf.get("pad_token_id") or hf.get("eos_token_id") or 0,
+            preset="gpt2",
         )
 
     def hf_config(self, config: ModelConfig, special: dict[str, int | None]) -> dict:
@@ -268,21 +270,6 @@ class Bart(Family):
     model_type = "bart"
     prefixes = ("model.", "")
     top_level = frozenset({"final_logits_bias"})
-    requirements = dict(
-        arch="encoder-decoder",
-        norm="layernorm",
-        norm_first=False,
-        positions="learned",
-        embedding_norm=True,
-        bias=True,
-        attention_scale=None,
-        share_embeddings=True,
-        tie_output=True,
-        output_bias=True,
-        token_dropout=0.0,
-        norm_eps=1e-5,
-        output_scale=1.0,
-    )
 
     def config(self, hf: dict) -> ModelConfig:
         return ModelConfig(
@@ -308,6 +295,7 @@ class Bart(Family):
             output_scale=1.0,
             pad_id=hf.get("pad_token_id", 1),
             decoder_start_id=hf.get("decoder_start_token_id", 2),
+            preset=self.model_type,
         )
 
     def hf_config(self, config: ModelConfig, special: dict[str, int | None]) -> dict:
@@ -331,7 +319,7 @@ class Bart(Family):
             "pad_token_id": config.pad_id,
             "bos_token_id": special["bos"],
             "eos_token_id": special["eos"],
-            "decoder_start_token_id": config.decoder_start_id,
+            "decoder_start_token_id": special["start"],
             "forced_eos_token_id": special["eos"],
             "tie_word_embeddings": True,
             "share_encoder_decoder_embeddings": True,
@@ -368,7 +356,6 @@ class Bart(Family):
 class Marian(Bart):
     model_type = "marian"
     architecture = "MarianMTModel"
-    requirements = {**Bart.requirements, "positions": "sinusoidal", "embedding_norm": False}
 
     def config(self, hf: dict) -> ModelConfig:
         if not hf.get("share_encoder_decoder_embeddings", True):
@@ -392,25 +379,10 @@ class Marian(Bart):
 class T5(Family):
     model_type = "t5"
     top_level = frozenset({"lm_head.weight"})
-    requirements = dict(
-        arch="encoder-decoder",
-        norm="rmsnorm",
-        norm_first=True,
-        positions="relative",
-        embedding_norm=False,
-        scale_embeddings=False,
-        bias=False,
-        attention_scale=1.0,
-        share_embeddings=True,
-        output_bias=False,
-        token_dropout=0.0,
-    )
-    activations = ("relu", "geglu_tanh", "swiglu", "gelu")
 
-    def matches(self, config: ModelConfig) -> str | None:
+    def differences(self, config: ModelConfig) -> list[str]:
         scaled = config.output_scale in (1.0, config.dim**-0.5)  # T5 scales its output by dim^-0.5, v1.1 not
-        wrong = [super().matches(config), None if scaled else f"output_scale={config.output_scale!r}"]
-        return ", ".join(w for w in wrong if w) or None
+        return super().differences(config) + ([] if scaled else ["output_scale in (1.0, dim ** -0.5)"])
 
     def config(self, hf: dict) -> ModelConfig:
         if hf["d_kv"] * hf["num_heads"] != hf["d_model"]:
@@ -449,6 +421,7 @@ class T5(Family):
             output_scale=hf["d_model"] ** -0.5 if scaled else 1.0,
             pad_id=hf.get("pad_token_id", 0),
             decoder_start_id=hf.get("decoder_start_token_id", 0),
+            preset="t5",
         )
 
     def hf_config(self, config: ModelConfig, special: dict[str, int | None]) -> dict:
@@ -472,7 +445,7 @@ class T5(Family):
             "scale_decoder_outputs": config.output_scale != 1.0,
             "pad_token_id": config.pad_id,
             "eos_token_id": special["eos"],
-            "decoder_start_token_id": config.decoder_start_id,
+            "decoder_start_token_id": special["start"],
             "is_encoder_decoder": True,
         }
 
@@ -539,6 +512,10 @@ HF_ACTIVATIONS = {
     "silu": "silu",
     "swish": "silu",
 }
+
+
+def _needs(key: str, allowed: tuple) -> str:
+    return f"{key}={allowed[0]!r}" if len(allowed) == 1 else f"{key} in ({', '.join(map(repr, allowed))})"
 
 
 def _activation(name: str) -> str:
@@ -645,44 +622,143 @@ def to_attnkit(family: Family, config: ModelConfig, tensors: Tensors, where: Pat
     return state
 
 
-def export_hf(model: torch.nn.Module, tokenizer: object, out: str | os.PathLike) -> str:
-    """Write `model` (with `tokenizer`) as a Hugging Face checkpoint directory; returns the family's name.
-    Only a configuration that one family describes exactly can be written."""
+@dataclass
+class TaskExport:
+    """What export needs of a trained task model besides its weights."""
+
+    name: str  # classify, tag or seq2seq
+    labels: list[str] = field(default_factory=list)  # classify, tag: the name of each output
+    max_length: int | None = None  # classify, seq2seq: inputs are cut to this many tokens
+    generation: dict = field(default_factory=dict)  # seq2seq: attnkit's decoding, as transformers' generation config
+
+
+def export_hf(
+    model: torch.nn.Module,
+    tokenizer: object,
+    out: str | os.PathLike,
+    task: TaskExport | None = None,
+    where: str = "model",
+) -> str:
+    """Write `model` (with `tokenizer`) as a Hugging Face checkpoint directory; returns the family's name. A task
+    model becomes the family's class for the task, with its head; only an architecture a family holds is written."""
     from attnkit.checkpoint import atomic_directory, write_json
 
-    config: ModelConfig = model.config
-    reasons = {name: family.matches(config) for name, family in FAMILIES.items()}
-    name = next((n for n, why in reasons.items() if why is None), None)
-    if name is None:
-        closest = min(reasons, key=lambda n: ("arch=" in reasons[n], reasons[n].count("needs")))
-        raise AttnkitError(
-            f"no Hugging Face family has this architecture; the closest, {closest}, differs in {reasons[closest]}"
-        )
-    family = FAMILIES[name]
-    state = model.state_dict()
-    tensors: Tensors = {}
-    for rule in family.rules(config):
-        for hf_name, value in zip(rule.theirs, rule.to_theirs(state[rule.ours].detach())):
-            key = hf_name if hf_name in family.top_level else family.prefixes[0] + hf_name
-            tensors[key] = value.contiguous().clone()
+    headed = task is not None and task.name in ("classify", "tag")
+    base = model.encoder if headed else model
+    family = family_of(base.config, where)
+    head = _head(family, model, task.name, where) if headed else None
+    tensors = _hf_tensors(family.rules(base.config), base.state_dict(), head.prefix if head else family.prefixes[0])
     special = {role: getattr(tokenizer, f"{role}_id") for role in ("bos", "eos", "pad", "unk")}
+    special["start"] = base.config.decoder_start_id if base.config.decoder_start_id is not None else special["bos"]
+    config = {**family.hf_config(base.config, special), "torch_dtype": "float32"}
+    if head is not None:
+        tensors.update(_hf_tensors(head.rules, model.state_dict(), head.prefix, head.top_level))
+        labels = task.labels
+        config.update(architectures=[head.architecture], **head.config)
+        config.update(id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)})
     with atomic_directory(out) as tmp:
-        write_json(tmp / "config.json", {**family.hf_config(config, special), "torch_dtype": "float32"})
+        write_json(tmp / "config.json", config)
         safetensors.torch.save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        tokenizer.save(tmp / "tokenizer.json")
-        write_json(tmp / "tokenizer_config.json", _tokenizer_config(tokenizer))
-    return name
+        if task is not None and task.generation:
+            write_json(tmp / "generation_config.json", task.generation)
+        _save_tokenizer(tokenizer, tmp, task)
+    return family.model_type
+
+
+def family_of(config: ModelConfig, where: str = "model") -> Family:
+    """The family whose architecture `config` is; if none, an error that names the closest and how to train it."""
+    differences = {name: family.differences(config) for name, family in FAMILIES.items()}
+    for name, wrong in differences.items():
+        if not wrong:
+            return FAMILIES[name]
+    closest = min(differences, key=lambda n: (any(w.startswith("arch") for w in differences[n]), len(differences[n])))
+    raise AttnkitError(
+        f"{where}: no Hugging Face family holds this architecture (closest: {closest}, which needs "
+        f"{', '.join(differences[closest])}); train with --preset {closest} (model.preset: {closest}) to get one "
+        "that exports"
+    )
+
+
+def _head(family: Family, model: torch.nn.Module, task: str, where: str) -> Head:
+    head = family.heads.get(task)
+    if head is None:
+        raise AttnkitError(f"{where}: Hugging Face {family.model_type} has no model class for task {task}")
+    pooling = getattr(model, "pooling", None)
+    if head.pooling is not None and pooling != head.pooling:
+        raise AttnkitError(
+            f"{where}: a classifier with task.pooling={pooling} cannot become {head.architecture}, which pools as "
+            f"task.pooling={head.pooling}; train with task.pooling: {head.pooling} (the default with --preset "
+            f"{family.model_type})"
+        )
+    return head
+
+
+def _hf_tensors(rules: list[Rule], state: Tensors, prefix: str, top_level: frozenset[str] = frozenset()) -> Tensors:
+    """The Hugging Face tensors that `rules` make of attnkit's `state`, named under `prefix`."""
+    tensors = {}
+    for rule in rules:
+        for hf_name, value in zip(rule.theirs, rule.to_theirs(state[rule.ours].detach())):
+            tensors[hf_name if hf_name in top_level else prefix + hf_name] = value.contiguous().clone()
+    return tensors
+
+
+def read_hf_pooler(path: str | os.PathLike, trust_pickle: bool = False) -> Tensors | None:
+    """The pooler of a Hugging Face BERT checkpoint as attnkit's Classifier.pooler weights; None if it has none."""
+    family, _ = read_hf_config(path)
+    rules = getattr(family, "pooler", None)
+    if rules is None:
+        return None
+    tensors, _ = read_hf_weights(Path(path), trust_pickle)
+    for prefix in family.prefixes:
+        names = [[prefix + name for name in rule.theirs] for rule in rules]
+        if all(name in tensors for group in names for name in group):
+            return {
+                rule.ours.removeprefix("pooler."): rule.to_ours([tensors[n].float() for n in group])
+                for rule, group in zip(rules, names)
+            }
+    return None
+
+
+def _save_tokenizer(tokenizer: object, directory: Path, task: TaskExport | None) -> None:
+    """tokenizer.json and tokenizer_config.json; for a task model, tokenizer.json adds the special tokens that the
+    task's inputs have, so that transformers' tokenizer(text) gives the ids attnkit gives the model."""
+    from attnkit.checkpoint import write_json
+
+    settings = _tokenizer_config(tokenizer)
+    if task is None:
+        tokenizer.save(directory / "tokenizer.json")
+    else:
+        backend = type(tokenizer.backend).from_str(tokenizer.backend.to_str())
+        backend.post_processor = _template(tokenizer, task.name)
+        backend.save(str(directory / "tokenizer.json"))
+        if task.max_length is not None:
+            settings["model_max_length"] = task.max_length
+    write_json(directory / "tokenizer_config.json", settings)
+
+
+def _template(tokenizer: object, task: str) -> processors.TemplateProcessing:
+    """classify: <s> text </s> (Tokenizer.add_specials); tag: the words' subwords alone; seq2seq: text </s>."""
+    token = tokenizer.backend.id_to_token
+    before = [tokenizer.bos_id] if task == "classify" and tokenizer.bos_id is not None else []
+    after = [] if task == "tag" else [tokenizer.eos_id]
+    single = " ".join([*(token(i) for i in before), "$A", *(token(i) for i in after)])
+    return processors.TemplateProcessing(single=single, special_tokens=[(token(i), i) for i in {*before, *after}])
 
 
 def _tokenizer_config(tokenizer: object) -> dict:
-    """Enough for transformers' AutoTokenizer to use tokenizer.json with the right special tokens."""
+    """Enough for transformers' AutoTokenizer to use tokenizer.json with the right special tokens (and to give
+    the inputs every family's model takes)."""
     backend = tokenizer.backend
     names = {
         role: backend.id_to_token(getattr(tokenizer, f"{role}_id"))
         for role in ("bos", "eos", "pad", "unk", "mask")
         if getattr(tokenizer, f"{role}_id") is not None
     }
-    return {"tokenizer_class": "PreTrainedTokenizerFast", **{f"{role}_token": t for role, t in names.items()}}
+    return {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "model_input_names": ["input_ids", "attention_mask"],
+        **{f"{role}_token": t for role, t in names.items()},
+    }
 
 
 def _is_tied(model: torch.nn.Module, name: str) -> bool:

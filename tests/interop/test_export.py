@@ -1,0 +1,214 @@
+"""`attnkit export` of trained task models: transformers, loading the exported directory with its Auto classes,
+predicts what attnkit predicts (labels, tags, generated texts) from the same logits; an architecture or a head
+that no Hugging Face class holds is refused with one line that says how to train one that exports."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from attnkit.cli import main
+from attnkit.config import RunConfig
+from attnkit.errors import AttnkitError
+from attnkit.export import export
+from attnkit.pipeline import Pipeline
+from attnkit.pretrain import pretrain
+from attnkit.train import train
+from tests.conftest import TINY
+from tests.test_pretrain import config as pretrain_config
+from tests.test_pretrain import corpus
+
+transformers = pytest.importorskip("transformers")
+
+
+def trained(files: dict, out: Path, task: str, steps: int, *extra: str, base: list[str] = TINY) -> Path:
+    """A tiny model trained for `steps` steps, evaluated once at the end."""
+    overrides = [f"task.name={task}", f"data.train={files['train']}", f"data.dev={files['dev']}", f"out={out}"]
+    overrides += [f"train.max_steps={steps}", f"train.eval_every={steps}"]
+    train(RunConfig.from_values({}, "test", overrides + base + list(extra)), quiet=True)
+    return out
+
+
+def assert_close(found: torch.Tensor, expected: torch.Tensor) -> None:
+    """Equal to float32 rounding, relative to the scale of the values."""
+    scale = max(1.0, float(expected.abs().max()))
+    torch.testing.assert_close(found, expected, atol=1e-4 * scale, rtol=0)
+
+
+def column(path: Path, index: int) -> list[str]:
+    return [line.split("\t")[index] for line in path.read_text().splitlines()[1:]]
+
+
+def attnkit_batch(pipeline: Pipeline, examples: list) -> dict:
+    """The tensors attnkit's model reads for `examples` (one batch, padded)."""
+    task = pipeline.task
+    return task.collate(task.encode(examples, pipeline.tokenizer, training=False))
+
+
+def test_classifier_exports_as_bert_for_sequence_classification(sentiment_files, tmp_path):
+    model = trained(sentiment_files, tmp_path / "model", "classify", 20, "model.preset=bert")
+    assert export(model, tmp_path / "hf") == "bert"
+    config = json.loads((tmp_path / "hf" / "config.json").read_text())
+    assert config["architectures"] == ["BertForSequenceClassification"]
+    assert config["problem_type"] == "single_label_classification"
+    assert config["id2label"] == {"0": "bad", "1": "good"} and config["label2id"] == {"bad": 0, "good": 1}
+
+    pipeline = Pipeline.load(model)
+    texts = column(sentiment_files["dev"], 1)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    theirs = transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path / "hf").eval()
+    inputs = tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
+    ours = attnkit_batch(pipeline, pipeline.task.inputs(texts))
+    assert torch.equal(inputs["input_ids"], ours["ids"])  # the tokenizer adds <s> and </s> as attnkit does
+    with torch.no_grad():
+        logits = theirs(**inputs).logits
+        assert_close(logits, pipeline.model(ours["ids"], ours["mask"]))
+    labels = [theirs.config.id2label[int(i)] for i in logits.argmax(-1)]
+    assert labels == [p["label"] for p in pipeline.predict(texts)]
+
+
+def test_tagger_exports_as_bert_for_token_classification(tagging_files, tmp_path):
+    model = trained(tagging_files, tmp_path / "model", "tag", 20, "model.preset=bert")
+    assert export(model, tmp_path / "hf") == "bert"
+    pipeline = Pipeline.load(model)
+    config = json.loads((tmp_path / "hf" / "config.json").read_text())
+    assert config["architectures"] == ["BertForTokenClassification"]
+    assert config["label2id"] == {tag: i for i, tag in enumerate(pipeline.task.tags)}
+
+    sentences = [e.words for e in pipeline.task.read(tagging_files["dev"])]
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    theirs = transformers.AutoModelForTokenClassification.from_pretrained(tmp_path / "hf").eval()
+    inputs = tokenizer(sentences, is_split_into_words=True, padding=True, return_tensors="pt")
+    ours = attnkit_batch(pipeline, pipeline.task.inputs([" ".join(words) for words in sentences]))
+    assert torch.equal(inputs["input_ids"], ours["ids"])  # the words' subwords alone, as attnkit's tagger reads them
+    with torch.no_grad():
+        logits = theirs(**inputs).logits
+        assert_close(logits[ours["mask"]], pipeline.model(ours["ids"], ours["mask"])[ours["mask"]])
+    tags = []
+    for row, best in enumerate(logits.argmax(-1)):
+        words = inputs.word_ids(row)
+        firsts = [i for i, word in enumerate(words) if word is not None and (i == 0 or words[i - 1] != word)]
+        tags.append([theirs.config.id2label[int(best[i])] for i in firsts])
+    assert tags == pipeline.predict([" ".join(words) for words in sentences])
+
+
+@pytest.mark.parametrize(
+    ("preset", "auto", "decoding"),
+    [
+        ("bart", "Bart", {"beam_size": 3}),
+        ("marian", "Marian", {"beam_size": 1}),
+        ("t5", "T5", {"beam_size": 4, "length_penalty": 1.2, "no_repeat_ngram": 3}),
+    ],
+)
+def test_seq2seq_exports_with_attnkits_decoding(copy_files, tmp_path, preset, auto, decoding):
+    settings = ["data.max_target_length=12", "train.label_smoothing=0.0", "train.lr=5e-3"]
+    settings += [f"task.{key}={value}" for key, value in decoding.items()]
+    model = trained(copy_files, tmp_path / "model", "seq2seq", 300, f"model.preset={preset}", *settings)
+    assert export(model, tmp_path / "hf") == preset
+    generation = json.loads((tmp_path / "hf" / "generation_config.json").read_text())
+    assert generation["num_beams"] == decoding["beam_size"] and generation["max_length"] == 13
+
+    pipeline = Pipeline.load(model)
+    sources = column(copy_files["dev"], 0)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    theirs = transformers.AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "hf").eval()
+    assert type(theirs).__name__.startswith(auto)
+    inputs = tokenizer(sources, padding=True, truncation=True, return_tensors="pt")
+    ours = attnkit_batch(pipeline, pipeline.task.read(copy_files["dev"]))
+    assert torch.equal(inputs["input_ids"], ours["source"])  # the text and </s>, as attnkit's encoder reads it
+    with torch.no_grad():
+        logits = theirs(**inputs, decoder_input_ids=ours["target"]).logits
+        expected = pipeline.model(ours["source"], ours["target"], ours["source_mask"])
+        assert_close(logits[ours["target_mask"]], expected[ours["target_mask"]])
+        outputs = theirs.generate(**inputs)
+    assert tokenizer.batch_decode(outputs, skip_special_tokens=True) == pipeline.predict(sources)
+
+
+def test_pretrained_encoder_with_the_bert_preset_exports_as_bert_model(tmp_path):
+    text = corpus(tmp_path / "text")
+    pretrain(pretrain_config(text, tmp_path / "model", "encoder", "train.max_steps=2", "model.preset=bert"))
+    assert export(tmp_path / "model", tmp_path / "hf") == "bert"
+    texts = ["the cat sat on the mat", "the dog"]
+    inputs = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")(texts, padding=True, return_tensors="pt")
+    hidden, mask = Pipeline.load(tmp_path / "model").encode(texts)
+    assert torch.equal(inputs["attention_mask"].bool(), mask)
+    with torch.no_grad():
+        expected = transformers.AutoModel.from_pretrained(tmp_path / "hf").eval()(**inputs).last_hidden_state
+    assert_close(hidden[mask], expected[mask])
+
+
+def test_fine_tuning_from_an_exported_classifier_starts_from_its_pooler(sentiment_files, tmp_path):
+    model = trained(sentiment_files, tmp_path / "model", "classify", 5, "model.preset=bert")
+    export(model, tmp_path / "hf")
+    init = [f"train.init={tmp_path / 'hf'}", "train.lr=0"]
+    tuned = trained(
+        sentiment_files, tmp_path / "tuned", "classify", 1, *init, base=[s for s in TINY if "model." not in s]
+    )
+    source, found = Pipeline.load(model).model, Pipeline.load(tuned).model
+    assert found.pooling == "pooler"  # an imported BERT is BERT-shaped: its own pooling is the default
+    assert torch.equal(found.pooler.weight, source.pooler.weight) and torch.equal(found.pooler.bias, source.pooler.bias)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (
+            ["model.preset=bert", "model.norm_first=true"],
+            "test: model.norm_first: True contradicts model.preset bert, which needs False",
+        ),
+        (
+            ["task.name=seq2seq", "model.preset=t5", "model.activation=silu"],
+            "test: model.activation: 'silu' contradicts model.preset t5, "
+            "which needs one of 'relu', 'geglu_tanh', 'swiglu', 'gelu'",
+        ),
+        (
+            ["model.preset=bart"],
+            "test: model.preset: bart is an encoder-decoder and task classify needs an encoder (presets for it: bert)",
+        ),
+        (
+            ["task.name=pretrain", "model.preset=gpt2", "model.arch=encoder"],
+            "test: model.arch: 'encoder' contradicts model.preset gpt2, which needs 'decoder'",
+        ),
+        (["model.preset=llama"], "test: model.preset: 'llama' is not one of bert, bart, marian, t5, gpt2"),
+    ],
+)
+def test_preset_conflicts_are_one_line_errors(settings, message):
+    with pytest.raises(AttnkitError) as error:
+        RunConfig.from_values({}, "test", settings)
+    assert str(error.value) == message
+
+
+def test_preset_fills_the_familys_settings():
+    model = RunConfig.from_values({}, "test", ["task.name=seq2seq", "model.preset=marian", "model.dim=64"]).model
+    found = {key: getattr(model, key) for key in ("preset", "positions", "norm_first", "activation", "dim")}
+    assert found == {
+        "preset": "marian",
+        "positions": "sinusoidal",
+        "norm_first": False,
+        "activation": "silu",
+        "dim": 64,
+    }
+
+
+def test_default_architecture_export_says_how_to_train_one_that_exports(sentiment_files, tmp_path, capsys):
+    model = trained(sentiment_files, tmp_path / "model", "classify", 1)
+    assert main(["export", str(model), "--out", str(tmp_path / "hf")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and not (tmp_path / "hf").exists()
+    assert error.startswith(f"attnkit: error: {model}: no Hugging Face family holds this architecture (closest: bert, ")
+    assert "norm_first=False, positions='learned'" in error
+    assert error.endswith("train with --preset bert (model.preset: bert) to get one that exports\n")
+
+
+def test_mean_pooled_classifier_export_names_task_pooling(sentiment_files, tmp_path, capsys):
+    flags = ["--task", "classify", "--train", sentiment_files["train"], "--out", tmp_path / "model", "--max-steps", "1"]
+    settings = [arg for setting in [*TINY, "task.pooling=mean"] for arg in ("--set", setting)]
+    assert main([str(a) for a in ["train", *flags, "--preset", "bert", *settings]]) == 0
+    capsys.readouterr()
+    with pytest.raises(
+        AttnkitError,
+        match=r"model: a classifier with task.pooling=mean cannot become "
+        r"BertForSequenceClassification, .*train with task.pooling: pooler",
+    ):
+        export(tmp_path / "model", tmp_path / "hf")
