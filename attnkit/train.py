@@ -50,6 +50,9 @@ from attnkit.tokenization import TOKENIZER_FILE, Tokenizer
 
 STATE_DIR = "trainer_state"
 TRIM_EVERY = 10  # optimizer steps between returns of freed memory to the system
+MIN_BATCHES = 16  # batches per epoch at least: small data gets smaller batches, so that it gets steps to learn from
+WARMUP_SHARE = 0.1  # warmup is at most this share of the run's steps (train.warmup_steps caps it)
+EVALUATIONS = 10  # with epochs longer than a tenth of the run, dev is scored every tenth instead of every epoch
 
 
 def train(run: RunConfig, *, resume: bool = False, overwrite: bool = False, quiet: bool = False) -> dict:
@@ -59,9 +62,44 @@ def train(run: RunConfig, *, resume: bool = False, overwrite: bool = False, quie
     return Trainer(run, resume=resume, overwrite=overwrite, quiet=quiet).fit()
 
 
-def learning_rate(config: TrainConfig, step: int, total_steps: int) -> float:
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """The run's shape, derived from the data and the settings, so that every size of data gets steps to learn
+    from: batches, steps, warmup and evaluation cadence."""
+
+    examples: int
+    batch_tokens: int  # train.batch_tokens, or less: an epoch has at least MIN_BATCHES batches
+    steps_per_epoch: int
+    total_steps: int  # train.max_steps when given (epochs then do not stop the run), else epochs x steps per epoch
+    warmup_steps: int  # train.warmup_steps, at most WARMUP_SHARE of total_steps
+    eval_every: int | None  # None: at the end of each epoch
+
+    def describe(self) -> str:
+        cadence = "each epoch" if self.eval_every is None else f"every {self.eval_every} steps"
+        return (
+            f"{self.examples:,} training examples in batches of <= {self.batch_tokens:,} tokens, "
+            f"{self.steps_per_epoch:,} steps per epoch; {self.total_steps:,} steps, warmup {self.warmup_steps:,}, "
+            f"dev scored {cadence}"
+        )
+
+
+def plan_run(config: TrainConfig, sizes: list[int]) -> Plan:
+    """The Plan for training examples of `sizes` tokens under `config`."""
+    longest = max(sizes, default=1)
+    batch_tokens = max(min(config.batch_tokens, sum(sizes) // MIN_BATCHES), longest, 1)
+    batches = len(batches_by_tokens(sizes, batch_tokens, shuffle=False))
+    steps_per_epoch = math.ceil(batches / config.accumulate)
+    total_steps = config.max_steps or steps_per_epoch * config.epochs
+    warmup_steps = min(config.warmup_steps, math.ceil(WARMUP_SHARE * total_steps))
+    eval_every = config.eval_every
+    if eval_every is None and steps_per_epoch > math.ceil(total_steps / EVALUATIONS):
+        eval_every = math.ceil(total_steps / EVALUATIONS)
+    return Plan(len(sizes), batch_tokens, steps_per_epoch, total_steps, warmup_steps, eval_every)
+
+
+def learning_rate(config: TrainConfig, step: int, total_steps: int, warmup_steps: int) -> float:
     """Linear warmup over warmup_steps, then the schedule's decay (to zero at total_steps for linear and cosine)."""
-    warmup = max(config.warmup_steps, 1)
+    warmup = max(warmup_steps, 1)
     if step < warmup:
         return config.lr * (step + 1) / warmup
     if config.schedule == "inverse_sqrt":
@@ -91,8 +129,8 @@ class Trainer:
         self.optimizer = _adamw(self.model, self.config)
         self.average = _Average(self.model, self.config.ema) if self.config.ema else None
         self.sizes = self.task.sizes(self.train_items)
-        batches = len(batches_by_tokens(self.sizes, self.config.batch_tokens, shuffle=False))
-        self.total_steps = self.config.max_steps or math.ceil(batches / self.config.accumulate) * self.config.epochs
+        self.plan = plan_run(self.config, self.sizes)
+        self.total_steps = self.plan.total_steps
         self.progress = {"step": 0, "epoch": 0, "batch": 0, "best": None, "bad_evals": 0, "elapsed": 0.0}
         self.rng_after_step = torch.get_rng_state()
         if resume:
@@ -151,7 +189,9 @@ class Trainer:
         if source is not None:
             dropouts = {name: getattr(self.run.model, name) for name in FINE_TUNABLE}
             arch = self.run.model.arch  # the task's: an encoder-decoder's encoder can start a classifier
-            return dataclasses.replace(source.model.config, arch=arch, **dropouts)
+            same = arch == source.model.config.arch  # a BART encoder alone is no family's architecture
+            preset = source.model.config.preset if same else None
+            return dataclasses.replace(source.model.config, arch=arch, preset=preset, **dropouts)
         return dataclasses.replace(self.run.model, vocab_size=self.tokenizer.vocab_size, pad_id=self.tokenizer.pad_id)
 
     def _tokenizer(self, resume: bool) -> Tokenizer:
@@ -176,6 +216,9 @@ class Trainer:
             dynamic_ncols=True,
             disable=True if self.quiet else None,  # None: only on a terminal
         )
+        if self.resumed:
+            self._say(f"resuming {self.out} at step {self.progress['step']:,} of {self.total_steps:,}")
+        self._say(self.plan.describe())
         try:
             self._loop()
             if self.evaluated_at != self.progress["step"]:
@@ -197,8 +240,8 @@ class Trainer:
         p = self.progress
         started = time.perf_counter() - p["elapsed"]
         meter = _Meter()
-        while p["epoch"] < self.config.epochs:
-            batches = batches_by_tokens(self.sizes, self.config.batch_tokens, True, self.config.seed + p["epoch"])
+        while p["epoch"] < self.config.epochs or self.config.max_steps is not None:
+            batches = batches_by_tokens(self.sizes, self.plan.batch_tokens, True, self.config.seed + p["epoch"])
             while p["batch"] < len(batches):
                 group = batches[p["batch"] : p["batch"] + self.config.accumulate]
                 for indices in group:
@@ -225,7 +268,7 @@ class Trainer:
     def _step(self) -> None:
         if self.config.clip_norm:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_norm)
-        lr = learning_rate(self.config, self.progress["step"], self.total_steps)
+        lr = learning_rate(self.config, self.progress["step"], self.total_steps, self.plan.warmup_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group["lr_scale"]
         self.optimizer.step()
@@ -239,7 +282,7 @@ class Trainer:
             _return_freed_memory()
 
     def _evaluation_due(self, end_of_epoch: bool) -> bool:
-        every = self.config.eval_every
+        every = self.plan.eval_every
         return (every is None and end_of_epoch) or (every is not None and self.progress["step"] % every == 0)
 
     def _budget_spent(self) -> bool:
@@ -265,7 +308,7 @@ class Trainer:
             if improved:
                 p["best"], p["bad_evals"] = metrics, 0
                 self._save_weights()
-            else:
+            elif p["step"] > self.plan.warmup_steps:  # a rate still rising is no reason to stop
                 p["bad_evals"] += 1
         self._save_state()
         patience = self.config.patience
@@ -348,6 +391,11 @@ class Trainer:
         for name, value in (("loss", loss), ("lr", lr), ("tokens_per_s", speed)):
             self.board.add_scalar(f"train/{name}", value, p["step"])
         self.bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{speed:,.0f}", epoch=p["epoch"], refresh=False)
+        if self.bar.disable:  # off a terminal (a log file, CI): a line instead of the bar
+            self._say(
+                f"step {p['step']:,}/{self.total_steps:,}  epoch {p['epoch']}  loss {loss:.4f}  lr {lr:.2e}  "
+                f"{speed:,.0f} tokens/s  {p['elapsed'] / 60:.1f} min"
+            )
 
     def _say(self, message: str) -> None:
         """A progress message, on stderr beside the bar (stdout is for results)."""

@@ -46,7 +46,10 @@ def config(text: str, out, arch: str, *extra: str) -> RunConfig:
 @pytest.mark.parametrize("arch", ["encoder", "decoder", "encoder-decoder"])
 def test_each_architecture_learns_its_objective(tmp_path, arch):
     text = corpus(tmp_path / "text")
-    summary = pretrain(config(text, tmp_path / "out", arch, "train.max_steps=60", "train.eval_every=30"))
+    summary = pretrain(
+        config(text, tmp_path / "out", arch, "train.max_steps=60", "train.epochs=1", "train.eval_every=30")
+    )
+    assert summary["steps"] == 60  # max_steps wins over epochs
     assert summary["dev"]["perplexity"] < 8  # from ~100 (the vocabulary) at the start
     if arch != "decoder":
         hidden, mask = Pipeline.load(tmp_path / "out").encode(["the cat sat"])

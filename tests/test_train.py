@@ -13,8 +13,8 @@ from attnkit.config import RunConfig, TrainConfig
 from attnkit.errors import AttnkitError
 from attnkit.pipeline import Pipeline
 from attnkit.tasks.classify import ClassifyTask
-from attnkit.train import learning_rate, train
-from tests.conftest import TINY
+from attnkit.train import MIN_BATCHES, learning_rate, plan_run, train
+from tests.conftest import TINY, copy_pairs, sentiment_rows, tagging_sentences, write_conll, write_tsv
 
 trainer_module = importlib.import_module("attnkit.train")  # attnkit.train is also the function
 
@@ -26,17 +26,19 @@ def run_config(files: dict, out: Path, task: str = "classify", *extra: str) -> R
 
 def test_warmup_then_schedules():
     config = TrainConfig(lr=1.0, warmup_steps=10)
-    assert learning_rate(config, 0, 100) == pytest.approx(0.1)
-    assert learning_rate(config, 9, 100) == pytest.approx(1.0)
-    assert learning_rate(config, 55, 100) == pytest.approx(0.5)  # linear: halfway through the decay
-    assert learning_rate(config, 100, 100) == 0.0
+    assert learning_rate(config, 0, 100, config.warmup_steps) == pytest.approx(0.1)
+    assert learning_rate(config, 9, 100, config.warmup_steps) == pytest.approx(1.0)
+    assert learning_rate(config, 55, 100, config.warmup_steps) == pytest.approx(
+        0.5
+    )  # linear: halfway through the decay
+    assert learning_rate(config, 100, 100, config.warmup_steps) == 0.0
     config.schedule = "cosine"
-    assert learning_rate(config, 55, 100) == pytest.approx(0.5)
-    assert learning_rate(config, 100, 100) == pytest.approx(0.0)
+    assert learning_rate(config, 55, 100, config.warmup_steps) == pytest.approx(0.5)
+    assert learning_rate(config, 100, 100, config.warmup_steps) == pytest.approx(0.0)
     config.schedule = "inverse_sqrt"
-    assert learning_rate(config, 39, 100) == pytest.approx(0.5)  # sqrt(10 / 40)
+    assert learning_rate(config, 39, 100, config.warmup_steps) == pytest.approx(0.5)  # sqrt(10 / 40)
     config.schedule = "constant"
-    assert learning_rate(config, 99, 100) == 1.0
+    assert learning_rate(config, 99, 100, config.warmup_steps) == 1.0
 
 
 def test_classifier_learns_and_keeps_its_best_checkpoint(sentiment_files, tmp_path):
@@ -103,7 +105,8 @@ def test_patience_stops_training_early(sentiment_files, tmp_path):
             "train.epochs=50",
         )
     )
-    assert summary["steps"] == 6  # evaluations at 2 (best), 4 and 6 (no better): stop
+    # evaluations at 2 (best), 4 (inside the 5 warmup steps: not counted), 6 and 8 (no better): stop
+    assert summary["steps"] == 8
 
 
 def test_existing_output_needs_resume_or_overwrite(sentiment_files, tmp_path):
@@ -198,3 +201,49 @@ def test_training_returns_freed_memory_every_few_steps(sentiment_files, tmp_path
     monkeypatch.setattr(trainer_module, "_return_freed_memory", lambda: calls.append(1))
     summary = train(run_config(sentiment_files, tmp_path / "out", "classify", "train.max_steps=25"))
     assert summary["steps"] == 25 and len(calls) == 25 // trainer_module.TRIM_EVERY
+
+
+SMALL_DATA = {
+    "classify": lambda path, n, seed: write_tsv(path.with_suffix(".tsv"), ("label", "text"), sentiment_rows(n, seed)),
+    "tag": lambda path, n, seed: write_conll(path.with_suffix(".conll"), tagging_sentences(n, seed)),
+    "seq2seq": lambda path, n, seed: write_tsv(path.with_suffix(".tsv"), ("source", "target"), copy_pairs(n, seed)),
+}
+
+
+@pytest.mark.parametrize("task", ["classify", "tag", "seq2seq"])
+def test_every_default_learns_300_examples(task, tmp_path):
+    files = {
+        split: SMALL_DATA[task](tmp_path / split, n, seed) for split, n, seed in (("train", 300, 1), ("dev", 60, 2))
+    }
+    overrides = [f"task.name={task}", f"data.train={files['train']}", f"data.dev={files['dev']}", f"out={tmp_path}/m"]
+    summary = train(RunConfig.from_values({}, "test", overrides), quiet=True)
+    assert summary["dev"][{"seq2seq": "bleu"}.get(task, "accuracy")] >= {"seq2seq": 95.0}.get(task, 0.98)
+
+
+def test_small_data_gets_smaller_batches_and_a_shorter_warmup():
+    plan = plan_run(TrainConfig(), [10] * 300)  # 3,000 tokens: under one batch of the default 4,096
+    assert plan.batch_tokens == 3000 // MIN_BATCHES and plan.steps_per_epoch >= MIN_BATCHES
+    assert plan.total_steps == 10 * plan.steps_per_epoch and plan.warmup_steps == plan.total_steps // 10
+    big = plan_run(TrainConfig(), [10] * 100_000)
+    assert big.batch_tokens == 4096 and big.warmup_steps == 200 and big.eval_every is None
+
+
+def test_max_steps_wins_over_epochs(sentiment_files, tmp_path):
+    summary = train(run_config(sentiment_files, tmp_path / "out", "classify", "train.epochs=1", "train.max_steps=40"))
+    assert summary["steps"] == 40 and summary["epochs"] > 1
+    assert plan_run(TrainConfig(epochs=1, max_steps=40, eval_every=None), [10] * 300).eval_every == 4
+
+
+def test_off_a_terminal_progress_is_a_line_with_the_loss(sentiment_files, tmp_path, capsys):
+    train(run_config(sentiment_files, tmp_path / "out", "classify", "train.max_steps=10", "train.patience=null"))
+    err = capsys.readouterr().err
+    assert "training examples in batches of <=" in err
+    assert "step 5/10  epoch 0  loss " in err and "step 10/10" in err
+
+
+def test_resume_says_where_it_resumes(sentiment_files, tmp_path, monkeypatch, capsys):
+    settings = ("train.max_steps=8", "train.eval_every=4")
+    interrupt_at_batch(7, monkeypatch, run_config(sentiment_files, tmp_path / "out", "classify", *settings))
+    capsys.readouterr()
+    train(run_config(sentiment_files, tmp_path / "out", "classify", *settings), resume=True)
+    assert f"resuming {tmp_path / 'out'} at step 6 of 8" in capsys.readouterr().err
