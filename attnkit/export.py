@@ -8,7 +8,7 @@ import os
 from attnkit.interop.hf import TaskExport, export_hf
 from attnkit.nn import Decoder, Encoder, EncoderDecoder
 from attnkit.pipeline import Pipeline, encoder_of
-from attnkit.tasks.seq2seq import decoder_start
+from attnkit.tasks.seq2seq import decoder_start, suppressed
 
 
 def export(path: str | os.PathLike, out: str | os.PathLike, trust_pickle: bool = False) -> str:
@@ -40,7 +40,7 @@ def task_export(pipeline: Pipeline) -> TaskExport:
         "num_beams": run.task.beam_size,
         "no_repeat_ngram_size": run.task.no_repeat_ngram,
         "max_length": run.data.max_target_length + 1,  # the start token counts in transformers' max_length
-        "suppress_tokens": sorted({tokenizer.pad_id, tokenizer.bos_id} - {None, tokenizer.eos_id}),
+        "suppress_tokens": suppressed(tokenizer),
         "renormalize_logits": True,
         "forced_bos_token_id": None,
         "forced_eos_token_id": None,

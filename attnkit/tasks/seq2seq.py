@@ -29,6 +29,11 @@ def decoder_start(config: ModelConfig | None, tokenizer: Tokenizer) -> int:
     return tokenizer.bos_id
 
 
+def suppressed(tokenizer: Tokenizer) -> list[int]:
+    """The tokens an output never holds: padding and the start token (unless it also ends a sequence)."""
+    return sorted({tokenizer.pad_id, tokenizer.bos_id} - {None, tokenizer.eos_id})
+
+
 class Seq2SeqTask(Task):
     name = "seq2seq"
     main_metric = "bleu"
@@ -86,7 +91,7 @@ class Seq2SeqTask(Task):
             batch["source_mask"],
             start_id=decoder_start(model.config, tokenizer),
             eos_id=tokenizer.eos_id,
-            suppress=sorted({tokenizer.pad_id, tokenizer.bos_id} - {None, tokenizer.eos_id}),
+            suppress=suppressed(tokenizer),
             max_length=min(self.data.max_target_length, 2 * source_length + 10),
             beam_size=self.config.beam_size,
             length_penalty=self.config.length_penalty,
