@@ -20,15 +20,28 @@ def learning_curve(
     except ImportError:
         raise AttnkitError("plots need matplotlib: pip install 'attnkit[viz]'") from None
     figure, axes = plt.subplots(figsize=(6, 4), dpi=120)
-    for label, values in curves.items():
+    for number, (label, values) in enumerate(curves.items()):
         axes.plot(sizes, [100 * v for v in values], marker="o", label=label)
-        for x, y in zip(sizes, values):
+        for column, (x, y) in enumerate(zip(sizes, values)):
+            others = [v[column] for n, v in enumerate(curves.values()) if n != number]
+            above = all(y > o or (y == o and number == 0) for o in others)  # the lower figure goes below its point
             axes.annotate(
-                f"{100 * y:.1f}", (x, 100 * y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8
+                f"{100 * y:.1f}",
+                (x, 100 * y),
+                textcoords="offset points",
+                xytext=(0, 6 if above else -13),
+                ha="center",
+                fontsize=8,
             )
     lowest = min(min(values) for values in curves.values())
     if chance is not None:
-        axes.axhline(100 * chance, color="gray", linestyle="--", linewidth=1, label=f"chance ({100 * chance:.0f}%)")
+        axes.axhline(
+            100 * chance,
+            color="gray",
+            linestyle="--",
+            linewidth=1,
+            label=f"chance: the commonest label ({100 * chance:.0f}%)",
+        )
         lowest = min(lowest, chance)
     axes.set_ylim(max(0.0, 100 * lowest - 10), 100)
     axes.set_xscale("log")
