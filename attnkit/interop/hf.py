@@ -647,7 +647,8 @@ def export_hf(
     base = model.encoder if headed else model
     family = family_of(base.config, where)
     head = _head(family, model, task.name, where) if headed else None
-    tensors = _hf_tensors(family.rules(base.config), base.state_dict(), head.prefix if head else family.prefixes[0])
+    prefix = head.prefix if head else family.prefixes[0]
+    tensors = _hf_tensors(family.rules(base.config), base.state_dict(), prefix, family.top_level)
     special = {role: getattr(tokenizer, f"{role}_id") for role in ("bos", "eos", "pad", "unk")}
     special["start"] = base.config.decoder_start_id if base.config.decoder_start_id is not None else special["bos"]
     config = {**family.hf_config(base.config, special), "torch_dtype": "float32"}
