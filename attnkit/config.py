@@ -39,7 +39,6 @@ _BART = dict(
     share_embeddings=True,
     tie_output=True,
     output_bias=True,
-    token_dropout=0.0,
     norm_eps=1e-5,
     output_scale=1.0,
     activation=("gelu", "gelu_tanh", "relu", "silu"),
@@ -54,7 +53,6 @@ PRESETS: dict[str, dict[str, object]] = {
         scale_embeddings=False,
         bias=True,
         attention_scale=None,
-        token_dropout=0.0,
         activation=("gelu", "gelu_tanh", "relu", "silu"),
     ),
     "bart": _BART,
@@ -76,7 +74,6 @@ PRESETS: dict[str, dict[str, object]] = {
         attention_scale=1.0,
         share_embeddings=True,
         output_bias=False,
-        token_dropout=0.0,
         activation=("relu", "geglu_tanh", "swiglu", "gelu"),
     ),
     "gpt2": dict(
@@ -90,7 +87,6 @@ PRESETS: dict[str, dict[str, object]] = {
         attention_scale=None,
         tie_output=True,
         output_bias=False,
-        token_dropout=0.0,
         output_scale=1.0,
         activation=("gelu_tanh", "gelu", "relu", "silu"),
     ),
@@ -232,7 +228,7 @@ class TrainConfig:
     """The optimization: AdamW with warmup and a decay schedule, batches by token budget."""
 
     epochs: int = 10
-    max_steps: int | None = None  # stop after this many optimizer steps
+    max_steps: int | None = None  # train this many optimizer steps, whatever epochs says (patience may stop sooner)
     max_minutes: float | None = None  # stop after this much wall time
     batch_tokens: int = 4096  # tokens (padding included) in one batch
     accumulate: int = 1  # batches per optimizer step

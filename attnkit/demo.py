@@ -13,6 +13,7 @@ show the workflow, not the best quality: docs/benchmarks.md has the full runs.
 from __future__ import annotations
 
 import csv
+import filecmp
 import shutil
 import time
 from collections import Counter
@@ -54,7 +55,7 @@ def _data(out: Path, name: str) -> Path:
     """A bundled file, copied beside the demo's models: the runs' configs then name it by a path under `out`
     (relative when `out` is), not by where Python installed attnkit."""
     copy = out / "data" / name
-    if not copy.is_file():
+    if not (copy.is_file() and filecmp.cmp(DEMO_DATA / name, copy, shallow=False)):  # new, or from another version
         copy.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(DEMO_DATA / name, copy)
     return copy

@@ -74,19 +74,18 @@ class Plan:
     warmup_steps: int  # train.warmup_steps, at most WARMUP_SHARE of total_steps
     eval_every: int | None  # None: at the end of each epoch
 
-    def describe(self) -> str:
+    def describe(self, dev: bool) -> str:
         cadence = "each epoch" if self.eval_every is None else f"every {self.eval_every} steps"
         return (
-            f"{self.examples:,} training examples in batches of <= {self.batch_tokens:,} tokens, "
-            f"{self.steps_per_epoch:,} steps per epoch; {self.total_steps:,} steps, warmup {self.warmup_steps:,}, "
-            f"dev scored {cadence}"
+            f"{self.examples:,} training examples in batches of up to {self.batch_tokens:,} tokens, "
+            f"{self.steps_per_epoch:,} steps per epoch; {self.total_steps:,} steps, warmup {self.warmup_steps:,}; "
+            + (f"dev scored {cadence}" if dev else "no dev data: the last weights are kept")
         )
 
 
 def plan_run(config: TrainConfig, sizes: list[int]) -> Plan:
     """The Plan for training examples of `sizes` tokens under `config`."""
-    longest = max(sizes, default=1)
-    batch_tokens = max(min(config.batch_tokens, sum(sizes) // MIN_BATCHES), longest, 1)
+    batch_tokens = max(min(config.batch_tokens, sum(sizes) // MIN_BATCHES), 1)  # a longer example is a batch alone
     batches = len(batches_by_tokens(sizes, batch_tokens, shuffle=False))
     steps_per_epoch = math.ceil(batches / config.accumulate)
     total_steps = config.max_steps or steps_per_epoch * config.epochs
@@ -218,7 +217,7 @@ class Trainer:
         )
         if self.resumed:
             self._say(f"resuming {self.out} at step {self.progress['step']:,} of {self.total_steps:,}")
-        self._say(self.plan.describe())
+        self._say(self.plan.describe(self.dev_examples is not None))
         try:
             self._loop()
             if self.evaluated_at != self.progress["step"]:
@@ -308,7 +307,7 @@ class Trainer:
             if improved:
                 p["best"], p["bad_evals"] = metrics, 0
                 self._save_weights()
-            elif p["step"] > self.plan.warmup_steps:  # a rate still rising is no reason to stop
+            elif p["step"] >= self.plan.warmup_steps:  # a rate still rising is no reason to stop
                 p["bad_evals"] += 1
         self._save_state()
         patience = self.config.patience
@@ -358,7 +357,8 @@ class Trainer:
             if self.average is not None:
                 tensors.update({f"ema.{i}": t for i, t in enumerate(self.average.weights)})
             safetensors.torch.save_file({**tensors, "rng": self.rng_after_step}, str(tmp / "optimizer.safetensors"))
-            write_json(tmp / STATE_FILE, {"format": FORMAT, "progress": self.progress, "param_groups": groups})
+            state = {"format": FORMAT, "progress": self.progress, "plan": dataclasses.asdict(self.plan)}
+            write_json(tmp / STATE_FILE, {**state, "param_groups": groups})
 
     def _load_state(self) -> None:
         state_dir = self.out / STATE_DIR
@@ -370,6 +370,10 @@ class Trainer:
             self.average.weights = [tensors.pop(f"ema.{i}") for i in range(len(self.average.weights))]
         self.optimizer.load_state_dict(_optimizer_state(tensors, state["param_groups"]))
         self.progress = state["progress"]
+        saved = state.get("plan") or dataclasses.asdict(self.plan)  # runs saved before plans were recorded have none
+        changed = [f"{k} {saved[k]} -> {v}" for k, v in dataclasses.asdict(self.plan).items() if saved.get(k) != v]
+        if changed:  # e.g. a larger max_steps to train on: allowed, but the batches or the schedule move
+            self._say(f"warning: the run's plan differs from the one it was started with ({', '.join(changed)})")
 
     def _record(self, entry: dict) -> None:
         self.log.write(json.dumps(entry) + "\n")
@@ -400,7 +404,7 @@ class Trainer:
     def _say(self, message: str) -> None:
         """A progress message, on stderr beside the bar (stdout is for results)."""
         if not self.quiet:
-            self.bar.write(message, file=sys.stderr)
+            tqdm.write(message, file=sys.stderr)  # above the bar, if there is one
 
     def _summary(self, metrics: dict) -> str:
         return "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())

@@ -224,12 +224,16 @@ def test_small_data_gets_smaller_batches_and_a_shorter_warmup():
     plan = plan_run(TrainConfig(), [10] * 300)  # 3,000 tokens: under one batch of the default 4,096
     assert plan.batch_tokens == 3000 // MIN_BATCHES and plan.steps_per_epoch >= MIN_BATCHES
     assert plan.total_steps == 10 * plan.steps_per_epoch and plan.warmup_steps == plan.total_steps // 10
+    lopsided = plan_run(TrainConfig(), [10] * 300 + [1000])  # one long example is a batch of its own
+    assert lopsided.batch_tokens == 4000 // MIN_BATCHES  # not raised to the long example's 1,000 (4 batches)
+    assert lopsided.steps_per_epoch == 300 // (250 // 10) + 1
     big = plan_run(TrainConfig(), [10] * 100_000)
     assert big.batch_tokens == 4096 and big.warmup_steps == 200 and big.eval_every is None
 
 
 def test_max_steps_wins_over_epochs(sentiment_files, tmp_path):
-    summary = train(run_config(sentiment_files, tmp_path / "out", "classify", "train.epochs=1", "train.max_steps=40"))
+    settings = ("train.epochs=1", "train.max_steps=40", "train.patience=null")
+    summary = train(run_config(sentiment_files, tmp_path / "out", "classify", *settings))
     assert summary["steps"] == 40 and summary["epochs"] > 1
     assert plan_run(TrainConfig(epochs=1, max_steps=40, eval_every=None), [10] * 300).eval_every == 4
 
@@ -237,7 +241,7 @@ def test_max_steps_wins_over_epochs(sentiment_files, tmp_path):
 def test_off_a_terminal_progress_is_a_line_with_the_loss(sentiment_files, tmp_path, capsys):
     train(run_config(sentiment_files, tmp_path / "out", "classify", "train.max_steps=10", "train.patience=null"))
     err = capsys.readouterr().err
-    assert "training examples in batches of <=" in err
+    assert "200 training examples in batches of up to 105 tokens" in err
     assert "step 5/10  epoch 0  loss " in err and "step 10/10" in err
 
 
@@ -247,3 +251,13 @@ def test_resume_says_where_it_resumes(sentiment_files, tmp_path, monkeypatch, ca
     capsys.readouterr()
     train(run_config(sentiment_files, tmp_path / "out", "classify", *settings), resume=True)
     assert f"resuming {tmp_path / 'out'} at step 6 of 8" in capsys.readouterr().err
+
+
+def test_resume_with_another_plan_says_what_changed(sentiment_files, tmp_path, monkeypatch, capsys):
+    settings = ("train.patience=null", "train.eval_every=4")
+    interrupt_at_batch(
+        7, monkeypatch, run_config(sentiment_files, tmp_path / "out", "classify", *settings, "train.max_steps=8")
+    )
+    capsys.readouterr()
+    train(run_config(sentiment_files, tmp_path / "out", "classify", *settings, "train.max_steps=12"), resume=True)
+    assert "the run's plan differs from the one it was started with (total_steps 8 -> 12" in capsys.readouterr().err
