@@ -75,7 +75,8 @@ class Plan:
     eval_every: int | None  # None: at the end of each epoch
 
     def describe(self, dev: bool) -> str:
-        cadence = "each epoch" if self.eval_every is None else f"every {self.eval_every} steps"
+        every = self.eval_every
+        cadence = "each epoch" if every is None else "each step" if every == 1 else f"every {every} steps"
         return (
             f"{self.examples:,} training examples in batches of up to {self.batch_tokens:,} tokens, "
             f"{self.steps_per_epoch:,} steps per epoch; {self.total_steps:,} steps, warmup {self.warmup_steps:,}; "
