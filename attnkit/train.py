@@ -52,7 +52,9 @@ STATE_DIR = "trainer_state"
 TRIM_EVERY = 10  # optimizer steps between returns of freed memory to the system
 MIN_BATCHES = 16  # batches per epoch at least: small data gets smaller batches, so that it gets steps to learn from
 WARMUP_SHARE = 0.1  # warmup is at most this share of the run's steps (train.warmup_steps caps it)
-EVALUATIONS = 10  # with epochs longer than a tenth of the run, dev is scored every tenth instead of every epoch
+# dev is scored each epoch, the usual cadence (scored more often, a small dev set picks checkpoints on its noise),
+# but at least this many times in a run: a run of one or two epochs (or max_steps within one) still gets a choice
+EVALUATIONS = 4
 
 
 def train(run: RunConfig, *, resume: bool = False, overwrite: bool = False, quiet: bool = False) -> dict:

@@ -235,7 +235,7 @@ def test_max_steps_wins_over_epochs(sentiment_files, tmp_path):
     settings = ("train.epochs=1", "train.max_steps=40", "train.patience=null")
     summary = train(run_config(sentiment_files, tmp_path / "out", "classify", *settings))
     assert summary["steps"] == 40 and summary["epochs"] > 1
-    assert plan_run(TrainConfig(epochs=1, max_steps=40, eval_every=None), [10] * 300).eval_every == 4
+    assert plan_run(TrainConfig(epochs=1, max_steps=40, eval_every=None), [10] * 300).eval_every == 40 // 4
 
 
 def test_off_a_terminal_progress_is_a_line_with_the_loss(sentiment_files, tmp_path, capsys):
