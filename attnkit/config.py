@@ -230,11 +230,11 @@ class TrainConfig:
     epochs: int = 10
     max_steps: int | None = None  # train this many optimizer steps, whatever epochs says (patience may stop sooner)
     max_minutes: float | None = None  # stop after this much wall time
-    batch_tokens: int = 4096  # tokens (padding included) in one batch
+    batch_tokens: int | None = None  # tokens (padding included) in one batch; None: 4,096, fewer for small data
     accumulate: int = 1  # batches per optimizer step
     lr: float = 5e-4
     schedule: Literal["linear", "cosine", "inverse_sqrt", "constant"] = "linear"
-    warmup_steps: int = 200
+    warmup_steps: int | None = None  # None: 200, or a tenth of the run if that is shorter
     weight_decay: float = 0.01
     clip_norm: float | None = 1.0
     label_smoothing: float = 0.1  # seq2seq and classify

@@ -76,7 +76,7 @@ def _pretrain_then_fine_tune(out: Path, pace: float) -> dict:
             "data": {"train": str(_data(out, "movies.text.txt")), "max_length": 64},
             "tokenizer": {"vocab_size": 4000, "lowercase": True},
             "model": {"arch": "encoder", **SMALL},
-            "train": {"max_steps": steps, "lr": 1e-3, "warmup_steps": 100, "eval_every": 100, "patience": None},
+            "train": {"max_steps": steps, "lr": 1e-3, "eval_every": 100, "patience": None},
         }
     )
     summary = pretrain(run, overwrite=True, quiet=True)
@@ -126,7 +126,7 @@ def _compare(tuned: float, scratch: float) -> str:
 
 
 def _sentiment_run(subset: Path, dev: Path, out: Path, start: Path | None, pretrained: Path, pace: float) -> RunConfig:
-    settings = {"epochs": 10, "lr": 5e-4, "patience": 3, "batch_tokens": 2048}
+    settings = {"epochs": 10, "lr": 5e-4, "patience": 3}
     if pace < 1:
         settings["max_steps"] = _steps(100, pace)
     values = {
@@ -190,7 +190,6 @@ def _translation(out: Path, pace: float) -> dict:
             "train": {
                 "max_steps": steps,
                 "lr": 2e-3,
-                "warmup_steps": 100,
                 "eval_every": 10**9,  # dev once, at the end: beam search over the verses is slow
                 "patience": None,
                 "eval_examples": 100,

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from attnkit.checkpoint import load_model, load_weights, read_checkpoint_json
 from attnkit.config import RunConfig, from_dict
-from attnkit.data.batching import batches_by_tokens, pad
+from attnkit.data.batching import BATCH_TOKENS, batches_by_tokens, pad
 from attnkit.errors import AttnkitError
 from attnkit.interop.hf import is_hf_directory, load_hf_model
 from attnkit.nn import Encoder
@@ -61,7 +61,7 @@ class Pipeline:
     def predict_examples(self, examples: list) -> list:
         task = self._task()
         items = task.encode(examples, self.tokenizer, training=False)
-        return predict_items(task, self.model, self.tokenizer, items, self.run.train.batch_tokens)
+        return predict_items(task, self.model, self.tokenizer, items, self.run.train.batch_tokens or BATCH_TOKENS)
 
     def evaluate(self, path: str | os.PathLike, warn: Callable[[str], None] | None = None) -> tuple[dict, list, list]:
         """Metrics on a labelled file, with its examples and the predictions. Gold labels the model never saw

@@ -40,7 +40,7 @@ from attnkit.checkpoint import (
     write_json,
 )
 from attnkit.config import FINE_TUNABLE, ModelConfig, RunConfig, TrainConfig, to_dict
-from attnkit.data.batching import batches_by_tokens
+from attnkit.data.batching import BATCH_TOKENS, batches_by_tokens
 from attnkit.errors import AttnkitError
 from attnkit.interop.hf import is_hf_directory, read_hf_pooler
 from attnkit.nn import EncoderDecoder
@@ -50,8 +50,10 @@ from attnkit.tokenization import TOKENIZER_FILE, Tokenizer
 
 STATE_DIR = "trainer_state"
 TRIM_EVERY = 10  # optimizer steps between returns of freed memory to the system
-MIN_BATCHES = 16  # batches per epoch at least: small data gets smaller batches, so that it gets steps to learn from
-WARMUP_SHARE = 0.1  # warmup is at most this share of the run's steps (train.warmup_steps caps it)
+# what unset settings become: derived from the data and the run's length, so that every size of data learns;
+# a setting given in the config is used as it is
+MIN_BATCHES = 16  # batches hold BATCH_TOKENS at most, fewer so that an epoch has 16 batches
+WARMUP_STEPS, WARMUP_SHARE = 200, 0.1  # 200 steps of warmup, or a tenth of the run if that is shorter
 # dev is scored each epoch, the usual cadence (scored more often, a small dev set picks checkpoints on its noise),
 # but at least this many times in a run: a run of one or two epochs (or max_steps within one) still gets a choice
 EVALUATIONS = 4
@@ -70,10 +72,10 @@ class Plan:
     from: batches, steps, warmup and evaluation cadence."""
 
     examples: int
-    batch_tokens: int  # train.batch_tokens, or less: an epoch has at least MIN_BATCHES batches
+    batch_tokens: int  # train.batch_tokens, or by default BATCH_TOKENS or fewer: an epoch of MIN_BATCHES at least
     steps_per_epoch: int
     total_steps: int  # train.max_steps when given (epochs then do not stop the run), else epochs x steps per epoch
-    warmup_steps: int  # train.warmup_steps, at most WARMUP_SHARE of total_steps
+    warmup_steps: int  # train.warmup_steps, or by default WARMUP_STEPS, at most WARMUP_SHARE of total_steps
     eval_every: int | None  # None: at the end of each epoch
 
     def describe(self, dev: bool) -> str:
@@ -88,11 +90,14 @@ class Plan:
 
 def plan_run(config: TrainConfig, sizes: list[int]) -> Plan:
     """The Plan for training examples of `sizes` tokens under `config`."""
-    batch_tokens = max(min(config.batch_tokens, sum(sizes) // MIN_BATCHES), 1)  # a longer example is a batch alone
+    # unset: BATCH_TOKENS, or fewer for small data (an example longer than the budget is a batch of its own)
+    batch_tokens = config.batch_tokens or max(min(BATCH_TOKENS, sum(sizes) // MIN_BATCHES), 1)
     batches = len(batches_by_tokens(sizes, batch_tokens, shuffle=False))
     steps_per_epoch = math.ceil(batches / config.accumulate)
     total_steps = config.max_steps or steps_per_epoch * config.epochs
-    warmup_steps = min(config.warmup_steps, math.ceil(WARMUP_SHARE * total_steps))
+    warmup_steps = config.warmup_steps
+    if warmup_steps is None:
+        warmup_steps = min(WARMUP_STEPS, math.ceil(WARMUP_SHARE * total_steps))
     eval_every = config.eval_every
     if eval_every is None and steps_per_epoch > math.ceil(total_steps / EVALUATIONS):
         eval_every = math.ceil(total_steps / EVALUATIONS)
@@ -318,7 +323,7 @@ class Trainer:
 
     def _score_dev(self) -> dict:
         with self._autocast(), self._averaged():
-            predictions = predict_items(self.task, self.model, self.tokenizer, self.dev_items, self.config.batch_tokens)
+            predictions = predict_items(self.task, self.model, self.tokenizer, self.dev_items, self.plan.batch_tokens)
         return _numbers(self.task.metrics(predictions, self.dev_examples))
 
     def _averaged(self) -> contextlib.AbstractContextManager:
@@ -332,7 +337,7 @@ class Trainer:
             load_weights(self.model, self.out / WEIGHTS_FILE)
             items = self.task.encode(self.test_examples, self.tokenizer, training=False)
             with self._autocast():
-                predictions = predict_items(self.task, self.model, self.tokenizer, items, self.config.batch_tokens)
+                predictions = predict_items(self.task, self.model, self.tokenizer, items, self.plan.batch_tokens)
             summary["test"] = _numbers(self.task.metrics(predictions, self.test_examples))
             self._record({"step": p["step"], "test": summary["test"]})
         self._record({"summary": summary})

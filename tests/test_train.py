@@ -229,6 +229,8 @@ def test_small_data_gets_smaller_batches_and_a_shorter_warmup():
     assert lopsided.steps_per_epoch == 300 // (250 // 10) + 1
     big = plan_run(TrainConfig(), [10] * 100_000)
     assert big.batch_tokens == 4096 and big.warmup_steps == 200 and big.eval_every is None
+    given = plan_run(TrainConfig(batch_tokens=4096, warmup_steps=200), [10] * 300)  # settings given are used as given
+    assert given.batch_tokens == 4096 and given.warmup_steps == 200 and given.steps_per_epoch == 1
 
 
 def test_max_steps_wins_over_epochs(sentiment_files, tmp_path):
@@ -241,8 +243,8 @@ def test_max_steps_wins_over_epochs(sentiment_files, tmp_path):
 def test_off_a_terminal_progress_is_a_line_with_the_loss(sentiment_files, tmp_path, capsys):
     train(run_config(sentiment_files, tmp_path / "out", "classify", "train.max_steps=10", "train.patience=null"))
     err = capsys.readouterr().err
-    assert "200 training examples in batches of up to 105 tokens" in err
-    assert "step 5/10  epoch 0  loss " in err and "step 10/10" in err
+    assert "200 training examples in batches of up to 512 tokens" in err  # as TINY sets it
+    assert "step 5/10  epoch 1  loss " in err and "step 10/10  epoch 2" in err  # 4 steps an epoch
 
 
 def test_resume_says_where_it_resumes(sentiment_files, tmp_path, monkeypatch, capsys):

@@ -8,6 +8,8 @@ import random
 import torch
 from torch import Tensor
 
+BATCH_TOKENS = 4096  # a batch's token budget where a run sets none (training shrinks it for small data)
+
 
 def batches_by_tokens(sizes: list[int], max_tokens: int, shuffle: bool, seed: int = 0) -> list[list[int]]:
     """Index lists whose padded cost (count x longest size) stays within `max_tokens` (a single example longer
