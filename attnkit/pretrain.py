@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from attnkit.checkpoint import write_json
 from attnkit.config import RunConfig, to_dict
 from attnkit.errors import AttnkitError
+from attnkit.files import write_json
 from attnkit.tokenization import TOKENIZER_FILE, Tokenizer
 from attnkit.train import train
 

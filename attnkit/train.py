@@ -29,26 +29,26 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from attnkit.checkpoint import (
-    CONFIG_FILE,
-    FORMAT,
-    STATE_FILE,
-    WEIGHTS_FILE,
-    atomic_directory,
-    load_weights,
-    read_json,
-    write_json,
-)
+from attnkit.checkpoint import load_weights
 from attnkit.config import FINE_TUNABLE, ModelConfig, RunConfig, TrainConfig, to_dict
 from attnkit.data.batching import BATCH_TOKENS, batches_by_tokens
 from attnkit.errors import AttnkitError
+from attnkit.files import (
+    CONFIG_FILE,
+    FORMAT,
+    STATE_DIR,
+    STATE_FILE,
+    WEIGHTS_FILE,
+    atomic_directory,
+    read_json,
+    write_json,
+)
 from attnkit.interop.hf import is_hf_directory, read_hf_pooler
 from attnkit.nn import EncoderDecoder
 from attnkit.pipeline import Pipeline, encoder_of, predict_items, read_run
 from attnkit.tasks import Task, make_task
 from attnkit.tokenization import TOKENIZER_FILE, Tokenizer
 
-STATE_DIR = "trainer_state"
 TRIM_EVERY = 10  # optimizer steps between returns of freed memory to the system
 # what unset settings become: derived from the data and the run's length, so that every size of data learns;
 # a setting given in the config is used as it is

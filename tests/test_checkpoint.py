@@ -7,10 +7,11 @@ import pytest
 import safetensors.torch
 import torch
 
-from attnkit.checkpoint import CONFIG_FILE, WEIGHTS_FILE, atomic_directory, load_model, save_model
+from attnkit.checkpoint import load_model, save_model
 from attnkit.cli import main
 from attnkit.config import ModelConfig
 from attnkit.errors import AttnkitError
+from attnkit.files import CONFIG_FILE, WEIGHTS_FILE, atomic_directory
 from attnkit.nn import build_model
 
 SMALL = dict(vocab_size=40, dim=16, num_heads=2, ff_dim=32, num_layers=2)

@@ -543,7 +543,7 @@ def is_hf_directory(path: str | os.PathLike) -> bool:
 
 
 def read_hf_config(path: str | os.PathLike) -> tuple[Family, ModelConfig]:
-    from attnkit.checkpoint import read_json
+    from attnkit.files import read_json
 
     file = Path(path) / "config.json"
     hf = read_json(file)
@@ -641,7 +641,7 @@ def export_hf(
 ) -> str:
     """Write `model` (with `tokenizer`) as a Hugging Face checkpoint directory; returns the family's name. A task
     model becomes the family's class for the task, with its head; only an architecture a family holds is written."""
-    from attnkit.checkpoint import atomic_directory, write_json
+    from attnkit.files import atomic_directory, write_json
 
     headed = task is not None and task.name in ("classify", "tag")
     base = model.encoder if headed else model
@@ -723,7 +723,7 @@ def read_hf_pooler(path: str | os.PathLike, trust_pickle: bool = False) -> Tenso
 def _save_tokenizer(tokenizer: object, directory: Path, task: TaskExport | None) -> None:
     """tokenizer.json and tokenizer_config.json; for a task model, tokenizer.json adds the special tokens that the
     task's inputs have, so that transformers' tokenizer(text) gives the ids attnkit gives the model."""
-    from attnkit.checkpoint import write_json
+    from attnkit.files import write_json
 
     settings = _tokenizer_config(tokenizer)
     if task is None:
