@@ -1,9 +1,12 @@
-"""Small learnable data sets written to temporary directories, and tiny model settings, shared by the tests."""
+"""Small learnable data sets written to temporary directories, tiny model settings, and the run configurations
+built from them, shared by the tests."""
 
 import random
 from pathlib import Path
 
 import pytest
+
+from attnkit.config import RunConfig
 
 TINY = [
     "model.dim=32",
@@ -17,6 +20,21 @@ TINY = [
     "train.lr=3e-3",
     "train.batch_tokens=512",
     "train.log_every=5",
+]
+PRETRAIN_SETTINGS = [
+    "model.dim=32",
+    "model.num_heads=2",
+    "model.ff_dim=64",
+    "model.num_layers=1",
+    "model.dropout=0.0",
+    "tokenizer.kind=word",
+    "tokenizer.vocab_size=100",
+    "tokenizer.min_frequency=1",
+    "data.max_length=16",
+    "train.lr=3e-3",
+    "train.warmup_steps=5",
+    "train.batch_tokens=512",
+    "train.patience=null",
 ]
 WORDS = "red green blue small large quick slow happy sad bright dark soft loud warm cold".split()
 
@@ -84,3 +102,28 @@ def copy_files(tmp_path: Path) -> dict[str, Path]:
         "train": write_tsv(tmp_path / "train.tsv", ("source", "target"), copy_pairs(300, 1)),
         "dev": write_tsv(tmp_path / "dev.tsv", ("source", "target"), copy_pairs(30, 2)),
     }
+
+
+def run_config(files: dict, out: Path, task: str = "classify", *extra: str) -> RunConfig:
+    """A tiny run of `task` on `files` (train and dev), writing to `out`."""
+    overrides = [f"task.name={task}", f"data.train={files['train']}", f"data.dev={files['dev']}", f"out={out}"]
+    return RunConfig.from_values({}, "test", overrides + TINY + list(extra))
+
+
+def corpus(directory: Path) -> str:
+    """A folder of two text files of a tiny repetitive language."""
+    directory.mkdir()
+    words = "the cat sat on the mat and the dog sat on the log".split()
+    for part in range(2):
+        lines = [" ".join(words[(i + j) % len(words)] for j in range(8)) for i in range(300)]
+        (directory / f"part{part}.txt").write_text("\n".join(lines) + "\n")
+    return str(directory)
+
+
+def pretrain_config(text: str, out: Path, arch: str, *extra: str) -> RunConfig:
+    """A tiny pretraining run of `arch` on the text folder `text`, writing to `out`."""
+    return RunConfig.from_values(
+        {},
+        "test",
+        ["task.name=pretrain", f"model.arch={arch}", f"data.train={text}", f"out={out}", *PRETRAIN_SETTINGS, *extra],
+    )

@@ -5,49 +5,17 @@ import os
 
 import pytest
 
-from attnkit.config import RunConfig
 from attnkit.errors import AttnkitError
 from attnkit.pipeline import Pipeline
 from attnkit.pretrain import pretrain
-
-SETTINGS = [
-    "model.dim=32",
-    "model.num_heads=2",
-    "model.ff_dim=64",
-    "model.num_layers=1",
-    "model.dropout=0.0",
-    "tokenizer.kind=word",
-    "tokenizer.vocab_size=100",
-    "tokenizer.min_frequency=1",
-    "data.max_length=16",
-    "train.lr=3e-3",
-    "train.warmup_steps=5",
-    "train.batch_tokens=512",
-    "train.patience=null",
-]
-
-
-def corpus(directory) -> str:
-    """A folder of two text files of a tiny repetitive language."""
-    directory.mkdir()
-    words = "the cat sat on the mat and the dog sat on the log".split()
-    for part in range(2):
-        lines = [" ".join(words[(i + j) % len(words)] for j in range(8)) for i in range(300)]
-        (directory / f"part{part}.txt").write_text("\n".join(lines) + "\n")
-    return str(directory)
-
-
-def config(text: str, out, arch: str, *extra: str) -> RunConfig:
-    return RunConfig.from_values(
-        {}, "test", ["task.name=pretrain", f"model.arch={arch}", f"data.train={text}", f"out={out}", *SETTINGS, *extra]
-    )
+from tests.conftest import corpus, pretrain_config
 
 
 @pytest.mark.parametrize("arch", ["encoder", "decoder", "encoder-decoder"])
 def test_each_architecture_learns_its_objective(tmp_path, arch):
     text = corpus(tmp_path / "text")
     summary = pretrain(
-        config(text, tmp_path / "out", arch, "train.max_steps=60", "train.epochs=1", "train.eval_every=30")
+        pretrain_config(text, tmp_path / "out", arch, "train.max_steps=60", "train.epochs=1", "train.eval_every=30")
     )
     assert summary["steps"] == 60  # max_steps wins over epochs
     assert summary["dev"]["perplexity"] < 8  # from ~100 (the vocabulary) at the start
@@ -58,10 +26,10 @@ def test_each_architecture_learns_its_objective(tmp_path, arch):
 
 def test_token_files_are_written_once_and_reused(tmp_path):
     text = corpus(tmp_path / "text")
-    pretrain(config(text, tmp_path / "a", "decoder", "train.max_steps=1", f"data.cache={tmp_path / 'cache'}"))
+    pretrain(pretrain_config(text, tmp_path / "a", "decoder", "train.max_steps=1", f"data.cache={tmp_path / 'cache'}"))
     written = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "cache").iterdir()}
     assert set(written) == {"tokenizer.json", "train.u16", "dev.u16", "manifest.json"}
-    pretrain(config(text, tmp_path / "b", "decoder", "train.max_steps=1", f"data.cache={tmp_path / 'cache'}"))
+    pretrain(pretrain_config(text, tmp_path / "b", "decoder", "train.max_steps=1", f"data.cache={tmp_path / 'cache'}"))
     assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "cache").iterdir()} == written
     train_bytes, dev_bytes = (os.path.getsize(tmp_path / "cache" / f) for f in ("train.u16", "dev.u16"))
     assert 0 < dev_bytes < train_bytes / 50  # a 1% tail held out for perplexity
@@ -79,8 +47,8 @@ def test_bad_corpora_are_named(tmp_path, content, message):
     folder.mkdir()
     (folder / "part.txt").write_bytes(content)
     with pytest.raises(AttnkitError, match=message):
-        pretrain(config(str(folder), tmp_path / "out", "encoder"))
+        pretrain(pretrain_config(str(folder), tmp_path / "out", "encoder"))
     assert not (tmp_path / "out.corpus").exists() and not (tmp_path / "out").exists()  # nothing half-written
     (tmp_path / "nothing").mkdir()
     with pytest.raises(AttnkitError, match="nothing: no .txt files in this folder"):
-        pretrain(config(str(tmp_path / "nothing"), tmp_path / "out", "encoder"))
+        pretrain(pretrain_config(str(tmp_path / "nothing"), tmp_path / "out", "encoder"))

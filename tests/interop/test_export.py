@@ -16,9 +16,7 @@ from attnkit.pipeline import Pipeline
 from attnkit.pretrain import pretrain
 from attnkit.train import train
 from tests import numerics
-from tests.conftest import TINY
-from tests.test_pretrain import config as pretrain_config
-from tests.test_pretrain import corpus
+from tests.conftest import TINY, corpus, pretrain_config
 
 transformers = pytest.importorskip("transformers")
 

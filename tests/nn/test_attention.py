@@ -5,14 +5,10 @@ import torch
 from torch import nn
 
 from attnkit.nn.attention import KVCache, MultiHeadAttention, causal_mask, record_attention
+from tests.nn.conftest import padding
 from tests.numerics import assert_close
 
 DIM, HEADS = 32, 4
-
-
-def padding(lengths: list[int], time: int) -> torch.Tensor:
-    """(batch, time) True for real tokens."""
-    return torch.arange(time)[None, :] < torch.tensor(lengths)[:, None]
 
 
 def torch_and_attnkit(cross: bool, bias: bool = True) -> tuple[nn.MultiheadAttention, MultiHeadAttention]:

@@ -7,7 +7,7 @@ from torch import nn
 from attnkit.config import ModelConfig
 from attnkit.nn.attention import causal_mask
 from attnkit.nn.layers import DecoderLayer, EncoderLayer, FeedForward
-from tests.nn.test_attention import padding
+from tests.nn.conftest import padding
 from tests.numerics import assert_close
 
 DIM, HEADS, FF = 32, 4, 64

@@ -7,7 +7,7 @@ from attnkit.errors import AttnkitError
 from attnkit.pipeline import Pipeline
 from attnkit.tasks.seq2seq import Seq2SeqTask
 from attnkit.train import train
-from tests.test_train import run_config
+from tests.conftest import run_config
 
 
 def test_encoder_decoder_learns_to_copy(copy_files, tmp_path):

@@ -9,8 +9,7 @@ from attnkit.pipeline import Pipeline
 from attnkit.tasks.tag import IGNORE, TagTask
 from attnkit.tokenization import Tokenizer
 from attnkit.train import train
-from tests.conftest import TAG_OF
-from tests.test_train import run_config
+from tests.conftest import TAG_OF, run_config
 
 
 def test_first_subword_carries_the_tag():
