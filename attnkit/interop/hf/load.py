@@ -1,0 +1,132 @@
+"""Reading a Hugging Face checkpoint directory: its config.json as a family and a ModelConfig, its weights as an
+attnkit model."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import safetensors
+import safetensors.torch
+import torch
+
+from attnkit.config import ModelConfig
+from attnkit.errors import AttnkitError
+from attnkit.files import CONFIG_FILE, FORMAT, WEIGHTS_FILE, read_json
+from attnkit.interop.hf.bart import Bart, Marian
+from attnkit.interop.hf.base import Family, Tensors
+from attnkit.interop.hf.bert import Bert
+from attnkit.interop.hf.gpt2 import GPT2
+from attnkit.interop.hf.t5 import T5
+from attnkit.nn import build_model
+
+FAMILIES: dict[str, Family] = {f.model_type: f for f in (Bert(), GPT2(), Bart(), Marian(), T5())}
+
+
+def is_hf_directory(path: str | os.PathLike) -> bool:
+    """A directory whose config.json is a Hugging Face one (it names a model_type)."""
+    try:
+        data = json.loads((Path(path) / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "model_type" in data and data.get("format") != FORMAT
+
+
+def read_hf_config(path: str | os.PathLike) -> tuple[Family, ModelConfig]:
+    file = Path(path) / CONFIG_FILE
+    hf = read_json(file)
+    if not isinstance(hf, dict):
+        raise AttnkitError(f"{file}: expected a JSON object")
+    model_type = hf.get("model_type")
+    if model_type not in FAMILIES:
+        raise AttnkitError(f"{file}: model_type {model_type!r} is not supported (supported: {', '.join(FAMILIES)})")
+    family = FAMILIES[model_type]
+    try:
+        return family, family.config(hf)
+    except KeyError as error:
+        raise AttnkitError(f"{file}: missing field {error.args[0]!r} for a {model_type} model") from None
+    except AttnkitError as error:
+        raise AttnkitError(f"{file}: {error}") from None
+
+
+def load_hf_model(path: str | os.PathLike, trust_pickle: bool = False) -> torch.nn.Module:
+    """The attnkit model with the weights of the Hugging Face checkpoint at `path`, in evaluation mode."""
+    path = Path(path)
+    family, config = read_hf_config(path)
+    model = build_model(config)
+    tensors, weights_file = read_hf_weights(path, trust_pickle)
+    state = to_attnkit(family, config, tensors, weights_file, model.state_dict())
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    tied = {name for name in missing if _is_tied(model, name)}
+    if set(missing) - tied or unexpected:
+        raise AttnkitError(f"{weights_file}: incomplete weights (missing {sorted(set(missing) - tied)[:3]})")
+    return model.eval()
+
+
+def read_hf_weights(path: Path, trust_pickle: bool) -> tuple[Tensors, Path]:
+    """All tensors of a checkpoint: model.safetensors, its sharded form, or (trusted only) pytorch_model.bin."""
+    single, index = path / WEIGHTS_FILE, path / f"{WEIGHTS_FILE}.index.json"
+    try:
+        if single.is_file():
+            return safetensors.torch.load_file(str(single)), single
+        if index.is_file():
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            return {k: v for shard in shards for k, v in safetensors.torch.load_file(str(path / shard)).items()}, index
+    except (safetensors.SafetensorError, OSError, ValueError, KeyError) as error:
+        raise AttnkitError(f"{single if single.is_file() else index}: unreadable weights ({error})") from None
+    pickled = path / "pytorch_model.bin"
+    if pickled.is_file():
+        if not trust_pickle:
+            raise AttnkitError(
+                f"{pickled}: a pickle file, which can run code when loaded; convert it to {WEIGHTS_FILE}, or "
+                "pass --trust-pickle (trust_pickle=True) if you trust where it came from"
+            )
+        return torch.load(pickled, map_location="cpu", weights_only=True), pickled
+    raise AttnkitError(f"{path}: no weights ({WEIGHTS_FILE} or pytorch_model.bin)")
+
+
+def to_attnkit(family: Family, config: ModelConfig, tensors: Tensors, where: Path, expected: Tensors) -> Tensors:
+    """Rename and reshape Hugging Face tensors to attnkit's names, checking each shape against the model."""
+    rules = family.rules(config)
+    probe = next(name for name in rules[0].theirs)
+    prefix = next((p for p in family.prefixes if p + probe in tensors), None)
+    if prefix is None:
+        raise AttnkitError(f"{where}: no tensor {family.prefixes[0] + probe!r}; not a {family.model_type} checkpoint?")
+    state = {}
+    for rule in rules:
+        names = [name if name in family.top_level else prefix + name for name in rule.theirs]
+        absent = [name for name in names if name not in tensors]
+        if absent:
+            raise AttnkitError(f"{where}: missing tensor {absent[0]!r}")
+        value = rule.to_ours([tensors[name].float() for name in names])
+        if tuple(value.shape) != tuple(expected[rule.ours].shape):
+            raise AttnkitError(
+                f"{where}: tensor {names[0]!r} has shape {list(tensors[names[0]].shape)}, which disagrees with "
+                f"{CONFIG_FILE} (attnkit {rule.ours} needs {list(expected[rule.ours].shape)})"
+            )
+        state[rule.ours] = value
+    return state
+
+
+def read_hf_pooler(path: str | os.PathLike, trust_pickle: bool = False) -> Tensors | None:
+    """The pooler of a Hugging Face BERT checkpoint as attnkit's Classifier.pooler weights; None if it has none."""
+    family, _ = read_hf_config(path)
+    rules = getattr(family, "pooler", None)
+    if rules is None:
+        return None
+    tensors, _ = read_hf_weights(Path(path), trust_pickle)
+    for prefix in family.prefixes:
+        names = [[prefix + name for name in rule.theirs] for rule in rules]
+        if all(name in tensors for group in names for name in group):
+            return {
+                rule.ours.removeprefix("pooler."): rule.to_ours([tensors[n].float() for n in group])
+                for rule, group in zip(rules, names)
+            }
+    return None
+
+
+def _is_tied(model: torch.nn.Module, name: str) -> bool:
+    """True if parameter `name` is the same tensor as another one that is loaded (tied embeddings)."""
+    tensor = model.state_dict(keep_vars=True)[name]
+    return any(other is tensor for key, other in model.state_dict(keep_vars=True).items() if key != name)
