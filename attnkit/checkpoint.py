@@ -1,4 +1,5 @@
-"""One checkpoint directory format: config.json (the configs as JSON) + model.safetensors (the weights).
+"""One checkpoint directory format: config.json (the configs as JSON) + model.safetensors (the weights) +
+tokenizer.json, written by `save_checkpoint` and read back by `load_model` (a bare model) or attnkit.load.
 
 Directories are written to a temporary sibling and renamed into place, so a crash never leaves half a
 checkpoint; nothing is ever unpickled.
@@ -16,19 +17,33 @@ from torch import nn
 from attnkit.config import ModelConfig, from_dict, to_dict
 from attnkit.errors import AttnkitError
 from attnkit.files import CONFIG_FILE, FORMAT, WEIGHTS_FILE, atomic_directory, read_json, write_json
-from attnkit.nn.transformer import build_model, count_parameters
+from attnkit.nn.transformer import build_model
+from attnkit.tokenization import TOKENIZER_FILE, Tokenizer
 
 
-def save_model(model: nn.Module, path: str | os.PathLike, extra: dict | None = None) -> None:
-    """Write `model` (which carries its ModelConfig as `.config`) as a checkpoint directory at `path`.
-    `extra` adds sections to config.json (the task, the tokenizer settings, ...)."""
+def save_checkpoint(
+    path: str | os.PathLike, model: nn.Module, tokenizer: Tokenizer | None = None, sections: dict | None = None
+) -> None:
+    """The one writer of checkpoint directories, which attnkit.load, `--init`, `--resume` and export read:
+    config.json ({"format": "attnkit", "model": model.config, **sections}: the task, data and training settings of
+    a run), model.safetensors and, when given, tokenizer.json. The directory appears whole or not at all."""
     with atomic_directory(path) as tmp:
-        write_json(tmp / CONFIG_FILE, {"format": FORMAT, "model": to_dict(model.config), **(extra or {})})
-        safetensors.torch.save_model(model, str(tmp / WEIGHTS_FILE))
+        write_json(tmp / CONFIG_FILE, {"format": FORMAT, "model": to_dict(model.config), **(sections or {})})
+        save_weights(model, tmp)
+        if tokenizer is not None:
+            tokenizer.save(tmp / TOKENIZER_FILE)
+
+
+def save_weights(model: nn.Module, directory: str | os.PathLike) -> None:
+    """model.safetensors in `directory`, replaced whole: written beside its place and renamed into it."""
+    directory = Path(directory)
+    tmp = directory / f".{WEIGHTS_FILE}.tmp"
+    safetensors.torch.save_model(model, str(tmp))
+    os.replace(tmp, directory / WEIGHTS_FILE)
 
 
 def load_model(path: str | os.PathLike) -> nn.Module:
-    """Rebuild the model saved at `path`, in evaluation mode."""
+    """Rebuild the bare model (no task) saved at `path`, in evaluation mode."""
     path = Path(path)
     config = read_model_config(path)
     model = build_model(config)
@@ -80,42 +95,3 @@ def load_weights(model: nn.Module, file: Path) -> None:
     except RuntimeError as error:  # tensors the model needs are absent
         missing = str(error).splitlines()[1:2]
         raise AttnkitError(f"{file}: incomplete weights; {' '.join(missing).strip()}") from None
-
-
-def describe(path: str | os.PathLike) -> str:
-    """A few lines on the checkpoint at `path`: architecture, sizes and parameter count (`attnkit info`)."""
-    from attnkit.interop.hf import is_hf_directory, load_hf_model, read_hf_config
-    from attnkit.pipeline import Pipeline
-
-    if is_hf_directory(path):
-        model = load_hf_model(path)
-        origin = [("format", f"Hugging Face {read_hf_config(path)[0].model_type}")]
-    elif "task" in read_checkpoint_json(path):  # the encoder or encoder-decoder carries a task head
-        pipeline = Pipeline.load(path)
-        model, task = pipeline.model, pipeline.task
-        outputs = next((f"{len(v)} {k}" for k, v in task.state().items()), "")
-        origin = [("task", task.name + (f", {outputs}" if outputs else ""))]
-    else:
-        model = load_model(path)
-        origin = [("task", "none (fine-tune it with attnkit train --init)")]
-    c: ModelConfig = model.config
-    if c.arch == "encoder-decoder":
-        layers = f"{c.num_layers} encoder + {c.decoder_layers} decoder layers"
-        vocab = f"{c.vocab_size} source / {c.output_vocab_size} target"
-        vocab += ", shared embeddings" if c.share_embeddings else ", separate embeddings"
-    else:
-        layers = f"{c.num_layers} {'causal ' if c.arch == 'decoder' else ''}layers"
-        vocab = str(c.vocab_size)
-    if c.arch != "encoder":
-        vocab += ", tied output projection" if c.tie_output else ", separate output projection"
-    rows = [
-        ("checkpoint", str(path)),
-        *origin,
-        ("arch", f"{c.arch}, {layers}"),
-        ("width", f"dim {c.dim}, {c.num_heads} heads of {c.head_dim}, feed-forward {c.ff_dim} ({c.activation})"),
-        ("norm", f"{c.norm}, {'pre-norm' if c.norm_first else 'post-norm'}"),
-        ("positions", c.positions + (f" (up to {c.max_positions})" if c.positions == "learned" else "")),
-        ("vocabulary", vocab),
-        ("parameters", f"{count_parameters(model):,}"),
-    ]
-    return "\n".join(f"{key:<11} {value}" for key, value in rows)

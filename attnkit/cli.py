@@ -23,7 +23,9 @@ SHORTHANDS = {
     "max_minutes": "train.max_minutes",
     "init": "train.init",
     "preset": "model.preset",
+    "device": "train.device",
 }
+DEVICE_HELP = "auto (default: cuda if there is a GPU, else mps, else cpu), cpu, cuda, cuda:N or mps"
 PRESET_HELP = "bert, bart, marian, t5 or gpt2: that Hugging Face family's architecture, so that the model exports"
 
 
@@ -67,7 +69,7 @@ def _summary_text(out: str, summary: dict) -> str:
 def _evaluate(args: argparse.Namespace) -> None:
     from attnkit.pipeline import Pipeline
 
-    pipeline = Pipeline.load(args.path)
+    pipeline = Pipeline.load(args.path, device=args.device)
     metrics, _, _ = pipeline.evaluate(args.data, warn=_warn)
     print(json.dumps(metrics) if args.json else pipeline.task.report(metrics))
 
@@ -81,7 +83,7 @@ def _predict(args: argparse.Namespace) -> None:
     from attnkit.data.readers import read_lines
     from attnkit.pipeline import Pipeline
 
-    pipeline = Pipeline.load(args.path)
+    pipeline = Pipeline.load(args.path, device=args.device)
     task = pipeline.task
     if task is None:
         raise AttnkitError(f"{args.path}: not trained for a task; fine-tune it first: attnkit train ... --init PATH")
@@ -114,9 +116,11 @@ def _demo(args: argparse.Namespace) -> None:
 
 
 def _info(args: argparse.Namespace) -> None:
-    from attnkit.checkpoint import describe
+    from attnkit.pipeline import Pipeline
 
-    print(describe(args.path))
+    pipeline = Pipeline.load(args.path, device=args.device)
+    device = next(pipeline.model.parameters()).device
+    print(f"{'checkpoint':<11} {args.path}\n{pipeline.describe()}\n{'device':<11} {device} ({args.device})")
 
 
 def _common_training_flags(parser: argparse.ArgumentParser, kind: str) -> None:
@@ -130,6 +134,7 @@ def _common_training_flags(parser: argparse.ArgumentParser, kind: str) -> None:
     parser.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--device", help=DEVICE_HELP)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -162,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("path", help="trained model directory")
     evaluate.add_argument("--data", required=True, metavar="FILE")
     evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    evaluate.add_argument("--device", default="auto", help=DEVICE_HELP)
     evaluate.set_defaults(run=_evaluate)
 
     predict = commands.add_parser(
@@ -174,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--json", action="store_true", help="JSON lines with the input and the prediction (null for a blank line)"
     )
+    predict.add_argument("--device", default="auto", help=DEVICE_HELP)
     predict.set_defaults(run=_predict)
 
     export = commands.add_parser("export", help="write a model as a Hugging Face checkpoint directory")
@@ -191,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = commands.add_parser("info", help="print a checkpoint's architecture and parameter count")
     info.add_argument("path", help="checkpoint directory")
+    info.add_argument("--device", default="auto", help=DEVICE_HELP)
     info.set_defaults(run=_info)
     return parser
 
@@ -200,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.run(args)
     except AttnkitError as error:
-        print(f"attnkit: error: {error}", file=sys.stderr)
+        sys.stderr.write(f"attnkit: error: {error}\n")  # one write: under torchrun each process says it
         return 2
     except KeyboardInterrupt:
         print("attnkit: interrupted", file=sys.stderr)

@@ -238,7 +238,9 @@ class TrainConfig:
     weight_decay: float = 0.01
     clip_norm: float | None = 1.0
     label_smoothing: float = 0.1  # seq2seq and classify
-    precision: Literal["float32", "bfloat16"] = "float32"  # bfloat16: autocast for matrix products
+    precision: Literal["float32", "bfloat16", "float16"] = "float32"  # autocast; float16 with a gradient scaler
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps; auto: cuda if there is a GPU, else mps, else cpu
+    strategy: Literal["ddp", "fsdp"] = "ddp"  # under torchrun: a copy of the model per process, or shards of it
     eval_every: int | None = None  # optimizer steps between dev evaluations; None: once per epoch
     eval_examples: int | None = None  # score only the first N dev examples during training (seq2seq is slow)
     patience: int | None = 5  # evaluations without improvement before stopping; None: never stop early

@@ -11,11 +11,14 @@ import torch
 from torch import Tensor, nn
 
 from attnkit.checkpoint import load_model, load_weights, read_checkpoint_json
-from attnkit.config import RunConfig, from_dict
+from attnkit.config import ModelConfig, RunConfig, from_dict
 from attnkit.data.batching import BATCH_TOKENS, batches_by_tokens, pad
 from attnkit.errors import AttnkitError
-from attnkit.interop.hf import is_hf_directory, load_hf_model
+from attnkit.files import WEIGHTS_FILE
+from attnkit.interop.hf import is_hf_directory, load_hf_model, read_hf_config
 from attnkit.nn import Encoder
+from attnkit.nn.transformer import count_parameters
+from attnkit.runtime import resolve_device, to_device
 from attnkit.tasks import Task, make_task
 from attnkit.tokenization import Tokenizer
 
@@ -25,27 +28,35 @@ class Pipeline:
     models (`attnkit pretrain`, Hugging Face directories) have no task: they encode, and fine-tune with --init."""
 
     def __init__(
-        self, model: nn.Module, tokenizer: Tokenizer, task: Task | None = None, run: RunConfig | None = None
+        self,
+        model: nn.Module,
+        tokenizer: Tokenizer,
+        task: Task | None = None,
+        run: RunConfig | None = None,
+        origin: str = "attnkit",
     ) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.task = task
         self.run = run
+        self.origin = origin  # "attnkit", or the Hugging Face model_type the checkpoint was read from
 
     @classmethod
-    def load(cls, path: str | os.PathLike, trust_pickle: bool = False) -> Pipeline:
-        path = Path(path)
+    def load(cls, path: str | os.PathLike, trust_pickle: bool = False, device: str = "auto") -> Pipeline:
+        """The checkpoint at `path` on `device` (auto: a GPU if there is one), wherever it was trained."""
+        path, place = Path(path), resolve_device(device)
         if is_hf_directory(path):
-            return cls(load_hf_model(path, trust_pickle), Tokenizer.load(path))
+            model_type = read_hf_config(path)[0].model_type
+            return cls(load_hf_model(path, trust_pickle).to(place), Tokenizer.load(path), origin=model_type)
         data = read_checkpoint_json(path)
         if "task" not in data:
-            return cls(load_model(path), Tokenizer.load(path))
+            return cls(load_model(path).to(place), Tokenizer.load(path))
         run, state = read_run(path)
         task = make_task(run.task, run.data, state)
         task.model_config = run.model
         model = task.build_model(run.model)
-        load_weights(model, path / "model.safetensors")
-        return cls(model, Tokenizer.load(path), task, run)
+        load_weights(model, path / WEIGHTS_FILE)
+        return cls(model.to(place), Tokenizer.load(path), task, run)
 
     def predict(self, texts: list[str]) -> list:
         """One prediction per input text: classify gives {"label", "probability"}; tag, a tag per
@@ -86,7 +97,39 @@ class Pipeline:
         ids, mask = pad(
             [self.tokenizer.add_specials(t[:keep]) for t in self.tokenizer.encode_batch(texts)], self.tokenizer.pad_id
         )
+        device = next(encoder.parameters()).device
+        ids, mask = ids.to(device), mask.to(device)
         return encoder(ids, mask), mask
+
+    def describe(self) -> str:
+        """A few lines on the model: origin, task, architecture, sizes and parameter count (`attnkit info`)."""
+        if self.origin != "attnkit":
+            origin = [("format", f"Hugging Face {self.origin}")]
+        elif self.task is not None:
+            outputs = next((f"{len(v)} {k}" for k, v in self.task.state().items()), "")
+            origin = [("task", self.task.name + (f", {outputs}" if outputs else ""))]
+        else:
+            origin = [("task", "none (fine-tune it with attnkit train --init)")]
+        c: ModelConfig = self.model.config
+        if c.arch == "encoder-decoder":
+            layers = f"{c.num_layers} encoder + {c.decoder_layers} decoder layers"
+            vocab = f"{c.vocab_size} source / {c.output_vocab_size} target"
+            vocab += ", shared embeddings" if c.share_embeddings else ", separate embeddings"
+        else:
+            layers = f"{c.num_layers} {'causal ' if c.arch == 'decoder' else ''}layers"
+            vocab = str(c.vocab_size)
+        if c.arch != "encoder":
+            vocab += ", tied output projection" if c.tie_output else ", separate output projection"
+        rows = [
+            *origin,
+            ("arch", f"{c.arch}, {layers}"),
+            ("width", f"dim {c.dim}, {c.num_heads} heads of {c.head_dim}, feed-forward {c.ff_dim} ({c.activation})"),
+            ("norm", f"{c.norm}, {'pre-norm' if c.norm_first else 'post-norm'}"),
+            ("positions", c.positions + (f" (up to {c.max_positions})" if c.positions == "learned" else "")),
+            ("vocabulary", vocab),
+            ("parameters", f"{count_parameters(self.model):,}"),
+        ]
+        return "\n".join(f"{key:<11} {value}" for key, value in rows)
 
     def _task(self) -> Task:
         if self.task is None:
@@ -127,18 +170,20 @@ def read_run(path: Path) -> tuple[RunConfig, dict]:
 
 @torch.no_grad()
 def predict_items(task: Task, model: nn.Module, tokenizer: Tokenizer, items: list[dict], batch_tokens: int) -> list:
-    """Predictions for encoded items, in their order, batched by length for speed."""
+    """Predictions for encoded items, in their order, batched by length for speed, on the model's device."""
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     predictions: list = [None] * len(items)
     for indices in batches_by_tokens(task.sizes(items), batch_tokens, shuffle=False):
-        for index, prediction in zip(indices, task.decode(model, task.collate([items[i] for i in indices]), tokenizer)):
+        batch = to_device(task.collate([items[i] for i in indices]), device)
+        for index, prediction in zip(indices, task.decode(model, batch, tokenizer)):
             predictions[index] = prediction
     model.train(was_training)
     return predictions
 
 
-def load(path: str | os.PathLike, trust_pickle: bool = False) -> Pipeline:
-    """The model at `path` (trained by attnkit, pretrained by attnkit, or a Hugging Face directory), e.g.
-    `attnkit.load("runs/sentiment").predict(["Great fun."])` or `attnkit.load(minilm_dir).encode(texts)`."""
-    return Pipeline.load(path, trust_pickle)
+def load(path: str | os.PathLike, trust_pickle: bool = False, device: str = "auto") -> Pipeline:
+    """The model at `path` (trained by attnkit, pretrained by attnkit, or a Hugging Face directory) on `device`,
+    e.g. `attnkit.load("runs/sentiment").predict(["Great fun."])` or `attnkit.load(minilm_dir).encode(texts)`."""
+    return Pipeline.load(path, trust_pickle, device)

@@ -1,7 +1,7 @@
-"""The training loop: AdamW with warmup and decay, gradient accumulation and clipping, bfloat16 autocast, batches
-by token budget, evaluation on dev with early stopping and the best checkpoint kept, exact resume, logs.
-
-The loop moves tensors and steps the optimizer; what a label or a target means lives in attnkit.tasks.
+"""The training loop: token-budget batches, each step's gradient averaged over every target of the step (all
+accumulated batches, all processes), clipping, mixed precision, evaluation on dev with early stopping and the best
+checkpoint kept, exact resume, logs. Setup lives in attnkit.prepare, the optimizer and schedule in attnkit.optim,
+devices and processes in attnkit.runtime; what a label or a target means lives in attnkit.tasks.
 
 Output directory (a complete checkpoint from the first moment it exists):
   config.json, tokenizer.json, model.safetensors   the best model so far (the last one without dev data)
@@ -16,11 +16,9 @@ import ctypes
 import dataclasses
 import json
 import math
-import os
 import random
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -29,25 +27,15 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from attnkit.checkpoint import load_weights
-from attnkit.config import FINE_TUNABLE, ModelConfig, RunConfig, TrainConfig, to_dict
+from attnkit import runtime
+from attnkit.checkpoint import load_weights, save_checkpoint, save_weights
+from attnkit.config import RunConfig, TrainConfig, to_dict
 from attnkit.data.batching import BATCH_TOKENS, batches_by_tokens
 from attnkit.errors import AttnkitError
-from attnkit.files import (
-    CONFIG_FILE,
-    FORMAT,
-    STATE_DIR,
-    STATE_FILE,
-    WEIGHTS_FILE,
-    atomic_directory,
-    read_json,
-    write_json,
-)
-from attnkit.interop.hf import is_hf_directory, read_hf_pooler
-from attnkit.nn import EncoderDecoder
-from attnkit.pipeline import Pipeline, encoder_of, predict_items, read_run
-from attnkit.tasks import Task, make_task
-from attnkit.tokenization import TOKENIZER_FILE, Tokenizer
+from attnkit.files import FORMAT, STATE_DIR, STATE_FILE, WEIGHTS_FILE, atomic_directory, read_json, write_json
+from attnkit.optim import Average, learning_rate, make_optimizer
+from attnkit.pipeline import predict_items
+from attnkit.prepare import prepare
 
 TRIM_EVERY = 10  # optimizer steps between returns of freed memory to the system
 # what unset settings become: derived from the data and the run's length, so that every size of data learns;
@@ -57,19 +45,26 @@ WARMUP_STEPS, WARMUP_SHARE = 200, 0.1  # 200 steps of warmup, or a tenth of the 
 # dev is scored each epoch, the usual cadence (scored more often, a small dev set picks checkpoints on its noise),
 # but at least this many times in a run: a run of one or two epochs (or max_steps within one) still gets a choice
 EVALUATIONS = 4
+STATE_VERSION = 2  # optimizer state keyed by parameter name (version 1: by position)
 
 
 def train(run: RunConfig, *, resume: bool = False, overwrite: bool = False, quiet: bool = False) -> dict:
     """Train as `run` says and return a summary (steps, best dev metrics, test metrics if data.test is set).
     With `resume`, continue the interrupted run in run.out exactly where its last saved step left off;
-    `quiet` keeps the progress bar and evaluation lines off stderr."""
-    return Trainer(run, resume=resume, overwrite=overwrite, quiet=quiet).fit()
+    `quiet` keeps the progress bar and evaluation lines off stderr. Under torchrun, each process trains on its
+    share of every batch and the first one writes."""
+    device, processes = runtime.start(run.train.device, run.train.strategy)
+    try:
+        return Trainer(run, device, processes, resume=resume, overwrite=overwrite, quiet=quiet).fit()
+    finally:
+        if processes.world > 1:
+            runtime.stop()
 
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
     """The run's shape, derived from the data and the settings, so that every size of data gets steps to learn
-    from: batches, steps, warmup and evaluation cadence."""
+    from: batches, steps, warmup and evaluation cadence. It does not depend on the number of processes."""
 
     examples: int
     batch_tokens: int  # train.batch_tokens, or by default BATCH_TOKENS or fewer: an epoch of MIN_BATCHES at least
@@ -104,37 +99,38 @@ def plan_run(config: TrainConfig, sizes: list[int]) -> Plan:
     return Plan(len(sizes), batch_tokens, steps_per_epoch, total_steps, warmup_steps, eval_every)
 
 
-def learning_rate(config: TrainConfig, step: int, total_steps: int, warmup_steps: int) -> float:
-    """Linear warmup over warmup_steps, then the schedule's decay (to zero at total_steps for linear and cosine)."""
-    warmup = max(warmup_steps, 1)
-    if step < warmup:
-        return config.lr * (step + 1) / warmup
-    if config.schedule == "inverse_sqrt":
-        return config.lr * math.sqrt(warmup / (step + 1))
-    progress = min((step - warmup) / max(total_steps - warmup, 1), 1.0)
-    if config.schedule == "linear":
-        return config.lr * (1.0 - progress)
-    if config.schedule == "cosine":
-        return config.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
-    return config.lr
-
-
 class Trainer:
     """One training run: reads and checks every input first (nothing is written for bad input), then `fit`."""
 
-    def __init__(self, run: RunConfig, *, resume: bool, overwrite: bool, quiet: bool = False) -> None:
+    def __init__(
+        self,
+        run: RunConfig,
+        device: torch.device,
+        processes: runtime.Processes,
+        *,
+        resume: bool,
+        overwrite: bool,
+        quiet: bool = False,
+    ) -> None:
         self.run, self.config, self.out = run, run.train, Path(run.out)
-        self.quiet, self.resumed = quiet, resume
-        self._check_out(resume, overwrite)
+        self.device, self.processes = device, processes
+        self.quiet, self.resumed = quiet or not processes.main, resume
         _seed_everything(self.config.seed)
-        self._read_data(resume)
-        self._build_model(resume)
-        self.train_items = self.task.encode(self.train_examples, self.tokenizer, training=True)
-        self.dev_items = (
-            self.task.encode(self.dev_examples, self.tokenizer, training=False) if self.dev_examples else None
-        )
-        self.optimizer = _adamw(self.model, self.config)
-        self.average = _Average(self.model, self.config.ema) if self.config.ema else None
+        prepared = prepare(run, resume, overwrite)
+        self.task, self.tokenizer, self.model_config = prepared.task, prepared.tokenizer, prepared.model_config
+        self.train_items, self.dev_items = prepared.train_items, prepared.dev_items
+        self.dev_examples, self.test_examples = prepared.dev_examples, prepared.test_examples
+        if self.config.ema and processes.strategy == "fsdp" and processes.world > 1:
+            raise AttnkitError("train.ema: not available with train.strategy fsdp (the average would need every shard)")
+        if resume:
+            load_weights(prepared.model, self.out / STATE_DIR / WEIGHTS_FILE)
+        self.module = prepared.model.to(device)  # the model itself: evaluated and saved
+        self.model = runtime.wrap(self.module, device, processes)  # what training steps call
+        if processes.world > 1:
+            torch.manual_seed(self.config.seed + processes.rank)  # each process its own dropout masks
+        self.optimizer = make_optimizer(self.module, self.config)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.config.precision == "float16")
+        self.average = Average(self.module, self.config.ema) if self.config.ema else None
         self.sizes = self.task.sizes(self.train_items)
         self.plan = plan_run(self.config, self.sizes)
         self.total_steps = self.plan.total_steps
@@ -144,78 +140,19 @@ class Trainer:
             self._load_state()
         self.evaluated_at = self.progress["step"] if resume else -1
 
-    def _read_data(self, resume: bool) -> None:
-        """The task (with the labels of the run being resumed) and the train/dev/test examples, all checked."""
-        if not self.run.data.train:
-            raise AttnkitError("data.train: no training file given")
-        data = self.run.data
-        self.task: Task = make_task(self.run.task, data, read_run(self.out)[1] if resume else None)
-        examples = self.task.read(data.train)
-        held_out = _hold_out(examples, data.dev_fraction, data.test_fraction, self.config.seed)
-        self.train_examples = held_out["train"]
-        if not resume:
-            self.task.fit(self.train_examples)
-        self.dev_examples = held_out["dev"] or self._read_checked(data.dev)
-        self.test_examples = held_out["test"] or self._read_checked(data.test)
-        if self.dev_examples is not None and self.config.eval_examples:
-            self.dev_examples = self.dev_examples[: self.config.eval_examples]
-
-    def _build_model(self, resume: bool) -> None:
-        """Tokenizer, model configuration and model: from the checkpoint being fine-tuned (train.init), from
-        the run being resumed, or new."""
-        init = self.config.init
-        source = Pipeline.load(init, self.config.trust_pickle) if init and not resume else None
-        self.tokenizer = source.tokenizer if source else self._tokenizer(resume)
-        self.model_config = self._model_config(resume, source)
-        self.task.model_config = self.model_config
-        self.model = self.task.build_model(self.model_config)
-        if source is not None:
-            _initialize(self.model, source.model, init, self.config.trust_pickle)
-        if self.config.freeze_embeddings:
-            for module in _embedding_modules(self.model):
-                module.requires_grad_(False)
-
-    def _check_out(self, resume: bool, overwrite: bool) -> None:
-        if resume and not (self.out / STATE_DIR / STATE_FILE).is_file():
-            raise AttnkitError(f"{self.out}: nothing to resume (no {STATE_DIR}/{STATE_FILE})")
-        if not resume and self.out.exists() and not overwrite:
-            raise AttnkitError(f"{self.out}: already exists; pass --resume to continue it or --overwrite to replace it")
-
-    def _read_checked(self, path: str | None) -> list | None:
-        if not path:
-            return None
-        examples = self.task.read(path)
-        self.task.check(examples, path)
-        return examples
-
-    def _model_config(self, resume: bool, source: Pipeline | None) -> ModelConfig:
-        """The saved one when resuming; the init checkpoint's (with this run's dropout) when fine-tuning;
-        else the run's, sized to the tokenizer."""
-        if resume:
-            return read_run(self.out)[0].model
-        if source is not None:
-            dropouts = {name: getattr(self.run.model, name) for name in FINE_TUNABLE}
-            arch = self.run.model.arch  # the task's: an encoder-decoder's encoder can start a classifier
-            same = arch == source.model.config.arch  # a BART encoder alone is no family's architecture
-            preset = source.model.config.preset if same else None
-            return dataclasses.replace(source.model.config, arch=arch, preset=preset, **dropouts)
-        return dataclasses.replace(self.run.model, vocab_size=self.tokenizer.vocab_size, pad_id=self.tokenizer.pad_id)
-
-    def _tokenizer(self, resume: bool) -> Tokenizer:
-        if resume:
-            return Tokenizer.load(self.out)
-        if self.run.tokenizer.path:
-            return Tokenizer.load(self.run.tokenizer.path)
-        return Tokenizer.train(self.task.tokenizer_texts(self.train_examples), self.run.tokenizer)
-
     # the loop
     def fit(self) -> dict:
+        self.processes.barrier()  # every process has read and checked its inputs before the output appears
+        main = self.processes.main
         if not self.resumed:
-            self._create_out()
-        self.log = open(self.out / "log.jsonl", "a", encoding="utf-8")
-        from tensorboardX import SummaryWriter
+            with self._whole() as model:
+                if main:
+                    self._create_out(model)
+        self.log = open(self.out / "log.jsonl", "a", encoding="utf-8") if main else None
+        if main:
+            from tensorboardX import SummaryWriter
 
-        self.board = SummaryWriter(str(self.out / "tensorboard"))
+            self.board = SummaryWriter(str(self.out / "tensorboard"))
         self.bar = tqdm(
             total=self.total_steps,
             initial=self.progress["step"],
@@ -226,6 +163,8 @@ class Trainer:
         if self.resumed:
             self._say(f"resuming {self.out} at step {self.progress['step']:,} of {self.total_steps:,}")
         self._say(self.plan.describe(self.dev_examples is not None))
+        if self.processes.world > 1:
+            self._say(f"{self.processes.world} processes ({self.processes.strategy}) on {self.device.type}")
         try:
             self._loop()
             if self.evaluated_at != self.progress["step"]:
@@ -236,9 +175,11 @@ class Trainer:
             raise
         finally:
             self.bar.close()
-            self.board.close()
+            if main:
+                self.board.close()
         summary = self._finish()
-        self.log.close()
+        if self.log is not None:
+            self.log.close()
         return summary
 
     def _loop(self) -> None:
@@ -251,17 +192,13 @@ class Trainer:
             batches = batches_by_tokens(self.sizes, self.plan.batch_tokens, True, self.config.seed + p["epoch"])
             while p["batch"] < len(batches):
                 group = batches[p["batch"] : p["batch"] + self.config.accumulate]
-                for indices in group:
-                    with self._autocast():
-                        batch = self.task.collate([self.train_items[i] for i in indices])
-                        loss = self.task.loss(self.model, batch, self.config.label_smoothing)
-                    (loss / len(group)).backward()
-                    meter.add(loss.item(), sum(self.sizes[i] for i in indices))
+                loss_sum, count = self._backward(group)
+                meter.add(loss_sum, count, sum(self.sizes[i] for indices in group for i in indices))
                 p["batch"] += len(group)
                 end_of_epoch = p["batch"] == len(batches)
                 if end_of_epoch:
                     p["epoch"], p["batch"] = p["epoch"] + 1, 0
-                self._step()
+                self._step(count)
                 p["elapsed"] = time.perf_counter() - started
                 if p["step"] % self.config.log_every == 0:
                     self._log_train(*meter.take())
@@ -272,13 +209,36 @@ class Trainer:
                 if end_of_epoch:
                     break
 
-    def _step(self) -> None:
+    def _backward(self, group: list[list[int]]) -> tuple[float, float]:
+        """Gradients of the summed loss of this process's share of each batch in `group`; returns the loss
+        summed over all processes and the number of targets it sums over."""
+        totals = torch.zeros(2, device=self.device)
+        for n, indices in enumerate(group):
+            share = self.processes.share(indices)
+            weight = 1.0 if share else 0.0  # a batch smaller than the world: a process idle on it runs one for 0
+            items = [self.train_items[i] for i in share or indices[:1]]
+            with runtime.gradient_sync(self.model, sync=n == len(group) - 1):
+                with runtime.autocast(self.device, self.config.precision):
+                    batch = runtime.to_device(self.task.collate(items), self.device)
+                    loss, count = self.task.loss(self.model, batch, self.config.label_smoothing)
+                self.scaler.scale(loss * weight).backward()
+            totals += torch.stack([loss.detach().float(), count.float()]) * weight
+        loss_sum, count = self.processes.all_sum(totals).tolist()
+        return loss_sum, count
+
+    def _step(self, count: float) -> None:
+        """Turn the summed gradients into the step's mean (processes average theirs, hence the world), clip,
+        update."""
+        grads = [p.grad for p in self.module.parameters() if p.grad is not None]
+        torch._foreach_mul_(grads, self.processes.world / max(count, 1.0))
+        self.scaler.unscale_(self.optimizer)
         if self.config.clip_norm:
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_norm)
+            nn.utils.clip_grad_norm_(self.module.parameters(), self.config.clip_norm)
         lr = learning_rate(self.config, self.progress["step"], self.total_steps, self.plan.warmup_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group["lr_scale"]
-        self.optimizer.step()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         if self.average is not None:
             self.average.update()
@@ -296,7 +256,10 @@ class Trainer:
         p = self.progress
         if self.config.max_steps is not None and p["step"] >= self.config.max_steps:
             return True
-        return self.config.max_minutes is not None and p["elapsed"] >= 60 * self.config.max_minutes
+        if self.config.max_minutes is None:
+            return False
+        late = torch.tensor([float(p["elapsed"] >= 60 * self.config.max_minutes)], device=self.device)
+        return bool(self.processes.all_sum(late).item())  # the processes' clocks differ; any one stops them all
 
     def _evaluate_and_keep_best(self) -> bool:
         """Score dev (if any), keep the best weights, save the trainer state; True when patience ran out."""
@@ -305,12 +268,10 @@ class Trainer:
         if self.dev_examples is None:
             self._save_weights()
         else:
-            metrics = self._score_dev()
+            metrics = self._score(self.dev_items, self.dev_examples)
             value = metrics[self.task.metric]
             improved = p["best"] is None or self.task.better(value, p["best"][self.task.metric])
             self._record({"step": p["step"], "epoch": p["epoch"], "dev": metrics, "best": improved})
-            for name, number in metrics.items():
-                self.board.add_scalar(f"dev/{name}", number, p["step"])
             self._say(f"step {p['step']}: dev {self._summary(metrics)}" + ("  (best)" if improved else ""))
             if improved:
                 p["best"], p["bad_evals"] = metrics, 0
@@ -321,10 +282,36 @@ class Trainer:
         patience = self.config.patience
         return self.dev_examples is not None and patience is not None and p["bad_evals"] >= patience
 
-    def _score_dev(self) -> dict:
-        with self._autocast(), self._averaged():
-            predictions = predict_items(self.task, self.model, self.tokenizer, self.dev_items, self.plan.batch_tokens)
-        return _numbers(self.task.metrics(predictions, self.dev_examples))
+    def _score(self, items: list, examples: list, averaged: bool = True) -> dict[str, float]:
+        """The task's metrics on encoded `items`; each process predicts every world-th item and all of them get
+        every prediction, so the figure is the one a single process gives."""
+        world, rank = self.processes.world, self.processes.rank
+        weights = self._averaged() if averaged else contextlib.nullcontext()
+        with weights, self._whole() as model, runtime.autocast(self.device, self.config.precision):
+            mine = predict_items(self.task, model, self.tokenizer, items[rank::world], self.plan.batch_tokens)
+        shares = self.processes.gather(mine)
+        predictions = [shares[i % world][i // world] for i in range(len(items))]
+        return _numbers(self.task.metrics(predictions, examples))
+
+    @contextlib.contextmanager
+    def _whole(self):
+        """The model with all its weights on this process: itself, or with FSDP a full copy gathered from the
+        shards (every process must enter the block together)."""
+        if self.processes.world == 1 or self.processes.strategy != "fsdp":
+            yield self.module
+            return
+        copy = self.task.build_model(self.model_config).to(self.device)
+        copy.load_state_dict(runtime.full_state(self.module))
+        yield copy
+
+    def _load_best(self) -> None:
+        """The model takes the best weights saved (for the test score)."""
+        if self.processes.world == 1 or self.processes.strategy != "fsdp":
+            load_weights(self.module, self.out / WEIGHTS_FILE)
+            return
+        copy = self.task.build_model(self.model_config)
+        load_weights(copy, self.out / WEIGHTS_FILE)
+        runtime.load_full_state(self.module, copy.to(self.device).state_dict())
 
     def _averaged(self) -> contextlib.AbstractContextManager:
         """The model holds the averaged weights inside the block (with train.ema), its own ones after."""
@@ -334,74 +321,93 @@ class Trainer:
         p = self.progress
         summary: dict = {"steps": p["step"], "epochs": p["epoch"], "minutes": p["elapsed"] / 60, "dev": p["best"]}
         if self.test_examples is not None:
-            load_weights(self.model, self.out / WEIGHTS_FILE)
+            self.processes.barrier()  # the best weights are written
+            self._load_best()
             items = self.task.encode(self.test_examples, self.tokenizer, training=False)
-            with self._autocast():
-                predictions = predict_items(self.task, self.model, self.tokenizer, items, self.plan.batch_tokens)
-            summary["test"] = _numbers(self.task.metrics(predictions, self.test_examples))
+            summary["test"] = self._score(items, self.test_examples, averaged=False)  # the best ones are averaged
             self._record({"step": p["step"], "test": summary["test"]})
         self._record({"summary": summary})
         return summary
 
-    # files
-    def _create_out(self) -> None:
+    # files (the first process writes them)
+    def _create_out(self, model: nn.Module) -> None:
         """The output directory appears whole: config, tokenizer and the initial weights."""
-        with atomic_directory(self.out) as tmp:
-            run = dataclasses.replace(self.run, model=self.model_config)
-            write_json(tmp / CONFIG_FILE, {"format": FORMAT, **to_dict(run), "task_state": self.task.state()})
-            self.tokenizer.save(tmp / TOKENIZER_FILE)
-            safetensors.torch.save_model(self.model, str(tmp / WEIGHTS_FILE))
+        sections = {**to_dict(self.run), "task_state": self.task.state()}
+        del sections["model"]  # the model's own configuration (an init checkpoint's, a resumed run's) is written
+        save_checkpoint(self.out, model, self.tokenizer, sections)
 
     def _save_weights(self) -> None:
-        tmp = self.out / f".{WEIGHTS_FILE}.tmp"
-        with self._averaged():
-            safetensors.torch.save_model(self.model, str(tmp))
-        os.replace(tmp, self.out / WEIGHTS_FILE)
+        with self._averaged(), self._whole() as model:
+            if self.processes.main:
+                save_weights(model, self.out)
 
     def _save_state(self) -> None:
-        with atomic_directory(self.out / STATE_DIR) as tmp:
-            safetensors.torch.save_model(self.model, str(tmp / WEIGHTS_FILE))
-            tensors, groups = _optimizer_tensors(self.optimizer)
-            if self.average is not None:
-                tensors.update({f"ema.{i}": t for i, t in enumerate(self.average.weights)})
-            safetensors.torch.save_file({**tensors, "rng": self.rng_after_step}, str(tmp / "optimizer.safetensors"))
-            state = {"format": FORMAT, "progress": self.progress, "plan": dataclasses.asdict(self.plan)}
-            write_json(tmp / STATE_FILE, {**state, "param_groups": groups})
+        """Weights, optimizer, gradient scaler, each process's random state and the progress, for --resume."""
+        rng = {f"rng.{r}": state for r, [state] in enumerate(self.processes.gather([self.rng_after_step]))}
+        optimizer = runtime.optimizer_state(self.module, self.optimizer)
+        with self._whole() as model:
+            if not self.processes.main:
+                return
+            with atomic_directory(self.out / STATE_DIR) as tmp:
+                save_weights(model, tmp)
+                tensors = {
+                    f"{name}:{slot}": t for name, slots in optimizer["state"].items() for slot, t in slots.items()
+                }
+                if self.average is not None:
+                    tensors.update({f"ema.{i}": t for i, t in enumerate(self.average.weights)})
+                safetensors.torch.save_file({**tensors, **rng}, str(tmp / "optimizer.safetensors"))
+                state = {"format": FORMAT, "version": STATE_VERSION, "progress": self.progress}
+                state |= {"plan": dataclasses.asdict(self.plan), "scaler": self.scaler.state_dict()}
+                write_json(tmp / STATE_FILE, {**state, "param_groups": optimizer["param_groups"]})
 
     def _load_state(self) -> None:
+        """What `_save_state` wrote (the weights are loaded before the model is placed and wrapped)."""
         state_dir = self.out / STATE_DIR
         state = read_json(state_dir / STATE_FILE)
-        load_weights(self.model, state_dir / WEIGHTS_FILE)
+        if state.get("version") != STATE_VERSION:
+            raise AttnkitError(f"{state_dir}: written by an older attnkit; it cannot be resumed by this one")
         tensors = safetensors.torch.load_file(str(state_dir / "optimizer.safetensors"))
-        torch.set_rng_state(tensors.pop("rng"))
+        rng = tensors.pop(f"rng.{self.processes.rank}", None)
+        if rng is None:
+            raise AttnkitError(
+                f"{state_dir}: saved by fewer processes than {self.processes.world}; resume with as many"
+            )
+        torch.set_rng_state(rng)
+        for key in [k for k in tensors if k.startswith("rng.")]:
+            del tensors[key]
         if self.average is not None:
-            self.average.weights = [tensors.pop(f"ema.{i}") for i in range(len(self.average.weights))]
-        self.optimizer.load_state_dict(_optimizer_state(tensors, state["param_groups"]))
+            self.average.weights = [tensors.pop(f"ema.{i}").to(self.device) for i in range(len(self.average.weights))]
+        slots: dict[str, dict] = {}
+        for key, value in tensors.items():
+            name, slot = key.rsplit(":", 1)
+            slots.setdefault(name, {})[slot] = value
+        runtime.load_optimizer_state(
+            self.module, self.optimizer, {"state": slots, "param_groups": state["param_groups"]}
+        )
+        self.scaler.load_state_dict(state["scaler"])
         self.progress = state["progress"]
-        saved = state.get("plan") or dataclasses.asdict(self.plan)  # runs saved before plans were recorded have none
+        self.rng_after_step = rng
+        saved = state["plan"]
         changed = [f"{k} {saved[k]} -> {v}" for k, v in dataclasses.asdict(self.plan).items() if saved.get(k) != v]
         if changed:  # e.g. a larger max_steps to train on: allowed, but the batches or the schedule move
             self._say(f"warning: the run's plan differs from the one it was started with ({', '.join(changed)})")
 
     def _record(self, entry: dict) -> None:
-        self.log.write(json.dumps(entry) + "\n")
-        self.log.flush()
+        if self.log is not None:
+            self.log.write(json.dumps(entry) + "\n")
+            self.log.flush()
+        if self.processes.main and "dev" in entry:
+            for name, number in entry["dev"].items():
+                self.board.add_scalar(f"dev/{name}", number, entry["step"])
 
     def _log_train(self, loss: float, speed: float) -> None:
         p = self.progress
         lr = self.optimizer.param_groups[0]["lr"]
-        self._record(
-            {
-                "step": p["step"],
-                "epoch": p["epoch"],
-                "loss": loss,
-                "lr": lr,
-                "tokens_per_s": speed,
-                "elapsed": p["elapsed"],
-            }
-        )
-        for name, value in (("loss", loss), ("lr", lr), ("tokens_per_s", speed)):
-            self.board.add_scalar(f"train/{name}", value, p["step"])
+        record = {"step": p["step"], "epoch": p["epoch"], "loss": loss, "lr": lr, "tokens_per_s": speed}
+        self._record({**record, "elapsed": p["elapsed"]})
+        if self.processes.main:
+            for name in ("loss", "lr", "tokens_per_s"):
+                self.board.add_scalar(f"train/{name}", record[name], p["step"])
         self.bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{speed:,.0f}", epoch=p["epoch"], refresh=False)
         if self.bar.disable:  # off a terminal (a log file, CI): a line instead of the bar
             self._say(
@@ -410,78 +416,28 @@ class Trainer:
             )
 
     def _say(self, message: str) -> None:
-        """A progress message, on stderr beside the bar (stdout is for results)."""
+        """A progress message, on stderr beside the bar (stdout is for results); the first process only."""
         if not self.quiet:
             tqdm.write(message, file=sys.stderr)  # above the bar, if there is one
 
     def _summary(self, metrics: dict) -> str:
         return "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.config.precision == "bfloat16":
-            device = next(self.model.parameters()).device.type
-            return torch.autocast(device, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-
-def _hold_out(examples: list, dev_fraction: float | None, test_fraction: float | None, seed: int) -> dict:
-    """Split one file into train/dev/test at random (the same split for the same seed); the held-out parts are
-    None when their fraction is unset."""
-    if not dev_fraction and not test_fraction:
-        return {"train": examples, "dev": None, "test": None}
-    shuffled = list(examples)
-    random.Random(seed).shuffle(shuffled)
-    dev_count, test_count = (round(len(shuffled) * (f or 0)) for f in (dev_fraction, test_fraction))
-    if (
-        len(shuffled) - dev_count - test_count < 1
-        or (dev_fraction and not dev_count)
-        or (test_fraction and not test_count)
-    ):
-        raise AttnkitError(f"data: {len(examples)} examples are too few to hold out dev/test fractions")
-    return {
-        "dev": shuffled[:dev_count] or None,
-        "test": shuffled[dev_count : dev_count + test_count] or None,
-        "train": shuffled[dev_count + test_count :],
-    }
-
-
-class _Average:
-    """An exponential moving average of the trainable weights: after each step, avg += (1 - decay) (w - avg)."""
-
-    def __init__(self, model: nn.Module, decay: float) -> None:
-        self.parameters = [p for p in model.parameters() if p.requires_grad]
-        self.weights = [p.detach().clone() for p in self.parameters]
-        self.decay = decay
-
-    @torch.no_grad()
-    def update(self) -> None:
-        torch._foreach_lerp_(self.weights, [p.detach() for p in self.parameters], 1.0 - self.decay)
-
-    @contextlib.contextmanager
-    def swapped(self) -> Iterator[None]:
-        for p, w in zip(self.parameters, self.weights):
-            p.data, w.data = w.data, p.data
-        try:
-            yield
-        finally:
-            for p, w in zip(self.parameters, self.weights):
-                p.data, w.data = w.data, p.data
-
 
 class _Meter:
-    """Mean loss and tokens per second since the last report."""
+    """Mean loss per target and tokens per second (all processes) since the last report."""
 
     def __init__(self) -> None:
         self.reset()
 
     def reset(self) -> None:
-        self.loss, self.batches, self.tokens, self.start = 0.0, 0, 0, time.perf_counter()
+        self.loss, self.count, self.tokens, self.start = 0.0, 0.0, 0, time.perf_counter()
 
-    def add(self, loss: float, tokens: int) -> None:
-        self.loss, self.batches, self.tokens = self.loss + loss, self.batches + 1, self.tokens + tokens
+    def add(self, loss_sum: float, count: float, tokens: int) -> None:
+        self.loss, self.count, self.tokens = self.loss + loss_sum, self.count + count, self.tokens + tokens
 
     def take(self) -> tuple[float, float]:
-        result = self.loss / max(self.batches, 1), self.tokens / (time.perf_counter() - self.start)
+        result = self.loss / max(self.count, 1.0), self.tokens / (time.perf_counter() - self.start)
         self.reset()
         return result
 
@@ -511,74 +467,6 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _adamw(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
-    """AdamW over the trainable parameters; biases and norm weights (1-D) are not decayed. Each group has an
-    lr_scale: with layer_decay < 1, layer i of a stack of N learns at layer_decay ** (N - i) of the rate, the
-    embeddings at layer_decay ** (N + 1), the rest (final norm, task head) at the full rate."""
-    groups: dict[tuple[float, bool], list] = {}
-    for name, parameter in model.named_parameters():
-        if parameter.requires_grad:
-            key = (_lr_scale(model, name, config.layer_decay), parameter.dim() >= 2)
-            groups.setdefault(key, []).append(parameter)
-    param_groups = [
-        {"params": params, "lr_scale": scale, "weight_decay": config.weight_decay if decayed else 0.0}
-        for (scale, decayed), params in groups.items()
-    ]
-    return torch.optim.AdamW(param_groups, lr=config.lr, betas=(0.9, 0.98), eps=1e-8)
-
-
-def _lr_scale(model: nn.Module, name: str, decay: float) -> float:
-    if decay == 1.0:
-        return 1.0
-    parts = name.split(".")
-    stack = model
-    for i, part in enumerate(parts):
-        if part == "layers" and i + 1 < len(parts) and isinstance(stack, nn.Module):
-            return decay ** (len(stack.layers) - int(parts[i + 1]))
-        if part in ("embedding", "positions", "embed_norm"):
-            return decay ** (len(getattr(stack, "layers", [])) + 1)
-        stack = getattr(stack, part, None)
-    return 1.0
-
-
-def _embedding_modules(model: nn.Module) -> list[nn.Module]:
-    return [m for name, m in model.named_modules() if name.split(".")[-1] in ("embedding", "positions")]
-
-
-def _initialize(model: nn.Module, source: nn.Module, where: str, trust_pickle: bool = False) -> None:
-    """Copy the pretrained part into a task model: the whole encoder-decoder, or the encoder (and BERT's pooler
-    into a classifier that pools with one, when the checkpoint has it)."""
-    if isinstance(model, EncoderDecoder):
-        if not isinstance(source, EncoderDecoder):
-            raise AttnkitError(f"{where}: a seq2seq model needs an encoder-decoder checkpoint to start from")
-        model.load_state_dict(source.state_dict())
-        return
-    encoder = encoder_of(source)
-    if encoder is None:
-        raise AttnkitError(f"{where}: has no encoder to start a {type(model).__name__.lower()} from")
-    model.encoder.load_state_dict(encoder.state_dict())
-    if getattr(model, "pooler", None) is not None:
-        if getattr(source, "pooler", None) is not None:
-            model.pooler.load_state_dict(source.pooler.state_dict())
-        elif is_hf_directory(where) and (pooler := read_hf_pooler(where, trust_pickle)) is not None:
-            model.pooler.load_state_dict(pooler)
-
-
 def _numbers(metrics: dict) -> dict[str, float]:
     """The scalar metrics (tables such as the confusion matrix stay out of logs)."""
     return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
-
-
-def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict, list]:
-    """The optimizer state as flat tensors (for safetensors) and its JSON-ready parameter groups."""
-    state = optimizer.state_dict()
-    tensors = {f"{index}.{name}": value for index, slots in state["state"].items() for name, value in slots.items()}
-    return tensors, state["param_groups"]
-
-
-def _optimizer_state(tensors: dict, groups: list) -> dict:
-    state: dict[int, dict] = {}
-    for key, value in tensors.items():
-        index, name = key.split(".", 1)
-        state.setdefault(int(index), {})[name] = value
-    return {"state": state, "param_groups": groups}

@@ -7,12 +7,13 @@ import pytest
 import safetensors.torch
 import torch
 
-from attnkit.checkpoint import load_model, save_model
+from attnkit.checkpoint import load_model, save_checkpoint
 from attnkit.cli import main
-from attnkit.config import ModelConfig
+from attnkit.config import ModelConfig, TokenizerConfig
 from attnkit.errors import AttnkitError
 from attnkit.files import CONFIG_FILE, WEIGHTS_FILE, atomic_directory
 from attnkit.nn import build_model
+from attnkit.tokenization import Tokenizer
 
 SMALL = dict(vocab_size=40, dim=16, num_heads=2, ff_dim=32, num_layers=2)
 
@@ -21,7 +22,8 @@ SMALL = dict(vocab_size=40, dim=16, num_heads=2, ff_dim=32, num_layers=2)
 def saved(tmp_path: Path) -> Path:
     torch.manual_seed(0)
     path = tmp_path / "model"
-    save_model(build_model(ModelConfig(arch="encoder", **SMALL)), path)
+    tokenizer = Tokenizer.train(["a small text to learn a vocabulary from"], TokenizerConfig(vocab_size=40))
+    save_checkpoint(path, build_model(ModelConfig(arch="encoder", **SMALL)), tokenizer)
     return path
 
 
@@ -29,7 +31,7 @@ def saved(tmp_path: Path) -> Path:
 def test_round_trip_gives_identical_outputs(tmp_path, arch):
     torch.manual_seed(0)
     model = build_model(ModelConfig(arch=arch, positions="relative", **SMALL)).eval()
-    save_model(model, tmp_path / "model")
+    save_checkpoint(tmp_path / "model", model)
     loaded = load_model(tmp_path / "model")
     x = torch.randint(1, 40, (2, 5))
     args = (x, x) if arch == "encoder-decoder" else (x,)
@@ -38,13 +40,13 @@ def test_round_trip_gives_identical_outputs(tmp_path, arch):
 
 
 def test_tied_weights_stay_tied_after_loading(tmp_path):
-    save_model(build_model(ModelConfig(arch="encoder-decoder", **SMALL)), tmp_path / "model")
+    save_checkpoint(tmp_path / "model", build_model(ModelConfig(arch="encoder-decoder", **SMALL)))
     loaded = load_model(tmp_path / "model")
     assert loaded.decoder.output.weight is loaded.encoder.embedding.weight
 
 
 def test_saving_over_a_checkpoint_replaces_it(saved):
-    save_model(build_model(ModelConfig(arch="decoder", **SMALL)), saved)
+    save_checkpoint(saved, build_model(ModelConfig(arch="decoder", **SMALL)))
     assert load_model(saved).config.arch == "decoder"
     assert sorted(p.name for p in saved.parent.iterdir()) == ["model"]  # no temporary leftovers
 
@@ -61,7 +63,7 @@ def test_failed_save_leaves_no_directory(tmp_path):
 def test_refuses_to_overwrite_a_directory_that_is_not_a_checkpoint(tmp_path):
     (tmp_path / "notes.txt").write_text("precious")
     with pytest.raises(AttnkitError, match="not an attnkit checkpoint; refusing to overwrite"):
-        save_model(build_model(ModelConfig(**SMALL)), tmp_path)
+        save_checkpoint(tmp_path, build_model(ModelConfig(**SMALL)))
     assert (tmp_path / "notes.txt").read_text() == "precious"
 
 

@@ -9,10 +9,11 @@ import torch
 
 from attnkit.config import RunConfig, TrainConfig
 from attnkit.errors import AttnkitError
+from attnkit.optim import learning_rate
 from attnkit.pipeline import Pipeline
 from attnkit.tasks import TASKS
 from attnkit.tasks.classify import ClassifyTask
-from attnkit.train import MIN_BATCHES, learning_rate, plan_run, train
+from attnkit.train import MIN_BATCHES, plan_run, train
 from tests.conftest import copy_pairs, run_config, sentiment_rows, tagging_sentences, write_conll, write_tsv
 
 

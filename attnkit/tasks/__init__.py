@@ -1,7 +1,7 @@
 """Task shapes: one file each, a small object with the verbs the trainer and the pipeline call."""
 
 from attnkit.config import DataConfig, TaskConfig
-from attnkit.tasks.base import Batch, Task
+from attnkit.tasks.base import IGNORE_INDEX, Batch, Task
 from attnkit.tasks.classify import ClassifyTask
 from attnkit.tasks.pretrain import PretrainTask
 from attnkit.tasks.seq2seq import Seq2SeqTask
@@ -19,4 +19,14 @@ def make_task(config: TaskConfig, data: DataConfig, state: dict | None = None) -
     return TASKS[config.name](config, data, state)
 
 
-__all__ = ["TASKS", "Batch", "ClassifyTask", "PretrainTask", "Seq2SeqTask", "TagTask", "Task", "make_task"]
+__all__ = [
+    "IGNORE_INDEX",
+    "TASKS",
+    "Batch",
+    "ClassifyTask",
+    "PretrainTask",
+    "Seq2SeqTask",
+    "TagTask",
+    "Task",
+    "make_task",
+]

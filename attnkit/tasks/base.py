@@ -13,6 +13,7 @@ from attnkit.config import DataConfig, ModelConfig, TaskConfig
 from attnkit.tokenization import Tokenizer
 
 Batch = dict[str, Tensor]
+IGNORE_INDEX = -100  # a target position without anything to learn (padding, a later subword): cross_entropy skips it
 
 
 class Task:
@@ -80,7 +81,10 @@ class Task:
     def build_model(self, config: ModelConfig) -> nn.Module:
         raise NotImplementedError
 
-    def loss(self, model: nn.Module, batch: Batch, label_smoothing: float) -> Tensor:
+    def loss(self, model: nn.Module, batch: Batch, label_smoothing: float) -> tuple[Tensor, Tensor]:
+        """The summed loss over the batch's targets and their count: the trainer divides the sum over a whole
+        step (all accumulated batches, all processes) by the count over it, so that how a step's examples are
+        split into batches or among processes does not change its gradient."""
         raise NotImplementedError
 
     def decode(self, model: nn.Module, batch: Batch, tokenizer: Tokenizer) -> list:

@@ -17,7 +17,7 @@ from attnkit.data.readers import Labelled, read_labelled
 from attnkit.errors import AttnkitError
 from attnkit.nn import Encoder
 from attnkit.nn.dropout import Dropout
-from attnkit.tasks.base import Batch, Task
+from attnkit.tasks.base import IGNORE_INDEX, Batch, Task
 from attnkit.tokenization import Tokenizer
 
 
@@ -96,7 +96,7 @@ class ClassifyTask(Task):
         index = {label: i for i, label in enumerate(self.labels)}
         keep = self.data.max_length - 2
         return [
-            {"ids": tokenizer.add_specials(ids[:keep]), "label": index.get(e.label, -100)}
+            {"ids": tokenizer.add_specials(ids[:keep]), "label": index.get(e.label, IGNORE_INDEX)}
             for e, ids in zip(examples, tokenizer.encode_batch([e.text for e in examples]))
         ]
 
@@ -110,9 +110,10 @@ class ClassifyTask(Task):
     def build_model(self, config: ModelConfig) -> Classifier:
         return Classifier(config, len(self.labels), self.config.pooling or default_pooling(config))
 
-    def loss(self, model: nn.Module, batch: Batch, label_smoothing: float) -> Tensor:
-        logits = model(batch["ids"], batch["mask"])
-        return F.cross_entropy(logits.float(), batch["labels"], label_smoothing=label_smoothing)
+    def loss(self, model: nn.Module, batch: Batch, label_smoothing: float) -> tuple[Tensor, Tensor]:
+        logits, labels = model(batch["ids"], batch["mask"]), batch["labels"]
+        total = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing, reduction="sum")
+        return total, (labels != IGNORE_INDEX).sum()
 
     def decode(self, model: nn.Module, batch: Batch, tokenizer: Tokenizer) -> list[dict]:
         probabilities = model(batch["ids"], batch["mask"]).float().softmax(-1)

@@ -21,10 +21,8 @@ from attnkit.config import ModelConfig
 from attnkit.data.batching import pad
 from attnkit.errors import AttnkitError
 from attnkit.nn import Decoder, Encoder, EncoderDecoder
-from attnkit.tasks.base import Batch, Task
+from attnkit.tasks.base import IGNORE_INDEX, Batch, Task
 from attnkit.tokenization import Tokenizer
-
-IGNORE = -100
 
 
 class Blocks(Sequence):
@@ -69,9 +67,11 @@ class MaskedLM(nn.Module):
         self.norm = nn.LayerNorm(config.dim, eps=config.norm_eps)
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
 
-    def forward(self, ids: Tensor, mask: Tensor) -> Tensor:
-        # ids, mask: (batch, time) -> hidden states (batch, time, dim); `logits` turns chosen ones into scores
-        return self.encoder(ids, mask)
+    def forward(self, ids: Tensor, mask: Tensor, chosen: Tensor | None = None) -> Tensor:
+        # ids, mask: (batch, time) -> hidden states (batch, time, dim); with `chosen` (batch, time), the scores
+        # (chosen positions, vocab) at those positions (inside forward, so DistributedDataParallel sees them)
+        hidden = self.encoder(ids, mask)
+        return hidden if chosen is None else self.logits(hidden[chosen])
 
     def logits(self, hidden: Tensor) -> Tensor:
         # hidden: (..., dim) -> (..., vocab)
@@ -81,16 +81,17 @@ class MaskedLM(nn.Module):
 def mask_tokens(
     ids: Tensor, real: Tensor, tokenizer: Tokenizer, fraction: float, generator: torch.Generator | None
 ) -> tuple[Tensor, Tensor]:
-    """BERT's masking: (inputs, labels); labels hold the original token where one was chosen, else IGNORE."""
+    """BERT's masking: (inputs, labels); labels hold the original token where one was chosen, else IGNORE_INDEX."""
     if tokenizer.mask_id is None:
         raise AttnkitError("tokenizer: no mask token (<mask> or [MASK]) for masked-LM pretraining")
-    chosen = (torch.rand(ids.shape, generator=generator) < fraction) & real
-    chosen &= ~torch.isin(ids, torch.tensor(sorted(tokenizer.special_ids)))
-    labels = ids.masked_fill(~chosen, IGNORE)
-    action = torch.rand(ids.shape, generator=generator)
+    # drawn on the CPU (a generator belongs to one device) whatever device the batch is on
+    chosen = (torch.rand(ids.shape, generator=generator).to(ids.device) < fraction) & real
+    chosen &= ~torch.isin(ids, torch.tensor(sorted(tokenizer.special_ids), device=ids.device))
+    labels = ids.masked_fill(~chosen, IGNORE_INDEX)
+    action = torch.rand(ids.shape, generator=generator).to(ids.device)
     inputs = ids.masked_fill(chosen & (action < 0.8), tokenizer.mask_id)
     replace = chosen & (action >= 0.8) & (action < 0.9)
-    random_tokens = torch.randint(tokenizer.vocab_size, ids.shape, generator=generator)
+    random_tokens = torch.randint(tokenizer.vocab_size, ids.shape, generator=generator).to(ids.device)
     return torch.where(replace, random_tokens, inputs), labels
 
 
@@ -158,47 +159,47 @@ class PretrainTask(Task):
 
     def _scores(self, model: nn.Module, batch: Batch, generator: torch.Generator | None) -> tuple[Tensor, ...]:
         """Flat logits (n, vocab), labels (n,) and the batch row (n,) of each prediction the objective makes."""
-        ids, mask = batch["ids"], batch["mask"]
-        if isinstance(model, MaskedLM):
+        ids, mask, arch = batch["ids"], batch["mask"], self.model_config.arch  # model may be wrapped (DDP, FSDP)
+        if arch == "encoder":
             inputs, labels = mask_tokens(ids, mask, self.tokenizer, self._fraction(0.15), generator)  # BERT's rate
-            chosen = labels != IGNORE
-            return model.logits(model(inputs, mask)[chosen]), labels[chosen], chosen.nonzero()[:, 0]
-        if isinstance(model, EncoderDecoder):
+            chosen = labels != IGNORE_INDEX
+            return model(inputs, mask, chosen), labels[chosen], chosen.nonzero()[:, 0]
+        if arch == "encoder-decoder":
             logits, labels = self._infilling_scores(model, ids, mask, generator)
         else:
-            logits, labels = model(ids[:, :-1], mask[:, :-1]), ids[:, 1:].masked_fill(~mask[:, 1:], IGNORE)
-        rows = torch.arange(labels.shape[0]).repeat_interleave(labels.shape[1])
+            logits, labels = model(ids[:, :-1], mask[:, :-1]), ids[:, 1:].masked_fill(~mask[:, 1:], IGNORE_INDEX)
+        rows = torch.arange(labels.shape[0], device=labels.device).repeat_interleave(labels.shape[1])
         return logits.flatten(0, 1), labels.flatten(), rows
 
     def _infilling_scores(
-        self, model: EncoderDecoder, ids: Tensor, mask: Tensor, generator: torch.Generator | None
+        self, model: nn.Module, ids: Tensor, mask: Tensor, generator: torch.Generator | None
     ) -> tuple[Tensor, Tensor]:
         from attnkit.tasks.seq2seq import decoder_start
 
         if self.tokenizer.mask_id is None:
             raise AttnkitError("tokenizer: no mask token (<mask> or [MASK]) for span infilling")
         rows = [row[m].tolist() for row, m in zip(ids, mask)]
-        eos, start = self.tokenizer.eos_id, decoder_start(model.config, self.tokenizer)
+        eos, start = self.tokenizer.eos_id, decoder_start(self.model_config, self.tokenizer)
         fraction = self._fraction(0.3)  # BART's rate
         sources = [infill_spans(r, self.tokenizer.mask_id, fraction, self.mean_span, generator) + [eos] for r in rows]
-        source, source_mask = pad(sources, self.tokenizer.pad_id)
-        target, target_mask = pad([[start, *r, eos] for r in rows], self.tokenizer.pad_id)
-        labels = target[:, 1:].masked_fill(~target_mask[:, 1:], IGNORE)
+        source, source_mask = (t.to(ids.device) for t in pad(sources, self.tokenizer.pad_id))
+        target, target_mask = (t.to(ids.device) for t in pad([[start, *r, eos] for r in rows], self.tokenizer.pad_id))
+        labels = target[:, 1:].masked_fill(~target_mask[:, 1:], IGNORE_INDEX)
         return model(source, target[:, :-1], source_mask, target_mask[:, :-1]), labels
 
-    def loss(self, model: nn.Module, batch: Batch, label_smoothing: float) -> Tensor:
+    def loss(self, model: nn.Module, batch: Batch, label_smoothing: float) -> tuple[Tensor, Tensor]:
         logits, labels, _ = self._scores(model, batch, None)  # training draws from the global (seeded) generator
-        return F.cross_entropy(logits.float(), labels, ignore_index=IGNORE)
+        return F.cross_entropy(logits.float(), labels, reduction="sum"), (labels != IGNORE_INDEX).sum()
 
     def decode(self, model: nn.Module, batch: Batch, tokenizer: Tokenizer) -> list[tuple[float, int]]:
         """Per block: summed negative log-likelihood and the number of predicted tokens. Evaluation corrupts with
         a generator seeded by the batch's first block, so that every evaluation scores the same corruption."""
         generator = torch.Generator().manual_seed(int(batch["index"][0]))
         logits, labels, rows = self._scores(model, batch, generator)
-        nll = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE, reduction="none")
+        nll = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX, reduction="none")
         size = len(batch["ids"])
-        sums = torch.zeros(size).index_add_(0, rows, nll)
-        counts = torch.zeros(size).index_add_(0, rows, (labels != IGNORE).float())
+        sums = torch.zeros(size, device=nll.device).index_add_(0, rows, nll)
+        counts = torch.zeros(size, device=nll.device).index_add_(0, rows, (labels != IGNORE_INDEX).float())
         return [(float(n), int(c)) for n, c in zip(sums, counts)]
 
     def metrics(self, predictions: list[tuple[float, int]], examples: object) -> dict:

@@ -16,7 +16,7 @@ from attnkit.data.readers import Pair, read_pairs
 from attnkit.errors import AttnkitError
 from attnkit.generate import generate
 from attnkit.nn import EncoderDecoder
-from attnkit.tasks.base import Batch, Task
+from attnkit.tasks.base import IGNORE_INDEX, Batch, Task
 from attnkit.tokenization import Tokenizer
 
 
@@ -74,14 +74,13 @@ class Seq2SeqTask(Task):
     def build_model(self, config: ModelConfig) -> EncoderDecoder:
         return EncoderDecoder(config)
 
-    def loss(self, model: nn.Module, batch: Batch, label_smoothing: float) -> Tensor:
+    def loss(self, model: nn.Module, batch: Batch, label_smoothing: float) -> tuple[Tensor, Tensor]:
         """Teacher forcing: the decoder reads target[:-1] and predicts target[1:]."""
         inputs, mask = batch["target"][:, :-1], batch["target_mask"][:, :-1]
-        logits = model(batch["source"], inputs, batch["source_mask"], mask)
-        labels = batch["target"][:, 1:].masked_fill(~batch["target_mask"][:, 1:], -100)
-        return F.cross_entropy(
-            logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100, label_smoothing=label_smoothing
-        )
+        logits = model(batch["source"], inputs, batch["source_mask"], mask).flatten(0, 1)
+        labels = batch["target"][:, 1:].masked_fill(~batch["target_mask"][:, 1:], IGNORE_INDEX).flatten()
+        total = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing, reduction="sum")
+        return total, (labels != IGNORE_INDEX).sum()
 
     def decode(self, model: nn.Module, batch: Batch, tokenizer: Tokenizer) -> list[str]:
         source_length = int(batch["source_mask"].sum(1).max())

@@ -18,10 +18,8 @@ from attnkit.data.readers import Tagged, read_tagged
 from attnkit.errors import AttnkitError
 from attnkit.nn import Encoder
 from attnkit.nn.dropout import Dropout
-from attnkit.tasks.base import Batch, Task
+from attnkit.tasks.base import IGNORE_INDEX, Batch, Task
 from attnkit.tokenization import Tokenizer
-
-IGNORE = -100  # positions without a tag to learn: later subwords of a word, padding
 
 
 class Tagger(nn.Module):
@@ -84,10 +82,10 @@ class TagTask(Task):
         for e, (ids, starts) in zip(examples, tokenizer.encode_words_batch([e.words for e in examples])):
             if training:
                 ids = ids[: self.data.max_length]
-            labels = [IGNORE] * len(ids)
+            labels = [IGNORE_INDEX] * len(ids)
             for start, tag in zip(starts, e.tags):
                 if start < len(ids):
-                    labels[start] = index.get(tag, IGNORE)  # a tag the model never saw: nothing to learn
+                    labels[start] = index.get(tag, IGNORE_INDEX)  # a tag the model never saw: nothing to learn
             items.append({"ids": ids, "labels": labels, "starts": starts})
         return items
 
@@ -96,21 +94,18 @@ class TagTask(Task):
 
     def collate(self, items: list[dict]) -> Batch:
         ids, mask = pad([item["ids"] for item in items], 0)
-        labels, _ = pad([item["labels"] for item in items], IGNORE)
+        labels, _ = pad([item["labels"] for item in items], IGNORE_INDEX)
         starts, start_mask = pad([item["starts"] for item in items], 0)
         return {"ids": ids, "mask": mask, "labels": labels, "starts": starts, "start_mask": start_mask}
 
     def build_model(self, config: ModelConfig) -> Tagger:
         return Tagger(config, len(self.tags))
 
-    def loss(self, model: nn.Module, batch: Batch, label_smoothing: float) -> Tensor:
-        logits = model(batch["ids"], batch["mask"])
-        return F.cross_entropy(
-            logits.float().flatten(0, 1),
-            batch["labels"].flatten(),
-            ignore_index=IGNORE,
-            label_smoothing=label_smoothing,
-        )
+    def loss(self, model: nn.Module, batch: Batch, label_smoothing: float) -> tuple[Tensor, Tensor]:
+        """Scored at each word's first subword (the other positions hold IGNORE_INDEX)."""
+        logits, labels = model(batch["ids"], batch["mask"]).flatten(0, 1), batch["labels"].flatten()
+        total = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing, reduction="sum")
+        return total, (labels != IGNORE_INDEX).sum()
 
     def decode(self, model: nn.Module, batch: Batch, tokenizer: Tokenizer) -> list[list[str]]:
         best = model(batch["ids"], batch["mask"]).argmax(-1)  # (batch, time)

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from attnkit.config import DataConfig, ModelConfig, TaskConfig, TokenizerConfig
-from attnkit.tasks.pretrain import IGNORE, Blocks, PretrainTask, infill_spans, mask_tokens
+from attnkit.tasks import IGNORE_INDEX
+from attnkit.tasks.pretrain import Blocks, PretrainTask, infill_spans, mask_tokens
 from attnkit.tokenization import Tokenizer
 
 MASK = 4
@@ -25,7 +26,7 @@ def test_masked_lm_chooses_15_percent_then_80_10_10(tokenizer):
     real = torch.ones_like(ids, dtype=torch.bool)
     real[:, 100:] = False  # padding is never chosen
     inputs, labels = mask_tokens(ids, real, tokenizer, 0.15, generator)
-    chosen = labels != IGNORE
+    chosen = labels != IGNORE_INDEX
     assert not chosen[:, 100:].any() and not chosen[:, 0].any()  # nor are special tokens
     assert chosen[:, 1:100].float().mean().item() == pytest.approx(0.15, abs=0.005)
     assert torch.equal(labels[chosen], ids[chosen])
@@ -66,12 +67,13 @@ def test_causal_lm_predicts_the_next_token(tokenizer):
     model = task.build_model(
         ModelConfig(arch="decoder", vocab_size=tokenizer.vocab_size, dim=16, num_heads=2, ff_dim=16, num_layers=1)
     )
+    task.model_config = model.config
     blocks = Blocks(np.arange(10, 30, dtype=np.uint16), 8)
     assert len(blocks) == 3 and len(blocks[2]["ids"]) == 4  # 20 tokens: two full blocks and the rest
     batch = task.collate([blocks[0], blocks[2]])
     _, labels, rows = task._scores(model, batch, None)
     assert labels.view(2, 7)[0].tolist() == list(range(11, 18))
-    assert labels.view(2, 7)[1].tolist() == [27, 28, 29, IGNORE, IGNORE, IGNORE, IGNORE]
+    assert labels.view(2, 7)[1].tolist() == [27, 28, 29, IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX]
     assert rows.tolist() == [0] * 7 + [1] * 7
 
 
@@ -82,6 +84,7 @@ def test_masked_lm_predicts_the_configured_share_of_tokens(tokenizer, setting, e
     model = task.build_model(
         ModelConfig(arch="encoder", vocab_size=tokenizer.vocab_size, dim=16, num_heads=2, ff_dim=16, num_layers=1)
     )
+    task.model_config = model.config
     ids = np.random.default_rng(0).integers(5, tokenizer.vocab_size, 64 * 128).astype(np.uint16)
     blocks = Blocks(ids, 128)
     _, labels, _ = task._scores(model, task.collate([blocks[i] for i in range(64)]), torch.Generator().manual_seed(0))

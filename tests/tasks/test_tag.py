@@ -6,7 +6,8 @@ from attnkit.config import DataConfig, TaskConfig, TokenizerConfig
 from attnkit.data.readers import Tagged
 from attnkit.errors import AttnkitError
 from attnkit.pipeline import Pipeline
-from attnkit.tasks.tag import IGNORE, TagTask
+from attnkit.tasks import IGNORE_INDEX
+from attnkit.tasks.tag import TagTask
 from attnkit.tokenization import Tokenizer
 from attnkit.train import train
 from tests.conftest import TAG_OF, run_config
@@ -18,7 +19,7 @@ def test_first_subword_carries_the_tag():
     task.fit(sentences)
     tokenizer = Tokenizer.train(["tall"] * 10, TokenizerConfig(vocab_size=60, min_frequency=1))
     (item,) = task.encode(sentences, tokenizer, training=False)
-    tagged = [i for i, label in enumerate(item["labels"]) if label != IGNORE]
+    tagged = [i for i, label in enumerate(item["labels"]) if label != IGNORE_INDEX]
     assert tagged == item["starts"] and len(item["ids"]) > 6  # long words split; evaluation keeps all
     (truncated,) = task.encode(sentences, tokenizer, training=True)
     assert len(truncated["ids"]) == 6
@@ -49,7 +50,7 @@ def test_a_tag_the_model_never_saw_encodes_as_ignored():
     task = TagTask(TaskConfig(name="tag"), DataConfig(), {"tags": ["NN", "VB"]})
     tokenizer = Tokenizer.train(["cats run"] * 10, TokenizerConfig(vocab_size=60, min_frequency=1))
     (item,) = task.encode([Tagged(["cats", "-", "run"], ["NN", "HYPH", "VB"], 1)], tokenizer, training=False)
-    assert [item["labels"][start] for start in item["starts"]] == [0, IGNORE, 1]
+    assert [item["labels"][start] for start in item["starts"]] == [0, IGNORE_INDEX, 1]
 
 
 def test_unseen_tags_are_counted_per_token():

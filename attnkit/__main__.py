@@ -1,0 +1,7 @@
+"""`python -m attnkit`, the form torchrun runs: torchrun --nproc_per_node=2 -m attnkit train ..."""
+
+import sys
+
+from attnkit.cli import main
+
+sys.exit(main())

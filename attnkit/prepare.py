@@ -1,0 +1,148 @@
+"""Everything a training run needs before its first step, read and checked before anything is written: the task
+and its data, the tokenizer, and the model (new, resumed, or started from a pretrained checkpoint)."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from pathlib import Path
+
+from torch import nn
+
+from attnkit.config import FINE_TUNABLE, ModelConfig, RunConfig
+from attnkit.errors import AttnkitError
+from attnkit.files import STATE_DIR, STATE_FILE
+from attnkit.interop.hf import is_hf_directory, read_hf_pooler
+from attnkit.nn import EncoderDecoder
+from attnkit.pipeline import Pipeline, encoder_of, read_run
+from attnkit.tasks import Task, make_task
+from attnkit.tokenization import Tokenizer
+
+
+@dataclasses.dataclass
+class Prepared:
+    """A run's inputs: examples as read (for metrics) and encoded (items, for batches)."""
+
+    task: Task
+    tokenizer: Tokenizer
+    model_config: ModelConfig
+    model: nn.Module
+    train_items: list
+    dev_examples: list | None
+    dev_items: list | None
+    test_examples: list | None
+
+
+def prepare(run: RunConfig, resume: bool, overwrite: bool) -> Prepared:
+    """Read and check the run's inputs; with `resume`, the task state, tokenizer and model configuration come
+    from the interrupted run in run.out."""
+    out = Path(run.out)
+    if resume and not (out / STATE_DIR / STATE_FILE).is_file():
+        raise AttnkitError(f"{out}: nothing to resume (no {STATE_DIR}/{STATE_FILE})")
+    if not resume and out.exists() and not overwrite:
+        raise AttnkitError(f"{out}: already exists; pass --resume to continue it or --overwrite to replace it")
+    if not run.data.train:
+        raise AttnkitError("data.train: no training file given")
+    data, seed = run.data, run.train.seed
+    task = make_task(run.task, data, read_run(out)[1] if resume else None)
+    held_out = hold_out(task.read(data.train), data.dev_fraction, data.test_fraction, seed)
+    train_examples = held_out["train"]
+    if not resume:
+        task.fit(train_examples)
+    dev_examples = held_out["dev"] or _read_checked(task, data.dev)
+    test_examples = held_out["test"] or _read_checked(task, data.test)
+    if dev_examples is not None and run.train.eval_examples:
+        dev_examples = dev_examples[: run.train.eval_examples]
+
+    init = run.train.init
+    source = Pipeline.load(init, run.train.trust_pickle, device="cpu") if init and not resume else None
+    if source is not None:
+        tokenizer = source.tokenizer
+    elif resume:
+        tokenizer = Tokenizer.load(out)
+    elif run.tokenizer.path:
+        tokenizer = Tokenizer.load(run.tokenizer.path)
+    else:
+        tokenizer = Tokenizer.train(task.tokenizer_texts(train_examples), run.tokenizer)
+    model_config = _model_config(run, resume, source, tokenizer)
+    task.model_config = model_config
+    model = task.build_model(model_config)
+    if source is not None:
+        _initialize(model, source.model, init, run.train.trust_pickle)
+    if run.train.freeze_embeddings:
+        for name, module in model.named_modules():
+            if name.split(".")[-1] in ("embedding", "positions"):
+                module.requires_grad_(False)
+
+    return Prepared(
+        task=task,
+        tokenizer=tokenizer,
+        model_config=model_config,
+        model=model,
+        train_items=task.encode(train_examples, tokenizer, training=True),
+        dev_examples=dev_examples,
+        dev_items=task.encode(dev_examples, tokenizer, training=False) if dev_examples else None,
+        test_examples=test_examples,
+    )
+
+
+def _read_checked(task: Task, path: str | None) -> list | None:
+    if not path:
+        return None
+    examples = task.read(path)
+    task.check(examples, path)
+    return examples
+
+
+def _model_config(run: RunConfig, resume: bool, source: Pipeline | None, tokenizer: Tokenizer) -> ModelConfig:
+    """The saved one when resuming; the init checkpoint's (with this run's dropout) when fine-tuning; else the
+    run's, sized to the tokenizer."""
+    if resume:
+        return read_run(Path(run.out))[0].model
+    if source is not None:
+        dropouts = {name: getattr(run.model, name) for name in FINE_TUNABLE}
+        arch = run.model.arch  # the task's: an encoder-decoder's encoder can start a classifier
+        same = arch == source.model.config.arch  # a BART encoder alone is no family's architecture
+        preset = source.model.config.preset if same else None
+        return dataclasses.replace(source.model.config, arch=arch, preset=preset, **dropouts)
+    return dataclasses.replace(run.model, vocab_size=tokenizer.vocab_size, pad_id=tokenizer.pad_id)
+
+
+def hold_out(examples: list, dev_fraction: float | None, test_fraction: float | None, seed: int) -> dict:
+    """Split one file into train/dev/test at random (the same split for the same seed); the held-out parts are
+    None when their fraction is unset."""
+    if not dev_fraction and not test_fraction:
+        return {"train": examples, "dev": None, "test": None}
+    shuffled = list(examples)
+    random.Random(seed).shuffle(shuffled)
+    dev_count, test_count = (round(len(shuffled) * (f or 0)) for f in (dev_fraction, test_fraction))
+    if (
+        len(shuffled) - dev_count - test_count < 1
+        or (dev_fraction and not dev_count)
+        or (test_fraction and not test_count)
+    ):
+        raise AttnkitError(f"data: {len(examples)} examples are too few to hold out dev/test fractions")
+    return {
+        "dev": shuffled[:dev_count] or None,
+        "test": shuffled[dev_count : dev_count + test_count] or None,
+        "train": shuffled[dev_count + test_count :],
+    }
+
+
+def _initialize(model: nn.Module, source: nn.Module, where: str, trust_pickle: bool = False) -> None:
+    """Copy the pretrained part into a task model: the whole encoder-decoder, or the encoder (and BERT's pooler
+    into a classifier that pools with one, when the checkpoint has it)."""
+    if isinstance(model, EncoderDecoder):
+        if not isinstance(source, EncoderDecoder):
+            raise AttnkitError(f"{where}: a seq2seq model needs an encoder-decoder checkpoint to start from")
+        model.load_state_dict(source.state_dict())
+        return
+    encoder = encoder_of(source)
+    if encoder is None:
+        raise AttnkitError(f"{where}: has no encoder to start a {type(model).__name__.lower()} from")
+    model.encoder.load_state_dict(encoder.state_dict())
+    if getattr(model, "pooler", None) is not None:
+        if getattr(source, "pooler", None) is not None:
+            model.pooler.load_state_dict(source.pooler.state_dict())
+        elif is_hf_directory(where) and (pooler := read_hf_pooler(where, trust_pickle)) is not None:
+            model.pooler.load_state_dict(pooler)

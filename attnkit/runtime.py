@@ -1,0 +1,178 @@
+"""Where a run computes: the device (cpu, cuda, mps), mixed precision, and under torchrun its share of the work
+among processes. Everything here is what torch documents: the env:// rendezvous that torchrun sets up,
+DistributedDataParallel or FSDP around the model, autocast and a gradient scaler for float16."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from attnkit.errors import AttnkitError
+
+DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
+PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """The device `name` means: auto is cuda if a GPU is there, else mps (Apple), else cpu."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):
+        raise AttnkitError(f"device {name!r}: expected one of {', '.join(DEVICES)}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise AttnkitError(f"device {name!r}: torch sees no CUDA GPU here; use --device cpu (or auto)")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise AttnkitError(f"device {name!r}: there are {torch.cuda.device_count()} CUDA devices (cuda:0 ...)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise AttnkitError(f"device {name!r}: MPS is not available here; use --device cpu (or auto)")
+    return device
+
+
+@dataclasses.dataclass(frozen=True)
+class Processes:
+    """This process's place in the run: rank among world processes (1 without torchrun)."""
+
+    rank: int = 0
+    world: int = 1
+    strategy: str = "ddp"  # how the model is shared among processes: ddp (copies) or fsdp (shards)
+
+    @property
+    def main(self) -> bool:
+        """The process that writes checkpoints, logs and the progress bar."""
+        return self.rank == 0
+
+    def share(self, indices: list[int]) -> list[int]:
+        """This process's part of a batch: every world-th example (batches are sorted by length, so the parts
+        are balanced)."""
+        return indices[self.rank :: self.world]
+
+    def all_sum(self, values: torch.Tensor) -> torch.Tensor:
+        if self.world > 1:
+            dist.all_reduce(values)
+        return values
+
+    def gather(self, objects: list) -> list[list]:
+        """Each process's list of objects, in rank order."""
+        if self.world == 1:
+            return [objects]
+        gathered: list = [None] * self.world
+        dist.all_gather_object(gathered, objects)
+        return gathered
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+
+def start(device_name: str, strategy: str = "ddp") -> tuple[torch.device, Processes]:
+    """The device and processes of this run. Under torchrun (WORLD_SIZE > 1), join the process group (nccl on
+    CUDA, gloo otherwise); each process takes the GPU of its LOCAL_RANK."""
+    device = resolve_device(device_name)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return device, Processes(strategy=strategy)
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device, Processes(dist.get_rank(), dist.get_world_size(), strategy)
+
+
+def stop() -> None:
+    """Leave the process group that `start` joined (at the end of a run under torchrun)."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def wrap(model: nn.Module, device: torch.device, processes: Processes) -> nn.Module:
+    """The model as the processes share it: itself alone; DistributedDataParallel (a copy each, gradients
+    averaged); or FSDP (each layer of a `layers` stack and the rest sharded among the processes)."""
+    if processes.world == 1:
+        return model
+    if processes.strategy == "fsdp":
+        from torch.distributed.fsdp import fully_shard
+
+        for stack in [m for m in model.modules() if isinstance(m, nn.ModuleList)]:
+            for layer in stack:
+                fully_shard(layer)
+        return fully_shard(model)
+    ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def unwrapped(model: nn.Module) -> nn.Module:
+    """The model inside a DistributedDataParallel (an FSDP model is its own module)."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def gradient_sync(model: nn.Module, sync: bool) -> contextlib.AbstractContextManager:
+    """Inside the block, backward() accumulates gradients without exchanging them among processes (the batches
+    of a step before its last one)."""
+    if sync or not dist.is_initialized():
+        return contextlib.nullcontext()
+    if isinstance(model, nn.parallel.DistributedDataParallel):
+        return model.no_sync()
+    return _fsdp_no_sync(model)
+
+
+@contextlib.contextmanager
+def _fsdp_no_sync(model: nn.Module):
+    model.set_requires_gradient_sync(False)
+    try:
+        yield
+    finally:
+        model.set_requires_gradient_sync(True)
+
+
+def full_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The whole state dict of a sharded (FSDP) model on every process; every process must call it."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True))
+
+
+def load_full_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Fill a sharded (FSDP) model from a whole state dict that every process holds."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+    set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True))
+
+
+def optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    """The optimizer's whole state keyed by parameter name ({"state": {name: {slot: tensor}}, "param_groups"}), on
+    the CPU of the first process, whatever the model's device and sharding; every process must call it."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    return get_optimizer_state_dict(model, optimizer, options=options)
+
+
+def load_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """The inverse of `optimizer_state`: each process takes its part (and device) of the whole state."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    set_optimizer_state_dict(model, optimizer, state, options=StateDictOptions(full_state_dict=True))
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """Mixed precision for the forward pass: bfloat16 or float16 autocast on any device; float32 computes plainly."""
+    dtype = PRECISIONS[precision]
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """A batch on `device`: on CUDA a non-blocking copy from pinned memory, so that the copy overlaps compute."""
+    if device.type == "cpu":
+        return batch
+    pinned = device.type == "cuda"
+    return {k: (v.pin_memory() if pinned else v).to(device, non_blocking=pinned) for k, v in batch.items()}

@@ -1,0 +1,95 @@
+"""Training under torchrun (2 CPU processes, gloo) equals training in one process: the same losses and weights,
+one writer, exact resume, and a mistake in the input stops every process with exit code 2."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import safetensors.torch
+import torch
+
+from tests.conftest import TINY, sentiment_rows, write_tsv
+
+TOLERANCE = 1e-4  # relative, on each step's loss and on the final weights (float32 sums in another order)
+SETTINGS = [*TINY, "train.max_steps=20", "train.log_every=1", "train.eval_every=5", "train.patience=null"]
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, Path]:
+    return {
+        "train": write_tsv(tmp_path / "train.tsv", ("label", "text"), sentiment_rows(200, 1)),
+        "dev": write_tsv(tmp_path / "dev.tsv", ("label", "text"), sentiment_rows(41, 2)),  # odd: uneven shares
+    }
+
+
+def attnkit(
+    processes: int, files: dict, out: Path, *settings: str, resume: bool = False
+) -> subprocess.CompletedProcess:
+    """`attnkit train` in one process, or under torchrun in `processes` processes of one thread each."""
+    launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
+    command = [sys.executable, *(launcher if processes > 1 else []), "-m", "attnkit", "train", "--task", "classify"]
+    command += ["--train", str(files["train"]), "--dev", str(files["dev"]), "--out", str(out), "--device", "cpu"]
+    command += [f"--set={s}" for s in settings] + (["--resume"] if resume else [])
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, env=environment)
+
+
+def records(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+
+
+def losses(out: Path) -> list[float]:
+    return [r["loss"] for r in records(out) if "loss" in r]
+
+
+def last_weights(out: Path) -> dict[str, torch.Tensor]:
+    return safetensors.torch.load_file(str(out / "trainer_state" / "model.safetensors"))
+
+
+def assert_same_training(one: Path, two: Path) -> None:
+    assert losses(one) == pytest.approx(losses(two), rel=TOLERANCE) and len(losses(one)) == 20
+    single, double = last_weights(one), last_weights(two)
+    for name, tensor in single.items():
+        assert torch.allclose(tensor, double[name], rtol=TOLERANCE, atol=TOLERANCE), name
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_two_processes_train_as_one(files, tmp_path, strategy):
+    one = attnkit(1, files, tmp_path / "one", *SETTINGS)
+    two = attnkit(2, files, tmp_path / "two", *SETTINGS, f"train.strategy={strategy}")
+    assert one.returncode == 0 and two.returncode == 0, two.stderr[-3000:]
+    assert f"2 processes ({strategy}) on cpu" in two.stderr and "processes" not in one.stderr
+    assert_same_training(tmp_path / "one", tmp_path / "two")
+    dev_one, dev_two = ([r["dev"]["accuracy"] for r in records(tmp_path / o) if "dev" in r] for o in ("one", "two"))
+    assert dev_two == dev_one and len(dev_two) == 4  # every dev example scored once, split between the processes
+    # one writer: one record per step in the log, one event file, no temporary leftovers
+    assert [r["step"] for r in records(tmp_path / "two") if "loss" in r] == list(range(1, 21))
+    assert len(list((tmp_path / "two" / "tensorboard").iterdir())) == 1
+    assert not [p for p in (tmp_path / "two").rglob("*") if p.name.startswith(".")]
+
+
+def test_resume_under_torchrun_continues_exactly(files, tmp_path):
+    settings = [*SETTINGS, "model.dropout=0.1", "train.schedule=constant"]  # each process's dropout masks resume
+    whole = attnkit(2, files, tmp_path / "whole", *settings)
+    first = attnkit(2, files, tmp_path / "split", *settings, "train.max_steps=10")
+    second = attnkit(2, files, tmp_path / "split", *settings, resume=True)
+    assert whole.returncode == first.returncode == second.returncode == 0, second.stderr[-3000:]
+    assert "resuming" in second.stderr and "at step 10 of 20" in second.stderr
+    assert losses(tmp_path / "split") == losses(tmp_path / "whole")
+    split, uninterrupted = last_weights(tmp_path / "split"), last_weights(tmp_path / "whole")
+    assert all(torch.equal(split[name], uninterrupted[name]) for name in uninterrupted)
+
+
+def test_a_bad_file_stops_every_process_with_exit_code_2(files, tmp_path):
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("label\ttext\ngood\tfine\nbad line without a tab\n")
+    started = time.monotonic()
+    result = attnkit(2, {**files, "train": bad}, tmp_path / "out", *SETTINGS)
+    assert time.monotonic() - started < 60
+    assert result.returncode != 0 and not (tmp_path / "out").exists()
+    assert result.stderr.count(f"attnkit: error: {bad}:3: expected 2 tab-separated fields") == 2  # each process
+    assert result.stderr.count("exitcode  : 2") == 2  # torchrun's report: both processes exited with code 2
