@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -47,7 +48,7 @@ def _train(args: argparse.Namespace) -> None:
 
     run = _run_config(args)
     summary = train(run, resume=args.resume, overwrite=args.overwrite)
-    print(json.dumps(summary) if args.json else _summary_text(run.out, summary))
+    _print_summary(args, run.out, summary)
 
 
 def _pretrain(args: argparse.Namespace) -> None:
@@ -55,7 +56,12 @@ def _pretrain(args: argparse.Namespace) -> None:
 
     run = _run_config(args, "task.name=pretrain")
     summary = pretrain(run, resume=args.resume, overwrite=args.overwrite)
-    print(json.dumps(summary) if args.json else _summary_text(run.out, summary))
+    _print_summary(args, run.out, summary)
+
+
+def _print_summary(args: argparse.Namespace, out: str, summary: dict) -> None:
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, the first process speaks for all
+        print(json.dumps(summary) if args.json else _summary_text(out, summary))
 
 
 def _summary_text(out: str, summary: dict) -> str:
