@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from attnkit import runtime
 from attnkit.config import RunConfig, to_dict
 from attnkit.errors import AttnkitError
 from attnkit.files import write_json
@@ -36,7 +37,8 @@ def pretrain(run: RunConfig, *, resume: bool = False, overwrite: bool = False, q
         for split, path in (("train", run.data.train), ("dev", run.data.dev), ("test", run.data.test))
         if path
     }
-    token_files = prepare_corpus(files, run, cache)
+    processes = runtime.start(run.train.device, run.train.strategy)[1]  # under torchrun, the first one writes
+    token_files = processes.first_does(lambda: prepare_corpus(files, run, cache))
     data = dataclasses.replace(run.data, **token_files)
     tokenizer = dataclasses.replace(run.tokenizer, path=str(cache / TOKENIZER_FILE))
     run = dataclasses.replace(run, data=data, tokenizer=tokenizer)

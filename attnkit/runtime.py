@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
@@ -14,6 +16,7 @@ from torch import nn
 
 from attnkit.errors import AttnkitError
 
+T = TypeVar("T")
 DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
 PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -71,6 +74,23 @@ class Processes:
     def barrier(self) -> None:
         if self.world > 1:
             dist.barrier()
+
+    def first_does(self, work: Callable[[], T]) -> T:
+        """`work()` done by the first process while the others wait, and its result given to all; a mistake it
+        meets (AttnkitError) stops every process with the same message."""
+        result, error = None, None
+        if self.main:
+            try:
+                result = work()
+            except AttnkitError as mistake:
+                error = str(mistake)
+        if self.world > 1:
+            shared = [result, error]
+            dist.broadcast_object_list(shared, src=0)
+            result, error = shared
+        if error is not None:
+            raise AttnkitError(error)
+        return result
 
 
 def start(device_name: str, strategy: str = "ddp") -> tuple[torch.device, Processes]:

@@ -12,7 +12,7 @@ import pytest
 import safetensors.torch
 import torch
 
-from tests.conftest import TINY, sentiment_rows, write_tsv
+from tests.conftest import PRETRAIN_SETTINGS, TINY, corpus, sentiment_rows, write_tsv
 
 TOLERANCE = 1e-4  # relative, on each step's loss and on the final weights (float32 sums in another order)
 SETTINGS = [*TINY, "train.max_steps=20", "train.log_every=1", "train.eval_every=5", "train.patience=null"]
@@ -93,3 +93,21 @@ def test_a_bad_file_stops_every_process_with_exit_code_2(files, tmp_path):
     assert result.returncode != 0 and not (tmp_path / "out").exists()
     assert result.stderr.count(f"attnkit: error: {bad}:3: expected 2 tab-separated fields") == 2  # each process
     assert result.stderr.count("exitcode  : 2") == 2  # torchrun's report: both processes exited with code 2
+
+
+def test_pretraining_runs_under_torchrun(tmp_path):
+    corpus(tmp_path / "text")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "attnkit"]
+    command += ["pretrain", "--text", str(tmp_path / "text"), "--arch", "encoder", "--out", str(tmp_path / "lm")]
+    command += ["--max-steps", "6", "--device", "cpu", *(f"--set={s}" for s in PRETRAIN_SETTINGS)]
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("trained 6 steps") == 1 and "perplexity" in result.stdout  # one summary, not two
+    assert sorted(p.name for p in (tmp_path / "lm.corpus").iterdir()) == [
+        "dev.u16",
+        "manifest.json",
+        "tokenizer.json",
+        "train.u16",
+    ]

@@ -255,3 +255,26 @@ def test_resume_with_another_plan_says_what_changed(sentiment_files, tmp_path, m
     capsys.readouterr()
     train(run_config(sentiment_files, tmp_path / "out", "classify", *settings, "train.max_steps=12"), resume=True)
     assert "the run's plan differs from the one it was started with (total_steps 8 -> 12" in capsys.readouterr().err
+
+
+def test_accumulated_batches_give_the_gradient_of_one_batch_of_the_same_examples(tmp_path, monkeypatch):
+    """Four short and two long examples: one step of two accumulated batches (4 + 2 examples) and one step of a
+    single batch of all six see the same gradient, the mean over the six, not the mean of two batch means."""
+    short = [("good", "happy red green"), ("bad", "sad red green"), ("good", "happy blue red"), ("bad", "sad blue red")]
+    long = [("good", "happy red green blue small large quick slow"), ("bad", "sad red green blue small large quick")]
+    files = {"train": write_tsv(tmp_path / "train.tsv", ("label", "text"), short + long), "dev": None}
+    seen: list[list[torch.Tensor]] = []
+    step = torch.optim.AdamW.step
+
+    def recording_step(optimizer, *args, **kwargs):
+        seen.append([p.grad.clone() for group in optimizer.param_groups for p in group["params"]])
+        return step(optimizer, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", recording_step)
+    common = ("tokenizer.kind=word", "train.epochs=1", "data.dev=null", "train.clip_norm=null", "train.patience=null")
+    # words plus <s> and </s>: 5 tokens for a short example, 10 for a long one; batches cost count x longest
+    train(run_config(files, tmp_path / "two", "classify", *common, "train.batch_tokens=20", "train.accumulate=2"))
+    train(run_config(files, tmp_path / "one", "classify", *common, "train.batch_tokens=60"))
+    assert len(seen) == 2
+    for accumulated, whole in zip(*seen):
+        assert torch.allclose(accumulated, whole, rtol=1e-5, atol=1e-7)

@@ -1,0 +1,82 @@
+"""Devices and processes: what `auto` chooses, what a wrong name says, and a checkpoint placed where it is asked."""
+
+import pytest
+import torch
+
+from attnkit import runtime
+from attnkit.errors import AttnkitError
+from attnkit.pipeline import Pipeline
+from attnkit.train import train
+from tests.conftest import run_config
+
+
+@pytest.fixture
+def no_accelerator(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+
+
+def test_auto_is_the_cpu_without_an_accelerator(no_accelerator):
+    assert runtime.resolve_device("auto") == torch.device("cpu")
+
+
+def test_auto_prefers_cuda_then_mps(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert runtime.resolve_device("auto") == torch.device("cuda")
+    assert runtime.resolve_device("cuda:1") == torch.device("cuda", 1)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert runtime.resolve_device("auto") == torch.device("mps")
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("gpu", "expected one of auto, cpu, cuda, cuda:N, mps"),
+        ("cuda", "torch sees no CUDA GPU here"),
+        ("mps", "MPS is not available here"),
+        ("xla", "expected one of"),
+    ],
+)
+def test_a_device_that_is_not_there_is_one_clear_error(no_accelerator, name, message):
+    with pytest.raises(AttnkitError, match=message):
+        runtime.resolve_device(name)
+
+
+def test_a_missing_gpu_index_is_named(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(AttnkitError, match=r"there are 1 CUDA devices"):
+        runtime.resolve_device("cuda:1")
+
+
+def test_each_process_takes_every_world_th_example():
+    batch = [7, 3, 9, 1, 4]
+    shares = [runtime.Processes(rank, 2).share(batch) for rank in range(2)]
+    assert shares == [[7, 9, 4], [3, 1]]
+    assert runtime.Processes(0, 1).share(batch) == batch
+
+
+def test_a_checkpoint_loads_onto_the_device_asked_for(sentiment_files, tmp_path, monkeypatch):
+    """Weights are stored without a device (safetensors) and placed on load: a model trained here loads on any
+    device. The meta device stands in for a GPU this machine lacks."""
+    train(run_config(sentiment_files, tmp_path / "out", "classify", "train.max_steps=2", "train.device=cpu"))
+    assert {p.device.type for p in Pipeline.load(tmp_path / "out", device="cpu").model.parameters()} == {"cpu"}
+    monkeypatch.setattr("attnkit.pipeline.resolve_device", lambda name: torch.device("meta"))
+    assert {p.device.type for p in Pipeline.load(tmp_path / "out", device="cuda").model.parameters()} == {"meta"}
+
+
+@pytest.mark.parametrize(("precision", "dtype"), [("bfloat16", torch.bfloat16), ("float16", torch.float16)])
+def test_autocast_computes_matrix_products_in_the_precision_set(precision, dtype):
+    with runtime.autocast(torch.device("cpu"), precision):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == dtype
+    with runtime.autocast(torch.device("cpu"), "float32"):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+
+
+def test_float16_training_runs_with_a_gradient_scaler(sentiment_files, tmp_path):
+    summary = train(
+        run_config(sentiment_files, tmp_path / "out", "classify", "train.precision=float16", "train.epochs=8")
+    )
+    assert summary["dev"]["accuracy"] >= 0.9  # the scaler keeps float16 gradients from vanishing
