@@ -18,6 +18,7 @@ from typing import Literal
 
 import yaml
 
+from attnkit.data.readers import read_text
 from attnkit.errors import AttnkitError
 
 Arch = Literal["encoder", "decoder", "encoder-decoder"]
@@ -344,8 +345,6 @@ def preset_differences(preset: str, settings: dict) -> dict[str, tuple]:
 
 
 def read_yaml(path: Path) -> object:
-    from attnkit.data.readers import read_text
-
     text = read_text(path)
     try:
         return yaml.load(text, Loader=_Loader)

@@ -15,7 +15,7 @@ from attnkit.files import STATE_DIR, STATE_FILE
 from attnkit.interop.hf import is_hf_directory, read_hf_pooler
 from attnkit.nn import EncoderDecoder
 from attnkit.pipeline import Pipeline, encoder_of, read_run
-from attnkit.tasks import Task, make_task
+from attnkit.tasks import TASKS, Task, make_task
 from attnkit.tokenization import Tokenizer
 
 
@@ -43,29 +43,27 @@ def prepare(run: RunConfig, resume: bool, overwrite: bool) -> Prepared:
         raise AttnkitError(f"{out}: already exists; pass --resume to continue it or --overwrite to replace it")
     if not run.data.train:
         raise AttnkitError("data.train: no training file given")
-    data, seed = run.data, run.train.seed
-    task = make_task(run.task, data, read_run(out)[1] if resume else None)
-    held_out = hold_out(task.read(data.train), data.dev_fraction, data.test_fraction, seed)
-    train_examples = held_out["train"]
+    data, shape = run.data, TASKS[run.task.name]
+    # read before any task exists: a new tokenizer learns from the training examples, and the task needs it
+    held_out = hold_out(shape.read(data, data.train), data.dev_fraction, data.test_fraction, run.train.seed)
+    given = {
+        path: shape.read(data, path)
+        for split, path in (("dev", data.dev), ("test", data.test))
+        if path and not held_out[split]
+    }
+    init = run.train.init
+    source = Pipeline.load(init, run.train.trust_pickle, device="cpu") if init and not resume else None
+    tokenizer = _tokenizer(run, resume, source, shape, held_out["train"])
+    model_config = _model_config(run, resume, source, tokenizer)
+    task = make_task(run.task, data, tokenizer, model_config, read_run(out)[1] if resume else None)
     if not resume:
-        task.fit(train_examples)
-    dev_examples = held_out["dev"] or _read_checked(task, data.dev)
-    test_examples = held_out["test"] or _read_checked(task, data.test)
+        task.fit(held_out["train"])
+    for path, examples in given.items():
+        task.check(examples, path)
+    dev_examples, test_examples = held_out["dev"] or given.get(data.dev), held_out["test"] or given.get(data.test)
     if dev_examples is not None and run.train.eval_examples:
         dev_examples = dev_examples[: run.train.eval_examples]
 
-    init = run.train.init
-    source = Pipeline.load(init, run.train.trust_pickle, device="cpu") if init and not resume else None
-    if source is not None:
-        tokenizer = source.tokenizer
-    elif resume:
-        tokenizer = Tokenizer.load(out)
-    elif run.tokenizer.path:
-        tokenizer = Tokenizer.load(run.tokenizer.path)
-    else:
-        tokenizer = Tokenizer.train(task.tokenizer_texts(train_examples), run.tokenizer)
-    model_config = _model_config(run, resume, source, tokenizer)
-    task.model_config = model_config
     model = task.build_model(model_config)
     if source is not None:
         _initialize(model, source.model, init, run.train.trust_pickle)
@@ -79,19 +77,23 @@ def prepare(run: RunConfig, resume: bool, overwrite: bool) -> Prepared:
         tokenizer=tokenizer,
         model_config=model_config,
         model=model,
-        train_items=task.encode(train_examples, tokenizer, training=True),
+        train_items=task.encode(held_out["train"], training=True),
         dev_examples=dev_examples,
-        dev_items=task.encode(dev_examples, tokenizer, training=False) if dev_examples else None,
+        dev_items=task.encode(dev_examples, training=False) if dev_examples else None,
         test_examples=test_examples,
     )
 
 
-def _read_checked(task: Task, path: str | None) -> list | None:
-    if not path:
-        return None
-    examples = task.read(path)
-    task.check(examples, path)
-    return examples
+def _tokenizer(run: RunConfig, resume: bool, source: Pipeline | None, shape: type[Task], examples: list) -> Tokenizer:
+    """The init checkpoint's, the interrupted run's, or tokenizer.path's; else one trained on the texts of the
+    training `examples`."""
+    if source is not None:
+        return source.tokenizer
+    if resume:
+        return Tokenizer.load(run.out)
+    if run.tokenizer.path:
+        return Tokenizer.load(run.tokenizer.path)
+    return Tokenizer.train(shape.tokenizer_texts(examples), run.tokenizer)
 
 
 def _model_config(run: RunConfig, resume: bool, source: Pipeline | None, tokenizer: Tokenizer) -> ModelConfig:

@@ -5,6 +5,7 @@ DistributedDataParallel or FSDP around the model, autocast and a gradient scaler
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
 import os
 from collections.abc import Callable
@@ -196,3 +197,22 @@ def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str,
         return batch
     pinned = device.type == "cuda"
     return {k: (v.pin_memory() if pinned else v).to(device, non_blocking=pinned) for k, v in batch.items()}
+
+
+def _glibc_malloc_trim():
+    """glibc's malloc_trim, or None under another C library (musl, macOS, Windows)."""
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (AttributeError, OSError, TypeError):
+        return None
+
+
+_MALLOC_TRIM = _glibc_malloc_trim()
+
+
+def return_freed_memory() -> None:
+    """Give the pages of freed tensors back to the system. glibc raises its mmap threshold after each large free
+    and from then on keeps freed blocks on its heap: without this, the resident memory of a long run grows by
+    gigabytes over what its tensors use (benchmarks/trim_memory.py; docs/benchmarks.md, note 5)."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)

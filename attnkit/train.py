@@ -12,7 +12,6 @@ Output directory (a complete checkpoint from the first moment it exists):
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import dataclasses
 import json
 import math
@@ -246,7 +245,7 @@ class Trainer:
         self.rng_after_step = torch.get_rng_state()  # a resumed run draws the same dropout masks from here
         self.bar.update(1)
         if self.progress["step"] % TRIM_EVERY == 0:
-            _return_freed_memory()
+            runtime.return_freed_memory()
 
     def _evaluation_due(self, end_of_epoch: bool) -> bool:
         every = self.plan.eval_every
@@ -440,25 +439,6 @@ class _Meter:
         result = self.loss / max(self.count, 1.0), self.tokens / (time.perf_counter() - self.start)
         self.reset()
         return result
-
-
-def _glibc_malloc_trim():
-    """glibc's malloc_trim, or None under another C library (musl, macOS, Windows)."""
-    try:
-        return ctypes.CDLL(None).malloc_trim
-    except (AttributeError, OSError, TypeError):
-        return None
-
-
-_MALLOC_TRIM = _glibc_malloc_trim()
-
-
-def _return_freed_memory() -> None:
-    """Give the pages of freed tensors back to the system. glibc raises its mmap threshold after each large free
-    and from then on keeps freed blocks on its heap: without this, the resident memory of a long run grows by
-    gigabytes over what its tensors use (benchmarks/trim_memory.py; docs/benchmarks.md, note 5)."""
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)
 
 
 def _seed_everything(seed: int) -> None:

@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=150)
     args = parser.parse_args()
     if args.trim == "off":
-        importlib.import_module("attnkit.train")._return_freed_memory = lambda: None
+        importlib.import_module("attnkit.runtime").return_freed_memory = lambda: None
     with tempfile.TemporaryDirectory() as scratch:
         started = time.perf_counter()
         attnkit_main(

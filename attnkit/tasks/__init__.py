@@ -1,11 +1,12 @@
 """Task shapes: one file each, a small object with the verbs the trainer and the pipeline call."""
 
-from attnkit.config import DataConfig, TaskConfig
+from attnkit.config import DataConfig, ModelConfig, TaskConfig
 from attnkit.tasks.base import IGNORE_INDEX, Batch, Task
 from attnkit.tasks.classify import ClassifyTask
 from attnkit.tasks.pretrain import PretrainTask
 from attnkit.tasks.seq2seq import Seq2SeqTask
 from attnkit.tasks.tag import TagTask
+from attnkit.tokenization import Tokenizer
 
 TASKS: dict[str, type[Task]] = {
     "classify": ClassifyTask,
@@ -15,8 +16,11 @@ TASKS: dict[str, type[Task]] = {
 }
 
 
-def make_task(config: TaskConfig, data: DataConfig, state: dict | None = None) -> Task:
-    return TASKS[config.name](config, data, state)
+def make_task(
+    config: TaskConfig, data: DataConfig, tokenizer: Tokenizer, model_config: ModelConfig, state: dict | None = None
+) -> Task:
+    """The task `config` names, for `tokenizer` and a model of `model_config`; `state` is a trained one's labels."""
+    return TASKS[config.name](config, data, tokenizer, model_config, state)
 
 
 __all__ = [

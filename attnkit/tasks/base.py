@@ -17,18 +17,28 @@ IGNORE_INDEX = -100  # a target position without anything to learn (padding, a l
 
 
 class Task:
-    """A task shape. `state` holds what was learned from the training data (the label set), saved in
-    config.json so that a loaded checkpoint decodes the same way."""
+    """A task shape, made once its tokenizer and model configuration exist. `state` holds what was learned from
+    the training data (the label set), saved in config.json so that a loaded checkpoint decodes the same way.
+    Reading data and the tokenizer's training texts need no task (`TASKS[name].read(data, path)`): a new run reads
+    its training examples before the tokenizer they train exists."""
 
     name = ""
     main_metric = ""
     gold_unit, gold_name = "example", "label"  # what carries a gold label, and what one is called (for warnings)
     lower_is_better: frozenset[str] = frozenset()
 
-    def __init__(self, config: TaskConfig, data: DataConfig, state: dict | None = None) -> None:
+    def __init__(
+        self,
+        config: TaskConfig,
+        data: DataConfig,
+        tokenizer: Tokenizer,
+        model_config: ModelConfig,
+        state: dict | None = None,
+    ) -> None:
         self.config = config
         self.data = data
-        self.model_config: ModelConfig | None = None  # set once the model is known (the trainer, the pipeline)
+        self.tokenizer = tokenizer
+        self.model_config = model_config
 
     @property
     def metric(self) -> str:
@@ -43,7 +53,9 @@ class Task:
         return {}
 
     # data
-    def read(self, path: str | os.PathLike, need_targets: bool = True) -> list:
+    @staticmethod
+    def read(data: DataConfig, path: str | os.PathLike, need_targets: bool = True) -> Sequence:
+        """The examples of a data file, read as `data` says (its columns, its block length)."""
         raise NotImplementedError
 
     def inputs(self, texts: list[str]) -> list:
@@ -61,10 +73,12 @@ class Task:
         them as errors, since no prediction can match them."""
         return Counter()
 
-    def tokenizer_texts(self, examples: list) -> Iterator[str]:
+    @staticmethod
+    def tokenizer_texts(examples: list) -> Iterator[str]:
+        """The texts a new tokenizer learns its vocabulary from."""
         raise NotImplementedError
 
-    def encode(self, examples: list, tokenizer: Tokenizer, training: bool) -> list[dict]:
+    def encode(self, examples: list, training: bool) -> list[dict]:
         raise NotImplementedError
 
     def size(self, item: dict) -> int:
@@ -75,10 +89,12 @@ class Task:
         return [self.size(item) for item in items]
 
     def collate(self, items: list[dict]) -> Batch:
+        """One batch of encoded items, token ids padded with the tokenizer's padding id."""
         raise NotImplementedError
 
     # model
     def build_model(self, config: ModelConfig) -> nn.Module:
+        """A new model for `config`: the task's model_config (the trainer also builds full copies under FSDP)."""
         raise NotImplementedError
 
     def loss(self, model: nn.Module, batch: Batch, label_smoothing: float) -> tuple[Tensor, Tensor]:
@@ -87,7 +103,7 @@ class Task:
         split into batches or among processes does not change its gradient."""
         raise NotImplementedError
 
-    def decode(self, model: nn.Module, batch: Batch, tokenizer: Tokenizer) -> list:
+    def decode(self, model: nn.Module, batch: Batch) -> list:
         raise NotImplementedError
 
     def metrics(self, predictions: list, examples: list) -> dict[str, float]:

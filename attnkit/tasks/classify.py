@@ -11,14 +11,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnkit import metrics as scoring
-from attnkit.config import ModelConfig
+from attnkit.config import DataConfig, ModelConfig
 from attnkit.data.batching import pad
 from attnkit.data.readers import Labelled, read_labelled
 from attnkit.errors import AttnkitError
 from attnkit.nn import Encoder
 from attnkit.nn.dropout import Dropout
 from attnkit.tasks.base import IGNORE_INDEX, Batch, Task
-from attnkit.tokenization import Tokenizer
 
 
 def default_pooling(config: ModelConfig) -> str:
@@ -58,16 +57,17 @@ class ClassifyTask(Task):
     name = "classify"
     main_metric = "accuracy"
 
-    def __init__(self, config, data, state=None) -> None:
-        super().__init__(config, data, state)
+    def __init__(self, config, data, tokenizer, model_config, state=None) -> None:
+        super().__init__(config, data, tokenizer, model_config, state)
         self.labels: list[str] = list((state or {}).get("labels", []))
 
     def state(self) -> dict:
         return {"labels": self.labels}
 
-    def read(self, path: str | os.PathLike, need_targets: bool = True) -> list[Labelled]:
+    @staticmethod
+    def read(data: DataConfig, path: str | os.PathLike, need_targets: bool = True) -> list[Labelled]:
         settings = ("data.text_column", "data.label_column")
-        return read_labelled(path, self.data.text_column, self.data.label_column, need_targets, settings)
+        return read_labelled(path, data.text_column, data.label_column, need_targets, settings)
 
     def inputs(self, texts: list[str]) -> list[Labelled]:
         return [Labelled(text, "", i + 1) for i, text in enumerate(texts)]
@@ -89,12 +89,13 @@ class ClassifyTask(Task):
         known = set(self.labels)
         return Counter(e.label for e in examples if e.label not in known)
 
-    def tokenizer_texts(self, examples: list[Labelled]) -> Iterator[str]:
+    @staticmethod
+    def tokenizer_texts(examples: list[Labelled]) -> Iterator[str]:
         return (e.text for e in examples)
 
-    def encode(self, examples: list[Labelled], tokenizer: Tokenizer, training: bool) -> list[dict]:
+    def encode(self, examples: list[Labelled], training: bool) -> list[dict]:
         index = {label: i for i, label in enumerate(self.labels)}
-        keep = self.data.max_length - 2
+        keep, tokenizer = self.data.max_length - 2, self.tokenizer
         return [
             {"ids": tokenizer.add_specials(ids[:keep]), "label": index.get(e.label, IGNORE_INDEX)}
             for e, ids in zip(examples, tokenizer.encode_batch([e.text for e in examples]))
@@ -104,7 +105,7 @@ class ClassifyTask(Task):
         return len(item["ids"])
 
     def collate(self, items: list[dict]) -> Batch:
-        ids, mask = pad([item["ids"] for item in items], 0)
+        ids, mask = pad([item["ids"] for item in items], self.tokenizer.pad_id)
         return {"ids": ids, "mask": mask, "labels": torch.tensor([item["label"] for item in items])}
 
     def build_model(self, config: ModelConfig) -> Classifier:
@@ -115,7 +116,7 @@ class ClassifyTask(Task):
         total = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing, reduction="sum")
         return total, (labels != IGNORE_INDEX).sum()
 
-    def decode(self, model: nn.Module, batch: Batch, tokenizer: Tokenizer) -> list[dict]:
+    def decode(self, model: nn.Module, batch: Batch) -> list[dict]:
         probabilities = model(batch["ids"], batch["mask"]).float().softmax(-1)
         best = probabilities.argmax(-1)
         return [{"label": self.labels[int(b)], "probability": float(p[b])} for b, p in zip(best, probabilities)]

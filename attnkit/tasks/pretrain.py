@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnkit.config import ModelConfig
+from attnkit.config import DataConfig, ModelConfig
 from attnkit.data.batching import pad
 from attnkit.errors import AttnkitError
 from attnkit.nn import Decoder, Encoder, EncoderDecoder
@@ -132,14 +132,15 @@ class PretrainTask(Task):
         """Share of tokens corrupted: task.mask_fraction if set, else the objective's default."""
         return default if self.config.mask_fraction is None else self.config.mask_fraction
 
-    def read(self, path: str | os.PathLike, need_targets: bool = True) -> Blocks:
-        return Blocks.open(path, self.data.max_length)
+    @staticmethod
+    def read(data: DataConfig, path: str | os.PathLike, need_targets: bool = True) -> Blocks:
+        return Blocks.open(path, data.max_length)
 
     def inputs(self, texts: list[str]) -> list:
         raise AttnkitError("a pretrained model predicts nothing itself; fine-tune it: attnkit train ... --init PATH")
 
-    def encode(self, examples: Blocks, tokenizer: Tokenizer, training: bool) -> Blocks:
-        self.tokenizer = tokenizer
+    def encode(self, examples: Blocks, training: bool) -> Blocks:
+        """The blocks are their own items: token ids already."""
         return examples
 
     def sizes(self, items: Blocks) -> list[int]:
@@ -191,7 +192,7 @@ class PretrainTask(Task):
         logits, labels, _ = self._scores(model, batch, None)  # training draws from the global (seeded) generator
         return F.cross_entropy(logits.float(), labels, reduction="sum"), (labels != IGNORE_INDEX).sum()
 
-    def decode(self, model: nn.Module, batch: Batch, tokenizer: Tokenizer) -> list[tuple[float, int]]:
+    def decode(self, model: nn.Module, batch: Batch) -> list[tuple[float, int]]:
         """Per block: summed negative log-likelihood and the number of predicted tokens. Evaluation corrupts with
         a generator seeded by the batch's first block, so that every evaluation scores the same corruption."""
         generator = torch.Generator().manual_seed(int(batch["index"][0]))

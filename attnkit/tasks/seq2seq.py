@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnkit import metrics as scoring
-from attnkit.config import ModelConfig
+from attnkit.config import DataConfig, ModelConfig
 from attnkit.data.batching import pad
 from attnkit.data.readers import Pair, read_pairs
 from attnkit.errors import AttnkitError
@@ -20,9 +20,9 @@ from attnkit.tasks.base import IGNORE_INDEX, Batch, Task
 from attnkit.tokenization import Tokenizer
 
 
-def decoder_start(config: ModelConfig | None, tokenizer: Tokenizer) -> int:
+def decoder_start(config: ModelConfig, tokenizer: Tokenizer) -> int:
     """The first decoder input: the model's own convention (BART </s>, T5 and Marian <pad>) or <s>."""
-    if config is not None and config.decoder_start_id is not None:
+    if config.decoder_start_id is not None:
         return config.decoder_start_id
     if tokenizer.bos_id is None:
         raise AttnkitError("tokenizer: no start token <s>, and the model names no decoder_start_id")
@@ -38,19 +38,22 @@ class Seq2SeqTask(Task):
     name = "seq2seq"
     main_metric = "bleu"
 
-    def read(self, path: str | os.PathLike, need_targets: bool = True) -> list[Pair]:
+    @staticmethod
+    def read(data: DataConfig, path: str | os.PathLike, need_targets: bool = True) -> list[Pair]:
         settings = ("data.source_column", "data.target_column")
-        return read_pairs(path, self.data.source_column, self.data.target_column, need_targets, settings)
+        return read_pairs(path, data.source_column, data.target_column, need_targets, settings)
 
     def inputs(self, texts: list[str]) -> list[Pair]:
         return [Pair(text, "", i + 1) for i, text in enumerate(texts)]
 
-    def tokenizer_texts(self, examples: list[Pair]) -> Iterator[str]:
+    @staticmethod
+    def tokenizer_texts(examples: list[Pair]) -> Iterator[str]:
         for e in examples:  # one vocabulary for both sides, so that embeddings can be shared
             yield e.source
             yield e.target
 
-    def encode(self, examples: list[Pair], tokenizer: Tokenizer, training: bool) -> list[dict]:
+    def encode(self, examples: list[Pair], training: bool) -> list[dict]:
+        tokenizer = self.tokenizer
         sources = tokenizer.encode_batch([e.source for e in examples])
         targets = tokenizer.encode_batch([e.target for e in examples])
         source_keep, target_keep = self.data.max_length - 1, self.data.max_target_length
@@ -67,8 +70,8 @@ class Seq2SeqTask(Task):
         return len(item["source"]) + len(item["target"])
 
     def collate(self, items: list[dict]) -> Batch:
-        source, source_mask = pad([item["source"] for item in items], 0)
-        target, target_mask = pad([item["target"] for item in items], 0)
+        source, source_mask = pad([item["source"] for item in items], self.tokenizer.pad_id)
+        target, target_mask = pad([item["target"] for item in items], self.tokenizer.pad_id)
         return {"source": source, "source_mask": source_mask, "target": target, "target_mask": target_mask}
 
     def build_model(self, config: ModelConfig) -> EncoderDecoder:
@@ -82,13 +85,14 @@ class Seq2SeqTask(Task):
         total = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing, reduction="sum")
         return total, (labels != IGNORE_INDEX).sum()
 
-    def decode(self, model: nn.Module, batch: Batch, tokenizer: Tokenizer) -> list[str]:
+    def decode(self, model: nn.Module, batch: Batch) -> list[str]:
+        tokenizer = self.tokenizer
         source_length = int(batch["source_mask"].sum(1).max())
         outputs = generate(
             model,
             batch["source"],
             batch["source_mask"],
-            start_id=decoder_start(model.config, tokenizer),
+            start_id=decoder_start(self.model_config, tokenizer),
             eos_id=tokenizer.eos_id,
             suppress=suppressed(tokenizer),
             max_length=min(self.data.max_target_length, 2 * source_length + 10),

@@ -12,14 +12,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnkit import metrics as scoring
-from attnkit.config import ModelConfig
+from attnkit.config import DataConfig, ModelConfig
 from attnkit.data.batching import pad
 from attnkit.data.readers import Tagged, read_tagged
 from attnkit.errors import AttnkitError
 from attnkit.nn import Encoder
 from attnkit.nn.dropout import Dropout
 from attnkit.tasks.base import IGNORE_INDEX, Batch, Task
-from attnkit.tokenization import Tokenizer
 
 
 class Tagger(nn.Module):
@@ -42,14 +41,15 @@ class TagTask(Task):
     main_metric = "accuracy"
     gold_unit, gold_name = "token", "tag"
 
-    def __init__(self, config, data, state=None) -> None:
-        super().__init__(config, data, state)
+    def __init__(self, config, data, tokenizer, model_config, state=None) -> None:
+        super().__init__(config, data, tokenizer, model_config, state)
         self.tags: list[str] = list((state or {}).get("tags", []))
 
     def state(self) -> dict:
         return {"tags": self.tags}
 
-    def read(self, path: str | os.PathLike, need_targets: bool = True) -> list[Tagged]:
+    @staticmethod
+    def read(data: DataConfig, path: str | os.PathLike, need_targets: bool = True) -> list[Tagged]:
         return read_tagged(path, need_targets)
 
     def inputs(self, texts: list[str]) -> list[Tagged]:
@@ -72,14 +72,15 @@ class TagTask(Task):
         known = set(self.tags)
         return Counter(tag for e in examples for tag in e.tags if tag not in known)
 
-    def tokenizer_texts(self, examples: list[Tagged]) -> Iterator[str]:
+    @staticmethod
+    def tokenizer_texts(examples: list[Tagged]) -> Iterator[str]:
         return (" ".join(e.words) for e in examples)
 
-    def encode(self, examples: list[Tagged], tokenizer: Tokenizer, training: bool) -> list[dict]:
+    def encode(self, examples: list[Tagged], training: bool) -> list[dict]:
         """Training keeps the first max_length subwords; evaluation and prediction keep every word."""
         index = {tag: i for i, tag in enumerate(self.tags)}
         items = []
-        for e, (ids, starts) in zip(examples, tokenizer.encode_words_batch([e.words for e in examples])):
+        for e, (ids, starts) in zip(examples, self.tokenizer.encode_words_batch([e.words for e in examples])):
             if training:
                 ids = ids[: self.data.max_length]
             labels = [IGNORE_INDEX] * len(ids)
@@ -93,7 +94,7 @@ class TagTask(Task):
         return len(item["ids"])
 
     def collate(self, items: list[dict]) -> Batch:
-        ids, mask = pad([item["ids"] for item in items], 0)
+        ids, mask = pad([item["ids"] for item in items], self.tokenizer.pad_id)
         labels, _ = pad([item["labels"] for item in items], IGNORE_INDEX)
         starts, start_mask = pad([item["starts"] for item in items], 0)
         return {"ids": ids, "mask": mask, "labels": labels, "starts": starts, "start_mask": start_mask}
@@ -107,7 +108,7 @@ class TagTask(Task):
         total = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing, reduction="sum")
         return total, (labels != IGNORE_INDEX).sum()
 
-    def decode(self, model: nn.Module, batch: Batch, tokenizer: Tokenizer) -> list[list[str]]:
+    def decode(self, model: nn.Module, batch: Batch) -> list[list[str]]:
         best = model(batch["ids"], batch["mask"]).argmax(-1)  # (batch, time)
         word_tags = torch.gather(best, 1, batch["starts"])  # the tag at each word's first subword
         return [[self.tags[int(t)] for t in row[keep]] for row, keep in zip(word_tags, batch["start_mask"])]
