@@ -94,7 +94,7 @@ def _predict(args: argparse.Namespace) -> None:
     if task is None:
         raise AttnkitError(f"{args.path}: not trained for a task; fine-tune it first: attnkit train ... --init PATH")
     if args.data and Path(args.data).suffix != ".txt":
-        examples = task.read(args.data, need_targets=False)  # the gold column, if any, is never read
+        examples = task.read(task.data, args.data, need_targets=False)  # the gold column, if any, is never read
         predictions = pipeline.predict_examples(examples)
     else:
         texts = read_lines(args.data) if args.data else [line.rstrip("\n") for line in sys.stdin]

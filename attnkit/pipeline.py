@@ -52,11 +52,11 @@ class Pipeline:
         if "task" not in data:
             return cls(load_model(path).to(place), Tokenizer.load(path))
         run, state = read_run(path)
-        task = make_task(run.task, run.data, state)
-        task.model_config = run.model
+        tokenizer = Tokenizer.load(path)
+        task = make_task(run.task, run.data, tokenizer, run.model, state)
         model = task.build_model(run.model)
         load_weights(model, path / WEIGHTS_FILE)
-        return cls(model.to(place), Tokenizer.load(path), task, run)
+        return cls(model.to(place), tokenizer, task, run)
 
     def predict(self, texts: list[str]) -> list:
         """One prediction per input text: classify gives {"label", "probability"}; tag, a tag per
@@ -71,14 +71,14 @@ class Pipeline:
 
     def predict_examples(self, examples: list) -> list:
         task = self._task()
-        items = task.encode(examples, self.tokenizer, training=False)
-        return predict_items(task, self.model, self.tokenizer, items, self.run.train.batch_tokens or BATCH_TOKENS)
+        items = task.encode(examples, training=False)
+        return predict_items(task, self.model, items, self.run.train.batch_tokens or BATCH_TOKENS)
 
     def evaluate(self, path: str | os.PathLike, warn: Callable[[str], None] | None = None) -> tuple[dict, list, list]:
         """Metrics on a labelled file, with its examples and the predictions. Gold labels the model never saw
         count as errors, and `warn` (default: warnings.warn) gets one line saying how many and which."""
         task = self._task()
-        examples = task.read(path)
+        examples = task.read(task.data, path)
         unseen = task.unseen(examples)
         if unseen:
             (warn or warnings.warn)(unseen_message(path, unseen, task.gold_unit, task.gold_name))
@@ -169,7 +169,7 @@ def read_run(path: Path) -> tuple[RunConfig, dict]:
 
 
 @torch.no_grad()
-def predict_items(task: Task, model: nn.Module, tokenizer: Tokenizer, items: list[dict], batch_tokens: int) -> list:
+def predict_items(task: Task, model: nn.Module, items: list[dict], batch_tokens: int) -> list:
     """Predictions for encoded items, in their order, batched by length for speed, on the model's device."""
     was_training = model.training
     model.eval()
@@ -177,7 +177,7 @@ def predict_items(task: Task, model: nn.Module, tokenizer: Tokenizer, items: lis
     predictions: list = [None] * len(items)
     for indices in batches_by_tokens(task.sizes(items), batch_tokens, shuffle=False):
         batch = to_device(task.collate([items[i] for i in indices]), device)
-        for index, prediction in zip(indices, task.decode(model, batch, tokenizer)):
+        for index, prediction in zip(indices, task.decode(model, batch)):
             predictions[index] = prediction
     model.train(was_training)
     return predictions

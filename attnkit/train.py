@@ -287,7 +287,7 @@ class Trainer:
         world, rank = self.processes.world, self.processes.rank
         weights = self._averaged() if averaged else contextlib.nullcontext()
         with weights, self._whole() as model, runtime.autocast(self.device, self.config.precision):
-            mine = predict_items(self.task, model, self.tokenizer, items[rank::world], self.plan.batch_tokens)
+            mine = predict_items(self.task, model, items[rank::world], self.plan.batch_tokens)
         shares = self.processes.gather(mine)
         predictions = [shares[i % world][i // world] for i in range(len(items))]
         return _numbers(self.task.metrics(predictions, examples))
@@ -322,7 +322,7 @@ class Trainer:
         if self.test_examples is not None:
             self.processes.barrier()  # the best weights are written
             self._load_best()
-            items = self.task.encode(self.test_examples, self.tokenizer, training=False)
+            items = self.task.encode(self.test_examples, training=False)
             summary["test"] = self._score(items, self.test_examples, averaged=False)  # the best ones are averaged
             self._record({"step": p["step"], "test": summary["test"]})
         self._record({"summary": summary})

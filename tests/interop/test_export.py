@@ -40,7 +40,7 @@ def column(path: Path, index: int) -> list[str]:
 def attnkit_batch(pipeline: Pipeline, examples: list) -> dict:
     """The tensors attnkit's model reads for `examples` (one batch, padded)."""
     task = pipeline.task
-    return task.collate(task.encode(examples, pipeline.tokenizer, training=False))
+    return task.collate(task.encode(examples, training=False))
 
 
 def test_classifier_exports_as_bert_for_sequence_classification(sentiment_files, tmp_path):
@@ -73,7 +73,7 @@ def test_tagger_exports_as_bert_for_token_classification(tagging_files, tmp_path
     assert config["architectures"] == ["BertForTokenClassification"]
     assert config["label2id"] == {tag: i for i, tag in enumerate(pipeline.task.tags)}
 
-    sentences = [e.words for e in pipeline.task.read(tagging_files["dev"])]
+    sentences = [e.words for e in pipeline.task.read(pipeline.task.data, tagging_files["dev"])]
     tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
     theirs = transformers.AutoModelForTokenClassification.from_pretrained(tmp_path / "hf").eval()
     inputs = tokenizer(sentences, is_split_into_words=True, padding=True, return_tensors="pt")
@@ -112,7 +112,7 @@ def test_seq2seq_exports_with_attnkits_decoding(copy_files, tmp_path, preset, au
     theirs = transformers.AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "hf").eval()
     assert type(theirs).__name__.startswith(auto)
     inputs = tokenizer(sources, padding=True, truncation=True, return_tensors="pt")
-    ours = attnkit_batch(pipeline, pipeline.task.read(copy_files["dev"]))
+    ours = attnkit_batch(pipeline, pipeline.task.read(pipeline.task.data, copy_files["dev"]))
     assert torch.equal(inputs["input_ids"], ours["source"])  # the text and </s>, as attnkit's encoder reads it
     with torch.no_grad():
         logits = theirs(**inputs, decoder_input_ids=ours["target"]).logits

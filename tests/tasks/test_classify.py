@@ -3,11 +3,17 @@
 import pytest
 import torch
 
-from attnkit.config import DataConfig, ModelConfig, TaskConfig
+from attnkit.config import DataConfig, ModelConfig, TaskConfig, TokenizerConfig
 from attnkit.data.readers import Labelled
 from attnkit.errors import AttnkitError
 from attnkit.tasks.classify import Classifier, ClassifyTask
+from attnkit.tokenization import Tokenizer
 from tests.numerics import assert_close
+
+
+def classify_task(state: dict | None = None) -> ClassifyTask:
+    tokenizer = Tokenizer.train(["a b c d"], TokenizerConfig(kind="word", vocab_size=20, min_frequency=1))
+    return ClassifyTask(TaskConfig(), DataConfig(), tokenizer, ModelConfig(vocab_size=tokenizer.vocab_size), state)
 
 
 @pytest.mark.parametrize("pooling", ["mean", "max", "first"])
@@ -21,7 +27,7 @@ def test_padding_does_not_change_the_prediction(pooling):
 
 
 def test_labels_come_from_training_and_unknown_ones_are_refused():
-    task = ClassifyTask(TaskConfig(), DataConfig())
+    task = classify_task()
     task.fit([Labelled("a", "pos", 2), Labelled("b", "neg", 3)])
     assert task.labels == ["neg", "pos"]
     with pytest.raises(AttnkitError, match=r"dev.tsv:7: label 'neutral' never seen in training \(known: neg, pos\)"):
@@ -31,11 +37,11 @@ def test_labels_come_from_training_and_unknown_ones_are_refused():
 
 
 def test_evaluation_counts_unseen_labels_instead_of_refusing_them():
-    task = ClassifyTask(TaskConfig(), DataConfig(), {"labels": ["neg", "pos"]})
+    task = classify_task({"labels": ["neg", "pos"]})
     examples = [Labelled("a", "pos", 2), Labelled("b", "meh", 3), Labelled("c", "meh", 4), Labelled("d", "wow", 5)]
     assert task.unseen(examples) == {"meh": 2, "wow": 1}
 
 
 def test_a_blank_input_records_a_null_prediction():
-    task = ClassifyTask(TaskConfig(), DataConfig(), {"labels": ["neg", "pos"]})
+    task = classify_task({"labels": ["neg", "pos"]})
     assert task.record(Labelled("", "", 1), None) == {"text": "", "label": None, "probability": None}

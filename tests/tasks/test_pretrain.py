@@ -61,31 +61,37 @@ def test_span_infilling_covers_the_fraction_with_poisson_spans():
     assert min(spans) >= 1 and np.mean(spans) == pytest.approx(3.0, abs=0.35)
 
 
+class NextTokenOracle(torch.nn.Module):
+    """A decoder that gives each input token's successor (token + 1) all but certainty."""
+
+    def __init__(self, vocab_size: int) -> None:
+        super().__init__()
+        self.vocab_size = vocab_size
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # ids, mask: (batch, time) -> logits (batch, time, vocab)
+        return 100.0 * torch.nn.functional.one_hot(ids + 1, self.vocab_size).float()
+
+
 def test_causal_lm_predicts_the_next_token(tokenizer):
-    task = PretrainTask(TaskConfig(name="pretrain"), DataConfig(max_length=8))
-    task.tokenizer = tokenizer
-    model = task.build_model(
-        ModelConfig(arch="decoder", vocab_size=tokenizer.vocab_size, dim=16, num_heads=2, ff_dim=16, num_layers=1)
-    )
-    task.model_config = model.config
+    config = ModelConfig(arch="decoder", vocab_size=tokenizer.vocab_size, dim=16, num_heads=2, ff_dim=16, num_layers=1)
+    task = PretrainTask(TaskConfig(name="pretrain"), DataConfig(max_length=8), tokenizer, config)
     blocks = Blocks(np.arange(10, 30, dtype=np.uint16), 8)
     assert len(blocks) == 3 and len(blocks[2]["ids"]) == 4  # 20 tokens: two full blocks and the rest
     batch = task.collate([blocks[0], blocks[2]])
-    _, labels, rows = task._scores(model, batch, None)
-    assert labels.view(2, 7)[0].tolist() == list(range(11, 18))
-    assert labels.view(2, 7)[1].tolist() == [27, 28, 29, IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX]
-    assert rows.tolist() == [0] * 7 + [1] * 7
+    (loss, count), (short_loss, short_count) = task.decode(NextTokenOracle(tokenizer.vocab_size), batch)
+    assert (count, short_count) == (7, 3)  # each token but the last predicts one; the padding predicts nothing
+    assert loss < 1e-6 and short_loss < 1e-6  # and what it predicts is the token that follows it
 
 
 @pytest.mark.parametrize(("setting", "expected"), [(None, 0.15), (0.4, 0.4)])
 def test_masked_lm_predicts_the_configured_share_of_tokens(tokenizer, setting, expected):
-    task = PretrainTask(TaskConfig(name="pretrain", mask_fraction=setting), DataConfig(max_length=128))
-    task.tokenizer = tokenizer
-    model = task.build_model(
-        ModelConfig(arch="encoder", vocab_size=tokenizer.vocab_size, dim=16, num_heads=2, ff_dim=16, num_layers=1)
+    config = ModelConfig(arch="encoder", vocab_size=tokenizer.vocab_size, dim=16, num_heads=2, ff_dim=16, num_layers=1)
+    task = PretrainTask(
+        TaskConfig(name="pretrain", mask_fraction=setting), DataConfig(max_length=128), tokenizer, config
     )
-    task.model_config = model.config
     ids = np.random.default_rng(0).integers(5, tokenizer.vocab_size, 64 * 128).astype(np.uint16)
     blocks = Blocks(ids, 128)
-    _, labels, _ = task._scores(model, task.collate([blocks[i] for i in range(64)]), torch.Generator().manual_seed(0))
-    assert len(labels) / ids.size == pytest.approx(expected, abs=0.01)
+    with torch.no_grad():
+        predictions = task.decode(task.build_model(config), task.collate([blocks[i] for i in range(64)]))
+    assert sum(count for _, count in predictions) / ids.size == pytest.approx(expected, abs=0.01)

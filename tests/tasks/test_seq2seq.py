@@ -2,7 +2,7 @@
 
 import pytest
 
-from attnkit.config import DataConfig, TaskConfig
+from attnkit.config import DataConfig
 from attnkit.errors import AttnkitError
 from attnkit.pipeline import Pipeline
 from attnkit.tasks.seq2seq import Seq2SeqTask
@@ -29,6 +29,5 @@ def test_encoder_decoder_learns_to_copy(copy_files, tmp_path):
 def test_a_missing_column_names_the_setting_that_picks_it(tmp_path):
     path = tmp_path / "p.tsv"
     path.write_text("en\ttarget\na\tb\n")
-    task = Seq2SeqTask(TaskConfig(name="seq2seq"), DataConfig())
     with pytest.raises(AttnkitError, match=r"p.tsv:1: no column 'source' in the header \(found: en, target\); name it"):
-        task.read(path)
+        Seq2SeqTask.read(DataConfig(), path)

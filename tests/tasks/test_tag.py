@@ -2,7 +2,7 @@
 
 import pytest
 
-from attnkit.config import DataConfig, TaskConfig, TokenizerConfig
+from attnkit.config import DataConfig, ModelConfig, TaskConfig, TokenizerConfig
 from attnkit.data.readers import Tagged
 from attnkit.errors import AttnkitError
 from attnkit.pipeline import Pipeline
@@ -13,15 +13,20 @@ from attnkit.train import train
 from tests.conftest import TAG_OF, run_config
 
 
+def tag_task(text: str, data: DataConfig, state: dict | None = None) -> TagTask:
+    """A tagger's task, with a subword tokenizer that learned only `text` (other words split into pieces)."""
+    tokenizer = Tokenizer.train([text] * 10, TokenizerConfig(vocab_size=60, min_frequency=1))
+    return TagTask(TaskConfig(name="tag"), data, tokenizer, ModelConfig(vocab_size=tokenizer.vocab_size), state)
+
+
 def test_first_subword_carries_the_tag():
-    task = TagTask(TaskConfig(name="tag"), DataConfig(max_length=6))
+    task = tag_task("tall", DataConfig(max_length=6))
     sentences = [Tagged(["unbelievably", "tall", "giraffes"], ["ADV", "ADJ", "NOUN"], 1)]
     task.fit(sentences)
-    tokenizer = Tokenizer.train(["tall"] * 10, TokenizerConfig(vocab_size=60, min_frequency=1))
-    (item,) = task.encode(sentences, tokenizer, training=False)
+    (item,) = task.encode(sentences, training=False)
     tagged = [i for i, label in enumerate(item["labels"]) if label != IGNORE_INDEX]
     assert tagged == item["starts"] and len(item["ids"]) > 6  # long words split; evaluation keeps all
-    (truncated,) = task.encode(sentences, tokenizer, training=True)
+    (truncated,) = task.encode(sentences, training=True)
     assert len(truncated["ids"]) == 6
 
 
@@ -40,20 +45,19 @@ def test_tagger_learns_and_predicts_every_word(tagging_files, tmp_path):
 
 
 def test_unknown_dev_tag_is_refused(tagging_files):
-    task = TagTask(TaskConfig(name="tag"), DataConfig())
-    task.fit(task.read(tagging_files["train"]))
+    task = tag_task("x", DataConfig())
+    task.fit(TagTask.read(DataConfig(), tagging_files["train"]))
     with pytest.raises(AttnkitError, match=r"dev.conll:1: tag 'ADV' never seen in training"):
         task.check([Tagged(["x"], ["ADV"], 1)], tagging_files["dev"])
 
 
 def test_a_tag_the_model_never_saw_encodes_as_ignored():
-    task = TagTask(TaskConfig(name="tag"), DataConfig(), {"tags": ["NN", "VB"]})
-    tokenizer = Tokenizer.train(["cats run"] * 10, TokenizerConfig(vocab_size=60, min_frequency=1))
-    (item,) = task.encode([Tagged(["cats", "-", "run"], ["NN", "HYPH", "VB"], 1)], tokenizer, training=False)
+    task = tag_task("cats run", DataConfig(), {"tags": ["NN", "VB"]})
+    (item,) = task.encode([Tagged(["cats", "-", "run"], ["NN", "HYPH", "VB"], 1)], training=False)
     assert [item["labels"][start] for start in item["starts"]] == [0, IGNORE_INDEX, 1]
 
 
 def test_unseen_tags_are_counted_per_token():
-    task = TagTask(TaskConfig(name="tag"), DataConfig(), {"tags": ["NN", "VB"]})
+    task = tag_task("x", DataConfig(), {"tags": ["NN", "VB"]})
     sentences = [Tagged(["a", "-", "b"], ["NN", "HYPH", "''"], 1), Tagged(["-"], ["HYPH"], 5)]
     assert task.unseen(sentences) == {"HYPH": 2, "''": 1}
