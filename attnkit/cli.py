@@ -86,21 +86,16 @@ def _warn(message: str) -> None:
 
 def _predict(args: argparse.Namespace) -> None:
     """One output line per input line; a blank input line gives an empty line (JSON: the prediction is null)."""
-    from attnkit.data.readers import read_lines
     from attnkit.pipeline import Pipeline
 
     pipeline = Pipeline.load(args.path, device=args.device)
     task = pipeline.task
     if task is None:
         raise AttnkitError(f"{args.path}: not trained for a task; fine-tune it first: attnkit train ... --init PATH")
-    if args.data and Path(args.data).suffix != ".txt":
-        examples = task.read(task.data, args.data, need_targets=False)  # the gold column, if any, is never read
-        predictions = pipeline.predict_examples(examples)
+    if args.data:
+        examples, predictions = pipeline.predict_file(args.data)
     else:
-        texts = read_lines(args.data) if args.data else [line.rstrip("\n") for line in sys.stdin]
-        if not any(text.strip() for text in texts):
-            raise AttnkitError("standard input: no text to predict (one input per line)")
-        examples, predictions = task.inputs(texts), pipeline.predict(texts)
+        examples, predictions = pipeline.predict_lines(sys.stdin, "standard input")
     for example, prediction in zip(examples, predictions):
         if args.json:
             print(json.dumps(task.record(example, prediction), ensure_ascii=False))
@@ -189,12 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--device", default="auto", help=DEVICE_HELP)
     predict.set_defaults(run=_predict)
 
-    export = commands.add_parser("export", help="write a model as a Hugging Face checkpoint directory")
+    export = commands.add_parser(
+        "export", help="write a model as a Hugging Face directory: config.json, model.safetensors, tokenizer.json"
+    )
     export.add_argument("path", help="model directory (attnkit or Hugging Face)")
     export.add_argument("--out", required=True, metavar="DIR")
-    export.add_argument(
-        "--format", choices=["hf"], default="hf", help="hf: config.json + model.safetensors + tokenizer.json"
-    )
     export.add_argument("--trust-pickle", action="store_true", help="allow reading a pytorch_model.bin")
     export.set_defaults(run=_export)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from attnkit.checkpoint import load_model, load_weights, read_checkpoint_json
 from attnkit.config import ModelConfig, RunConfig, from_dict
 from attnkit.data.batching import BATCH_TOKENS, batches_by_tokens, pad
+from attnkit.data.readers import read_lines
 from attnkit.errors import AttnkitError
 from attnkit.files import WEIGHTS_FILE
 from attnkit.interop.hf import is_hf_directory, load_hf_model, read_hf_config
@@ -68,6 +69,23 @@ class Pipeline:
             for i, prediction in zip(kept, self.predict_examples([examples[i] for i in kept])):
                 predictions[i] = prediction
         return predictions
+
+    def predict_lines(self, lines: Iterable[str], where: str = "input") -> tuple[list, list]:
+        """The examples and predictions for one input per line (its line ending dropped), as `predict`: a blank
+        line gives None. Lines without any text are an error that names `where` they came from."""
+        texts = [line.rstrip("\n") for line in lines]
+        if not any(text.strip() for text in texts):
+            raise AttnkitError(f"{where}: no text to predict (one input per line)")
+        return self._task().inputs(texts), self.predict(texts)
+
+    def predict_file(self, path: str | os.PathLike) -> tuple[list, list]:
+        """The examples and predictions for a file: a .txt holds one input per line (see `predict_lines`); any
+        other file is data in the task's format (.tsv, .csv, .jsonl, .conll), whose gold column is never read."""
+        if Path(path).suffix == ".txt":
+            return self.predict_lines(read_lines(path), str(path))
+        task = self._task()
+        examples = task.read(task.data, path, need_targets=False)
+        return examples, self.predict_examples(examples)
 
     def predict_examples(self, examples: list) -> list:
         task = self._task()

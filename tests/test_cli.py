@@ -193,6 +193,26 @@ def test_python_predict_gives_none_for_a_blank_text(classifier):
     assert predictions[0] is None and predictions[1]["label"] == "good" and predictions[2] is None
 
 
+def test_python_predict_file_keeps_blank_lines_of_a_txt_file(classifier, tmp_path):
+    from attnkit import load
+
+    inputs = tmp_path / "inputs.txt"
+    inputs.write_text("red happy quick\n\nsad dark cold\n")
+    examples, predictions = load(classifier).predict_file(inputs)
+    assert [e.text for e in examples] == ["red happy quick", "", "sad dark cold"]
+    assert [p and p["label"] for p in predictions] == ["good", None, "bad"]
+
+
+def test_python_predict_file_never_reads_the_gold_column_of_a_data_file(classifier, tmp_path):
+    from attnkit import load
+
+    data = tmp_path / "labelled.tsv"
+    data.write_text("label\ttext\nugly\tred happy quick\nbad\tsad dark cold\n")  # 'ugly': a label never seen
+    examples, predictions = load(classifier).predict_file(data)
+    assert [(e.text, e.label) for e in examples] == [("red happy quick", ""), ("sad dark cold", "")]
+    assert [p["label"] for p in predictions] == ["good", "bad"]
+
+
 def test_python_evaluate_warns_about_unseen_labels(classifier, tmp_path):
     from attnkit import load
 
