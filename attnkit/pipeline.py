@@ -55,7 +55,7 @@ class Pipeline:
         run, state = read_run(path)
         tokenizer = Tokenizer.load(path)
         task = make_task(run.task, run.data, tokenizer, run.model, state)
-        model = task.build_model(run.model)
+        model = task.build_model()
         load_weights(model, path / WEIGHTS_FILE)
         return cls(model.to(place), tokenizer, task, run)
 

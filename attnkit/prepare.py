@@ -25,7 +25,6 @@ class Prepared:
 
     task: Task
     tokenizer: Tokenizer
-    model_config: ModelConfig
     model: nn.Module
     train_items: list
     dev_examples: list | None
@@ -64,7 +63,7 @@ def prepare(run: RunConfig, resume: bool, overwrite: bool) -> Prepared:
     if dev_examples is not None and run.train.eval_examples:
         dev_examples = dev_examples[: run.train.eval_examples]
 
-    model = task.build_model(model_config)
+    model = task.build_model()
     if source is not None:
         _initialize(model, source.model, init, run.train.trust_pickle)
     if run.train.freeze_embeddings:
@@ -75,7 +74,6 @@ def prepare(run: RunConfig, resume: bool, overwrite: bool) -> Prepared:
     return Prepared(
         task=task,
         tokenizer=tokenizer,
-        model_config=model_config,
         model=model,
         train_items=task.encode(held_out["train"], training=True),
         dev_examples=dev_examples,

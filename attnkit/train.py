@@ -116,7 +116,7 @@ class Trainer:
         self.quiet, self.resumed = quiet or not processes.main, resume
         _seed_everything(self.config.seed)
         prepared = prepare(run, resume, overwrite)
-        self.task, self.tokenizer, self.model_config = prepared.task, prepared.tokenizer, prepared.model_config
+        self.task, self.tokenizer = prepared.task, prepared.tokenizer
         self.train_items, self.dev_items = prepared.train_items, prepared.dev_items
         self.dev_examples, self.test_examples = prepared.dev_examples, prepared.test_examples
         if self.config.ema and processes.strategy == "fsdp" and processes.world > 1:
@@ -134,7 +134,7 @@ class Trainer:
         self.plan = plan_run(self.config, self.sizes)
         self.total_steps = self.plan.total_steps
         self.progress = {"step": 0, "epoch": 0, "batch": 0, "best": None, "bad_evals": 0, "elapsed": 0.0}
-        self.rng_after_step = torch.get_rng_state()
+        self.rng_after_step = self._rng_state()
         if resume:
             self._load_state()
         self.evaluated_at = self.progress["step"] if resume else -1
@@ -242,7 +242,7 @@ class Trainer:
         if self.average is not None:
             self.average.update()
         self.progress["step"] += 1
-        self.rng_after_step = torch.get_rng_state()  # a resumed run draws the same dropout masks from here
+        self.rng_after_step = self._rng_state()  # a resumed run draws the same dropout masks from here
         self.bar.update(1)
         if self.progress["step"] % TRIM_EVERY == 0:
             runtime.return_freed_memory()
@@ -299,7 +299,7 @@ class Trainer:
         if self.processes.world == 1 or self.processes.strategy != "fsdp":
             yield self.module
             return
-        copy = self.task.build_model(self.model_config).to(self.device)
+        copy = self.task.build_model().to(self.device)
         copy.load_state_dict(runtime.full_state(self.module))
         yield copy
 
@@ -308,7 +308,7 @@ class Trainer:
         if self.processes.world == 1 or self.processes.strategy != "fsdp":
             load_weights(self.module, self.out / WEIGHTS_FILE)
             return
-        copy = self.task.build_model(self.model_config)
+        copy = self.task.build_model()
         load_weights(copy, self.out / WEIGHTS_FILE)
         runtime.load_full_state(self.module, copy.to(self.device).state_dict())
 
@@ -342,7 +342,8 @@ class Trainer:
 
     def _save_state(self) -> None:
         """Weights, optimizer, gradient scaler, each process's random state and the progress, for --resume."""
-        rng = {f"rng.{r}": state for r, [state] in enumerate(self.processes.gather([self.rng_after_step]))}
+        every = self.processes.gather(self.rng_after_step)  # each process's generators: cpu (and cuda)
+        rng = {f"rng.{rank}.{i}": state for rank, states in enumerate(every) for i, state in enumerate(states)}
         optimizer = runtime.optimizer_state(self.module, self.optimizer)
         with self._whole() as model:
             if not self.processes.main:
@@ -366,14 +367,16 @@ class Trainer:
         if state.get("version") != STATE_VERSION:
             raise AttnkitError(f"{state_dir}: written by an older attnkit; it cannot be resumed by this one")
         tensors = safetensors.torch.load_file(str(state_dir / "optimizer.safetensors"))
-        rng = tensors.pop(f"rng.{self.processes.rank}", None)
-        if rng is None:
+        generators = {
+            tuple(map(int, k.split(".")[1:])): tensors.pop(k) for k in [k for k in tensors if k.startswith("rng.")]
+        }
+        world = 1 + max(rank for rank, _ in generators)
+        if world != self.processes.world:
             raise AttnkitError(
-                f"{state_dir}: saved by fewer processes than {self.processes.world}; resume with as many"
+                f"{state_dir}: saved by {world} processes; resume with as many (torchrun --nproc_per_node)"
             )
-        torch.set_rng_state(rng)
-        for key in [k for k in tensors if k.startswith("rng.")]:
-            del tensors[key]
+        rank = self.processes.rank
+        self._set_rng_state([generators[rank, i] for i in range(2) if (rank, i) in generators])
         if self.average is not None:
             self.average.weights = [tensors.pop(f"ema.{i}").to(self.device) for i in range(len(self.average.weights))]
         slots: dict[str, dict] = {}
@@ -385,11 +388,22 @@ class Trainer:
         )
         self.scaler.load_state_dict(state["scaler"])
         self.progress = state["progress"]
-        self.rng_after_step = rng
+        self.rng_after_step = self._rng_state()
         saved = state["plan"]
         changed = [f"{k} {saved[k]} -> {v}" for k, v in dataclasses.asdict(self.plan).items() if saved.get(k) != v]
         if changed:  # e.g. a larger max_steps to train on: allowed, but the batches or the schedule move
             self._say(f"warning: the run's plan differs from the one it was started with ({', '.join(changed)})")
+
+    def _rng_state(self) -> list[torch.Tensor]:
+        """The random generators that dropout draws from: the CPU's, and the GPU's on CUDA."""
+        cuda = [torch.cuda.get_rng_state(self.device)] if self.device.type == "cuda" else []
+        return [torch.get_rng_state(), *cuda]
+
+    def _set_rng_state(self, states: list[torch.Tensor]) -> None:
+        """What `_rng_state` gave (a CPU run resumed on a GPU starts the GPU's generator from its seed)."""
+        torch.set_rng_state(states[0])
+        if self.device.type == "cuda" and len(states) > 1:
+            torch.cuda.set_rng_state(states[1], self.device)
 
     def _record(self, entry: dict) -> None:
         if self.log is not None:

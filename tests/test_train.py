@@ -128,8 +128,8 @@ def test_training_computes_in_the_precision_set(sentiment_files, tmp_path, monke
     task = TASKS["classify"]
     build = task.build_model
 
-    def build_and_watch(self, config):
-        model = build(self, config)
+    def build_and_watch(self):
+        model = build(self)
         for module in model.modules():
             if isinstance(module, torch.nn.Linear):
                 module.register_forward_hook(lambda m, _, output: seen.add(output.dtype) if m.training else None)

@@ -93,8 +93,8 @@ class Task:
         raise NotImplementedError
 
     # model
-    def build_model(self, config: ModelConfig) -> nn.Module:
-        """A new model for `config`: the task's model_config (the trainer also builds full copies under FSDP)."""
+    def build_model(self) -> nn.Module:
+        """A new model of the task's model_config (freshly initialized)."""
         raise NotImplementedError
 
     def loss(self, model: nn.Module, batch: Batch, label_smoothing: float) -> tuple[Tensor, Tensor]:

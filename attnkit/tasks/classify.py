@@ -108,7 +108,8 @@ class ClassifyTask(Task):
         ids, mask = pad([item["ids"] for item in items], self.tokenizer.pad_id)
         return {"ids": ids, "mask": mask, "labels": torch.tensor([item["label"] for item in items])}
 
-    def build_model(self, config: ModelConfig) -> Classifier:
+    def build_model(self) -> Classifier:
+        config = self.model_config
         return Classifier(config, len(self.labels), self.config.pooling or default_pooling(config))
 
     def loss(self, model: nn.Module, batch: Batch, label_smoothing: float) -> tuple[Tensor, Tensor]:

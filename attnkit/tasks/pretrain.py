@@ -153,7 +153,8 @@ class PretrainTask(Task):
         ids, mask = pad([item["ids"].tolist() for item in items], self.tokenizer.pad_id)
         return {"ids": ids, "mask": mask, "index": torch.tensor([item["index"] for item in items])}
 
-    def build_model(self, config: ModelConfig) -> nn.Module:
+    def build_model(self) -> nn.Module:
+        config = self.model_config
         if config.arch == "encoder":
             return MaskedLM(config)
         return EncoderDecoder(config) if config.arch == "encoder-decoder" else Decoder(config)

@@ -74,7 +74,8 @@ class Seq2SeqTask(Task):
         target, target_mask = pad([item["target"] for item in items], self.tokenizer.pad_id)
         return {"source": source, "source_mask": source_mask, "target": target, "target_mask": target_mask}
 
-    def build_model(self, config: ModelConfig) -> EncoderDecoder:
+    def build_model(self) -> EncoderDecoder:
+        config = self.model_config
         return EncoderDecoder(config)
 
     def loss(self, model: nn.Module, batch: Batch, label_smoothing: float) -> tuple[Tensor, Tensor]:

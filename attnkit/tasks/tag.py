@@ -99,7 +99,8 @@ class TagTask(Task):
         starts, start_mask = pad([item["starts"] for item in items], 0)
         return {"ids": ids, "mask": mask, "labels": labels, "starts": starts, "start_mask": start_mask}
 
-    def build_model(self, config: ModelConfig) -> Tagger:
+    def build_model(self) -> Tagger:
+        config = self.model_config
         return Tagger(config, len(self.tags))
 
     def loss(self, model: nn.Module, batch: Batch, label_smoothing: float) -> tuple[Tensor, Tensor]:

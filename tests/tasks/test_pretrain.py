@@ -93,5 +93,5 @@ def test_masked_lm_predicts_the_configured_share_of_tokens(tokenizer, setting, e
     ids = np.random.default_rng(0).integers(5, tokenizer.vocab_size, 64 * 128).astype(np.uint16)
     blocks = Blocks(ids, 128)
     with torch.no_grad():
-        predictions = task.decode(task.build_model(config), task.collate([blocks[i] for i in range(64)]))
+        predictions = task.decode(task.build_model(), task.collate([blocks[i] for i in range(64)]))
     assert sum(count for _, count in predictions) / ids.size == pytest.approx(expected, abs=0.01)
