@@ -28,7 +28,7 @@ FORMAT = "attnkit"  # the "format" of config.json and state.json; a Hugging Face
 def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     """Yields an empty temporary directory beside `path`; when the block succeeds it replaces `path`."""
     path = Path(path)
-    if path.exists() and not _replaceable(path):
+    if path.exists() and not replaceable(path):
         raise AttnkitError(f"{path}: exists and is not an attnkit checkpoint; refusing to overwrite it")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
@@ -55,7 +55,7 @@ def _default_permissions(directory: Path) -> None:
         file.chmod((0o777 if file.is_dir() else 0o666) & ~umask)
 
 
-def _replaceable(path: Path) -> bool:
+def replaceable(path: Path) -> bool:
     """An existing directory may be replaced only if it is empty or an attnkit checkpoint."""
     if not path.is_dir():
         return False

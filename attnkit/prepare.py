@@ -11,7 +11,7 @@ from torch import nn
 
 from attnkit.config import FINE_TUNABLE, ModelConfig, RunConfig
 from attnkit.errors import AttnkitError
-from attnkit.files import STATE_DIR, STATE_FILE
+from attnkit.files import STATE_DIR, STATE_FILE, replaceable
 from attnkit.interop.hf import is_hf_directory, read_hf_pooler
 from attnkit.nn import EncoderDecoder
 from attnkit.pipeline import Pipeline, encoder_of, read_run
@@ -40,6 +40,8 @@ def prepare(run: RunConfig, resume: bool, overwrite: bool) -> Prepared:
         raise AttnkitError(f"{out}: nothing to resume (no {STATE_DIR}/{STATE_FILE})")
     if not resume and out.exists() and not overwrite:
         raise AttnkitError(f"{out}: already exists; pass --resume to continue it or --overwrite to replace it")
+    if not resume and out.exists() and not replaceable(out):  # checked here, by every process, before any writes
+        raise AttnkitError(f"{out}: exists and is not an attnkit checkpoint; refusing to overwrite it")
     if not run.data.train:
         raise AttnkitError("data.train: no training file given")
     data, shape = run.data, TASKS[run.task.name]
