@@ -16,7 +16,7 @@ from torch import nn
 
 from attnkit.config import ModelConfig, from_dict, to_dict
 from attnkit.errors import AttnkitError
-from attnkit.files import CONFIG_FILE, FORMAT, WEIGHTS_FILE, atomic_directory, read_json, write_json
+from attnkit.files import CONFIG_FILE, FORMAT, WEIGHTS_FILE, atomic_directory, current_umask, read_json, write_json
 from attnkit.nn.transformer import build_model
 from attnkit.tokenization import TOKENIZER_FILE, Tokenizer
 
@@ -39,6 +39,7 @@ def save_weights(model: nn.Module, directory: str | os.PathLike) -> None:
     directory = Path(directory)
     tmp = directory / f".{WEIGHTS_FILE}.tmp"
     safetensors.torch.save_model(model, str(tmp))
+    tmp.chmod(0o666 & ~current_umask())  # safetensors creates its files readable by their owner only
     os.replace(tmp, directory / WEIGHTS_FILE)
 
 

@@ -121,7 +121,10 @@ def _info(args: argparse.Namespace) -> None:
 
     pipeline = Pipeline.load(args.path, device=args.device)
     device = next(pipeline.model.parameters()).device
-    print(f"{'checkpoint':<11} {args.path}\n{pipeline.describe()}\n{'device':<11} {device} ({args.device})")
+    print(
+        f"{'checkpoint':<11} {args.path}\n{pipeline.describe()}\n{'device':<11} {device}"
+        + (" (auto)" if args.device == "auto" else "")
+    )
 
 
 def _common_training_flags(parser: argparse.ArgumentParser, kind: str) -> None:
@@ -196,7 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="runs/demo", metavar="DIR", help="where the demo's models go")
     demo.set_defaults(run=_demo)
 
-    info = commands.add_parser("info", help="print a checkpoint's architecture and parameter count")
+    info = commands.add_parser(
+        "info", help="print a checkpoint's architecture, parameter count and the device it would run on"
+    )
     info.add_argument("path", help="checkpoint directory")
     info.add_argument("--device", default="auto", help=DEVICE_HELP)
     info.set_defaults(run=_info)

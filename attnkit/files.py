@@ -48,11 +48,17 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
 
 def _default_permissions(directory: Path) -> None:
     """mkdtemp makes a private directory; a checkpoint gets the permissions of any other new directory."""
-    umask = os.umask(0)
-    os.umask(umask)
+    umask = current_umask()
     directory.chmod(0o777 & ~umask)
     for file in directory.rglob("*"):
         file.chmod((0o777 if file.is_dir() else 0o666) & ~umask)
+
+
+def current_umask() -> int:
+    """The process's umask (reading it means setting it: set it back at once)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
 
 
 def replaceable(path: Path) -> bool:

@@ -62,6 +62,7 @@ class Pipeline:
     def predict(self, texts: list[str]) -> list:
         """One prediction per input text: classify gives {"label", "probability"}; tag, a tag per
         whitespace-separated word; seq2seq, the output text. A blank text gives None (the model is not run)."""
+        _refuse_a_string(texts)
         examples = self._task().inputs(texts)
         kept = [i for i, text in enumerate(texts) if text.strip()]
         predictions: list = [None] * len(texts)
@@ -72,7 +73,8 @@ class Pipeline:
 
     def predict_lines(self, lines: Iterable[str], where: str = "input") -> tuple[list, list]:
         """The examples and predictions for one input per line (its line ending dropped), as `predict`: a blank
-        line gives None. Lines without any text are an error that names `where` they came from."""
+        line gives None. Input with no text on any line is an error that names `where` it came from."""
+        _refuse_a_string(lines)
         texts = [line.rstrip("\n") for line in lines]
         if not any(text.strip() for text in texts):
             raise AttnkitError(f"{where}: no text to predict (one input per line)")
@@ -155,6 +157,12 @@ class Pipeline:
                 "this model was not trained for a task; fine-tune it first: attnkit train ... --init PATH"
             )
         return self.task
+
+
+def _refuse_a_string(texts: object) -> None:
+    """A str is iterable too, and would be predicted one character at a time."""
+    if isinstance(texts, str):
+        raise AttnkitError("expected a list of texts, got one string; wrap it: predict([text])")
 
 
 def unseen_message(path: str | os.PathLike, unseen: dict[str, int], unit: str, name: str, shown: int = 5) -> str:

@@ -38,10 +38,12 @@ def prepare(run: RunConfig, resume: bool, overwrite: bool) -> Prepared:
     out = Path(run.out)
     if resume and not (out / STATE_DIR / STATE_FILE).is_file():
         raise AttnkitError(f"{out}: nothing to resume (no {STATE_DIR}/{STATE_FILE})")
+    if not resume and out.exists() and not replaceable(out):  # checked here, by every process, before any writes
+        raise AttnkitError(
+            f"{out}: exists and is not an attnkit checkpoint; refusing to overwrite it (choose another out)"
+        )
     if not resume and out.exists() and not overwrite:
         raise AttnkitError(f"{out}: already exists; pass --resume to continue it or --overwrite to replace it")
-    if not resume and out.exists() and not replaceable(out):  # checked here, by every process, before any writes
-        raise AttnkitError(f"{out}: exists and is not an attnkit checkpoint; refusing to overwrite it")
     if not run.data.train:
         raise AttnkitError("data.train: no training file given")
     data, shape = run.data, TASKS[run.task.name]

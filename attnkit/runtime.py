@@ -33,11 +33,11 @@ def resolve_device(name: str = "auto") -> torch.device:
     if device is None or device.type not in ("cpu", "cuda", "mps"):
         raise AttnkitError(f"device {name!r}: expected one of {', '.join(DEVICES)}")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise AttnkitError(f"device {name!r}: torch sees no CUDA GPU here; use --device cpu (or auto)")
+        raise AttnkitError(f"device {name!r}: torch sees no CUDA GPU here; use cpu or auto")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
         raise AttnkitError(f"device {name!r}: there are {torch.cuda.device_count()} CUDA devices (cuda:0 ...)")
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise AttnkitError(f"device {name!r}: MPS is not available here; use --device cpu (or auto)")
+        raise AttnkitError(f"device {name!r}: MPS is not available here; use cpu or auto")
     return device
 
 

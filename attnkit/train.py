@@ -187,6 +187,8 @@ class Trainer:
         p = self.progress
         started = time.perf_counter() - p["elapsed"]
         meter = _Meter()
+        if self._budget_spent():  # resumed at (or past) max_steps
+            return
         while p["epoch"] < self.config.epochs or self.config.max_steps is not None:
             batches = batches_by_tokens(self.sizes, self.plan.batch_tokens, True, self.config.seed + p["epoch"])
             while p["batch"] < len(batches):

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from machine import machine
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sentiment" / "movies.train.tsv"
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sentiment" / "movies.train.tsv"  # --data
 SETTINGS = [
     "model.dim=256",
     "model.num_heads=4",
@@ -41,14 +41,16 @@ SETTINGS = [
 ]
 
 
-def run(processes: int, threads: int, steps: int, device: str, scratch: Path) -> float:
+def run(processes: int, threads: int, steps: int, device: str, data: Path, scratch: Path) -> float:
     """Median tokens/s of one training run of `steps` steps."""
     out = scratch / f"run{processes}x{threads}"
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
     command = [*(launcher if processes > 1 else [sys.executable]), "-m", "attnkit", "train", "--task", "classify"]
-    command += ["--train", str(DATA), "--out", str(out), "--overwrite", "--device", device, "--max-steps", str(steps)]
+    command += ["--train", str(data), "--out", str(out), "--overwrite", "--device", device, "--max-steps", str(steps)]
     command += [f"--set={s}" for s in [*SETTINGS, f"train.log_every={max(steps // 6, 1)}"]]
-    subprocess.run(command, check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+    if done.returncode != 0:
+        sys.exit(f"ddp.py: the run failed:\n{done.stderr[-2000:]}")
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     speeds = [r["tokens_per_s"] for r in records if "tokens_per_s" in r]
     return statistics.median(speeds[1:] or speeds)
@@ -59,6 +61,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer steps and repeats")
     parser.add_argument("--steps", type=int, help="optimizer steps per run (default 60, quick 24)")
     parser.add_argument("--repeats", type=int, help="runs per contender, alternating (default 3, quick 1)")
+    parser.add_argument("--data", type=Path, default=DATA, help="labelled sentences (TSV with label and text)")
     args = parser.parse_args()
     steps = args.steps or (24 if args.quick else 60)
     repeats = args.repeats or (1 if args.quick else 3)
@@ -72,7 +75,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         for _ in range(repeats):
             for name, (processes, threads) in contenders.items():
-                results[name].append(run(processes, threads, steps, device, Path(scratch)))
+                results[name].append(run(processes, threads, steps, device, args.data, Path(scratch)))
     single, multiple = (statistics.median(v) for v in results.values())
     print(f"{'contender':<26} {'tokens/s (median)':>18}   runs")
     for name, speeds in results.items():

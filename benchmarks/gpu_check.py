@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -27,7 +26,7 @@ import torch
 from machine import machine
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "sentiment" / "movies.train.tsv"
+DATA = ROOT.parent / "shared" / "data" / "sentiment" / "movies.train.tsv"  # --data
 PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12, "L4": 121e12}
 SHAPE = {"num_layers": 6, "dim": 512, "num_heads": 8, "ff_dim": 2048}  # Marian base's encoder
 
@@ -57,15 +56,17 @@ def peak_flops(device: torch.device) -> float:
     return 2 * n**3 * repeats / (time.perf_counter() - started)
 
 
-def training(device: str, precision: str, steps: int, scratch: Path) -> dict:
+def training(device: str, precision: str, steps: int, data: Path, scratch: Path) -> dict:
     """tokens/s of `attnkit train` on the movie sentences (the loop's median report), and the model's size."""
     out = scratch / precision
     settings = [f"model.{k}={v}" for k, v in SHAPE.items()]
     settings += ["tokenizer.vocab_size=8000", "train.batch_tokens=16384", "train.warmup_steps=10"]
     settings += [f"train.precision={precision}", "train.eval_every=1000000", f"train.log_every={max(steps // 5, 1)}"]
-    command = [sys.executable, "-m", "attnkit", "train", "--task", "classify", "--train", str(DATA), "--out", str(out)]
+    command = [sys.executable, "-m", "attnkit", "train", "--task", "classify", "--train", str(data), "--out", str(out)]
     command += ["--device", device, "--max-steps", str(steps), *(f"--set={s}" for s in settings)]
-    subprocess.run(command, check=True, capture_output=True)
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"gpu_check: the training run failed:\n{done.stderr[-2000:]}")
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     speeds = [r["tokens_per_s"] for r in records if "tokens_per_s" in r]
     import attnkit
@@ -73,7 +74,7 @@ def training(device: str, precision: str, steps: int, scratch: Path) -> dict:
     model = attnkit.load(out, device="cpu").model
     embedding = sum(p.numel() for name, p in model.named_parameters() if "embedding" in name or "positions" in name)
     parameters = sum(p.numel() for p in model.parameters()) - embedding
-    lengths = [len(line.split("\t", 1)[-1].split()) * 1.3 for line in DATA.read_text().splitlines()[1:]]
+    lengths = [len(line.split("\t", 1)[-1].split()) * 1.3 for line in data.read_text().splitlines()[1:]]
     flops_per_token = 6 * parameters + 12 * SHAPE["num_layers"] * SHAPE["dim"] * statistics.mean(lengths)
     return {"tokens_per_s": statistics.median(speeds[1:] or speeds), "flops_per_token": flops_per_token}
 
@@ -83,7 +84,11 @@ def main() -> int:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--skip-tests", action="store_true")
     parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--data", type=Path, default=DATA, help="labelled sentences (TSV with label and text)")
     args = parser.parse_args()
+    if not args.data.is_file():
+        print(f"gpu_check: {args.data}: no such file; pass --data (a TSV of label and text)", file=sys.stderr)
+        return 2
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("gpu_check: torch sees no CUDA GPU here (torch.cuda.is_available() is False)", file=sys.stderr)
         return 2
@@ -99,7 +104,7 @@ def main() -> int:
     print(f"== training benchmark on {result['device']} (peak bf16 {peak / 1e12:,.1f} TFLOP/s)", flush=True)
     with tempfile.TemporaryDirectory() as scratch:
         for precision in ("float32", "bfloat16"):
-            measured = training(args.device, precision, args.steps, Path(scratch))
+            measured = training(args.device, precision, args.steps, args.data, Path(scratch))
             utilization = measured["tokens_per_s"] * measured["flops_per_token"] / peak
             result[precision] = {**measured, "mfu": utilization}
             print(f"{precision:<9} {measured['tokens_per_s']:>12,.0f} tokens/s   MFU {utilization:.1%}", flush=True)
@@ -114,5 +119,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    os.chdir(ROOT)
     sys.exit(main())

@@ -257,6 +257,12 @@ def test_resume_with_another_plan_says_what_changed(sentiment_files, tmp_path, m
     assert "the run's plan differs from the one it was started with (total_steps 8 -> 12" in capsys.readouterr().err
 
 
+def test_resuming_a_finished_run_trains_no_further(sentiment_files, tmp_path):
+    config = run_config(sentiment_files, tmp_path / "out", "classify", "train.max_steps=6")
+    train(config)
+    assert train(config, resume=True)["steps"] == 6
+
+
 def test_accumulated_batches_give_the_gradient_of_one_batch_of_the_same_examples(tmp_path, monkeypatch):
     """Four short and two long examples: one step of two accumulated batches (4 + 2 examples) and one step of a
     single batch of all six see the same gradient, the mean over the six, not the mean of two batch means."""
