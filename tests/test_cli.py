@@ -2,11 +2,14 @@
 one line on stderr that names the file (and line), and leaves no output directory behind."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from attnkit.cli import main
+from attnkit.errors import AttnkitError
+from attnkit.pipeline import Pipeline
 from tests.conftest import TAG_OF, TINY, sentiment_rows, tagging_sentences, write_conll, write_tsv
 
 SETS = [arg for setting in TINY for arg in ("--set", setting)]
@@ -273,3 +276,17 @@ def test_evaluate_counts_unseen_tags_as_errors_with_one_warning(tagger, tmp_path
         f"attnkit: warning: {data}: 3 tokens carry 2 tags the model never saw ('HYPH', \"''\"); they count as errors\n"
     )
     assert code == 0 and 0 < json.loads(stdout)["accuracy"] <= 3 / 6
+
+
+def test_python_predict_refuses_one_string(classifier):
+    pipeline = Pipeline.load(classifier)
+    for predict in (pipeline.predict, pipeline.predict_lines):
+        with pytest.raises(AttnkitError, match="got one string; wrap it"):
+            predict("happy red")
+
+
+def test_a_trained_model_is_readable_by_others_as_the_umask_allows(classifier):
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "trainer_state/model.safetensors"):
+        assert (classifier / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
