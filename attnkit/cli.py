@@ -110,6 +110,16 @@ def _export(args: argparse.Namespace) -> None:
     print(f"wrote {args.out} (Hugging Face {family})")
 
 
+def _serve(args: argparse.Namespace) -> None:
+    try:
+        from attnkit.serve import Limits, serve
+    except ImportError:
+        raise AttnkitError("attnkit serve needs the serve extra: pip install 'attnkit[serve]'") from None
+
+    limits = Limits(args.max_batch, args.max_wait_ms, args.max_body_bytes, args.max_text_chars)
+    serve(args.path, args.host, args.port, args.device, limits)
+
+
 def _demo(args: argparse.Namespace) -> None:
     from attnkit.demo import demo
 
@@ -194,6 +204,17 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, metavar="DIR")
     export.add_argument("--trust-pickle", action="store_true", help="allow reading a pytorch_model.bin")
     export.set_defaults(run=_export)
+
+    serve = commands.add_parser("serve", help="serve a model over HTTP: /predict, /generate, /encode, /docs")
+    serve.add_argument("path", help="model directory (attnkit, or a Hugging Face directory for /encode)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--device", default="auto", help=DEVICE_HELP)
+    serve.add_argument("--max-batch", type=int, default=32, help="texts per batch of concurrent requests (1: off)")
+    serve.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a batch waits for more requests")
+    serve.add_argument("--max-body-bytes", type=int, default=1 << 20, help="larger request bodies get 413")
+    serve.add_argument("--max-text-chars", type=int, default=10_000, help="longer texts get 413")
+    serve.set_defaults(run=_serve)
 
     demo = commands.add_parser("demo", help="train, score and use a model on bundled data, in minutes")
     demo.add_argument("--out", default="runs/demo", metavar="DIR", help="where the demo's models go")

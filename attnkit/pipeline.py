@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 from collections.abc import Callable, Iterable
+from copy import copy as clone
 from pathlib import Path
 
 import torch
@@ -120,6 +122,29 @@ class Pipeline:
         device = next(encoder.parameters()).device
         ids, mask = ids.to(device), mask.to(device)
         return encoder(ids, mask), mask
+
+    def embed(self, texts: list[str], normalize: bool = False) -> list[list[float]]:
+        """One vector per text: the mean of the encoder's last-layer states over its real tokens (what
+        sentence-embedding checkpoints such as all-MiniLM-L6-v2 are trained for), of unit length with `normalize`."""
+        _refuse_a_string(texts)
+        states, mask = self.encode(texts)
+        weights = mask.unsqueeze(-1).to(states.dtype)
+        vectors = (states * weights).sum(1) / weights.sum(1)
+        if normalize:
+            vectors = torch.nn.functional.normalize(vectors, dim=-1)
+        return vectors.float().cpu().tolist()
+
+    def with_decoding(self, beam_size: int | None = None, max_length: int | None = None) -> Pipeline:
+        """The same model decoding with another beam size or maximum output length (seq2seq)."""
+        task = self._task()
+        if task.name != "seq2seq":
+            raise AttnkitError(f"this model is a {task.name} model; only a seq2seq model generates text")
+        copy = clone(task)
+        if beam_size is not None:
+            copy.config = dataclasses.replace(task.config, beam_size=beam_size)
+        if max_length is not None:
+            copy.data = dataclasses.replace(task.data, max_target_length=max_length)
+        return Pipeline(self.model, self.tokenizer, copy, self.run, self.origin)
 
     def describe(self) -> str:
         """A few lines on the model: origin, task, architecture, sizes and parameter count (`attnkit info`)."""

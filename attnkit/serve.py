@@ -1,0 +1,201 @@
+"""`attnkit serve DIR`: a trained model (or a published checkpoint, for /encode) behind HTTP, with FastAPI.
+
+Concurrent requests are gathered into batches: a batch closes when it holds `max_batch` texts or `max_wait_ms`
+after its first one arrived, runs in a worker thread (the event loop keeps accepting requests), and each request
+gets its own outputs back, in its order. Batching off is `max_batch=1`.
+
+Endpoints: POST /predict, /generate, /encode with {"text": ...} or {"texts": [...]}; GET /health, /info; the
+OpenAPI page at /docs. Bad input is a 4xx with a message that names the field, never a 500: 413 for a body or a
+text over the limits, 422 for invalid JSON or fields, 400 for a request the model cannot serve.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import threading
+from collections.abc import Callable
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, model_validator
+
+from attnkit.errors import AttnkitError
+from attnkit.pipeline import Pipeline, encoder_of
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    max_batch: int = 32  # texts in one batch (1: batching off)
+    max_wait_ms: float = 5.0  # how long a batch waits for more requests after its first
+    max_body_bytes: int = 1 << 20  # a larger request body is refused (413)
+    max_text_chars: int = 10_000  # a longer text is refused (413)
+    max_texts: int = 256  # texts in one request
+
+
+class Texts(BaseModel):
+    """One text or a list of them."""
+
+    text: str | None = None
+    texts: list[str] | None = None
+
+    @model_validator(mode="after")
+    def one_of(self) -> Texts:
+        if (self.text is None) == (self.texts is None):
+            raise ValueError('give either "text" (one string) or "texts" (a list of strings)')
+        return self
+
+    def all(self) -> list[str]:
+        return [self.text] if self.text is not None else list(self.texts or [])
+
+
+class Generation(Texts):
+    beam_size: int | None = Field(None, ge=1, le=16, description="beams (1: greedy); default: the model's")
+    max_length: int | None = Field(None, ge=1, le=1024, description="most output tokens; default: the model's")
+
+
+class Encoding(Texts):
+    normalize: bool = Field(False, description="scale each vector to length 1 (for cosine similarity)")
+
+
+class Batcher:
+    """Gathers the texts of concurrent requests into batches for `run` (texts -> one output per text)."""
+
+    def __init__(self, run: Callable[[list[str]], list], limits: Limits, lock: threading.Lock) -> None:
+        self.run, self.limits, self.lock = run, limits, lock
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.worker = asyncio.get_running_loop().create_task(self._work())
+
+    async def submit(self, texts: list[str]) -> list:
+        future = asyncio.get_running_loop().create_future()
+        await self.queue.put((texts, future))
+        return await future
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            pending = [await self.queue.get()]
+            size, deadline = len(pending[0][0]), loop.time() + self.limits.max_wait_ms / 1000
+            while size < self.limits.max_batch and (left := deadline - loop.time()) > 0:
+                try:
+                    pending.append(await asyncio.wait_for(self.queue.get(), left))
+                except TimeoutError:
+                    break
+                size += len(pending[-1][0])
+            texts = [text for request, _ in pending for text in request]
+            try:
+                outputs = await asyncio.to_thread(self._locked, texts)
+            except Exception as error:  # the requests of this batch fail, the server goes on
+                for _, future in pending:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            start = 0
+            for request, future in pending:
+                if not future.done():  # a client that went away leaves a cancelled future
+                    future.set_result(outputs[start : start + len(request)])
+                start += len(request)
+
+    def _locked(self, texts: list[str]) -> list:
+        with self.lock:  # one batch on the model at a time, whichever endpoint it came from
+            return self.run(texts)
+
+
+def create_app(pipeline: Pipeline, limits: Limits = Limits(), where: str = "") -> FastAPI:
+    """The FastAPI application serving `pipeline` (its model already on its device)."""
+    lock = threading.Lock()
+    batchers: dict[tuple, Batcher] = {}
+
+    def batcher(key: tuple, run: Callable[[list[str]], list]) -> Batcher:
+        if key not in batchers:
+            batchers[key] = Batcher(run, limits, lock)
+        return batchers[key]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        for each in batchers.values():  # uvicorn has finished the requests in flight
+            each.worker.cancel()
+
+    app = FastAPI(title="attnkit", description=f"attnkit serving {where}", lifespan=lifespan)
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limits.max_body_bytes:
+            return JSONResponse({"detail": f"request body over {limits.max_body_bytes:,} bytes"}, status_code=413)
+        return await call_next(request)
+
+    def checked(body: Texts) -> list[str]:
+        texts = body.all()
+        if len(texts) > limits.max_texts:
+            raise HTTPException(413, f"texts: {len(texts)} texts, at most {limits.max_texts} in one request")
+        for i, text in enumerate(texts):
+            if len(text) > limits.max_text_chars:
+                field = "text" if body.text is not None else f"texts[{i}]"
+                raise HTTPException(413, f"{field}: {len(text):,} characters, at most {limits.max_text_chars:,}")
+        return texts
+
+    async def answer(body: Texts, key: tuple, run: Callable[[list[str]], list]) -> dict:
+        texts = checked(body)
+        try:
+            outputs = await batcher(key, run).submit(texts) if texts else []
+        except AttnkitError as error:
+            raise HTTPException(400, str(error)) from None
+        return {"prediction": outputs[0]} if body.text is not None else {"predictions": outputs}
+
+    def needs(kind: str) -> None:
+        task = pipeline.task
+        if kind == "encode" and encoder_of(pipeline.model) is None:
+            raise HTTPException(400, "this model has no encoder (a decoder-only model cannot encode)")
+        if kind == "predict" and (task is None or task.name not in ("classify", "tag")):
+            what = "no task (a pretrained model: use /encode)" if task is None else f"a {task.name} model"
+            raise HTTPException(400, f"/predict serves classify and tag models; this is {what}")
+        if kind == "generate" and (task is None or task.name != "seq2seq"):
+            raise HTTPException(400, "/generate serves seq2seq models; this one does not generate text")
+
+    @app.post("/predict", summary="a label per text (classify) or a tag per word (tag)")
+    async def predict(body: Texts) -> dict:
+        needs("predict")
+        return await answer(body, ("predict",), pipeline.predict)
+
+    @app.post("/generate", summary="an output text per input text (seq2seq)")
+    async def generate(body: Generation) -> dict:
+        needs("generate")
+        decoding = pipeline.with_decoding(body.beam_size, body.max_length)
+        return await answer(body, ("generate", body.beam_size, body.max_length), decoding.predict)
+
+    @app.post("/encode", summary="a vector per text: the mean of the encoder's last-layer states")
+    async def encode(body: Encoding) -> dict:
+        needs("encode")
+        return await answer(body, ("encode", body.normalize), lambda texts: pipeline.embed(texts, body.normalize))
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/info")
+    async def info() -> dict:
+        task = pipeline.task
+        config = pipeline.model.config
+        return {
+            "model": where,
+            "task": task.name if task else None,
+            "labels": next(iter(task.state().values()), None) if task else None,
+            "architecture": dataclasses.asdict(config),
+            "device": str(next(pipeline.model.parameters()).device),
+            "limits": dataclasses.asdict(limits),
+        }
+
+    return app
+
+
+def serve(
+    path: str, host: str = "127.0.0.1", port: int = 8000, device: str = "auto", limits: Limits = Limits()
+) -> None:
+    """Load the model at `path` and serve it until interrupted (Ctrl-C or SIGTERM finish the requests in flight)."""
+    import uvicorn
+
+    app = create_app(Pipeline.load(path, device=device), limits, str(path))
+    uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=30)
