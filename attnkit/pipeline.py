@@ -127,12 +127,17 @@ class Pipeline:
         """One vector per text: the mean of the encoder's last-layer states over its real tokens (what
         sentence-embedding checkpoints such as all-MiniLM-L6-v2 are trained for), of unit length with `normalize`."""
         _refuse_a_string(texts)
-        states, mask = self.encode(texts)
-        weights = mask.unsqueeze(-1).to(states.dtype)
-        vectors = (states * weights).sum(1) / weights.sum(1)
-        if normalize:
-            vectors = torch.nn.functional.normalize(vectors, dim=-1)
-        return vectors.float().cpu().tolist()
+        vectors: list = [None] * len(texts)
+        sizes = [len(ids) + 2 for ids in self.tokenizer.encode_batch(texts)]
+        for indices in batches_by_tokens(sizes, BATCH_TOKENS, shuffle=False):  # similar lengths: little padding
+            states, mask = self.encode([texts[i] for i in indices])
+            weights = mask.unsqueeze(-1).to(states.dtype)
+            pooled = (states * weights).sum(1) / weights.sum(1)
+            if normalize:
+                pooled = torch.nn.functional.normalize(pooled, dim=-1)
+            for i, vector in zip(indices, pooled.float().cpu().tolist()):
+                vectors[i] = vector
+        return vectors
 
     def with_decoding(self, beam_size: int | None = None, max_length: int | None = None) -> Pipeline:
         """The same model decoding with another beam size or maximum output length (seq2seq)."""
