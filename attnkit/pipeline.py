@@ -65,13 +65,7 @@ class Pipeline:
         """One prediction per input text: classify gives {"label", "probability"}; tag, a tag per
         whitespace-separated word; seq2seq, the output text. A blank text gives None (the model is not run)."""
         _refuse_a_string(texts)
-        examples = self._task().inputs(texts)
-        kept = [i for i, text in enumerate(texts) if text.strip()]
-        predictions: list = [None] * len(texts)
-        if kept:
-            for i, prediction in zip(kept, self.predict_examples([examples[i] for i in kept])):
-                predictions[i] = prediction
-        return predictions
+        return self._predict_texts(texts)[1]
 
     def predict_lines(self, lines: Iterable[str], where: str = "input") -> tuple[list, list]:
         """The examples and predictions for one input per line (its line ending dropped), as `predict`: a blank
@@ -80,7 +74,16 @@ class Pipeline:
         texts = [line.rstrip("\n") for line in lines]
         if not any(text.strip() for text in texts):
             raise AttnkitError(f"{where}: no text to predict (one input per line)")
-        return self._task().inputs(texts), self.predict(texts)
+        return self._predict_texts(texts)
+
+    def _predict_texts(self, texts: list[str]) -> tuple[list, list]:
+        examples = self._task().inputs(texts)
+        kept = [i for i, text in enumerate(texts) if text.strip()]
+        predictions: list = [None] * len(texts)
+        if kept:
+            for i, prediction in zip(kept, self.predict_examples([examples[i] for i in kept])):
+                predictions[i] = prediction
+        return examples, predictions
 
     def predict_file(self, path: str | os.PathLike) -> tuple[list, list]:
         """The examples and predictions for a file: a .txt holds one input per line (see `predict_lines`); any

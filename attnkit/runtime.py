@@ -50,6 +50,11 @@ class Processes:
     strategy: str = "ddp"  # how the model is shared among processes: ddp (copies) or fsdp (shards)
 
     @property
+    def sharded(self) -> bool:
+        """Whether each process holds only a shard of the weights (FSDP among several processes)."""
+        return self.world > 1 and self.strategy == "fsdp"
+
+    @property
     def main(self) -> bool:
         """The process that writes checkpoints, logs and the progress bar."""
         return self.rank == 0
@@ -120,7 +125,7 @@ def wrap(model: nn.Module, device: torch.device, processes: Processes) -> nn.Mod
     averaged); or FSDP (each layer of a `layers` stack and the rest sharded among the processes)."""
     if processes.world == 1:
         return model
-    if processes.strategy == "fsdp":
+    if processes.sharded:
         from torch.distributed.fsdp import fully_shard
 
         for stack in [m for m in model.modules() if isinstance(m, nn.ModuleList)]:
@@ -129,11 +134,6 @@ def wrap(model: nn.Module, device: torch.device, processes: Processes) -> nn.Mod
         return fully_shard(model)
     ids = [device.index] if device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=ids)
-
-
-def unwrapped(model: nn.Module) -> nn.Module:
-    """The model inside a DistributedDataParallel (an FSDP model is its own module)."""
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
 def gradient_sync(model: nn.Module, sync: bool) -> contextlib.AbstractContextManager:

@@ -119,7 +119,7 @@ class Trainer:
         self.task, self.tokenizer = prepared.task, prepared.tokenizer
         self.train_items, self.dev_items = prepared.train_items, prepared.dev_items
         self.dev_examples, self.test_examples = prepared.dev_examples, prepared.test_examples
-        if self.config.ema and processes.strategy == "fsdp" and processes.world > 1:
+        if self.config.ema and processes.sharded:
             raise AttnkitError("train.ema: not available with train.strategy fsdp (the average would need every shard)")
         if resume:
             load_weights(prepared.model, self.out / STATE_DIR / WEIGHTS_FILE)
@@ -298,7 +298,7 @@ class Trainer:
     def _whole(self):
         """The model with all its weights on this process: itself, or with FSDP a full copy gathered from the
         shards (every process must enter the block together)."""
-        if self.processes.world == 1 or self.processes.strategy != "fsdp":
+        if not self.processes.sharded:
             yield self.module
             return
         copy = self.task.build_model().to(self.device)
@@ -307,7 +307,7 @@ class Trainer:
 
     def _load_best(self) -> None:
         """The model takes the best weights saved (for the test score)."""
-        if self.processes.world == 1 or self.processes.strategy != "fsdp":
+        if not self.processes.sharded:
             load_weights(self.module, self.out / WEIGHTS_FILE)
             return
         copy = self.task.build_model()
