@@ -120,6 +120,22 @@ def _serve(args: argparse.Namespace) -> None:
     serve(args.path, args.host, args.port, args.device, limits)
 
 
+def _attention(args: argparse.Namespace) -> None:
+    from attnkit.attention import attention, write_attention
+    from attnkit.pipeline import Pipeline
+
+    pipeline = Pipeline.load(args.path, device=args.device)
+    result = attention(pipeline, args.text, args.target, args.path)
+    page, *heatmaps = write_attention(result, args.out, png=not args.no_png)
+    if result.prediction is not None:
+        print(f"{'output' if result.target is not None else 'prediction'}: {result.prediction}")
+    maps = ", ".join(f"{m.name} ({m.weights.shape[0]} layers x {m.weights.shape[1]} heads)" for m in result.maps)
+    print(f"maps: {maps}")
+    print(f"wrote {page} (open it in a browser)")
+    if heatmaps:
+        print(f"wrote {len(heatmaps)} heatmaps: {heatmaps[0].parent.parent}/*/layerL-headH.png")
+
+
 def _demo(args: argparse.Namespace) -> None:
     from attnkit.demo import demo
 
@@ -215,6 +231,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-body-bytes", type=int, default=1 << 20, help="larger request bodies get 413")
     serve.add_argument("--max-text-chars", type=int, default=10_000, help="longer texts get 413")
     serve.set_defaults(run=_serve)
+
+    attend = commands.add_parser(
+        "attention", help="what the model attends to: heatmaps per layer and head (PNG) and an HTML page"
+    )
+    attend.add_argument("path", help="model directory (attnkit or Hugging Face)")
+    attend.add_argument("text", help="the input text")
+    attend.add_argument("--target", help="encoder-decoder models: the target text (default: the model's output)")
+    attend.add_argument("--out", required=True, metavar="DIR", help="where attention.html and the PNGs go")
+    attend.add_argument("--no-png", action="store_true", help="only the HTML page (no matplotlib needed)")
+    attend.add_argument("--device", default="auto", help=DEVICE_HELP)
+    attend.set_defaults(run=_attention)
 
     demo = commands.add_parser("demo", help="train, score and use a model on bundled data, in minutes")
     demo.add_argument("--out", default="runs/demo", metavar="DIR", help="where the demo's models go")

@@ -1,0 +1,213 @@
+"""What a model attends to: the attention probabilities of every layer and head for one input, as PNG heatmaps
+and one self-contained HTML page (`attnkit attention DIR "text" --out DIR`, and GET /attention of the server).
+
+An encoder model shows its self-attention over the input's tokens; a decoder-only model its causal
+self-attention; an encoder-decoder model three maps: the encoder's self-attention, the decoder's (causal)
+self-attention over the target, and the cross-attention from target tokens to source tokens. The target is the
+one the user gives, else the model's own output; the decoder reads it whole (teacher forcing), as in training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import warnings
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from attnkit.config import DataConfig, TaskConfig
+from attnkit.data.batching import BATCH_TOKENS
+from attnkit.data.readers import Pair
+from attnkit.errors import AttnkitError
+from attnkit.nn import Decoder, EncoderDecoder, record_attention
+from attnkit.pipeline import Pipeline, predict_items
+from attnkit.runtime import to_device
+from attnkit.tasks import Seq2SeqTask, make_task
+
+PAGE_FILE = "attention.html"
+
+
+@dataclasses.dataclass
+class AttentionMap:
+    """One kind of attention in every layer and head: `weights` (layers, heads, queries, keys), rows sum to 1."""
+
+    name: str  # "encoder self-attention", "decoder self-attention" or "cross-attention"
+    kind: str  # "self" or "cross"
+    queries: list[str]  # the tokens that attend (rows)
+    keys: list[str]  # the tokens attended to (columns)
+    weights: Tensor
+
+    @property
+    def slug(self) -> str:
+        """A file-name form of the name: encoder-self, decoder-self, cross."""
+        return self.name.replace(" self-attention", "-self").replace("-attention", "")
+
+
+@dataclasses.dataclass
+class Attention:
+    model: str
+    text: str
+    target: str | None
+    prediction: str | None
+    maps: list[AttentionMap]
+
+    def to_json(self, digits: int = 4) -> dict:
+        """The page's data: the maps' weights as nested lists [layer][head][query][key], rounded."""
+        return {
+            "model": self.model,
+            "text": self.text,
+            "target": self.target,
+            "prediction": self.prediction,
+            "maps": [
+                {
+                    "name": m.name,
+                    "kind": m.kind,
+                    "queries": m.queries,
+                    "keys": m.keys,
+                    "weights": m.weights.float().round(decimals=digits).tolist(),
+                }
+                for m in self.maps
+            ],
+        }
+
+
+@torch.no_grad()
+def attention(pipeline: Pipeline, text: str, target: str | None = None, model_name: str = "") -> Attention:
+    """The attention maps of `pipeline`'s model reading `text` (and, for an encoder-decoder, `target`, by
+    default its own output for `text`)."""
+    if not text.strip():
+        raise AttnkitError("no text to look at: give a text with at least one word")
+    model = pipeline.model
+    task = pipeline.task if pipeline.task is not None and pipeline.task.name != "pretrain" else None
+    if isinstance(model, EncoderDecoder) and task is None:  # a pretrained or imported encoder-decoder
+        task = make_task(TaskConfig(name="seq2seq"), DataConfig(), pipeline.tokenizer, model.config)
+    if target is not None and not isinstance(task, Seq2SeqTask):
+        raise AttnkitError("--target is for encoder-decoder models; this model reads one text")
+    prediction = None
+    if isinstance(task, Seq2SeqTask):
+        if target is None:
+            items = task.encode([Pair(text, "", 1)], training=False)
+            target = prediction = predict_items(task, model, items, BATCH_TOKENS)[0]
+        item = task.encode([Pair(text, target, 1)], training=False)[0]
+        inputs = {"source": [item["source"]], "target": [item["target"]]}
+    else:
+        if task is not None:
+            prediction = _rendered(task, pipeline.predict([text])[0])
+            ids = task.encode(task.inputs([text]), training=False)[0]["ids"]
+        else:
+            ids = _plain_ids(pipeline, text)
+        inputs = {"ids": [ids]}
+    device = next(model.parameters()).device
+    tensors = to_device({key: torch.tensor(value) for key, value in inputs.items()}, device)
+    with record_attention(model) as recorded:
+        if "source" in tensors:
+            model(tensors["source"], tensors["target"])
+        elif isinstance(model, Decoder):
+            model(tensors["ids"])
+        else:  # an encoder, alone or under a head (classifier, tagger, masked LM)
+            model(tensors["ids"], torch.ones_like(tensors["ids"], dtype=torch.bool))
+    token = pipeline.tokenizer.backend.id_to_token
+    tokens = {key: [token(int(i)) or f"<{int(i)}>" for i in value[0]] for key, value in inputs.items()}
+    stack = "decoder" if isinstance(model, Decoder) else "encoder"
+    return Attention(model_name, text, target, prediction, _maps(recorded, tokens, stack))
+
+
+def _rendered(task, prediction) -> str | None:
+    if prediction is None:
+        return None
+    if isinstance(prediction, dict) and "probability" in prediction:
+        return f"{prediction['label']} ({prediction['probability']:.2f})"
+    return task.render(prediction)
+
+
+def _plain_ids(pipeline: Pipeline, text: str) -> list[int]:
+    """A model without a task reads the text as in pretraining: with its start and end tokens (an encoder) or
+    after its start token (a causal language model)."""
+    tokenizer, config = pipeline.tokenizer, pipeline.model.config
+    ids = tokenizer.encode(text)
+    if config.arch == "decoder":
+        ids = ([tokenizer.bos_id] if tokenizer.bos_id is not None else []) + ids
+    else:
+        ids = tokenizer.add_specials(ids)
+    return ids[: config.max_positions] if config.positions == "learned" else ids
+
+
+_MODULE = re.compile(r"^(?:(encoder|decoder)\.)?layers\.(\d+)\.(self|cross)_attn$")
+
+
+def _maps(recorded: dict[str, list[Tensor]], tokens: dict[str, list[str]], bare_stack: str) -> list[AttentionMap]:
+    """Group the recorded probabilities (module name -> [(1, heads, queries, keys)]) into maps, layers in order."""
+    layers: dict[tuple[str, str], dict[int, Tensor]] = {}
+    for name, calls in recorded.items():
+        match = _MODULE.match(name)
+        if match is None or not calls:
+            continue
+        stack, layer, kind = match.group(1) or bare_stack, int(match.group(2)), match.group(3)
+        layers.setdefault((stack, kind), {})[layer] = calls[-1][0]
+    source = tokens.get("source", tokens.get("ids"))
+    target = tokens.get("target", source)
+    order = [("encoder", "self"), ("decoder", "self"), ("decoder", "cross")]
+    maps = []
+    for stack, kind in order:
+        if (stack, kind) not in layers:
+            continue
+        weights = torch.stack([w for _, w in sorted(layers[(stack, kind)].items())]).cpu()
+        if kind == "cross":
+            maps.append(AttentionMap("cross-attention", "cross", target, source, weights))
+        else:
+            queries = source if stack == "encoder" else target
+            maps.append(AttentionMap(f"{stack} self-attention", "self", queries, queries, weights))
+    return maps
+
+
+def write_attention(result: Attention, out: str | os.PathLike, png: bool = True) -> list[Path]:
+    """Write `out`/attention.html and, with `png`, a heatmap per map, layer and head
+    (`out`/encoder-self/layer1-head1.png, ...); returns the files written."""
+    from attnkit.attention_page import render_page
+
+    out = Path(out)
+    written = write_heatmaps(result, out) if png else []  # first: a missing matplotlib stops before any file
+    out.mkdir(parents=True, exist_ok=True)
+    page = out / PAGE_FILE
+    page.write_text(render_page(result.to_json()), encoding="utf-8")
+    return [page, *written]
+
+
+def write_heatmaps(result: Attention, out: Path) -> list[Path]:
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise AttnkitError("PNG heatmaps need matplotlib: pip install 'attnkit[viz]' (or --no-png)") from None
+    written = []
+    for m in result.maps:
+        folder = out / m.slug
+        folder.mkdir(parents=True, exist_ok=True)
+        columns, rows = (_label(t) for t in m.keys), [_label(t) for t in m.queries]
+        columns = list(columns)
+        width, height = 2 + 0.22 * len(columns), 1.6 + 0.22 * len(rows)
+        for layer, heads in enumerate(m.weights.float().numpy(), 1):
+            for head, weights in enumerate(heads, 1):
+                figure = Figure(figsize=(max(4.0, width), max(3.5, height)), dpi=100)
+                axes = figure.add_subplot()
+                image = axes.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+                axes.set_xticks(range(len(columns)), columns, rotation=90, fontsize=8)
+                axes.set_yticks(range(len(rows)), rows, fontsize=8)
+                axes.set_xlabel("attended to (keys)")
+                axes.set_ylabel("attending (queries)")
+                axes.set_title(f"{m.name}, layer {layer}, head {head}", fontsize=10)
+                figure.colorbar(image, ax=axes, fraction=0.04)
+                figure.tight_layout()
+                path = folder / f"layer{layer}-head{head}.png"
+                with warnings.catch_warnings():  # a token in a script the font lacks draws as a box, not an error
+                    warnings.simplefilter("ignore", UserWarning)
+                    figure.savefig(path)
+                written.append(path)
+    return written
+
+
+def _label(token: str) -> str:
+    """A token as an axis label: matplotlib reads $...$ as mathematics."""
+    return token.replace("$", r"\$")
