@@ -192,7 +192,7 @@ def write_heatmaps(result: Attention, out: Path) -> list[Path]:
             for head, weights in enumerate(heads, 1):
                 figure = Figure(figsize=(max(4.0, width), max(3.5, height)), dpi=100)
                 axes = figure.add_subplot()
-                image = axes.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+                image = axes.imshow(weights, cmap="viridis", vmin=0.0, aspect="auto")  # up to this head's largest
                 axes.set_xticks(range(len(columns)), columns, rotation=90, fontsize=8)
                 axes.set_yticks(range(len(rows)), rows, fontsize=8)
                 axes.set_xlabel("attended to (keys)")
