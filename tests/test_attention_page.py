@@ -221,3 +221,27 @@ def test_screenshot_writes_a_png(tmp_path):
     screenshot(page, tmp_path / "attention.png")
     png = (tmp_path / "attention.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
+
+
+def test_the_page_of_a_trained_model_shows_its_maps(browser, tmp_path_factory):
+    """End to end: `attnkit attention` on a tiny encoder-decoder, its page in the browser."""
+    from attnkit.attention import attention
+    from attnkit.cli import main
+    from attnkit.pipeline import Pipeline
+    from tests.conftest import copy_pairs
+    from tests.test_attention import trained
+
+    model = trained(tmp_path_factory.mktemp("translator"), "seq2seq", copy_pairs(100, 1), ("source", "target"), 10)
+    out = tmp_path_factory.mktemp("maps")
+    assert main(["attention", str(model), "red green blue", "--target", "blue red", "--out", str(out), "--no-png"]) == 0
+    result = attention(Pipeline.load(model, device="cpu"), "red green blue", "blue red")
+    browser.get((out / "attention.html").as_uri())
+    assert options(browser, "map") == ["encoder self-attention", "decoder self-attention", "cross-attention"]
+    assert options(browser, "layer") == ["layer 1", "layer 2"]
+    choose(browser, "map", "cross-attention")
+    choose(browser, "layer", "layer 2")
+    choose(browser, "head", "head 2")
+    cross = result.maps[2]
+    assert texts(browser, "#heatmap .query-label") == cross.queries
+    assert texts(browser, "#heatmap .key-label") == cross.keys
+    assert_shows(weights_drawn(browser, "#heatmap td"), cross.weights[1, 1].numpy())
