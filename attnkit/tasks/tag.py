@@ -1,5 +1,6 @@
 """N->N: one tag per word. Words are split into subwords; the first subword of each word carries its tag in
-training and predicts it back."""
+training and predicts it back. A sentence longer than a model's learned positions is tagged in windows of whole
+words, so that every word gets its tag whatever the sentence's length."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from attnkit.data.readers import Tagged, read_tagged
 from attnkit.errors import AttnkitError
 from attnkit.nn import Encoder
 from attnkit.nn.dropout import Dropout
+from attnkit.runtime import to_device
 from attnkit.tasks.base import IGNORE_INDEX, Batch, Task
 
 
@@ -110,6 +112,26 @@ class TagTask(Task):
         return total, (labels != IGNORE_INDEX).sum()
 
     def decode(self, model: nn.Module, batch: Batch) -> list[list[str]]:
+        """A tag per word. A sentence longer than the learned positions is read in consecutive windows that fit."""
+        config = self.model_config
+        limit = config.max_positions if config.positions == "learned" else None
+        if limit is None or batch["ids"].shape[1] <= limit:
+            return self._tags(model, batch)
+        pieces, owners = [], []
+        for row, (ids, mask, starts, start_mask) in enumerate(
+            zip(batch["ids"], batch["mask"], batch["starts"], batch["start_mask"])
+        ):
+            ids, starts = ids[mask].tolist(), starts[start_mask].tolist()
+            for first, last, begin, end in windows(starts, len(ids), limit):
+                local = [start - begin for start in starts[first:last]]
+                pieces.append({"ids": ids[begin:end], "labels": [IGNORE_INDEX] * (end - begin), "starts": local})
+                owners.append(row)
+        joined: list[list[str]] = [[] for _ in batch["ids"]]
+        for row, tags in zip(owners, self._tags(model, to_device(self.collate(pieces), batch["ids"].device))):
+            joined[row] += tags
+        return joined
+
+    def _tags(self, model: nn.Module, batch: Batch) -> list[list[str]]:
         best = model(batch["ids"], batch["mask"]).argmax(-1)  # (batch, time)
         word_tags = torch.gather(best, 1, batch["starts"])  # the tag at each word's first subword
         return [[self.tags[int(t)] for t in row[keep]] for row, keep in zip(word_tags, batch["start_mask"])]
@@ -122,3 +144,18 @@ class TagTask(Task):
 
     def record(self, example: Tagged, prediction: list[str]) -> dict:
         return {"words": example.words, "tags": prediction}
+
+
+def windows(starts: list[int], length: int, limit: int) -> list[tuple[int, int, int, int]]:
+    """Consecutive windows of whole words, each at most `limit` subwords, as (first word, last word + 1, first
+    subword, last subword + 1), for a sentence of `length` subwords whose words begin at `starts`. A word longer
+    than `limit` is a window of its own, cut to its first `limit` subwords."""
+    ends = [*starts[1:], length]
+    spans, first = [], 0
+    while first < len(starts):
+        begin, last = starts[first], first + 1
+        while last < len(starts) and ends[last] - begin <= limit:
+            last += 1
+        spans.append((first, last, begin, min(ends[last - 1], begin + limit)))
+        first = last
+    return spans

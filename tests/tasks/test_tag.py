@@ -7,10 +7,10 @@ from attnkit.data.readers import Tagged
 from attnkit.errors import AttnkitError
 from attnkit.pipeline import Pipeline
 from attnkit.tasks import IGNORE_INDEX
-from attnkit.tasks.tag import TagTask
+from attnkit.tasks.tag import TagTask, windows
 from attnkit.tokenization import Tokenizer
 from attnkit.train import train
-from tests.conftest import TAG_OF, run_config
+from tests.conftest import TAG_OF, WORDS, run_config, tagging_sentences, write_conll
 
 
 def tag_task(text: str, data: DataConfig, state: dict | None = None) -> TagTask:
@@ -61,3 +61,44 @@ def test_unseen_tags_are_counted_per_token():
     task = tag_task("x", DataConfig(), {"tags": ["NN", "VB"]})
     sentences = [Tagged(["a", "-", "b"], ["NN", "HYPH", "''"], 1), Tagged(["-"], ["HYPH"], 5)]
     assert task.unseen(sentences) == {"HYPH": 2, "''": 1}
+
+
+def test_windows_hold_whole_words_and_cut_only_a_word_longer_than_a_window():
+    # words of 1, 1, 20, 1 and 1 subwords, windows of at most 16
+    spans = windows([0, 1, 2, 22, 23], 24, 16)
+    assert spans == [(0, 2, 0, 2), (2, 3, 2, 18), (3, 5, 22, 24)]
+
+
+@pytest.fixture(scope="module")
+def windowed(tmp_path_factory) -> Pipeline:
+    """A tagger with 16 learned positions: a sentence of more subwords must be read in windows."""
+    folder = tmp_path_factory.mktemp("windowed")
+    files = {
+        "train": write_conll(folder / "train.conll", tagging_sentences(200, 1)),
+        "dev": write_conll(folder / "dev.conll", tagging_sentences(40, 2)),
+    }
+    learned = ["train.epochs=8", "data.max_length=16", "model.positions=learned", "model.max_positions=16"]
+    train(run_config(files, folder / "out", "tag", *learned))
+    return Pipeline.load(folder / "out", device="cpu")
+
+
+def test_a_sentence_longer_than_the_learned_positions_gets_a_tag_per_word(windowed):
+    words = [WORDS[i % len(WORDS)] for i in range(40)]
+    words[20] = "kqwpyfhkqwpyfhkqwpyfhkqwpyfh"  # more subwords than a window: cut, and still one tag
+    assert len(windowed.tokenizer.encode_words(words[20:21])[0]) > 16
+    (tags,) = windowed.predict([" ".join(words)])
+    assert len(tags) == 40
+
+
+def test_windows_are_tagged_as_if_each_were_alone(windowed):
+    words = [WORDS[(7 * i) % len(WORDS)] for i in range(40)]
+    fit = max(n for n in range(1, 41) if len(windowed.tokenizer.encode_words(words[:n])[0]) <= 16)
+    (tags,) = windowed.predict([" ".join(words)])
+    first, rest = windowed.predict([" ".join(words[:fit]), " ".join(words[fit:])])
+    assert fit < 40 and tags == first + rest
+
+
+def test_evaluate_reads_a_long_sentence_in_windows(windowed, tmp_path):
+    sentence = [(w, TAG_OF[w]) for w in (WORDS * 3)[:40]]
+    result, _, (tags,) = windowed.evaluate(write_conll(tmp_path / "long.conll", [sentence]))
+    assert len(tags) == 40 and 0 <= result["accuracy"] <= 1
