@@ -116,7 +116,13 @@ def _serve(args: argparse.Namespace) -> None:
     except ImportError:
         raise AttnkitError("attnkit serve needs the serve extra: pip install 'attnkit[serve]'") from None
 
-    limits = Limits(args.max_batch, args.max_wait_ms, args.max_body_bytes, args.max_text_chars)
+    limits = Limits(
+        max_batch=args.max_batch,
+        max_wait_ms=args.max_wait_ms,
+        max_body_bytes=args.max_body_bytes,
+        max_text_chars=args.max_text_chars,
+        too_long=args.too_long,
+    )
     serve(args.path, args.host, args.port, args.device, limits)
 
 
@@ -230,6 +236,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a batch waits for more requests")
     serve.add_argument("--max-body-bytes", type=int, default=1 << 20, help="larger request bodies get 413")
     serve.add_argument("--max-text-chars", type=int, default=10_000, help="longer texts get 413")
+    serve.add_argument(
+        "--too-long",
+        choices=("truncate", "reject"),
+        default="truncate",
+        help="a text over the model's input limit (/info: max_input_tokens): truncate cuts it as attnkit predict "
+        "does (a tagger reads a long sentence in windows), reject answers 413",
+    )
     serve.set_defaults(run=_serve)
 
     attend = commands.add_parser(

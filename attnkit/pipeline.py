@@ -113,12 +113,12 @@ class Pipeline:
     @torch.no_grad()
     def encode(self, texts: list[str]) -> tuple[Tensor, Tensor]:
         """The encoder's last-layer states (batch, time, dim) for `texts`, each wrapped in its start and end
-        tokens as in training, and the mask (batch, time) that is True on real tokens."""
+        tokens as in training and cut to `max_input_tokens`, and the mask (batch, time) that is True on real tokens."""
         encoder = encoder_of(self.model)
         if encoder is None:
             raise AttnkitError("this model has no encoder (a decoder-only model cannot encode)")
-        limit = encoder.config.max_positions if encoder.config.positions == "learned" else None
-        keep = None if limit is None else limit - 2
+        limit, specials = self.max_input_tokens, len(self.tokenizer.add_specials([]))
+        keep = None if limit is None else limit - specials
         ids, mask = pad(
             [self.tokenizer.add_specials(t[:keep]) for t in self.tokenizer.encode_batch(texts)], self.tokenizer.pad_id
         )
@@ -128,8 +128,10 @@ class Pipeline:
 
     def embed(self, texts: list[str], normalize: bool = False) -> list[list[float]]:
         """One vector per text: the mean of the encoder's last-layer states over its real tokens (what
-        sentence-embedding checkpoints such as all-MiniLM-L6-v2 are trained for), of unit length with `normalize`."""
+        sentence-embedding checkpoints such as all-MiniLM-L6-v2 are trained for), of unit length with `normalize`.
+        A blank text (empty, or only spaces) gives the vector of the empty input, <s> </s>."""
         _refuse_a_string(texts)
+        texts = [text if text.strip() else "" for text in texts]
         vectors: list = [None] * len(texts)
         sizes = [len(ids) + 2 for ids in self.tokenizer.encode_batch(texts)]
         for indices in batches_by_tokens(sizes, BATCH_TOKENS, shuffle=False):  # similar lengths: little padding
@@ -141,6 +143,25 @@ class Pipeline:
             for i, vector in zip(indices, pooled.float().cpu().tolist()):
                 vectors[i] = vector
         return vectors
+
+    @property
+    def max_input_tokens(self) -> int | None:
+        """The most tokens of one input the model reads, start and end tokens included: data.max_length for
+        classify and seq2seq (a longer input is cut), else the learned-position table (a tag model reads a longer
+        sentence in windows, `encode` cuts), or None when positions extrapolate to any length."""
+        if self.task is not None and self.task.name in ("classify", "seq2seq"):
+            return self.task.data.max_length
+        config = self.model.config
+        return config.max_positions if config.positions == "learned" else None
+
+    def count_tokens(self, texts: list[str], encoding: bool = False) -> list[int]:
+        """The tokens of each text, uncut, that `predict` reads (a tag model: the subwords of its words; seq2seq:
+        the source and </s>; classify: <s> text </s>), or with `encoding` that `encode` reads (<s> text </s>)."""
+        tokenizer, name = self.tokenizer, None if encoding or self.task is None else self.task.name
+        if name == "tag":
+            return [len(ids) for ids, _ in tokenizer.encode_words_batch([text.split() for text in texts])]
+        specials = 1 if name == "seq2seq" else len(tokenizer.add_specials([]))
+        return [len(ids) + specials for ids in tokenizer.encode_batch(texts)]
 
     def with_decoding(self, beam_size: int | None = None, max_length: int | None = None) -> Pipeline:
         """The same model decoding with another beam size or maximum output length (seq2seq)."""

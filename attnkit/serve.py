@@ -5,8 +5,15 @@ after its first one arrived, runs in a worker thread (the event loop keeps accep
 gets its own outputs back, in its order. Batching off is `max_batch=1`.
 
 Endpoints: POST /predict, /generate, /encode with {"text": ...} or {"texts": [...]}; GET /health, /info; the
-OpenAPI page at /docs. Bad input is a 4xx with a message that names the field, never a 500: 413 for a body or a
-text over the limits, 422 for invalid JSON or fields, 400 for a request the model cannot serve.
+OpenAPI page at /docs. A blank text gives null from /predict and /generate, and the vector of the empty input
+from /encode; no texts give no predictions.
+
+Bad input is a 4xx with a message that names the field, never a 500: 413 for a body or a text over the limits,
+422 for invalid JSON or fields, 400 for a request the model cannot serve. A text of more tokens than the model
+reads (`Pipeline.max_input_tokens`) is cut as `attnkit predict` cuts it, a tagger reading a long sentence in
+windows (`too_long="truncate"`), or refused with 413 before it is batched (`"reject"`). A batch that fails is run
+again one request at a time, so that only the request at fault gets its error (400; 500, logged with its
+traceback, for an error of attnkit's own). On SIGTERM or Ctrl-C, uvicorn finishes the requests in flight.
 """
 
 from __future__ import annotations
@@ -14,8 +21,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
+import logging
 import threading
 from collections.abc import Callable
+from typing import Literal
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
@@ -32,6 +42,11 @@ class Limits:
     max_body_bytes: int = 1 << 20  # a larger request body is refused (413)
     max_text_chars: int = 10_000  # a longer text is refused (413)
     max_texts: int = 256  # texts in one request
+    too_long: Literal["truncate", "reject"] = "truncate"  # a text over the model's max_input_tokens: cut, or 413
+
+    def __post_init__(self) -> None:
+        if self.too_long not in ("truncate", "reject"):
+            raise AttnkitError(f"too_long: {self.too_long!r}, expected 'truncate' or 'reject'")
 
 
 class Texts(BaseModel):
@@ -83,19 +98,27 @@ class Batcher:
                 except TimeoutError:
                     break
                 size += len(pending[-1][0])
-            texts = [text for request, _ in pending for text in request]
-            try:
-                outputs = await asyncio.to_thread(self._locked, texts)
-            except Exception as error:  # the requests of this batch fail, the server goes on
-                for _, future in pending:
-                    if not future.done():
-                        future.set_exception(error)
-                continue
-            start = 0
-            for request, future in pending:
-                if not future.done():  # a client that went away leaves a cancelled future
-                    future.set_result(outputs[start : start + len(request)])
-                start += len(request)
+            await self._answer(pending)
+
+    async def _answer(self, pending: list[tuple[list[str], asyncio.Future]]) -> None:
+        """Runs the requests' texts as one batch; if it fails, each request alone, so that only the one at fault
+        gets its error and the others their outputs."""
+        texts = [text for request, _ in pending for text in request]
+        try:
+            outputs = await asyncio.to_thread(self._locked, texts)
+        except Exception as error:
+            if len(pending) > 1:
+                for each in pending:
+                    if not each[1].done():  # a client that went away leaves a cancelled future
+                        await self._answer([each])
+            elif not pending[0][1].done():
+                pending[0][1].set_exception(error)
+            return
+        start = 0
+        for request, future in pending:
+            if not future.done():
+                future.set_result(outputs[start : start + len(request)])
+            start += len(request)
 
     def _locked(self, texts: list[str]) -> list:
         with self.lock:  # one batch on the model at a time, whichever endpoint it came from
@@ -127,22 +150,33 @@ def create_app(pipeline: Pipeline, limits: Limits = Limits(), where: str = "") -
             return JSONResponse({"detail": f"request body over {limits.max_body_bytes:,} bytes"}, status_code=413)
         return await call_next(request)
 
-    def checked(body: Texts) -> list[str]:
+    async def checked(body: Texts, encoding: bool) -> list[str]:
+        """The request's texts, each within the limits (413 naming the first one over), before any is batched."""
         texts = body.all()
         if len(texts) > limits.max_texts:
             raise HTTPException(413, f"texts: {len(texts)} texts, at most {limits.max_texts} in one request")
-        for i, text in enumerate(texts):
+        names = ["text"] if body.text is not None else [f"texts[{i}]" for i in range(len(texts))]
+        for name, text in zip(names, texts):
             if len(text) > limits.max_text_chars:
-                field = "text" if body.text is not None else f"texts[{i}]"
-                raise HTTPException(413, f"{field}: {len(text):,} characters, at most {limits.max_text_chars:,}")
+                raise HTTPException(413, f"{name}: {len(text):,} characters, at most {limits.max_text_chars:,}")
+        most = pipeline.max_input_tokens
+        if limits.too_long == "reject" and most is not None:
+            counts = await asyncio.to_thread(pipeline.count_tokens, texts, encoding)
+            for name, count in zip(names, counts):
+                if count > most:
+                    message = f"{name}: {count:,} tokens, over this model's limit of {most:,}"
+                    raise HTTPException(413, message + " (--too-long truncate cuts instead)")
         return texts
 
-    async def answer(body: Texts, key: tuple, run: Callable[[list[str]], list]) -> dict:
-        texts = checked(body)
+    async def answer(body: Texts, key: tuple, run: Callable[[list[str]], list], encoding: bool = False) -> dict:
+        texts = await checked(body, encoding)
         try:
             outputs = await batcher(key, run).submit(texts) if texts else []
         except AttnkitError as error:
             raise HTTPException(400, str(error)) from None
+        except Exception:  # a fault of attnkit's, not of the request: its traceback goes to the server's log
+            logging.getLogger("uvicorn.error").exception("the model failed on a request")
+            raise HTTPException(500, "the model failed on this request; the server's log has the error") from None
         return {"prediction": outputs[0]} if body.text is not None else {"predictions": outputs}
 
     def needs(kind: str) -> None:
@@ -169,7 +203,8 @@ def create_app(pipeline: Pipeline, limits: Limits = Limits(), where: str = "") -
     @app.post("/encode", summary="a vector per text: the mean of the encoder's last-layer states")
     async def encode(body: Encoding) -> dict:
         needs("encode")
-        return await answer(body, ("encode", body.normalize), lambda texts: pipeline.embed(texts, body.normalize))
+        embed = functools.partial(pipeline.embed, normalize=body.normalize)
+        return await answer(body, ("encode", body.normalize), embed, encoding=True)
 
     @app.get("/health")
     async def health() -> dict:
@@ -185,6 +220,7 @@ def create_app(pipeline: Pipeline, limits: Limits = Limits(), where: str = "") -
             "labels": next(iter(task.state().values()), None) if task else None,
             "architecture": dataclasses.asdict(config),
             "device": str(next(pipeline.model.parameters()).device),
+            "max_input_tokens": pipeline.max_input_tokens,
             "limits": dataclasses.asdict(limits),
         }
 

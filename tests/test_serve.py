@@ -2,11 +2,14 @@
 kind of bad input answered with its status code and a message naming the field, never a 500."""
 
 import asyncio
+import contextlib
+import logging
 import math
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -15,16 +18,21 @@ import pytest
 from fastapi.testclient import TestClient
 
 from attnkit.cli import main
+from attnkit.errors import AttnkitError
 from attnkit.pipeline import Pipeline
 from attnkit.serve import Limits, create_app
-from tests.conftest import TINY, copy_pairs, sentiment_rows, write_tsv
+from tests.conftest import TINY, WORDS, copy_pairs, sentiment_rows, tagging_sentences, write_conll, write_tsv
 
 SETS = [item for setting in TINY for item in ("--set", setting)]
 
 
-def trained(folder: Path, task: str, rows: list, header: tuple, steps: int) -> Path:
-    train = write_tsv(folder / "train.tsv", header, rows)
+def trained(folder: Path, task: str, rows: list, header: tuple, steps: int, *settings: str) -> Path:
+    if task == "tag":
+        train = write_conll(folder / "train.conll", rows)
+    else:
+        train = write_tsv(folder / "train.tsv", header, rows)
     args = ["train", "--task", task, "--train", train, "--out", folder / "model", "--max-steps", str(steps), *SETS]
+    args += [item for setting in settings for item in ("--set", setting)]
     assert main([str(a) for a in args]) == 0
     return folder / "model"
 
@@ -39,6 +47,14 @@ def classifier(tmp_path_factory) -> Pipeline:
 def translator(tmp_path_factory) -> Pipeline:
     folder = tmp_path_factory.mktemp("translator")
     return Pipeline.load(trained(folder, "seq2seq", copy_pairs(200, 1), ("source", "target"), 30), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def tagger(tmp_path_factory) -> Pipeline:
+    """16 learned positions: a sentence of more subwords is tagged in windows (or refused with --too-long reject)."""
+    folder = tmp_path_factory.mktemp("tagger")
+    learned = ("model.positions=learned", "model.max_positions=16", "data.max_length=16")
+    return Pipeline.load(trained(folder, "tag", tagging_sentences(200, 1), (), 60, *learned), device="cpu")
 
 
 @pytest.fixture
@@ -61,6 +77,7 @@ def test_health_info_and_the_openapi_page(client):
     info = client.get("/info").json()
     assert info["task"] == "classify" and sorted(info["labels"]) == ["bad", "good"]
     assert info["architecture"]["dim"] == 32 and info["device"] == "cpu"
+    assert info["max_input_tokens"] == 256  # data.max_length
     assert "/predict" in client.get("/openapi.json").json()["paths"]
 
 
@@ -126,17 +143,102 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(classifier
     assert sum(batches) == 50 and max(batches) > 1 and max(batches) <= 16  # gathered, within the limit
 
 
-def test_attnkit_serve_answers_on_localhost_and_stops_cleanly(tmp_path):
-    model = trained(tmp_path, "classify", sentiment_rows(100, 1), ("label", "text"), 20)
+LONG = " ".join(["happy"] * 300)  # 302 tokens with <s> and </s>: over data.max_length (256)
+
+
+def test_a_text_over_the_model_limit_is_cut_by_default(classifier):
+    with TestClient(create_app(classifier)) as client:
+        response = client.post("/predict", json={"text": LONG})
+    assert response.status_code == 200 and response.json()["prediction"] == classifier.predict([LONG])[0]
+
+
+def test_a_text_over_the_model_limit_is_refused_with_too_long_reject(classifier):
+    with TestClient(create_app(classifier, Limits(too_long="reject"))) as client:
+        response = client.post("/predict", json={"texts": ["happy red", LONG]})
+        assert response.status_code == 413
+        assert response.json()["detail"] == (
+            "texts[1]: 302 tokens, over this model's limit of 256 (--too-long truncate cuts instead)"
+        )
+        assert client.post("/encode", json={"text": LONG}).status_code == 413
+        assert client.post("/predict", json={"text": " ".join(["happy"] * 254)}).status_code == 200  # 256: fits
+
+
+def test_limits_refuse_an_unknown_too_long():
+    with pytest.raises(AttnkitError, match="too_long: 'cut', expected 'truncate' or 'reject'"):
+        Limits(too_long="cut")
+
+
+def test_a_tagger_tags_every_word_of_a_sentence_longer_than_its_positions(tagger):
+    sentence = " ".join(WORDS * 3)  # 45 words, 16 learned positions
+    with TestClient(create_app(tagger)) as client:
+        tags = client.post("/predict", json={"text": sentence}).json()["prediction"]
+    assert len(tags) == 45 and tags == tagger.predict([sentence])[0]
+    with TestClient(create_app(tagger, Limits(too_long="reject"))) as client:
+        refused = client.post("/predict", json={"text": sentence})
+    assert refused.status_code == 413 and "text: 45 tokens, over this model's limit of 16" in refused.json()["detail"]
+
+
+@pytest.mark.parametrize(("error", "status"), [(AttnkitError("bad input"), 400), (RuntimeError("a bug"), 500)])
+def test_a_failing_request_leaves_the_others_of_its_batch_their_answers(classifier, monkeypatch, caplog, error, status):
+    texts = [text for _, text in sentiment_rows(20, 7)]
+    expected = [classifier.predict([text])[0] for text in texts]  # after the batch failed, each ran alone
+    failed_batches = []
+    predict = classifier.predict
+
+    def failing(batch: list[str]) -> list:
+        if "FAIL" in batch:
+            failed_batches.append(len(batch))
+            raise error
+        return predict(batch)
+
+    monkeypatch.setattr(classifier, "predict", failing)
+    app = create_app(classifier, Limits(max_batch=64, max_wait_ms=200))
+
+    async def requests() -> list:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://attnkit") as client:
+            return await asyncio.gather(*(client.post("/predict", json={"text": t}) for t in ["FAIL", *texts]))
+
+    with caplog.at_level(logging.ERROR):
+        failed, *answered = asyncio.run(requests())
+    assert failed_batches[0] > 1  # the failing request was batched with others
+    assert failed.status_code == status
+    assert [r.json()["prediction"] for r in answered] == expected
+    logged = [(record.getMessage(), record.exc_info is not None) for record in caplog.records]
+    assert logged == ([("the model failed on a request", True)] if status == 500 else [])  # with its traceback
+
+
+@pytest.mark.parametrize("blank", ["", "   "])
+def test_a_blank_text_predicts_and_generates_null(client, translator, blank):
+    assert client.post("/predict", json={"text": blank}).json() == {"prediction": None}
+    with TestClient(create_app(translator)) as generator:
+        assert generator.post("/generate", json={"text": blank}).json() == {"prediction": None}
+
+
+def test_a_blank_text_encodes_as_the_empty_input(client, classifier):
+    vectors = client.post("/encode", json={"texts": ["", "   ", "happy"]}).json()["predictions"]
+    states, _ = classifier.encode([""])  # <s> </s>
+    assert vectors[0] == vectors[1] == pytest.approx(states[0].mean(0).tolist(), abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("model", "endpoint"), [("classifier", "/predict"), ("classifier", "/encode"), ("translator", "/generate")]
+)
+def test_no_texts_give_no_predictions(request, model, endpoint):
+    with TestClient(create_app(request.getfixturevalue(model))) as client:
+        response = client.post(endpoint, json={"texts": []})
+    assert response.status_code == 200 and response.json() == {"predictions": []}
+
+
+@contextlib.contextmanager
+def running(model: Path, *options: str):
+    """`attnkit serve MODEL` on a free port of 127.0.0.1, answering /health; yields its URL and process, then
+    stops it with SIGTERM (the process's output is left in `server.output`)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "attnkit", "serve", str(model), "--port", str(port), "--device", "cpu"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    command = [sys.executable, "-m", "attnkit", "serve", str(model), "--port", str(port), "--device", "cpu"]
+    server = subprocess.Popen([*command, *options], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
@@ -147,11 +249,43 @@ def test_attnkit_serve_answers_on_localhost_and_stops_cleanly(tmp_path):
             except httpx.TransportError:
                 assert time.monotonic() < deadline and server.poll() is None, "the server did not start"
                 time.sleep(0.2)
-        response = httpx.post(f"{url}/predict", json={"texts": ["happy red", "sad blue"]})
-        assert response.status_code == 200 and len(response.json()["predictions"]) == 2
+        yield url, server
     finally:
         server.send_signal(signal.SIGTERM)
-        output = server.communicate(timeout=30)[0]
-    # uvicorn finishes the requests in flight, then exits by the signal it was sent (-15), as a service should
-    assert server.returncode in (0, -signal.SIGTERM) and "Application shutdown complete" in output, output
-    assert "Traceback" not in output
+        server.output = server.communicate(timeout=30)[0]
+
+
+def stopped_cleanly(server: subprocess.Popen) -> bool:
+    """uvicorn finishes the requests in flight, then exits by the signal it was sent (-15), as a service should."""
+    output = server.output
+    return (
+        server.returncode in (0, -signal.SIGTERM)
+        and "Application shutdown complete" in output
+        and "Traceback" not in output
+    )
+
+
+@pytest.fixture(scope="module")
+def small_classifier(tmp_path_factory) -> Path:
+    return trained(tmp_path_factory.mktemp("served"), "classify", sentiment_rows(100, 1), ("label", "text"), 20)
+
+
+def test_attnkit_serve_answers_on_localhost_and_stops_cleanly(small_classifier):
+    with running(small_classifier, "--too-long", "reject") as (url, server):
+        response = httpx.post(f"{url}/predict", json={"texts": ["happy red", "sad blue"]})
+        assert response.status_code == 200 and len(response.json()["predictions"]) == 2
+        assert httpx.post(f"{url}/predict", json={"text": LONG}).status_code == 413  # --too-long reject
+    assert stopped_cleanly(server), server.output
+
+
+def test_sigterm_lets_a_request_in_flight_finish(small_classifier):
+    answers = []
+    with running(small_classifier, "--max-wait-ms", "1500") as (url, server):
+        text = "happy red green"
+        expected = httpx.post(f"{url}/predict", json={"text": text}).json()  # this one waited 1.5 s too
+        sender = threading.Thread(target=lambda: answers.append(httpx.post(f"{url}/predict", json={"text": text})))
+        sender.start()
+        time.sleep(0.5)  # the request now waits in the batcher
+    sender.join(timeout=30)
+    assert [(r.status_code, r.json()) for r in answers] == [(200, expected)]
+    assert stopped_cleanly(server), server.output
