@@ -28,6 +28,7 @@ from attnkit.runtime import to_device
 from attnkit.tasks import Seq2SeqTask, make_task
 
 PAGE_FILE = "attention.html"
+MAX_TOKENS = 128  # a map per head of up to 128 x 128 weights: 6 layers x 12 heads of them make a page of ~6 MB
 
 
 @dataclasses.dataclass
@@ -100,6 +101,9 @@ def attention(pipeline: Pipeline, text: str, target: str | None = None, model_na
         else:
             ids = _plain_ids(pipeline, text)
         inputs = {"ids": [ids]}
+    longest = max(len(ids[0]) for ids in inputs.values())
+    if longest > MAX_TOKENS:
+        raise AttnkitError(f"{longest} tokens: attention maps are drawn for at most {MAX_TOKENS}; give a shorter text")
     device = next(model.parameters()).device
     tensors = to_device({key: torch.tensor(value) for key, value in inputs.items()}, device)
     with record_attention(model) as recorded:

@@ -4,9 +4,10 @@ Concurrent requests are gathered into batches: a batch closes when it holds `max
 after its first one arrived, runs in a worker thread (the event loop keeps accepting requests), and each request
 gets its own outputs back, in its order. Batching off is `max_batch=1`.
 
-Endpoints: POST /predict, /generate, /encode with {"text": ...} or {"texts": [...]}; GET /health, /info; the
-OpenAPI page at /docs. A blank text gives null from /predict and /generate, and the vector of the empty input
-from /encode; no texts give no predictions.
+Endpoints: POST /predict, /generate, /encode with {"text": ...} or {"texts": [...]}; GET /health, /info;
+GET /attention?text=...[&target=...], the page of `attnkit attention`; the OpenAPI page at /docs. A blank text
+gives null from /predict and /generate, and the vector of the empty input from /encode; no texts give no
+predictions.
 
 Bad input is a 4xx with a message that names the field, never a 500: 413 for a body or a text over the limits,
 422 for invalid JSON or fields, 400 for a request the model cannot serve. A text of more tokens than the model
@@ -28,9 +29,11 @@ from collections.abc import Callable
 from typing import Literal
 
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field, model_validator
 
+from attnkit.attention import attention
+from attnkit.attention_page import render_page
 from attnkit.errors import AttnkitError
 from attnkit.pipeline import Pipeline, encoder_of
 
@@ -205,6 +208,21 @@ def create_app(pipeline: Pipeline, limits: Limits = Limits(), where: str = "") -
         needs("encode")
         embed = functools.partial(pipeline.embed, normalize=body.normalize)
         return await answer(body, ("encode", body.normalize), embed, encoding=True)
+
+    @app.get("/attention", response_class=HTMLResponse, summary="the attention page of `attnkit attention`")
+    async def attention_page(text: str, target: str | None = None) -> HTMLResponse:
+        for name, value in (("text", text), ("target", target or "")):
+            if len(value) > limits.max_text_chars:
+                raise HTTPException(413, f"{name}: {len(value):,} characters, at most {limits.max_text_chars:,}")
+
+        def draw() -> str:
+            with lock:
+                return render_page(attention(pipeline, text, target, where).to_json())
+
+        try:
+            return HTMLResponse(await asyncio.to_thread(draw))
+        except AttnkitError as error:
+            raise HTTPException(400, str(error)) from None
 
     @app.get("/health")
     async def health() -> dict:

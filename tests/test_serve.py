@@ -100,6 +100,35 @@ def test_generate_with_decoding_options(translator):
         assert client.post("/predict", json={"text": "red"}).status_code == 400  # not a classifier
 
 
+def test_the_attention_page_of_a_text(client, translator):
+    page = client.get("/attention", params={"text": "happy red"})
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "encoder self-attention" in page.text and 'id="attention-data"' in page.text
+    with TestClient(create_app(translator)) as seq2seq:
+        page = seq2seq.get("/attention", params={"text": "red green", "target": "green red"})
+        assert page.status_code == 200 and "cross-attention" in page.text and "green red" in page.text
+
+
+@pytest.mark.parametrize(
+    ("params", "status", "message"),
+    [
+        ({}, 422, "text"),
+        ({"text": "x" * 101}, 413, "text: 101 characters, at most 100"),
+        ({"text": "   "}, 400, "no text to look at"),
+        ({"text": "happy", "target": "sad"}, 400, "--target is for encoder-decoder models"),
+    ],
+)
+def test_the_attention_page_refuses_bad_input(client, params, status, message):
+    response = client.get("/attention", params=params)
+    assert response.status_code == status and message in str(response.json()["detail"])
+
+
+def test_the_attention_page_refuses_a_text_too_long_to_draw(classifier):
+    with TestClient(create_app(classifier)) as client:
+        response = client.get("/attention", params={"text": " ".join(["happy"] * 200)})
+        assert response.status_code == 400 and "attention maps are drawn for at most 128" in response.json()["detail"]
+
+
 @pytest.mark.parametrize(
     ("body", "status", "message"),
     [
