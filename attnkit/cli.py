@@ -233,7 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--device", default="auto", help=DEVICE_HELP)
     serve.add_argument("--max-batch", type=int, default=32, help="texts per batch of concurrent requests (1: off)")
-    serve.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a batch waits for more requests")
+    serve.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=0.0,
+        help="how long a batch waits for more requests (default 0: it takes those that came while the model ran)",
+    )
     serve.add_argument("--max-body-bytes", type=int, default=1 << 20, help="larger request bodies get 413")
     serve.add_argument("--max-text-chars", type=int, default=10_000, help="longer texts get 413")
     serve.add_argument(

@@ -1,7 +1,8 @@
 """`attnkit serve DIR`: a trained model (or a published checkpoint, for /encode) behind HTTP, with FastAPI.
 
-Concurrent requests are gathered into batches: a batch closes when it holds `max_batch` texts or `max_wait_ms`
-after its first one arrived, runs in a worker thread (the event loop keeps accepting requests), and each request
+Concurrent requests are gathered into batches: a batch takes every request that came while the model ran the
+previous one (as Triton's dynamic batcher does by default), waits up to `max_wait_ms` for more (default 0), and
+closes at `max_batch` texts; it runs in a worker thread (the event loop keeps accepting requests), and each request
 gets its own outputs back, in its order. Batching off is `max_batch=1`.
 
 Endpoints: POST /predict, /generate, /encode with {"text": ...} or {"texts": [...]}; GET /health, /info;
@@ -41,7 +42,7 @@ from attnkit.pipeline import Pipeline, encoder_of
 @dataclasses.dataclass(frozen=True)
 class Limits:
     max_batch: int = 32  # texts in one batch (1: batching off)
-    max_wait_ms: float = 5.0  # how long a batch waits for more requests after its first
+    max_wait_ms: float = 0.0  # how long a batch waits for more requests; 0: it takes what came while the model ran
     max_body_bytes: int = 1 << 20  # a larger request body is refused (413)
     max_text_chars: int = 10_000  # a longer text is refused (413)
     max_texts: int = 256  # texts in one request
@@ -95,10 +96,15 @@ class Batcher:
         while True:
             pending = [await self.queue.get()]
             size, deadline = len(pending[0][0]), loop.time() + self.limits.max_wait_ms / 1000
-            while size < self.limits.max_batch and (left := deadline - loop.time()) > 0:
-                try:
-                    pending.append(await asyncio.wait_for(self.queue.get(), left))
-                except TimeoutError:
+            while size < self.limits.max_batch:
+                if not self.queue.empty():  # what came while the model was busy joins at once
+                    pending.append(self.queue.get_nowait())
+                elif (left := deadline - loop.time()) > 0:
+                    try:
+                        pending.append(await asyncio.wait_for(self.queue.get(), left))
+                    except TimeoutError:
+                        break
+                else:
                     break
                 size += len(pending[-1][0])
             await self._answer(pending)

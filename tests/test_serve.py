@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from attnkit.cli import main
 from attnkit.errors import AttnkitError
 from attnkit.pipeline import Pipeline
-from attnkit.serve import Limits, create_app
+from attnkit.serve import Batcher, Limits, create_app
 from tests.conftest import TINY, WORDS, copy_pairs, sentiment_rows, tagging_sentences, write_conll, write_tsv
 
 SETS = [item for setting in TINY for item in ("--set", setting)]
@@ -173,6 +173,29 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(classifier
 
 
 LONG = " ".join(["happy"] * 300)  # 302 tokens with <s> and </s>: over data.max_length (256)
+
+
+def test_requests_that_came_while_the_model_ran_make_the_next_batch():
+    """With no wait (the default), the first request runs alone and the ten sent meanwhile run together."""
+    batches: list[list[str]] = []
+
+    def run(texts: list[str]) -> list[str]:
+        batches.append(texts)
+        time.sleep(0.3 if len(batches) == 1 else 0)
+        return [text.upper() for text in texts]
+
+    async def send() -> list:
+        batcher = Batcher(run, Limits(), threading.Lock())
+        first = asyncio.create_task(batcher.submit(["a"]))
+        await asyncio.sleep(0.1)  # the model is busy with "a"
+        later = [asyncio.create_task(batcher.submit([f"t{i}"])) for i in range(10)]
+        answers = await asyncio.gather(first, *later)
+        batcher.worker.cancel()
+        return answers
+
+    answers = asyncio.run(send())
+    assert answers == [["A"], *([f"T{i}"] for i in range(10))]
+    assert [len(batch) for batch in batches] == [1, 10]
 
 
 def test_a_text_over_the_model_limit_is_cut_by_default(classifier):
