@@ -1,6 +1,7 @@
 """The one command for the day a GPU is there: runs the test suite with CUDA as the default device, then a short
-training benchmark (tokens/s and model-FLOPs utilization, float32 and bfloat16), then, with two GPUs or more,
-benchmarks/ddp.py. Prints what it measured and a final JSON line.
+training benchmark (tokens/s and model-FLOPs utilization, float32 and bfloat16), then the serving load test
+(benchmarks/serve_load.py, micro-batching on vs off) on the GPU, then, with two GPUs or more, benchmarks/ddp.py.
+Prints what it measured and a final JSON line.
 
     python benchmarks/gpu_check.py                 # on a CUDA machine: tests + benchmark, ~10 minutes
     python benchmarks/gpu_check.py --skip-tests    # the benchmark alone
@@ -108,6 +109,16 @@ def main() -> int:
             utilization = measured["tokens_per_s"] * measured["flops_per_token"] / peak
             result[precision] = {**measured, "mfu": utilization}
             print(f"{precision:<9} {measured['tokens_per_s']:>12,.0f} tokens/s   MFU {utilization:.1%}", flush=True)
+    print("== serving: benchmarks/serve_load.py on the same device", flush=True)
+    serving = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "serve_load.py"), "--device", args.device, "--seconds", "5"],
+        capture_output=True,
+        text=True,
+    )
+    print(serving.stdout, end="")
+    result["serving"] = (
+        json.loads(serving.stdout.strip().splitlines()[-1]) if serving.returncode == 0 else serving.stderr[-2000:]
+    )
     if device.type == "cuda" and torch.cuda.device_count() > 1:
         ddp = subprocess.run(
             [sys.executable, str(ROOT / "benchmarks" / "ddp.py"), "--quick"], capture_output=True, text=True
