@@ -4,7 +4,8 @@ and one self-contained HTML page (`attnkit attention DIR "text" --out DIR`, and 
 An encoder model shows its self-attention over the input's tokens; a decoder-only model its causal
 self-attention; an encoder-decoder model three maps: the encoder's self-attention, the decoder's (causal)
 self-attention over the target, and the cross-attention from target tokens to source tokens. The target is the
-one the user gives, else the model's own output; the decoder reads it whole (teacher forcing), as in training.
+one the user gives, else the model's own output; the decoder reads it as in training (teacher forcing): the start
+token and the target's tokens, each position attending as it does when predicting the next token.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from attnkit.runtime import to_device
 from attnkit.tasks import Seq2SeqTask, make_task
 
 PAGE_FILE = "attention.html"
+SLUGS = ("encoder-self", "decoder-self", "cross")  # the heatmaps' folders, one per kind of map
 MAX_TOKENS = 128  # a map per head of up to 128 x 128 weights: 6 layers x 12 heads of them make a page of ~6 MB
 
 
@@ -43,7 +45,7 @@ class AttentionMap:
 
     @property
     def slug(self) -> str:
-        """A file-name form of the name: encoder-self, decoder-self, cross."""
+        """A file-name form of the name: encoder-self, decoder-self, cross (SLUGS)."""
         return self.name.replace(" self-attention", "-self").replace("-attention", "")
 
 
@@ -81,6 +83,9 @@ def attention(pipeline: Pipeline, text: str, target: str | None = None, model_na
     default its own output for `text`)."""
     if not text.strip():
         raise AttnkitError("no text to look at: give a text with at least one word")
+    if target is not None and not target.strip():
+        raise AttnkitError("the target is blank: give a target text, or leave --target out for the model's output")
+    _check_length("text", len(pipeline.tokenizer.encode(text)) + 2)
     model = pipeline.model
     task = pipeline.task if pipeline.task is not None and pipeline.task.name != "pretrain" else None
     if isinstance(model, EncoderDecoder) and task is None:  # a pretrained or imported encoder-decoder
@@ -92,8 +97,9 @@ def attention(pipeline: Pipeline, text: str, target: str | None = None, model_na
         if target is None:
             items = task.encode([Pair(text, "", 1)], training=False)
             target = prediction = predict_items(task, model, items, BATCH_TOKENS)[0]
+        _check_length("target", len(pipeline.tokenizer.encode(target)) + 1)
         item = task.encode([Pair(text, target, 1)], training=False)[0]
-        inputs = {"source": [item["source"]], "target": [item["target"]]}
+        inputs = {"source": [item["source"]], "target": [item["target"][:-1]]}  # </s> is predicted, never read
     else:
         if task is not None:
             prediction = _rendered(task, pipeline.predict([text])[0])
@@ -101,9 +107,6 @@ def attention(pipeline: Pipeline, text: str, target: str | None = None, model_na
         else:
             ids = _plain_ids(pipeline, text)
         inputs = {"ids": [ids]}
-    longest = max(len(ids[0]) for ids in inputs.values())
-    if longest > MAX_TOKENS:
-        raise AttnkitError(f"{longest} tokens: attention maps are drawn for at most {MAX_TOKENS}; give a shorter text")
     device = next(model.parameters()).device
     tensors = to_device({key: torch.tensor(value) for key, value in inputs.items()}, device)
     with record_attention(model) as recorded:
@@ -117,6 +120,12 @@ def attention(pipeline: Pipeline, text: str, target: str | None = None, model_na
     tokens = {key: [token(int(i)) or f"<{int(i)}>" for i in value[0]] for key, value in inputs.items()}
     stack = "decoder" if isinstance(model, Decoder) else "encoder"
     return Attention(model_name, text, target, prediction, _maps(recorded, tokens, stack))
+
+
+def _check_length(name: str, tokens: int) -> None:
+    """Maps of more tokens would make pages of tens of megabytes, and grids too dense to read."""
+    if tokens > MAX_TOKENS:
+        raise AttnkitError(f"{name}: {tokens:,} tokens; attention maps are drawn for at most {MAX_TOKENS}")
 
 
 def _rendered(task, prediction) -> str | None:
@@ -173,18 +182,43 @@ def write_attention(result: Attention, out: str | os.PathLike, png: bool = True)
     from attnkit.attention_page import render_page
 
     out = Path(out)
-    written = write_heatmaps(result, out) if png else []  # first: a missing matplotlib stops before any file
-    out.mkdir(parents=True, exist_ok=True)
-    page = out / PAGE_FILE
-    page.write_text(render_page(result.to_json()), encoding="utf-8")
+    if out.exists() and not out.is_dir():
+        raise AttnkitError(f"{out}: exists and is not a directory; --out names a directory")
+    if png:
+        _heatmap_library()  # a missing matplotlib stops before any file is touched
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        _remove_earlier(out)
+        written = write_heatmaps(result, out) if png else []
+        page = out / PAGE_FILE
+        page.write_text(render_page(result.to_json()), encoding="utf-8")
+    except OSError as error:
+        raise AttnkitError(f"{out}: cannot write the maps there ({error.strerror or error})") from None
     return [page, *written]
 
 
-def write_heatmaps(result: Attention, out: Path) -> list[Path]:
+def _remove_earlier(out: Path) -> None:
+    """What an earlier `attnkit attention` wrote into `out` (its page, its heatmaps): a new text leaves no stale
+    map behind. Nothing else in `out` is touched."""
+    (out / PAGE_FILE).unlink(missing_ok=True)
+    for slug in SLUGS:
+        folder = out / slug
+        for png in folder.glob("layer*-head*.png"):
+            png.unlink()
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+
+
+def _heatmap_library():
     try:
         from matplotlib.figure import Figure
     except ImportError:
         raise AttnkitError("PNG heatmaps need matplotlib: pip install 'attnkit[viz]' (or --no-png)") from None
+    return Figure
+
+
+def write_heatmaps(result: Attention, out: Path) -> list[Path]:
+    Figure = _heatmap_library()
     written = []
     for m in result.maps:
         folder = out / m.slug

@@ -92,7 +92,8 @@ def test_an_encoder_decoder_shows_three_maps_over_its_own_output_or_the_given_ta
     encoder, decoder, cross = given.maps
     assert given.prediction is None
     assert encoder.queries == encoder.keys == cross.keys and decoder.queries == cross.queries
-    assert "</s>" in encoder.keys[-1] and len(decoder.queries) == 2 + len(pipeline.tokenizer.encode("blue blue"))
+    assert encoder.keys[-1] == "</s>" and "</s>" not in decoder.queries  # the decoder predicts </s>, never reads it
+    assert len(decoder.queries) == 1 + len(pipeline.tokenizer.encode("blue blue"))
     assert cross.weights.shape == (2, 2, len(cross.queries), len(cross.keys))
     assert torch.allclose(cross.weights.sum(-1), torch.ones(()))
     assert (decoder.weights.triu(1) == 0).all() and not (decoder.weights.tril() == 0).all()  # causal
@@ -131,9 +132,16 @@ def test_the_command_writes_a_heatmap_per_layer_and_head_and_the_page(translator
     assert "output:" in printed and "attention.html" in printed and "12 heatmaps" in printed
 
 
-def test_no_png_writes_only_the_page(classifier, tmp_path):
-    assert main(["attention", str(classifier), "happy", "--out", str(tmp_path / "o"), "--no-png"]) == 0
-    assert [p.name for p in (tmp_path / "o").iterdir()] == ["attention.html"]
+def test_no_png_writes_only_the_page_and_leaves_no_earlier_heatmap(classifier, tmp_path):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert main(["attention", str(classifier), "happy", "--out", str(out)]) == 0
+    assert len(list((out / "encoder-self").glob("*.png"))) == 4
+    assert main(["attention", str(classifier), "sad", "--out", str(out), "--no-png"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["attention.html", "notes.txt"]  # the user's file stays
+    assert main(["attention", str(classifier), "sad", "--out", str(tmp_path / "new" / "o"), "--no-png"]) == 0
+    assert [p.name for p in (tmp_path / "new" / "o").iterdir()] == ["attention.html"]
 
 
 @pytest.mark.parametrize(
@@ -141,8 +149,27 @@ def test_no_png_writes_only_the_page(classifier, tmp_path):
     [
         (["happy", "--target", "sad"], "--target is for encoder-decoder models"),
         (["   "], "no text to look at"),
+        ([" ".join(["happy"] * 200)], "text: 202 tokens; attention maps are drawn for at most 128"),
     ],
 )
 def test_mistakes_are_one_line_and_write_nothing(classifier, tmp_path, capsys, extra, message):
     assert main(["attention", str(classifier), *extra, "--out", str(tmp_path / "o")]) == 2
     assert message in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    "target, message",
+    [("  ", "the target is blank"), (" ".join(["red"] * 130), "target: 131 tokens; attention maps are drawn for")],
+)
+def test_a_blank_or_long_target_is_refused(translator, tmp_path, capsys, target, message):
+    assert main(["attention", str(translator), "red", "--target", target, "--out", str(tmp_path / "o")]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_an_out_that_is_a_file_or_under_one_is_one_line(classifier, tmp_path, capsys):
+    (tmp_path / "file.tsv").write_text("data")
+    assert main(["attention", str(classifier), "happy", "--out", str(tmp_path / "file.tsv")]) == 2
+    assert "file.tsv: exists and is not a directory" in capsys.readouterr().err
+    assert main(["attention", str(classifier), "happy", "--out", str(tmp_path / "file.tsv" / "o"), "--no-png"]) == 2
+    assert "cannot write the maps there (Not a directory)" in capsys.readouterr().err
+    assert (tmp_path / "file.tsv").read_text() == "data"
