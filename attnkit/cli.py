@@ -229,24 +229,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="serve a model over HTTP: /predict, /generate, /encode, /docs")
     serve.add_argument("path", help="model directory (attnkit, or a Hugging Face directory for /encode)")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: all)"
+    )
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     serve.add_argument("--device", default="auto", help=DEVICE_HELP)
-    serve.add_argument("--max-batch", type=int, default=32, help="texts per batch of concurrent requests (1: off)")
+    serve.add_argument(
+        "--max-batch",
+        type=int,
+        default=32,
+        help="most texts in a batch of concurrent requests (default 32; 1: batching off)",
+    )
     serve.add_argument(
         "--max-wait-ms",
         type=float,
         default=0.0,
         help="how long a batch waits for more requests (default 0: it takes those that came while the model ran)",
     )
-    serve.add_argument("--max-body-bytes", type=int, default=1 << 20, help="larger request bodies get 413")
-    serve.add_argument("--max-text-chars", type=int, default=10_000, help="longer texts get 413")
+    serve.add_argument(
+        "--max-body-bytes", type=int, default=1 << 20, help="a larger request body gets 413 (default 1048576: 1 MiB)"
+    )
+    serve.add_argument("--max-text-chars", type=int, default=10_000, help="a longer text gets 413 (default 10000)")
     serve.add_argument(
         "--too-long",
         choices=("truncate", "reject"),
         default="truncate",
-        help="a text over the model's input limit (/info: max_input_tokens): truncate cuts it as attnkit predict "
-        "does (a tagger reads a long sentence in windows), reject answers 413",
+        help="a text over the model's input limit (/info: max_input_tokens): truncate (default) cuts it as attnkit "
+        "predict does (a tagger reads a long sentence in windows), reject answers 413",
     )
     serve.set_defaults(run=_serve)
 

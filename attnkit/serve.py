@@ -5,17 +5,19 @@ previous one (as Triton's dynamic batcher does by default), waits up to `max_wai
 closes at `max_batch` texts; it runs in a worker thread (the event loop keeps accepting requests), and each request
 gets its own outputs back, in its order. Batching off is `max_batch=1`.
 
-Endpoints: POST /predict, /generate, /encode with {"text": ...} or {"texts": [...]}; GET /health, /info;
-GET /attention?text=...[&target=...], the page of `attnkit attention`; the OpenAPI page at /docs. A blank text
-gives null from /predict and /generate, and the vector of the empty input from /encode; no texts give no
-predictions.
+Endpoints: POST /predict, /generate with {"text": ...} or {"texts": [...]} answer {"prediction": ...} or
+{"predictions": [...]}; POST /encode answers {"embedding": [...]} or {"embeddings": [[...], ...]}; GET /health,
+/info; GET /attention?text=...[&target=...], the page of `attnkit attention`; the OpenAPI page at /docs (where GET /
+leads). A blank text gives null from /predict and /generate, and the vector of the empty input from /encode; no
+texts give an empty list.
 
-Bad input is a 4xx with a message that names the field, never a 500: 413 for a body or a text over the limits,
-422 for invalid JSON or fields, 400 for a request the model cannot serve. A text of more tokens than the model
-reads (`Pipeline.max_input_tokens`) is cut as `attnkit predict` cuts it, a tagger reading a long sentence in
-windows (`too_long="truncate"`), or refused with 413 before it is batched (`"reject"`). A batch that fails is run
-again one request at a time, so that only the request at fault gets its error (400; 500, logged with its
-traceback, for an error of attnkit's own). On SIGTERM or Ctrl-C, uvicorn finishes the requests in flight.
+Bad input is a 4xx with {"detail": "<one line>"} that names the field, never a 500: 413 for a body or a text over
+the limits, 422 for invalid JSON, a missing, mistyped or unknown field (`texts[1]: Input should be a valid string`),
+400 for a request the model cannot serve. A text of more tokens than the model reads (`Pipeline.max_input_tokens`)
+is cut as `attnkit predict` cuts it, a tagger reading a long sentence in windows (`too_long="truncate"`), or refused
+with 413 before it is batched (`"reject"`). A batch that fails is run again one request at a time, so that only the
+request at fault gets its error (400; 500, logged with its traceback, for an error of attnkit's own). On SIGTERM or
+Ctrl-C, uvicorn finishes the requests in flight.
 """
 
 from __future__ import annotations
@@ -23,20 +25,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import functools
 import logging
+import math
+import socket
+import sys
 import threading
 from collections.abc import Callable
 from typing import Literal
 
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import HTMLResponse, JSONResponse
-from pydantic import BaseModel, Field, model_validator
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from attnkit.attention import attention
 from attnkit.attention_page import render_page
 from attnkit.errors import AttnkitError
 from attnkit.pipeline import Pipeline, encoder_of
+from attnkit.tasks.base import Task
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,12 +57,24 @@ class Limits:
     too_long: Literal["truncate", "reject"] = "truncate"  # a text over the model's max_input_tokens: cut, or 413
 
     def __post_init__(self) -> None:
+        for flag, value, note in (
+            ("--max-batch", self.max_batch, " (1: batching off)"),
+            ("--max-body-bytes", self.max_body_bytes, ""),
+            ("--max-text-chars", self.max_text_chars, ""),
+            ("max_texts", self.max_texts, ""),
+        ):
+            if value < 1:
+                raise AttnkitError(f"{flag} must be at least 1{note}, got {value}")
+        if not (math.isfinite(self.max_wait_ms) and self.max_wait_ms >= 0):
+            raise AttnkitError(f"--max-wait-ms must be 0 or more (0: no wait), got {self.max_wait_ms:g}")
         if self.too_long not in ("truncate", "reject"):
             raise AttnkitError(f"too_long: {self.too_long!r}, expected 'truncate' or 'reject'")
 
 
 class Texts(BaseModel):
-    """One text or a list of them."""
+    """One text or a list of them; an unknown field is refused (422), not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
 
     text: str | None = None
     texts: list[str] | None = None
@@ -76,6 +96,53 @@ class Generation(Texts):
 
 class Encoding(Texts):
     normalize: bool = Field(False, description="scale each vector to length 1 (for cosine similarity)")
+
+
+def validation_message(error: RequestValidationError) -> str:
+    """A 422's one line: each problem as `field: problem`, the field named as the 413 messages name it (`text`,
+    `texts[1]`, a query parameter by its name), `body` for the body as a whole; problems joined by "; "."""
+    problems = []
+    for each in error.errors():
+        source, *path = each["loc"] or ("body",)
+        if each["type"] == "json_invalid":
+            reason = each.get("ctx", {}).get("error")
+            problems.append(f"body: invalid JSON at character {path[0]}" + (f" ({reason})" if reason else ""))
+            continue
+        field = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path).lstrip(".")
+        message = each["msg"].removeprefix("Value error, ") if each["type"] == "value_error" else each["msg"]
+        problems.append(f"{field or source}: {message}")
+    return "; ".join(problems)
+
+
+def labels_of(task: Task | None) -> list[str] | None:
+    """What a task's model outputs: a classifier's labels, a tagger's tags (None for other models)."""
+    return next(iter(task.state().values()), None) if task else None
+
+
+def posts_served(pipeline: Pipeline) -> list[str]:
+    """The POST endpoints a model serves: /predict (classify, tag), /generate (seq2seq), /encode (an encoder)."""
+    name = pipeline.task.name if pipeline.task else None
+    return [
+        *(["/predict"] if name in ("classify", "tag") else []),
+        *(["/generate"] if name == "seq2seq" else []),
+        *(["/encode"] if encoder_of(pipeline.model) is not None else []),
+    ]
+
+
+def startup_line(pipeline: Pipeline, where: str, host: str, port: int) -> str:
+    """The line `attnkit serve` prints before it starts: the model, what it is, where and which endpoints."""
+    task, labels = pipeline.task, labels_of(pipeline.task)
+    if task is None:
+        what = f"{pipeline.model.config.arch}, no task"
+    elif labels:
+        shown = ", ".join(labels[:8]) + (f", ... ({len(labels)} in all)" if len(labels) > 8 else "")
+        what = f"{task.name}: {shown}"
+    else:
+        what = task.name
+    posts = posts_served(pipeline)
+    url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    endpoints = (f"POST {', '.join(posts)}; " if posts else "") + "GET /attention, /info, /docs"
+    return f"attnkit serve: {where} ({what}) on {url} - {endpoints}"
 
 
 class Batcher:
@@ -152,6 +219,14 @@ def create_app(pipeline: Pipeline, limits: Limits = Limits(), where: str = "") -
 
     app = FastAPI(title="attnkit", description=f"attnkit serving {where}", lifespan=lifespan)
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": validation_message(error)}, status_code=422)
+
+    @app.get("/", include_in_schema=False)
+    async def root(request: Request) -> RedirectResponse:
+        return RedirectResponse(request.scope.get("root_path", "") + "/docs")
+
     @app.middleware("http")
     async def limit_body(request: Request, call_next):
         declared = request.headers.get("content-length")
@@ -177,7 +252,10 @@ def create_app(pipeline: Pipeline, limits: Limits = Limits(), where: str = "") -
                     raise HTTPException(413, message + " (--too-long truncate cuts instead)")
         return texts
 
-    async def answer(body: Texts, key: tuple, run: Callable[[list[str]], list], encoding: bool = False) -> dict:
+    async def answer(
+        body: Texts, key: tuple, run: Callable[[list[str]], list], encoding: bool = False, name: str = "prediction"
+    ) -> dict:
+        """{name: output} for one text, {name + "s": [outputs]} for a list."""
         texts = await checked(body, encoding)
         try:
             outputs = await batcher(key, run).submit(texts) if texts else []
@@ -186,34 +264,38 @@ def create_app(pipeline: Pipeline, limits: Limits = Limits(), where: str = "") -
         except Exception:  # a fault of attnkit's, not of the request: its traceback goes to the server's log
             logging.getLogger("uvicorn.error").exception("the model failed on a request")
             raise HTTPException(500, "the model failed on this request; the server's log has the error") from None
-        return {"prediction": outputs[0]} if body.text is not None else {"predictions": outputs}
+        return {name: outputs[0]} if body.text is not None else {f"{name}s": outputs}
 
-    def needs(kind: str) -> None:
-        task = pipeline.task
-        if kind == "encode" and encoder_of(pipeline.model) is None:
+    served = posts_served(pipeline)
+
+    def needs(endpoint: str) -> None:
+        """A 400 saying why, unless this model serves `endpoint`."""
+        if endpoint in served:
+            return
+        if endpoint == "/encode":
             raise HTTPException(400, "this model has no encoder (a decoder-only model cannot encode)")
-        if kind == "predict" and (task is None or task.name not in ("classify", "tag")):
+        if endpoint == "/predict":
+            task = pipeline.task
             what = "no task (a pretrained model: use /encode)" if task is None else f"a {task.name} model"
             raise HTTPException(400, f"/predict serves classify and tag models; this is {what}")
-        if kind == "generate" and (task is None or task.name != "seq2seq"):
-            raise HTTPException(400, "/generate serves seq2seq models; this one does not generate text")
+        raise HTTPException(400, "/generate serves seq2seq models; this one does not generate text")
 
     @app.post("/predict", summary="a label per text (classify) or a tag per word (tag)")
     async def predict(body: Texts) -> dict:
-        needs("predict")
+        needs("/predict")
         return await answer(body, ("predict",), pipeline.predict)
 
     @app.post("/generate", summary="an output text per input text (seq2seq)")
     async def generate(body: Generation) -> dict:
-        needs("generate")
+        needs("/generate")
         decoding = pipeline.with_decoding(body.beam_size, body.max_length)
         return await answer(body, ("generate", body.beam_size, body.max_length), decoding.predict)
 
     @app.post("/encode", summary="a vector per text: the mean of the encoder's last-layer states")
     async def encode(body: Encoding) -> dict:
-        needs("encode")
+        needs("/encode")
         embed = functools.partial(pipeline.embed, normalize=body.normalize)
-        return await answer(body, ("encode", body.normalize), embed, encoding=True)
+        return await answer(body, ("encode", body.normalize), embed, encoding=True, name="embedding")
 
     @app.get("/attention", response_class=HTMLResponse, summary="the attention page of `attnkit attention`")
     async def attention_page(text: str, target: str | None = None) -> HTMLResponse:
@@ -241,7 +323,7 @@ def create_app(pipeline: Pipeline, limits: Limits = Limits(), where: str = "") -
         return {
             "model": where,
             "task": task.name if task else None,
-            "labels": next(iter(task.state().values()), None) if task else None,
+            "labels": labels_of(task),
             "architecture": dataclasses.asdict(config),
             "device": str(next(pipeline.model.parameters()).device),
             "max_input_tokens": pipeline.max_input_tokens,
@@ -257,5 +339,22 @@ def serve(
     """Load the model at `path` and serve it until interrupted (Ctrl-C or SIGTERM finish the requests in flight)."""
     import uvicorn
 
-    app = create_app(Pipeline.load(path, device=device), limits, str(path))
+    check_address(host, port)  # before the model loads, which may take a while
+    pipeline = Pipeline.load(path, device=device)
+    app = create_app(pipeline, limits, str(path))
+    print(startup_line(pipeline, str(path), host, port), file=sys.stderr, flush=True)
     uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=30)
+
+
+def check_address(host: str, port: int) -> None:
+    """Refuses a host and port the server could not listen on, binding them as uvicorn does (SO_REUSEADDR)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise AttnkitError(f"{host}:{port} is in use (another server?); pick another --port") from None
+            raise AttnkitError(f"{host}:{port}: cannot listen there ({error.strerror or error})") from None
+        except OverflowError:
+            raise AttnkitError(f"--port {port}: expected 0 to 65535") from None

@@ -17,10 +17,10 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from attnkit.cli import main
+from attnkit.cli import build_parser, main
 from attnkit.errors import AttnkitError
 from attnkit.pipeline import Pipeline
-from attnkit.serve import Batcher, Limits, create_app
+from attnkit.serve import Batcher, Limits, create_app, startup_line
 from tests.conftest import TINY, WORDS, copy_pairs, sentiment_rows, tagging_sentences, write_conll, write_tsv
 
 SETS = [item for setting in TINY for item in ("--set", setting)]
@@ -81,13 +81,19 @@ def test_health_info_and_the_openapi_page(client):
     assert "/predict" in client.get("/openapi.json").json()["paths"]
 
 
+def test_the_root_leads_to_the_docs_and_is_not_in_the_schema(client):
+    response = client.get("/", follow_redirects=False)
+    assert response.status_code == 307 and response.headers["location"] == "/docs"
+    assert "/" not in client.get("/openapi.json").json()["paths"]
+
+
 def test_encode_gives_mean_pooled_vectors_normalized_on_request(client, classifier):
-    plain = client.post("/encode", json={"texts": ["happy red", "sad blue green"]}).json()["predictions"]
+    plain = client.post("/encode", json={"texts": ["happy red", "sad blue green"]}).json()["embeddings"]
     assert len(plain) == 2 and len(plain[0]) == 32
     states, mask = classifier.encode(["happy red"])
     mean = (states[0][mask[0]]).mean(0).tolist()
     assert plain[0] == pytest.approx(mean, abs=1e-5)
-    unit = client.post("/encode", json={"text": "happy red", "normalize": True}).json()["prediction"]
+    unit = client.post("/encode", json={"text": "happy red", "normalize": True}).json()["embedding"]
     assert math.sqrt(sum(v * v for v in unit)) == pytest.approx(1.0, abs=1e-5)
 
 
@@ -112,7 +118,7 @@ def test_the_attention_page_of_a_text(client, translator):
 @pytest.mark.parametrize(
     ("params", "status", "message"),
     [
-        ({}, 422, "text"),
+        ({}, 422, "text: Field required"),
         ({"text": "x" * 101}, 413, "text: 101 characters, at most 100"),
         ({"text": "   "}, 400, "no text to look at"),
         ({"text": "happy", "target": "sad"}, 400, "--target is for encoder-decoder models"),
@@ -136,10 +142,6 @@ def test_the_attention_page_refuses_a_text_too_long_to_draw(classifier):
         ({"texts": ["ok", "x" * 101]}, 413, "texts[1]: 101 characters"),
         ({"texts": ["a"] * 6}, 413, "texts: 6 texts, at most 5"),
         ({"text": "a", "padding": "x" * 3000}, 413, "request body over 2,000 bytes"),
-        ({}, 422, 'give either "text"'),
-        ({"text": "a", "texts": ["b"]}, 422, 'give either "text"'),
-        ({"text": 5}, 422, "text"),
-        ({"texts": "not a list"}, 422, "texts"),
     ],
 )
 def test_bad_input_gets_its_status_code_and_names_the_field(client, body, status, message):
@@ -147,9 +149,42 @@ def test_bad_input_gets_its_status_code_and_names_the_field(client, body, status
     assert response.status_code == status and message in str(response.json()["detail"])
 
 
+EITHER = 'give either "text" (one string) or "texts" (a list of strings)'
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        ({}, f"body: {EITHER}"),
+        ({"text": "a", "texts": ["b"]}, f"body: {EITHER}"),
+        ({"text": 5}, "text: Input should be a valid string"),
+        ({"texts": "not a list"}, "texts: Input should be a valid list"),
+        ({"texts": ["ok", 5]}, "texts[1]: Input should be a valid string"),
+        (["a"], "body: Input should be a valid dictionary or object to extract fields from"),
+        ({"text": 5, "extra": 1}, "text: Input should be a valid string; extra: Extra inputs are not permitted"),
+    ],
+)
+def test_a_422_is_one_line_naming_the_field(client, body, detail):
+    response = client.post("/predict", json=body)
+    assert response.status_code == 422 and response.json() == {"detail": detail}
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "field"),
+    [("/predict", "label"), ("/generate", "max_new_tokens"), ("/encode", "pooling"), ("/generate", "beam")],
+)
+def test_an_unknown_field_is_refused_not_ignored(client, endpoint, field):
+    response = client.post(endpoint, json={"text": "happy red", field: 5})
+    assert response.status_code == 422
+    assert response.json() == {"detail": f"{field}: Extra inputs are not permitted"}
+
+
 def test_invalid_json_is_422_and_the_server_goes_on(client):
     response = client.post("/predict", content=b"{not json", headers={"content-type": "application/json"})
     assert response.status_code == 422
+    assert response.json() == {
+        "detail": "body: invalid JSON at character 1 (Expecting property name enclosed in double quotes)"
+    }
     assert client.post("/generate", json={"text": "a"}).status_code == 400  # a classifier does not generate
     assert client.post("/predict", json={"text": "happy"}).status_code == 200
 
@@ -220,6 +255,36 @@ def test_limits_refuse_an_unknown_too_long():
         Limits(too_long="cut")
 
 
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"max_batch": 0}, r"--max-batch must be at least 1 \(1: batching off\), got 0"),
+        ({"max_batch": -4}, r"--max-batch must be at least 1 \(1: batching off\), got -4"),
+        ({"max_wait_ms": -1.0}, r"--max-wait-ms must be 0 or more \(0: no wait\), got -1"),
+        ({"max_wait_ms": math.nan}, r"--max-wait-ms must be 0 or more \(0: no wait\), got nan"),
+        ({"max_body_bytes": 0}, "--max-body-bytes must be at least 1, got 0"),
+        ({"max_text_chars": 0}, "--max-text-chars must be at least 1, got 0"),
+        ({"max_texts": 0}, "max_texts must be at least 1, got 0"),
+    ],
+)
+def test_limits_refuse_a_limit_that_would_serve_nothing(setting, message):
+    with pytest.raises(AttnkitError, match=f"^{message}$"):
+        Limits(**setting)
+
+
+def test_serve_refuses_a_bad_limit_in_one_line(capsys):
+    assert main(["serve", "no-model-needed", "--max-batch", "0"]) == 2
+    assert capsys.readouterr().err == "attnkit: error: --max-batch must be at least 1 (1: batching off), got 0\n"
+
+
+def test_every_serve_option_states_its_default():
+    serve = build_parser()._subparsers._group_actions[0].choices["serve"]  # noqa: SLF001
+    for action in serve._actions:  # noqa: SLF001
+        if action.option_strings and action.dest != "help":
+            shown = f"{action.default:g}" if isinstance(action.default, float) else str(action.default)
+            assert "default" in action.help and shown in action.help, action.option_strings
+
+
 def test_a_tagger_tags_every_word_of_a_sentence_longer_than_its_positions(tagger):
     sentence = " ".join(WORDS * 3)  # 45 words, 16 learned positions
     with TestClient(create_app(tagger)) as client:
@@ -268,18 +333,35 @@ def test_a_blank_text_predicts_and_generates_null(client, translator, blank):
 
 
 def test_a_blank_text_encodes_as_the_empty_input(client, classifier):
-    vectors = client.post("/encode", json={"texts": ["", "   ", "happy"]}).json()["predictions"]
+    vectors = client.post("/encode", json={"texts": ["", "   ", "happy"]}).json()["embeddings"]
     states, _ = classifier.encode([""])  # <s> </s>
     assert vectors[0] == vectors[1] == pytest.approx(states[0].mean(0).tolist(), abs=1e-5)
 
 
 @pytest.mark.parametrize(
-    ("model", "endpoint"), [("classifier", "/predict"), ("classifier", "/encode"), ("translator", "/generate")]
+    ("model", "endpoint", "key"),
+    [
+        ("classifier", "/predict", "predictions"),
+        ("classifier", "/encode", "embeddings"),
+        ("translator", "/generate", "predictions"),
+    ],
 )
-def test_no_texts_give_no_predictions(request, model, endpoint):
+def test_no_texts_give_no_predictions(request, model, endpoint, key):
     with TestClient(create_app(request.getfixturevalue(model))) as client:
         response = client.post(endpoint, json={"texts": []})
-    assert response.status_code == 200 and response.json() == {"predictions": []}
+    assert response.status_code == 200 and response.json() == {key: []}
+
+
+@pytest.mark.parametrize(
+    ("model", "line"),
+    [
+        ("classifier", "attnkit serve: runs/m (classify: bad, good) on http://127.0.0.1:8000 - POST /predict, /encode"),
+        ("translator", "attnkit serve: runs/m (seq2seq) on http://127.0.0.1:8000 - POST /generate, /encode"),
+    ],
+)
+def test_the_startup_line_names_the_model_its_endpoints_and_url(request, model, line):
+    pipeline = request.getfixturevalue(model)
+    assert startup_line(pipeline, "runs/m", "127.0.0.1", 8000) == line + "; GET /attention, /info, /docs"
 
 
 @contextlib.contextmanager
@@ -328,6 +410,18 @@ def test_attnkit_serve_answers_on_localhost_and_stops_cleanly(small_classifier):
         assert response.status_code == 200 and len(response.json()["predictions"]) == 2
         assert httpx.post(f"{url}/predict", json={"text": LONG}).status_code == 413  # --too-long reject
     assert stopped_cleanly(server), server.output
+    announced = f"attnkit serve: {small_classifier} (classify: bad, good) on {url} - POST /predict, /encode; GET"
+    assert announced in server.output, server.output
+
+
+def test_attnkit_serve_refuses_a_port_in_use_before_loading_the_model(small_classifier, capsys):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", str(small_classifier), "--port", str(port)]) == 2
+    error = f"attnkit: error: 127.0.0.1:{port} is in use (another server?); pick another --port\n"
+    assert capsys.readouterr().err == error
 
 
 def test_sigterm_lets_a_request_in_flight_finish(small_classifier):
