@@ -263,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
         "attention", help="what the model attends to: heatmaps per layer and head (PNG) and an HTML page"
     )
     attend.add_argument("path", help="model directory (attnkit or Hugging Face)")
-    attend.add_argument("text", help="the input text")
+    attend.add_argument("text", help="the input text (at most 128 tokens)")
     attend.add_argument("--target", help="encoder-decoder models: the target text (default: the model's output)")
     attend.add_argument("--out", required=True, metavar="DIR", help="where attention.html and the PNGs go")
     attend.add_argument("--no-png", action="store_true", help="only the HTML page (no matplotlib needed)")
