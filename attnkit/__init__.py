@@ -3,6 +3,7 @@
 from attnkit.config import DataConfig, ModelConfig, RunConfig, TaskConfig, TokenizerConfig, TrainConfig
 from attnkit.errors import AttnkitError
 from attnkit.export import export
+from attnkit.generate import Sampling
 from attnkit.nn import build_model
 from attnkit.pipeline import Pipeline, load
 from attnkit.pretrain import pretrain
@@ -15,6 +16,7 @@ __all__ = [
     "ModelConfig",
     "Pipeline",
     "RunConfig",
+    "Sampling",
     "TaskConfig",
     "TokenizerConfig",
     "TrainConfig",

@@ -19,14 +19,13 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from attnkit.config import DataConfig, TaskConfig
 from attnkit.data.batching import BATCH_TOKENS
 from attnkit.data.readers import Pair
 from attnkit.errors import AttnkitError
 from attnkit.nn import Decoder, EncoderDecoder, record_attention
 from attnkit.pipeline import Pipeline, predict_items
 from attnkit.runtime import to_device
-from attnkit.tasks import Seq2SeqTask, make_task
+from attnkit.tasks import Seq2SeqTask
 
 PAGE_FILE = "attention.html"
 SLUGS = ("encoder-self", "decoder-self", "cross")  # the heatmaps' folders, one per kind of map
@@ -88,8 +87,8 @@ def attention(pipeline: Pipeline, text: str, target: str | None = None, model_na
     _check_length("text", len(pipeline.tokenizer.encode(text)) + 2)
     model = pipeline.model
     task = pipeline.task if pipeline.task is not None and pipeline.task.name != "pretrain" else None
-    if isinstance(model, EncoderDecoder) and task is None:  # a pretrained or imported encoder-decoder
-        task = make_task(TaskConfig(name="seq2seq"), DataConfig(), pipeline.tokenizer, model.config)
+    if isinstance(model, EncoderDecoder):
+        task = pipeline.seq2seq_task()
     if target is not None and not isinstance(task, Seq2SeqTask):
         raise AttnkitError("--target is for encoder-decoder models; this model reads one text")
     prediction = None

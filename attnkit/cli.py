@@ -142,6 +142,33 @@ def _attention(args: argparse.Namespace) -> None:
         print(f"wrote {len(heatmaps)} heatmaps: {heatmaps[0].parent.parent}/*/layerL-headH.png")
 
 
+def _generate(args: argparse.Namespace) -> None:
+    """Text: each output streams as it is decoded, one line per prompt (a blank prompt gives a blank line)."""
+    from attnkit.generate import Sampling
+    from attnkit.pipeline import Pipeline
+
+    if args.temperature < 0:
+        raise AttnkitError(f"--temperature must be 0 (no sampling) or more, got {args.temperature}")
+    sampling = None
+    if args.temperature > 0:
+        sampling = Sampling(args.temperature, args.top_k, args.top_p, args.seed)
+    elif args.top_k or args.top_p != 1.0 or args.seed is not None:
+        raise AttnkitError("--top-k, --top-p and --seed shape sampling: give --temperature above 0 to sample")
+    pipeline = Pipeline.load(args.path, device=args.device)
+    prompts = [args.prompt] if args.prompt is not None else [line.rstrip("\n") for line in sys.stdin]
+    if not any(prompt.strip() for prompt in prompts):
+        where = "--prompt" if args.prompt is not None else "standard input"
+        raise AttnkitError(f"{where}: no prompt to continue (one per line)")
+    options = {"max_new_tokens": args.max_new_tokens, "beam_size": args.beam_size, "sampling": sampling}
+    if args.json:
+        for prompt, output in zip(prompts, pipeline.generate(prompts, **options)):
+            print(json.dumps({"prompt": prompt, "output": output}, ensure_ascii=False))
+        return
+    for prompt in prompts:
+        pipeline.generate([prompt], **options, stream=lambda _, piece: print(piece, end="", flush=True))
+        print(flush=True)
+
+
 def _demo(args: argparse.Namespace) -> None:
     from attnkit.demo import demo
 
@@ -269,6 +296,21 @@ def build_parser() -> argparse.ArgumentParser:
     attend.add_argument("--no-png", action="store_true", help="only the HTML page (no matplotlib needed)")
     attend.add_argument("--device", default="auto", help=DEVICE_HELP)
     attend.set_defaults(run=_attention)
+
+    make = commands.add_parser(
+        "generate", help="continue a prompt (a decoder) or write the output for an input (an encoder-decoder)"
+    )
+    make.add_argument("path", help="model directory with a decoder (attnkit or Hugging Face: GPT-2, BART, Marian, T5)")
+    make.add_argument("--prompt", help="the prompt (default: standard input, one prompt per line)")
+    make.add_argument("--max-new-tokens", type=int, help="most tokens to add (default: a seq2seq model's own; 64)")
+    make.add_argument("--beam-size", type=int, help="beams (default: a seq2seq model's own, else 1: greedy)")
+    make.add_argument("--temperature", type=float, default=0.0, help="above 0: sample (default 0: no sampling)")
+    make.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest tokens (default 0: all)")
+    make.add_argument("--top-p", type=float, default=1.0, help="sample among the likeliest tokens of this much mass")
+    make.add_argument("--seed", type=int, help="the same seed draws the same samples (default: a fresh one)")
+    make.add_argument("--json", action="store_true", help="JSON lines with the prompt and the output (no streaming)")
+    make.add_argument("--device", default="auto", help=DEVICE_HELP)
+    make.set_defaults(run=_generate)
 
     demo = commands.add_parser("demo", help="train, score and use a model on bundled data, in minutes")
     demo.add_argument("--out", default="runs/demo", metavar="DIR", help="where the demo's models go")

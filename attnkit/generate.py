@@ -1,13 +1,15 @@
-"""Decoding for encoder-decoder models: greedy and beam search, batched, each step reusing the KV cache so that
-only the newest token passes through the decoder."""
+"""Decoding for encoder-decoder and decoder-only models: greedy, sampling (temperature, top-k, top-p, a seed) and
+beam search, batched, each step reusing the KV cache so that only the newest token passes through the decoder."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
 
+from attnkit.errors import AttnkitError
 from attnkit.nn import Decoder, EncoderDecoder
 
 
@@ -24,13 +26,17 @@ def generate(
     length_penalty: float = 1.0,
     suppress: Sequence[int] = (),
     no_repeat_ngram: int = 0,
+    sampling: Sampling | None = None,
+    stream: Callable[[Tensor], None] | None = None,
 ) -> list[list[int]]:
-    """The best output for each row, at most `max_length` tokens, without the start token and </s>.
+    """The output for each row, at most `max_length` tokens, without the start token and </s>: the most likely
+    token at each step (greedy), a drawn one (`sampling`), or the best of `beam_size` hypotheses.
 
     An EncoderDecoder reads `source` (batch, src) with `source_mask` and starts its output with `start_id`.
     A Decoder continues `source` as a prompt (rows of equal length, unpadded) and returns only the new tokens.
     Beam hypotheses are ranked by log-probability / length ** length_penalty; `suppress` ids are never chosen,
-    and with no_repeat_ngram = n no n-gram occurs twice in an output.
+    and with no_repeat_ngram = n no n-gram occurs twice in an output. `stream` (greedy and sampling) receives
+    each step's tokens (rows, 1) as they are chosen; a row that has ended receives eos_id.
     """
     if isinstance(model, EncoderDecoder):
         if start_id is None:
@@ -41,8 +47,60 @@ def generate(
         step = _Step(model, None, None, suppress, no_repeat_ngram)
         first = source
     if beam_size == 1:
-        return _greedy(step, first, eos_id, max_length)
+        choose = _most_likely if sampling is None else sampling.chooser(source.device)
+        return _one_path(step, first, eos_id, max_length, choose, stream)
+    if sampling is not None or stream is not None:
+        raise ValueError("beam search neither samples nor streams")
     return _beam_search(step, first, eos_id, max_length, beam_size, length_penalty)
+
+
+@dataclasses.dataclass(frozen=True)
+class Sampling:
+    """Draw each token from the model's distribution sharpened by `temperature` (< 1: surer, > 1: more varied),
+    among the `top_k` most likely tokens (0: all) and the smallest set whose probability reaches `top_p` (1: all).
+    The same `seed` with the same inputs draws the same outputs; None draws a fresh seed."""
+
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.temperature > 0:
+            raise AttnkitError(f"sampling needs a temperature above 0, got {self.temperature}")
+        if self.top_k < 0:
+            raise AttnkitError(f"top-k must be 0 (no cut) or more, got {self.top_k}")
+        if not 0 < self.top_p <= 1:
+            raise AttnkitError(f"top-p must be above 0 and at most 1 (no cut), got {self.top_p}")
+
+    def chooser(self, device: torch.device) -> Callable[[Tensor], Tensor]:
+        generator = torch.Generator(device=device)
+        if self.seed is None:
+            generator.seed()
+        else:
+            generator.manual_seed(self.seed)
+
+        def choose(log_probs: Tensor) -> Tensor:
+            return torch.multinomial(self.filtered(log_probs).softmax(-1), 1, generator=generator)
+
+        return choose
+
+    def filtered(self, log_probs: Tensor) -> Tensor:
+        """(rows, vocab) log-probabilities -> scaled logits, -inf outside the top-k and the top-p nucleus."""
+        logits = log_probs / self.temperature
+        if 0 < self.top_k < logits.shape[-1]:
+            kth = logits.topk(self.top_k, dim=-1).values[:, -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        if self.top_p < 1:
+            ordered, order = logits.sort(dim=-1, descending=True)
+            probs = ordered.softmax(-1)
+            outside = probs.cumsum(-1) - probs >= self.top_p  # the mass before a token already reaches top_p
+            logits = logits.masked_fill(outside.scatter(-1, order, outside), float("-inf"))
+        return logits
+
+
+def _most_likely(log_probs: Tensor) -> Tensor:
+    return log_probs.argmax(-1, keepdim=True)
 
 
 class _Step:
@@ -88,14 +146,24 @@ def _repeating(rows: list[list[int]], n: int) -> list[list[int]]:
     return banned
 
 
-def _greedy(step: _Step, first: Tensor, eos_id: int, max_length: int) -> list[list[int]]:
+def _one_path(
+    step: _Step,
+    first: Tensor,
+    eos_id: int,
+    max_length: int,
+    choose: Callable[[Tensor], Tensor],
+    stream: Callable[[Tensor], None] | None,
+) -> list[list[int]]:
+    """Greedy decoding or sampling: one token per row and step, chosen by `choose` from the log-probabilities."""
     token, history = first, first
     outputs = []
     done = torch.zeros(first.shape[0], dtype=torch.bool, device=first.device)
     for _ in range(max_length + 1):
-        token = step(token, history).argmax(-1, keepdim=True).masked_fill(done[:, None], eos_id)
+        token = choose(step(token, history)).masked_fill(done[:, None], eos_id)
         history = torch.cat([history, token], dim=1)
         outputs.append(token)
+        if stream is not None and len(outputs) <= max_length:  # a last step only looks for </s>
+            stream(token)
         done |= token[:, 0] == eos_id
         if done.all():
             break
@@ -146,3 +214,31 @@ def _beam_search(
             finished[b].append((0.0, tokens[b * beam_size, given : given + max_length].tolist()))
         results.append(max(finished[b], key=lambda f: f[0])[1])
     return results
+
+
+class TextStream:
+    """Token ids of one output in, text pieces out: `emit` receives each new piece once the text decoded so far
+    extends what was shown (a subword can change how earlier ones read, a multi-byte character may be half there).
+    Tokens after </s> are ignored; `finish` shows whatever is left."""
+
+    def __init__(self, tokenizer, emit: Callable[[str], None]) -> None:
+        self.tokenizer, self.emit = tokenizer, emit
+        self.ids: list[int] = []
+        self.shown = ""
+        self.ended = False
+
+    def __call__(self, tokens: Tensor) -> None:
+        token = int(tokens[0, 0])
+        if self.ended or token == self.tokenizer.eos_id:
+            self.ended = True
+            return
+        self.ids.append(token)
+        self._show(self.tokenizer.decode(self.ids))
+
+    def finish(self) -> None:
+        self._show(self.tokenizer.decode(self.ids))
+
+    def _show(self, text: str) -> None:
+        if text.startswith(self.shown) and not text.endswith("\ufffd") and len(text) > len(self.shown):
+            self.emit(text[len(self.shown) :])
+            self.shown = text

@@ -13,16 +13,18 @@ import torch
 from torch import Tensor, nn
 
 from attnkit.checkpoint import load_model, load_weights, read_checkpoint_json
-from attnkit.config import ModelConfig, RunConfig, from_dict
+from attnkit.config import DataConfig, ModelConfig, RunConfig, TaskConfig, from_dict
 from attnkit.data.batching import BATCH_TOKENS, batches_by_tokens, pad
-from attnkit.data.readers import read_lines
+from attnkit.data.readers import Pair, read_lines
 from attnkit.errors import AttnkitError
 from attnkit.files import WEIGHTS_FILE
+from attnkit.generate import Sampling, TextStream, generate
 from attnkit.interop.hf import is_hf_directory, load_hf_model, read_hf_config
-from attnkit.nn import Encoder
+from attnkit.nn import Decoder, Encoder, EncoderDecoder
 from attnkit.nn.transformer import count_parameters
 from attnkit.runtime import resolve_device, to_device
-from attnkit.tasks import Task, make_task
+from attnkit.tasks import Seq2SeqTask, Task, make_task
+from attnkit.tasks.seq2seq import decoder_start, suppressed
 from attnkit.tokenization import Tokenizer
 
 
@@ -162,6 +164,98 @@ class Pipeline:
             return [len(ids) for ids, _ in tokenizer.encode_words_batch([text.split() for text in texts])]
         specials = 1 if name == "seq2seq" else len(tokenizer.add_specials([]))
         return [len(ids) + specials for ids in tokenizer.encode_batch(texts)]
+
+    @torch.no_grad()
+    def generate(
+        self,
+        prompts: list[str],
+        *,
+        max_new_tokens: int | None = None,
+        beam_size: int | None = None,
+        sampling: Sampling | None = None,
+        stream: Callable[[int, str], None] | None = None,
+    ) -> list[str | None]:
+        """One output per prompt: an encoder-decoder's output for its input text, a decoder's continuation of the
+        prompt. Greedy or beam search (`beam_size`; default: a seq2seq model's own setting, else 1), or drawn with
+        `sampling`; at most `max_new_tokens` (default: a seq2seq model's own limit; 64 for a decoder). A blank prompt
+        gives None. `stream(i, text)` receives each new piece of output i as it is decoded (beam search: the whole
+        output at its end); prompts are then generated one at a time, in order, else in batches."""
+        _refuse_a_string(prompts)
+        if max_new_tokens is not None and max_new_tokens < 1:
+            raise AttnkitError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+        if sampling is not None and (beam_size or 1) > 1:
+            raise AttnkitError("beam search (beam_size > 1) and sampling exclude each other: choose one")
+        model, tokenizer = self.model, self.tokenizer
+        if isinstance(model, EncoderDecoder):
+            task = self.seq2seq_task()
+            rows = [task.encode([Pair(prompt, "", 1)], training=False)[0]["source"] for prompt in prompts]
+            start, config = decoder_start(model.config, tokenizer), task.config
+            beam = 1 if sampling is not None else beam_size or config.beam_size
+            settings = {"length_penalty": config.length_penalty, "no_repeat_ngram": config.no_repeat_ngram}
+        elif isinstance(model, Decoder):
+            rows = [[tokenizer.bos_id] * (tokenizer.bos_id is not None) + tokenizer.encode(p) for p in prompts]
+            start, beam, settings = None, beam_size or 1, {}
+        else:
+            raise AttnkitError("this model has no decoder: it cannot generate text (an encoder classifies and tags)")
+        kept = [i for i, prompt in enumerate(prompts) if prompt.strip()]
+        if stream is not None:
+            groups = [[i] for i in kept]
+        elif start is None:  # a decoder reads unpadded prompts: batch those of equal length
+            lengths = sorted({len(rows[i]) for i in kept})
+            groups = [[i for i in kept if len(rows[i]) == length] for length in lengths]
+        else:
+            sizes = [len(rows[i]) for i in kept]
+            groups = [[kept[j] for j in batch] for batch in batches_by_tokens(sizes, BATCH_TOKENS, shuffle=False)]
+        outputs: list[str | None] = [None] * len(prompts)
+        device = next(model.parameters()).device
+        for group in groups:
+            ids, mask = pad([rows[i] for i in group], tokenizer.pad_id)
+            longest = ids.shape[1]
+            if start is not None:
+                limit = max_new_tokens or min(task.data.max_target_length, 2 * longest + 10)
+            else:
+                limit = self._room(longest, max_new_tokens or 64)
+            # beam search knows its best output only at the end: it streams the whole of it then
+            streaming = stream is not None and beam == 1
+            text_stream = TextStream(tokenizer, lambda piece, i=group[0]: stream(i, piece)) if streaming else None
+            tokens = generate(
+                model,
+                ids.to(device),
+                mask.to(device) if start is not None else None,
+                start_id=start,
+                eos_id=tokenizer.eos_id,
+                max_length=limit,
+                beam_size=beam,
+                suppress=suppressed(tokenizer),
+                sampling=sampling,
+                stream=text_stream,
+                **settings,
+            )
+            for i, row in zip(group, tokens):
+                outputs[i] = tokenizer.decode(row)
+            if text_stream is not None:
+                text_stream.finish()
+            elif stream is not None and outputs[group[0]]:
+                stream(group[0], outputs[group[0]])
+        return outputs
+
+    def _room(self, prompt_tokens: int, wanted: int) -> int:
+        """New tokens a decoder can add to a prompt: `wanted`, or fewer when its learned positions run out."""
+        config = self.model.config
+        if config.positions != "learned":
+            return wanted
+        if prompt_tokens >= config.max_positions:
+            raise AttnkitError(
+                f"a prompt of {prompt_tokens} tokens leaves no room in this model's {config.max_positions} positions"
+            )
+        return min(wanted, config.max_positions - prompt_tokens)
+
+    def seq2seq_task(self) -> Seq2SeqTask:
+        """How this encoder-decoder reads and decodes: its trained task, or the defaults for a pretrained or
+        imported one (a Hugging Face BART, Marian or T5)."""
+        if isinstance(self.task, Seq2SeqTask):
+            return self.task
+        return make_task(TaskConfig(name="seq2seq"), DataConfig(), self.tokenizer, self.model.config)
 
     def with_decoding(self, beam_size: int | None = None, max_length: int | None = None) -> Pipeline:
         """The same model decoding with another beam size or maximum output length (seq2seq)."""

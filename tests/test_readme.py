@@ -47,7 +47,8 @@ def test_the_readme_sequence_runs_as_written(tmp_path, monkeypatch):
             words += [item for setting in fast for item in ("--set", setting)]
         assert main(words) == 0, line
         ran.append(words[0])
-    assert ran == ["train", "evaluate", "predict", "pretrain", "train", "export", "info", "attention"]
+    expected = ["train", "evaluate", "predict", "pretrain", "pretrain", "generate", "train", "export", "info"]
+    assert ran == [*expected, "attention"]
     assert Path("runs/attention/attention.html").is_file()
     texts = [text for _, text in sentiment_rows(20, 5)]
     ours = [p["label"] for p in Pipeline.load("runs/tuned").predict(texts)]
