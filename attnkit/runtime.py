@@ -8,6 +8,7 @@ import contextlib
 import ctypes
 import dataclasses
 import os
+import warnings
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -189,6 +190,23 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     """Mixed precision for the forward pass: bfloat16 or float16 autocast on any device; float32 computes plainly."""
     dtype = PRECISIONS[precision]
     return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+
+
+def quantize_int8(model: nn.Module) -> nn.Module:
+    """`model` (in place) with every linear layer in int8 for inference on the CPU: weights quantized once, each
+    layer's input quantized as it comes (PyTorch's dynamic quantization, fbgemm kernels). Matrix products are
+    most of the work at inference, so this is about 2-3x faster; the accuracy it costs is measured in
+    docs/benchmarks.md. Training stays in float32 or bfloat16."""
+    if next(model.parameters()).device.type != "cpu":
+        raise AttnkitError("int8 runs on the CPU: add --device cpu")
+    with warnings.catch_warnings():  # its deprecation notices are PyTorch's plans, not the user's business
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        try:  # deprecated for torchao, whose int8 is no faster on the CPU without torch.compile
+            from torch.ao.quantization import quantize_dynamic
+        except ImportError:
+            raise AttnkitError(f"torch {torch.__version__} has no dynamic int8 quantization (torch.ao)") from None
+        return quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8, inplace=True)
 
 
 def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:

@@ -334,13 +334,19 @@ def create_app(pipeline: Pipeline, limits: Limits = Limits(), where: str = "") -
 
 
 def serve(
-    path: str, host: str = "127.0.0.1", port: int = 8000, device: str = "auto", limits: Limits = Limits()
+    path: str,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    device: str = "auto",
+    limits: Limits = Limits(),
+    int8: bool = False,
 ) -> None:
-    """Load the model at `path` and serve it until interrupted (Ctrl-C or SIGTERM finish the requests in flight)."""
+    """Load the model at `path` (`int8`: its linear layers in int8, on the CPU) and serve it until interrupted
+    (Ctrl-C or SIGTERM finish the requests in flight)."""
     import uvicorn
 
     check_address(host, port)  # before the model loads, which may take a while
-    pipeline = Pipeline.load(path, device=device)
+    pipeline = Pipeline.load(path, device=device, int8=int8)
     app = create_app(pipeline, limits, str(path))
     print(startup_line(pipeline, str(path), host, port), file=sys.stderr, flush=True)
     uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=30)

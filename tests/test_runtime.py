@@ -1,9 +1,12 @@
 """Devices and processes: what `auto` chooses, what a wrong name says, and a checkpoint placed where it is asked."""
 
+import json
+
 import pytest
 import torch
 
 from attnkit import runtime
+from attnkit.cli import main
 from attnkit.errors import AttnkitError
 from attnkit.pipeline import Pipeline
 from attnkit.train import train
@@ -80,3 +83,24 @@ def test_float16_training_runs_with_a_gradient_scaler(sentiment_files, tmp_path)
         run_config(sentiment_files, tmp_path / "out", "classify", "train.precision=float16", "train.epochs=8")
     )
     assert summary["dev"]["accuracy"] >= 0.9  # the scaler keeps float16 gradients from vanishing
+
+
+def test_int8_replaces_every_linear_layer_and_predicts_about_the_same(sentiment_files, tmp_path, capsys):
+    train(run_config(sentiment_files, tmp_path / "out", "classify", "train.epochs=8", "train.device=cpu"))
+    exact = Pipeline.load(tmp_path / "out", device="cpu")
+    fast = Pipeline.load(tmp_path / "out", int8=True)  # auto: the CPU, where int8 runs
+    assert not any(type(m) is torch.nn.Linear for m in fast.model.modules())
+    assert any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in fast.model.modules())
+    texts = [line.split("\t", 1)[1] for line in sentiment_files["dev"].read_text().splitlines()[1:]]
+    ours, theirs = exact.predict(texts), fast.predict(texts)
+    assert sum(a["label"] == b["label"] for a, b in zip(ours, theirs)) >= 0.95 * len(texts)
+    assert max(abs(a["probability"] - b["probability"]) for a, b in zip(ours, theirs)) < 0.1
+    assert main(["evaluate", str(tmp_path / "out"), "--data", str(sentiment_files["dev"]), "--int8", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] >= 0.9
+
+
+def test_int8_is_for_the_cpu(sentiment_files, tmp_path):
+    train(run_config(sentiment_files, tmp_path / "out", "classify", "train.max_steps=2", "train.device=cpu"))
+    model = Pipeline.load(tmp_path / "out", device="cpu").model.to("meta")  # stands in for a GPU
+    with pytest.raises(AttnkitError, match="int8 runs on the CPU: add --device cpu"):
+        runtime.quantize_int8(model)
