@@ -11,8 +11,8 @@ The contenders alternate, each repeat in turn; the median time counts.
 
     python benchmarks/generate_speed.py [--quick] [--threads 1] [--new-tokens 32]
 
-Prints a table of new tokens per second and ratios, then one JSON line. Not run by CI (the bench extra and
-ctranslate2 are needed: pip install -c constraints.txt -e '.[bench]' ctranslate2).
+Prints a table of new tokens per second and ratios, then one JSON line. Not run by CI (needs the bench extra:
+pip install -c constraints.txt -e '.[bench]').
 """
 
 from __future__ import annotations
