@@ -3,7 +3,8 @@
 Concurrent requests are gathered into batches: a batch takes every request that came while the model ran the
 previous one (as Triton's dynamic batcher does by default), waits up to `max_wait_ms` for more (default 0), and
 closes at `max_batch` texts; it runs in a worker thread (the event loop keeps accepting requests), and each request
-gets its own outputs back, in its order. Batching off is `max_batch=1`.
+gets its own outputs back, in its order. Batching off is `max_batch=1`. A sampled /generate request with a `seed`
+runs in a batch of its own, so that the same request draws the same output.
 
 Endpoints: POST /predict, /generate with {"text": ...} or {"texts": [...]} answer {"prediction": ...} or
 {"predictions": [...]}; POST /encode answers {"embedding": [...]} or {"embeddings": [[...], ...]}; GET /health,
@@ -43,6 +44,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from attnkit.attention import attention
 from attnkit.attention_page import render_page
 from attnkit.errors import AttnkitError
+from attnkit.generate import Sampling
+from attnkit.nn import Decoder, EncoderDecoder
 from attnkit.pipeline import Pipeline, encoder_of
 from attnkit.tasks.base import Task
 
@@ -91,7 +94,22 @@ class Texts(BaseModel):
 
 class Generation(Texts):
     beam_size: int | None = Field(None, ge=1, le=16, description="beams (1: greedy); default: the model's")
-    max_length: int | None = Field(None, ge=1, le=1024, description="most output tokens; default: the model's")
+    max_length: int | None = Field(None, ge=1, le=1024, description="most new tokens; default: the model's, 64")
+    temperature: float = Field(0.0, ge=0, le=100, description="above 0: sample (0: greedy or beam search)")
+    top_k: int = Field(0, ge=0, description="sample among the k likeliest tokens (0: all)")
+    top_p: float = Field(1.0, gt=0, le=1, description="sample among the likeliest tokens of this much mass")
+    seed: int | None = Field(None, description="the same seed draws the same samples")
+
+    @model_validator(mode="after")
+    def sampling_settings(self) -> Generation:
+        if self.temperature == 0 and (self.top_k or self.top_p != 1 or self.seed is not None):
+            raise ValueError("top_k, top_p and seed shape sampling: give a temperature above 0")
+        if self.temperature > 0 and (self.beam_size or 1) > 1:
+            raise ValueError("beam search (beam_size > 1) and sampling (temperature > 0) exclude each other")
+        return self
+
+    def sampling(self) -> Sampling | None:
+        return Sampling(self.temperature, self.top_k, self.top_p, self.seed) if self.temperature > 0 else None
 
 
 class Encoding(Texts):
@@ -120,11 +138,12 @@ def labels_of(task: Task | None) -> list[str] | None:
 
 
 def posts_served(pipeline: Pipeline) -> list[str]:
-    """The POST endpoints a model serves: /predict (classify, tag), /generate (seq2seq), /encode (an encoder)."""
+    """The POST endpoints a model serves: /predict (classify, tag), /generate (a decoder: seq2seq, a language
+    model), /encode (an encoder)."""
     name = pipeline.task.name if pipeline.task else None
     return [
         *(["/predict"] if name in ("classify", "tag") else []),
-        *(["/generate"] if name == "seq2seq" else []),
+        *(["/generate"] if isinstance(pipeline.model, (Decoder, EncoderDecoder)) else []),
         *(["/encode"] if encoder_of(pipeline.model) is not None else []),
     ]
 
@@ -252,13 +271,26 @@ def create_app(pipeline: Pipeline, limits: Limits = Limits(), where: str = "") -
                     raise HTTPException(413, message + " (--too-long truncate cuts instead)")
         return texts
 
+    def locked(run: Callable[[list[str]], list], texts: list[str]) -> list:
+        with lock:
+            return run(texts)
+
     async def answer(
-        body: Texts, key: tuple, run: Callable[[list[str]], list], encoding: bool = False, name: str = "prediction"
+        body: Texts,
+        key: tuple,
+        run: Callable[[list[str]], list],
+        encoding: bool = False,
+        name: str = "prediction",
+        alone: bool = False,
     ) -> dict:
-        """{name: output} for one text, {name + "s": [outputs]} for a list."""
+        """{name: output} for one text, {name + "s": [outputs]} for a list; `alone`: in a batch of its own (a
+        seeded sample, whose draws would depend on the requests it shared a batch with)."""
         texts = await checked(body, encoding)
         try:
-            outputs = await batcher(key, run).submit(texts) if texts else []
+            if alone:
+                outputs = await asyncio.to_thread(locked, run, texts) if texts else []
+            else:
+                outputs = await batcher(key, run).submit(texts) if texts else []
         except AttnkitError as error:
             raise HTTPException(400, str(error)) from None
         except Exception:  # a fault of attnkit's, not of the request: its traceback goes to the server's log
@@ -278,18 +310,21 @@ def create_app(pipeline: Pipeline, limits: Limits = Limits(), where: str = "") -
             task = pipeline.task
             what = "no task (a pretrained model: use /encode)" if task is None else f"a {task.name} model"
             raise HTTPException(400, f"/predict serves classify and tag models; this is {what}")
-        raise HTTPException(400, "/generate serves seq2seq models; this one does not generate text")
+        raise HTTPException(400, "/generate serves models with a decoder; this one does not generate text")
 
     @app.post("/predict", summary="a label per text (classify) or a tag per word (tag)")
     async def predict(body: Texts) -> dict:
         needs("/predict")
         return await answer(body, ("predict",), pipeline.predict)
 
-    @app.post("/generate", summary="an output text per input text (seq2seq)")
+    @app.post("/generate", summary="an output per input (seq2seq) or a continuation per prompt (a language model)")
     async def generate(body: Generation) -> dict:
         needs("/generate")
-        decoding = pipeline.with_decoding(body.beam_size, body.max_length)
-        return await answer(body, ("generate", body.beam_size, body.max_length), decoding.predict)
+        run = functools.partial(
+            pipeline.generate, max_new_tokens=body.max_length, beam_size=body.beam_size, sampling=body.sampling()
+        )
+        key = ("generate", body.beam_size, body.max_length, body.temperature, body.top_k, body.top_p)
+        return await answer(body, key, run, alone=body.seed is not None)
 
     @app.post("/encode", summary="a vector per text: the mean of the encoder's last-layer states")
     async def encode(body: Encoding) -> dict:

@@ -19,9 +19,21 @@ from fastapi.testclient import TestClient
 
 from attnkit.cli import build_parser, main
 from attnkit.errors import AttnkitError
+from attnkit.generate import Sampling
 from attnkit.pipeline import Pipeline
+from attnkit.pretrain import pretrain
 from attnkit.serve import Batcher, Limits, create_app, startup_line
-from tests.conftest import TINY, WORDS, copy_pairs, sentiment_rows, tagging_sentences, write_conll, write_tsv
+from tests.conftest import (
+    TINY,
+    WORDS,
+    copy_pairs,
+    corpus,
+    pretrain_config,
+    sentiment_rows,
+    tagging_sentences,
+    write_conll,
+    write_tsv,
+)
 
 SETS = [item for setting in TINY for item in ("--set", setting)]
 
@@ -55,6 +67,13 @@ def tagger(tmp_path_factory) -> Pipeline:
     folder = tmp_path_factory.mktemp("tagger")
     learned = ("model.positions=learned", "model.max_positions=16", "data.max_length=16")
     return Pipeline.load(trained(folder, "tag", tagging_sentences(200, 1), (), 60, *learned), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def language_model(tmp_path_factory) -> Pipeline:
+    folder = tmp_path_factory.mktemp("lm")
+    pretrain(pretrain_config(corpus(folder / "text"), folder / "model", "decoder", "train.max_steps=10"))
+    return Pipeline.load(folder / "model", device="cpu")
 
 
 @pytest.fixture
@@ -133,6 +152,31 @@ def test_the_attention_page_refuses_a_text_too_long_to_draw(classifier):
     with TestClient(create_app(classifier)) as client:
         response = client.get("/attention", params={"text": " ".join(["happy"] * 200)})
         assert response.status_code == 400 and "attention maps are drawn for at most 128" in response.json()["detail"]
+
+
+def test_generate_continues_a_prompt_greedily_or_by_sampling(language_model):
+    with TestClient(create_app(language_model)) as client:
+        greedy = client.post("/generate", json={"texts": ["the cat", ""], "max_length": 5}).json()["predictions"]
+        assert greedy == language_model.generate(["the cat", ""], max_new_tokens=5) and greedy[1] is None
+        body = {"text": "the cat", "max_length": 8, "temperature": 1.5, "top_k": 20, "seed": 4}
+        sampled = [client.post("/generate", json=body).json()["prediction"] for _ in range(2)]
+        expected = language_model.generate(["the cat"], max_new_tokens=8, sampling=Sampling(1.5, 20, seed=4))
+        assert sampled[0] == sampled[1] == expected[0]
+        assert client.post("/predict", json={"text": "the cat"}).status_code == 400  # it predicts no label
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"text": "x", "seed": 1}, "body: top_k, top_p and seed shape sampling: give a temperature above 0"),
+        ({"text": "x", "temperature": 1, "beam_size": 2}, "beam search (beam_size > 1) and sampling"),
+        ({"text": "x", "temperature": 1, "top_p": 0}, "top_p: Input should be greater than 0"),
+    ],
+)
+def test_generate_refuses_sampling_settings_that_do_not_fit(language_model, body, message):
+    with TestClient(create_app(language_model)) as client:
+        response = client.post("/generate", json=body)
+        assert response.status_code == 422 and message in response.json()["detail"]
 
 
 @pytest.mark.parametrize(
