@@ -158,17 +158,17 @@ def _one_path(
     token, history = first, first
     outputs = []
     done = torch.zeros(first.shape[0], dtype=torch.bool, device=first.device)
-    for _ in range(max_length + 1):
+    for _ in range(max_length):
         token = choose(step(token, history)).masked_fill(done[:, None], eos_id)
         history = torch.cat([history, token], dim=1)
         outputs.append(token)
-        if stream is not None and len(outputs) <= max_length:  # a last step only looks for </s>
+        if stream is not None:
             stream(token)
         done |= token[:, 0] == eos_id
         if done.all():
             break
     rows = torch.cat(outputs, dim=1).tolist()
-    return [row[: row.index(eos_id)] if eos_id in row else row[:max_length] for row in rows]
+    return [row[: row.index(eos_id)] if eos_id in row else row for row in rows]
 
 
 def _beam_search(

@@ -125,14 +125,15 @@ class Pipeline:
     def encode(self, texts: list[str]) -> tuple[Tensor, Tensor]:
         """The encoder's last-layer states (batch, time, dim) for `texts`, each wrapped in its start and end
         tokens as in training and cut to `max_input_tokens`, and the mask (batch, time) that is True on real tokens."""
+        return self._encode_ids(self.tokenizer.encode_batch(texts))
+
+    def _encode_ids(self, token_ids: list[list[int]]) -> tuple[Tensor, Tensor]:
         encoder = encoder_of(self.model)
         if encoder is None:
             raise AttnkitError("this model has no encoder (a decoder-only model cannot encode)")
         limit, specials = self.max_input_tokens, len(self.tokenizer.add_specials([]))
         keep = None if limit is None else limit - specials
-        ids, mask = pad(
-            [self.tokenizer.add_specials(t[:keep]) for t in self.tokenizer.encode_batch(texts)], self.tokenizer.pad_id
-        )
+        ids, mask = pad([self.tokenizer.add_specials(t[:keep]) for t in token_ids], self.tokenizer.pad_id)
         device = next(encoder.parameters()).device
         ids, mask = ids.to(device), mask.to(device)
         return encoder(ids, mask), mask
@@ -144,9 +145,10 @@ class Pipeline:
         _refuse_a_string(texts)
         texts = [text if text.strip() else "" for text in texts]
         vectors: list = [None] * len(texts)
-        sizes = [len(ids) + 2 for ids in self.tokenizer.encode_batch(texts)]
+        token_ids = self.tokenizer.encode_batch(texts)
+        sizes = [len(ids) + 2 for ids in token_ids]
         for indices in batches_by_tokens(sizes, BATCH_TOKENS, shuffle=False):  # similar lengths: little padding
-            states, mask = self.encode([texts[i] for i in indices])
+            states, mask = self._encode_ids([token_ids[i] for i in indices])
             weights = mask.unsqueeze(-1).to(states.dtype)
             pooled = (states * weights).sum(1) / weights.sum(1)
             if normalize:
@@ -197,7 +199,8 @@ class Pipeline:
         model, tokenizer = self.model, self.tokenizer
         if isinstance(model, EncoderDecoder):
             task = self.seq2seq_task()
-            rows = [task.encode([Pair(prompt, "", 1)], training=False)[0]["source"] for prompt in prompts]
+            items = task.encode([Pair(prompt, "", i + 1) for i, prompt in enumerate(prompts)], training=False)
+            rows = [item["source"] for item in items]
             start, config = decoder_start(model.config, tokenizer), task.config
             beam = 1 if sampling is not None else beam_size or config.beam_size
             settings = {"length_penalty": config.length_penalty, "no_repeat_ngram": config.no_repeat_ngram}
