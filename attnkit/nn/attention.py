@@ -18,6 +18,8 @@ from torch import Tensor, nn
 
 from attnkit.nn.dropout import dropout
 
+HALF_EXPLICIT_MAX_KEYS = 256  # see _explicit_is_faster
+
 
 @dataclass
 class KVCache:
@@ -130,8 +132,7 @@ class MultiHeadAttention(nn.Module):
 
         attn_mask, is_causal = _scores_mask(mask, bias, causal, query_len, k.shape[2], q)
         p = self.dropout if self.training else 0.0
-        # SDPA draws attention dropout with the slow CPU bernoulli_; the explicit path uses attnkit's dropout
-        if need_weights or self.recorded is not None or (p > 0 and q.device.type == "cpu"):
+        if need_weights or self.recorded is not None or _explicit_is_faster(q, k, p):
             if is_causal:
                 attn_mask = causal_mask(query_len, k.shape[2], x.device)
             out, weights = _attention_with_weights(q, k, v, attn_mask, p, self.scale)
@@ -148,6 +149,17 @@ class MultiHeadAttention(nn.Module):
     def _heads(self, x: Tensor) -> Tensor:
         """(batch, time, dim) -> (batch, heads, time, head_dim)"""
         return x.unflatten(-1, (self.num_heads, self.head_dim)).transpose(1, 2)
+
+
+def _explicit_is_faster(q: Tensor, k: Tensor, p: float) -> bool:
+    """On the CPU, where the explicit path beats scaled_dot_product_attention (benchmarks/attention_paths.py):
+    with attention dropout (SDPA draws it with the slow bernoulli_; the explicit path uses attnkit's dropout),
+    and in bfloat16/float16 up to HALF_EXPLICIT_MAX_KEYS keys, where SDPA's flash kernel runs 1.5-9x slower than
+    two half-precision matrix products (its backward most of all; beyond ~256 keys it wins)."""
+    if q.device.type != "cpu":
+        return False
+    half = q.dtype in (torch.bfloat16, torch.float16) and k.shape[2] <= HALF_EXPLICIT_MAX_KEYS
+    return p > 0 or half
 
 
 def _scores_mask(

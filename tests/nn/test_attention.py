@@ -4,7 +4,14 @@ import pytest
 import torch
 from torch import nn
 
-from attnkit.nn.attention import KVCache, MultiHeadAttention, causal_mask, record_attention
+from attnkit.nn.attention import (
+    HALF_EXPLICIT_MAX_KEYS,
+    KVCache,
+    MultiHeadAttention,
+    _explicit_is_faster,
+    causal_mask,
+    record_attention,
+)
 from tests.nn.conftest import padding
 from tests.numerics import assert_close
 
@@ -109,3 +116,27 @@ def test_record_attention_collects_probabilities_and_restores_the_module():
     assert weights.shape == (2, HEADS, 4, 4)
     torch.testing.assert_close(weights.sum(-1), torch.ones(2, HEADS, 4))
     assert ours.recorded is None
+
+
+def test_half_precision_on_the_cpu_takes_the_explicit_path_below_the_key_limit_and_matches_sdpa():
+    _, ours = torch_and_attnkit(cross=False)
+    with torch.no_grad():  # weights of the usual scale: softmax as sharp as random N(0, 1) weights make it
+        for parameter in ours.parameters():  # magnifies bfloat16's rounding beyond any tolerance
+            parameter.mul_(0.2)
+    ours = ours.to(torch.bfloat16)
+    for time in (7, HALF_EXPLICIT_MAX_KEYS + 1):
+        x = torch.randn(2, time, DIM, dtype=torch.bfloat16)
+        real = padding([time, time - 3], time)
+        q = torch.empty(1, 1, 1, 1, dtype=torch.bfloat16)
+        k = torch.empty(1, 1, time, 1)
+        assert _explicit_is_faster(q, k, 0.0) == (time <= HALF_EXPLICIT_MAX_KEYS)
+        out, _ = ours(x, mask=real[:, None, None, :])
+        reference, _ = ours(x, mask=real[:, None, None, :], need_weights=True)  # the explicit path, always
+        with torch.no_grad():
+            q, k, v = (ours._heads(t) for t in ours.qkv_proj(x).chunk(3, dim=-1))
+            sdpa = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=real[:, None, None, :])
+            sdpa = ours.out_proj(sdpa.transpose(1, 2).reshape(2, time, DIM))
+        assert_close(out.float(), sdpa.float(), tolerance=0.02)  # bfloat16 keeps 8 bits of mantissa
+        assert_close(out.float(), reference.float(), tolerance=0.02)
+    assert not _explicit_is_faster(torch.empty(1, 1, 1, 1), torch.empty(1, 1, 8, 1), 0.0)  # float32: SDPA
+    assert _explicit_is_faster(torch.empty(1, 1, 1, 1), torch.empty(1, 1, 8, 1), 0.1)  # attention dropout
