@@ -63,7 +63,8 @@ class Encoder(_Stack):
 
 class Decoder(_Stack):
     """N causal layers, with cross-attention to an encoder output if `cross`; returns next-token logits
-    (batch, time, vocab). With a `cache`, `tokens` are only the new ones and earlier steps are reused."""
+    (batch, time, vocab), or (n, vocab) at the n `chosen` positions only (training skips the output projection
+    of padding). With a `cache`, `tokens` are only the new ones and earlier steps are reused."""
 
     def __init__(self, config: ModelConfig, cross: bool = False, embedding: nn.Embedding | None = None) -> None:
         super().__init__(config, embedding or nn.Embedding(config.output_vocab_size, config.dim), bidirectional=False)
@@ -85,6 +86,7 @@ class Decoder(_Stack):
         memory: Tensor | None = None,
         memory_mask: Tensor | None = None,
         cache: DecoderCache | None = None,
+        chosen: Tensor | None = None,
     ) -> Tensor:
         # tokens: (batch, tgt) ids; mask: (batch, tgt) True for real tokens; memory: (batch, src, dim);
         # memory_mask: (batch, src) True for real source tokens
@@ -111,6 +113,8 @@ class Decoder(_Stack):
                 cross_cache=cache.cross_attn[i] if cache is not None else None,
             )
         hidden = self._finish(x)
+        if chosen is not None:
+            hidden = hidden[chosen]
         scale = self.config.output_scale
         return self.output(hidden * scale if scale != 1.0 else hidden)
 
@@ -143,10 +147,17 @@ class EncoderDecoder(nn.Module):
         init_weights(self, config)
 
     def forward(
-        self, source: Tensor, target: Tensor, source_mask: Tensor | None = None, target_mask: Tensor | None = None
+        self,
+        source: Tensor,
+        target: Tensor,
+        source_mask: Tensor | None = None,
+        target_mask: Tensor | None = None,
+        chosen: Tensor | None = None,
     ) -> Tensor:
-        # source: (batch, src); target: (batch, tgt) decoder inputs; masks True for real tokens -> (batch, tgt, vocab)
-        return self.decode(target, self.encode(source, source_mask), source_mask, target_mask)
+        # source: (batch, src); target: (batch, tgt) decoder inputs; masks True for real tokens -> (batch, tgt, vocab),
+        # or (n, vocab) at the n `chosen` (batch, tgt) positions (inside forward, so DistributedDataParallel sees it)
+        memory = self.encode(source, source_mask)
+        return self.decoder(target, target_mask, memory, source_mask, chosen=chosen)
 
     def encode(self, source: Tensor, source_mask: Tensor | None = None) -> Tensor:
         return self.encoder(source, source_mask)

@@ -167,15 +167,13 @@ class PretrainTask(Task):
             chosen = labels != IGNORE_INDEX
             return model(inputs, mask, chosen), labels[chosen], chosen.nonzero()[:, 0]
         if arch == "encoder-decoder":
-            logits, labels = self._infilling_scores(model, ids, mask, generator)
-        else:
-            logits, labels = model(ids[:, :-1], mask[:, :-1]), ids[:, 1:].masked_fill(~mask[:, 1:], IGNORE_INDEX)
-        rows = torch.arange(labels.shape[0], device=labels.device).repeat_interleave(labels.shape[1])
-        return logits.flatten(0, 1), labels.flatten(), rows
+            return self._infilling_scores(model, ids, mask, generator)
+        chosen = mask[:, 1:]  # positions with a next token to predict: padding is not scored
+        return model(ids[:, :-1], mask[:, :-1], chosen=chosen), ids[:, 1:][chosen], chosen.nonzero()[:, 0]
 
     def _infilling_scores(
         self, model: nn.Module, ids: Tensor, mask: Tensor, generator: torch.Generator | None
-    ) -> tuple[Tensor, Tensor]:
+    ) -> tuple[Tensor, Tensor, Tensor]:
         from attnkit.tasks.seq2seq import decoder_start
 
         if self.tokenizer.mask_id is None:
@@ -186,8 +184,9 @@ class PretrainTask(Task):
         sources = [infill_spans(r, self.tokenizer.mask_id, fraction, self.mean_span, generator) + [eos] for r in rows]
         source, source_mask = (t.to(ids.device) for t in pad(sources, self.tokenizer.pad_id))
         target, target_mask = (t.to(ids.device) for t in pad([[start, *r, eos] for r in rows], self.tokenizer.pad_id))
-        labels = target[:, 1:].masked_fill(~target_mask[:, 1:], IGNORE_INDEX)
-        return model(source, target[:, :-1], source_mask, target_mask[:, :-1]), labels
+        chosen = target_mask[:, 1:]
+        logits = model(source, target[:, :-1], source_mask, target_mask[:, :-1], chosen)
+        return logits, target[:, 1:][chosen], chosen.nonzero()[:, 0]
 
     def loss(self, model: nn.Module, batch: Batch, label_smoothing: float) -> tuple[Tensor, Tensor]:
         logits, labels, _ = self._scores(model, batch, None)  # training draws from the global (seeded) generator

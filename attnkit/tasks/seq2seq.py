@@ -16,7 +16,7 @@ from attnkit.data.readers import Pair, read_pairs
 from attnkit.errors import AttnkitError
 from attnkit.generate import generate
 from attnkit.nn import EncoderDecoder
-from attnkit.tasks.base import IGNORE_INDEX, Batch, Task
+from attnkit.tasks.base import Batch, Task
 from attnkit.tokenization import Tokenizer
 
 
@@ -66,8 +66,8 @@ class Seq2SeqTask(Task):
             for source, target in zip(sources, targets)
         ]
 
-    def size(self, item: dict) -> int:
-        return len(item["source"]) + len(item["target"])
+    def size(self, item: dict) -> tuple[int, int]:
+        return len(item["target"]), len(item["source"])
 
     def collate(self, items: list[dict]) -> Batch:
         source, source_mask = pad([item["source"] for item in items], self.tokenizer.pad_id)
@@ -81,10 +81,11 @@ class Seq2SeqTask(Task):
     def loss(self, model: nn.Module, batch: Batch, label_smoothing: float) -> tuple[Tensor, Tensor]:
         """Teacher forcing: the decoder reads target[:-1] and predicts target[1:]."""
         inputs, mask = batch["target"][:, :-1], batch["target_mask"][:, :-1]
-        logits = model(batch["source"], inputs, batch["source_mask"], mask).flatten(0, 1)
-        labels = batch["target"][:, 1:].masked_fill(~batch["target_mask"][:, 1:], IGNORE_INDEX).flatten()
+        chosen = batch["target_mask"][:, 1:]  # positions with a next token to predict: padding is not scored
+        logits = model(batch["source"], inputs, batch["source_mask"], mask, chosen)
+        labels = batch["target"][:, 1:][chosen]
         total = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing, reduction="sum")
-        return total, (labels != IGNORE_INDEX).sum()
+        return total, chosen.sum()
 
     def decode(self, model: nn.Module, batch: Batch) -> list[str]:
         tokenizer = self.tokenizer

@@ -193,3 +193,14 @@ def test_token_dropout_zeroes_whole_tokens_only_in_training():
     assert 0.3 < dropped.float().mean() < 0.7
     assert ((trained == 0).any(-1) == dropped).all()  # a token is dropped whole or not at all
     assert_close(trained[~dropped], kept[~dropped] / 0.5)  # and the others are scaled up by 1 / (1 - p)
+
+
+@pytest.mark.parametrize("arch", ["decoder", "encoder-decoder"])
+def test_chosen_positions_get_the_logits_of_the_full_forward(arch):
+    model = tiny(arch, "sinusoidal")
+    target, mask = tokens(2, 6, seed=2), padding([6, 3], 6)
+    chosen = mask.clone()
+    chosen[0, 1] = False
+    inputs = (target, mask) if arch == "decoder" else (tokens(2, 5), target, None, mask)
+    full = model(*inputs)
+    assert_close(model(*inputs, chosen=chosen), full[chosen])

@@ -68,9 +68,9 @@ class NextTokenOracle(torch.nn.Module):
         super().__init__()
         self.vocab_size = vocab_size
 
-    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        # ids, mask: (batch, time) -> logits (batch, time, vocab)
-        return 100.0 * torch.nn.functional.one_hot(ids + 1, self.vocab_size).float()
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+        # ids, mask, chosen: (batch, time) -> logits (chosen positions, vocab), as attnkit's Decoder gives them
+        return 100.0 * torch.nn.functional.one_hot(ids[chosen] + 1, self.vocab_size).float()
 
 
 def test_causal_lm_predicts_the_next_token(tokenizer):
