@@ -29,7 +29,7 @@ from tqdm import tqdm
 from attnkit import runtime
 from attnkit.checkpoint import load_weights, save_checkpoint, save_weights
 from attnkit.config import RunConfig, TrainConfig, to_dict
-from attnkit.data.batching import BATCH_TOKENS, batches_by_tokens
+from attnkit.data.batching import BATCH_TOKENS, Size, batches_by_tokens, tokens_in
 from attnkit.errors import AttnkitError
 from attnkit.files import FORMAT, STATE_DIR, STATE_FILE, WEIGHTS_FILE, atomic_directory, read_json, write_json
 from attnkit.optim import Average, learning_rate, make_optimizer
@@ -82,10 +82,10 @@ class Plan:
         )
 
 
-def plan_run(config: TrainConfig, sizes: list[int]) -> Plan:
+def plan_run(config: TrainConfig, sizes: list[Size]) -> Plan:
     """The Plan for training examples of `sizes` tokens under `config`."""
     # unset: BATCH_TOKENS, or fewer for small data (an example longer than the budget is a batch of its own)
-    batch_tokens = config.batch_tokens or max(min(BATCH_TOKENS, sum(sizes) // MIN_BATCHES), 1)
+    batch_tokens = config.batch_tokens or max(min(BATCH_TOKENS, sum(map(tokens_in, sizes)) // MIN_BATCHES), 1)
     batches = len(batches_by_tokens(sizes, batch_tokens, shuffle=False))
     steps_per_epoch = math.ceil(batches / config.accumulate)
     total_steps = config.max_steps or steps_per_epoch * config.epochs
@@ -194,7 +194,7 @@ class Trainer:
             while p["batch"] < len(batches):
                 group = batches[p["batch"] : p["batch"] + self.config.accumulate]
                 loss_sum, count = self._backward(group)
-                meter.add(loss_sum, count, sum(self.sizes[i] for indices in group for i in indices))
+                meter.add(loss_sum, count, sum(tokens_in(self.sizes[i]) for indices in group for i in indices))
                 p["batch"] += len(group)
                 end_of_epoch = p["batch"] == len(batches)
                 if end_of_epoch:

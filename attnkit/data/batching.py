@@ -11,21 +11,31 @@ from torch import Tensor
 BATCH_TOKENS = 4096  # a batch's token budget where a run sets none (training shrinks it for small data)
 
 
-def batches_by_tokens(sizes: list[int], max_tokens: int, shuffle: bool, seed: int = 0) -> list[list[int]]:
-    """Index lists whose padded cost (count x longest size) stays within `max_tokens` (a single example longer
-    than the budget is a batch of its own). Sorted by size, ties broken at random; batch order shuffled."""
+Size = int | tuple[int, ...]  # an example's tokens, or its tokens per padded tensor (seq2seq: target, source)
+
+
+def tokens_in(size: Size) -> int:
+    return size if isinstance(size, int) else sum(size)
+
+
+def batches_by_tokens(sizes: list[Size], max_tokens: int, shuffle: bool, seed: int = 0) -> list[list[int]]:
+    """Index lists whose padded cost (count x longest size, summed over the tensors of tuple sizes) stays within
+    `max_tokens` (a single example longer than the budget is a batch of its own). Sorted by size (tuples in
+    order: sorting a pair by its first length, then its second, pads both little), ties broken at random;
+    batch order shuffled."""
     rng = random.Random(seed)
-    order = sorted(range(len(sizes)), key=lambda i: (sizes[i], rng.random() if shuffle else i))
+    shapes = [(size,) if isinstance(size, int) else size for size in sizes]
+    order = sorted(range(len(shapes)), key=lambda i: (shapes[i], rng.random() if shuffle else i))
     batches: list[list[int]] = []
     current: list[int] = []
-    longest = 0
+    longest: tuple[int, ...] = ()
     for index in order:
-        size = max(sizes[index], 1)
-        if current and max(longest, size) * (len(current) + 1) > max_tokens:
+        grown = tuple(max(a, b) for a, b in zip(longest, shapes[index])) if current else shapes[index]
+        if current and max(sum(grown), 1) * (len(current) + 1) > max_tokens:
             batches.append(current)
-            current, longest = [], 0
+            current, grown = [], shapes[index]
         current.append(index)
-        longest = max(longest, size)
+        longest = grown
     if current:
         batches.append(current)
     if shuffle:

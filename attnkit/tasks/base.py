@@ -10,6 +10,7 @@ from collections.abc import Iterator, Sequence
 from torch import Tensor, nn
 
 from attnkit.config import DataConfig, ModelConfig, TaskConfig
+from attnkit.data.batching import Size
 from attnkit.tokenization import Tokenizer
 
 Batch = dict[str, Tensor]
@@ -81,11 +82,12 @@ class Task:
     def encode(self, examples: list, training: bool) -> list[dict]:
         raise NotImplementedError
 
-    def size(self, item: dict) -> int:
-        """Tokens of one encoded example, for batching by token budget."""
+    def size(self, item: dict) -> Size:
+        """Tokens of one encoded example, for batching by token budget; a tuple where a batch pads more than one
+        tensor (see batches_by_tokens)."""
         raise NotImplementedError
 
-    def sizes(self, items: Sequence[dict]) -> list[int]:
+    def sizes(self, items: Sequence[dict]) -> list[Size]:
         return [self.size(item) for item in items]
 
     def collate(self, items: list[dict]) -> Batch:

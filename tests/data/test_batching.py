@@ -35,3 +35,12 @@ def test_pad_gives_ids_and_mask():
     assert ids.tolist() == [[5, 6, 7], [8, 0, 0]]
     assert mask.tolist() == [[True, True, True], [True, False, False]]
     assert ids.dtype == torch.long
+
+
+def test_tuple_sizes_budget_every_padded_tensor_and_sort_by_the_first_length_then_the_second():
+    sizes = [(3, 9), (8, 2), (3, 1), (8, 8), (1, 5)]
+    batches = batches_by_tokens(sizes, 20, shuffle=False)
+    assert batches == [[4, 2], [0], [1], [3]]  # (1,5)+(3,1) pad to 2 x (3+5) = 16; adding (3,9) would cost 36
+    for batch in batches:
+        longest = [max(sizes[i][d] for i in batch) for d in range(2)]
+        assert len(batch) * sum(longest) <= 20 or len(batch) == 1
