@@ -105,6 +105,17 @@ def _predict(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
+    if args.onnx:
+        from attnkit.onnx import export_onnx
+
+        manifest = export_onnx(args.path, args.out, args.int8, args.trust_pickle)
+        graphs = ", ".join(f"{name}.onnx" for name in manifest["graphs"])
+        worst = max(manifest["max_difference"].values())
+        against = "float32 (int8 graphs)" if args.int8 else "attnkit"
+        print(f"wrote {args.out} ({graphs}, tokenizer.json, onnx.json); largest difference from {against}: {worst:.1e}")
+        return
+    if args.int8:
+        raise AttnkitError("--int8 quantizes an ONNX export: add --onnx (a Hugging Face directory stays float32)")
     from attnkit.export import export
 
     family = export(args.path, args.out, args.trust_pickle)
@@ -250,10 +261,18 @@ def build_parser() -> argparse.ArgumentParser:
     predict.set_defaults(run=_predict)
 
     export = commands.add_parser(
-        "export", help="write a model as a Hugging Face directory: config.json, model.safetensors, tokenizer.json"
+        "export",
+        help="write a model as a Hugging Face directory (config.json, model.safetensors, tokenizer.json) or, with "
+        "--onnx, as ONNX graphs for onnxruntime",
     )
     export.add_argument("path", help="model directory (attnkit or Hugging Face)")
     export.add_argument("--out", required=True, metavar="DIR")
+    export.add_argument(
+        "--onnx",
+        action="store_true",
+        help="ONNX graphs (model.onnx, or encoder.onnx and decoder.onnx), checked against attnkit in onnxruntime",
+    )
+    export.add_argument("--int8", action="store_true", help="with --onnx: quantize the graphs' matrix products to int8")
     export.add_argument("--trust-pickle", action="store_true", help="allow reading a pytorch_model.bin")
     export.set_defaults(run=_export)
 

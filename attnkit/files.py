@@ -21,6 +21,7 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 STATE_DIR = "trainer_state"  # beside the weights of a training run: what --resume reads
 STATE_FILE = "state.json"  # in STATE_DIR
+ONNX_FILE = "onnx.json"  # what `attnkit export --onnx` wrote
 FORMAT = "attnkit"  # the "format" of config.json and state.json; a Hugging Face config.json has none
 
 
@@ -67,7 +68,7 @@ def replaceable(path: Path) -> bool:
         return False
     if not any(path.iterdir()):
         return True
-    for marker in (CONFIG_FILE, STATE_FILE):
+    for marker in (CONFIG_FILE, STATE_FILE, ONNX_FILE):
         try:
             if json.loads((path / marker).read_text()).get("format") == FORMAT:
                 return True

@@ -103,12 +103,17 @@ def _save_tokenizer(tokenizer: object, directory: Path, task: TaskExport | None)
     if task is None:
         tokenizer.save(directory / "tokenizer.json")
     else:
-        backend = type(tokenizer.backend).from_str(tokenizer.backend.to_str())
-        backend.post_processor = _template(tokenizer, task.name)
-        backend.save(str(directory / "tokenizer.json"))
+        save_with_specials(tokenizer, directory / "tokenizer.json", task.name)
         if task.max_length is not None:
             settings["model_max_length"] = task.max_length
     write_json(directory / "tokenizer_config.json", settings)
+
+
+def save_with_specials(tokenizer: object, file: Path, task: str) -> None:
+    """tokenizer.json whose encode adds the special tokens that attnkit gives `task`'s inputs."""
+    backend = type(tokenizer.backend).from_str(tokenizer.backend.to_str())
+    backend.post_processor = _template(tokenizer, task)
+    backend.save(str(file))
 
 
 def _template(tokenizer: object, task: str) -> processors.TemplateProcessing:

@@ -1,0 +1,175 @@
+"""`attnkit export --onnx`: each kind of model as ONNX graphs that onnxruntime runs with attnkit's outputs (within
+1e-4 of their scale) on text the tokenizer.json it writes encodes; int8 graphs; the export's own check; the CLI."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from attnkit import onnx as attnkit_onnx
+from attnkit.cli import main
+from attnkit.errors import AttnkitError
+from attnkit.onnx import export_onnx
+from attnkit.pipeline import Pipeline
+from attnkit.pretrain import pretrain
+from tests import numerics
+from tests.conftest import copy_pairs, corpus, pretrain_config, sentiment_rows, tagging_sentences
+from tests.test_serve import trained
+
+onnx = pytest.importorskip("onnx")
+onnxruntime = pytest.importorskip("onnxruntime")
+tokenizers = pytest.importorskip("tokenizers")
+TEXTS = ["a fine and moving film", "dull", "the plot is thin but the acting is great and the music fine"]
+
+
+def run(folder: Path, graph: str, **inputs: np.ndarray) -> np.ndarray:
+    session = onnxruntime.InferenceSession(str(folder / f"{graph}.onnx"), providers=["CPUExecutionProvider"])
+    return session.run(None, inputs)[0]
+
+
+def encoded(folder: Path, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Ids and mask of `texts` as a user of the export makes them: tokenizer.json (which adds the special tokens
+    the model reads) and onnx.json's padding id."""
+    tokenizer = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
+    rows = [e.ids for e in tokenizer.encode_batch(texts)]
+    longest = max(map(len, rows))
+    ids = np.full((len(rows), longest), json.loads((folder / "onnx.json").read_text())["pad_id"], dtype=np.int64)
+    mask = np.zeros((len(rows), longest), dtype=np.int64)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)], mask[i, : len(row)] = row, 1
+    return ids, mask
+
+
+def assert_close(found: np.ndarray, expected: torch.Tensor, real: np.ndarray | None = None) -> None:
+    found_tensor = torch.from_numpy(found)
+    if real is not None:
+        found_tensor, expected = found_tensor[torch.from_numpy(real).bool()], expected[torch.from_numpy(real).bool()]
+    numerics.assert_close(found_tensor, expected, tolerance=1e-4)
+
+
+@pytest.fixture(scope="module")
+def classifier_dir(tmp_path_factory) -> Path:
+    return trained(
+        tmp_path_factory.mktemp("onnx-classifier"), "classify", sentiment_rows(200, 1), ("label", "text"), 60
+    )
+
+
+def test_classifier_graph_gives_attnkits_logits_and_labels(classifier_dir, tmp_path):
+    manifest = export_onnx(classifier_dir, tmp_path / "onnx")
+    assert manifest["task"] == "classify" and manifest["int8"] is False
+    assert manifest["max_difference"]["model"] <= 1e-4
+    ids, mask = encoded(tmp_path / "onnx", TEXTS)
+    logits = run(tmp_path / "onnx", "model", input_ids=ids, attention_mask=mask)
+    pipeline = Pipeline.load(classifier_dir, device="cpu")
+    with torch.no_grad():
+        expected = pipeline.model(torch.from_numpy(ids), torch.from_numpy(mask).bool())
+    assert_close(logits, expected)
+    labels = [manifest["labels"][i] for i in logits.argmax(-1)]
+    assert labels == [p["label"] for p in pipeline.predict(TEXTS)]
+
+
+def test_int8_graph_multiplies_in_int8_and_keeps_the_labels(classifier_dir, tmp_path):
+    export_onnx(classifier_dir, tmp_path / "f32")
+    manifest = export_onnx(classifier_dir, tmp_path / "int8", int8=True)
+    assert manifest["int8"] is True and 0 < manifest["max_difference"]["model"] < 0.1
+    operators = {node.op_type for node in onnx.load(str(tmp_path / "int8" / "model.onnx")).graph.node}
+    assert {"DynamicQuantizeLinear", "MatMulInteger"} <= operators  # the matrix products run in int8
+    assert "MatMulInteger" not in {node.op_type for node in onnx.load(str(tmp_path / "f32" / "model.onnx")).graph.node}
+    texts = [text for _, text in sentiment_rows(40, 7)]
+    ids, mask = encoded(tmp_path / "f32", texts)
+    full = run(tmp_path / "f32", "model", input_ids=ids, attention_mask=mask).argmax(-1)
+    quantized = run(tmp_path / "int8", "model", input_ids=ids, attention_mask=mask).argmax(-1)
+    assert (full == quantized).mean() >= 0.9
+
+
+def test_tagger_graph_gives_attnkits_logits_per_token(tmp_path):
+    model = trained(tmp_path, "tag", tagging_sentences(100, 1), (), 20)
+    manifest = export_onnx(model, tmp_path / "onnx")
+    assert manifest["task"] == "tag" and manifest["tags"]
+    ids, mask = encoded(tmp_path / "onnx", ["the cat sat", "a dog ran to the red house"])
+    with torch.no_grad():
+        expected = Pipeline.load(model, device="cpu").model(torch.from_numpy(ids), torch.from_numpy(mask).bool())
+    assert_close(run(tmp_path / "onnx", "model", input_ids=ids, attention_mask=mask), expected, mask)
+
+
+def test_seq2seq_graphs_decode_greedily_as_attnkit_does(tmp_path):
+    model = trained(tmp_path, "seq2seq", copy_pairs(200, 1), ("source", "target"), 30)
+    manifest = export_onnx(model, tmp_path / "onnx")
+    assert set(manifest["graphs"]) == {"encoder", "decoder"}
+    folder, sources = tmp_path / "onnx", [source for source, _ in copy_pairs(3, 9)]
+    ids, mask = encoded(folder, sources)
+    assert all(row[length - 1] == manifest["eos_id"] for row, length in zip(ids, mask.sum(1)))  # text </s>
+    memory = run(folder, "encoder", input_ids=ids, attention_mask=mask)
+    pipeline = Pipeline.load(model, device="cpu")
+    with torch.no_grad():
+        assert_close(memory, pipeline.model.encode(torch.from_numpy(ids), torch.from_numpy(mask).bool()), mask)
+    # greedy decoding with the decoder graph: the same tokens attnkit's greedy search chooses
+    target = np.full((len(ids), 1), manifest["decoder_start_id"], dtype=np.int64)
+    for _ in range(12):
+        logits = run(
+            folder, "decoder", decoder_input_ids=target, encoder_hidden_states=memory, encoder_attention_mask=mask
+        )
+        target = np.concatenate([target, logits[:, -1].argmax(-1)[:, None]], 1)
+    with torch.no_grad():
+        expected = pipeline.model.decode(
+            torch.from_numpy(target[:, :-1]), torch.from_numpy(memory), torch.from_numpy(mask).bool()
+        )
+    assert_close(
+        run(
+            folder,
+            "decoder",
+            decoder_input_ids=target[:, :-1],
+            encoder_hidden_states=memory,
+            encoder_attention_mask=mask,
+        ),
+        expected,
+    )
+    tokenizer = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
+    outputs = [
+        tokenizer.decode(list(row[1 : list(row).index(manifest["eos_id"])] if manifest["eos_id"] in row else row[1:]))
+        for row in target
+    ]
+    assert outputs == pipeline.with_decoding(1).predict(sources)
+
+
+@pytest.mark.parametrize("arch", ["encoder", "decoder"])
+def test_pretrained_models_export_their_hidden_states_or_next_token_logits(tmp_path, arch):
+    pretrain(pretrain_config(corpus(tmp_path / "text"), tmp_path / "model", arch, "train.max_steps=5"), quiet=True)
+    manifest = export_onnx(tmp_path / "model", tmp_path / "onnx")
+    ids, mask = encoded(tmp_path / "onnx", ["the cat sat on the mat", "the dog"])
+    output = run(tmp_path / "onnx", "model", input_ids=ids, attention_mask=mask)
+    model = Pipeline.load(tmp_path / "model", device="cpu").model
+    with torch.no_grad():
+        inputs = torch.from_numpy(ids), torch.from_numpy(mask).bool()
+        expected = model(*inputs) if arch == "decoder" else model.encoder(*inputs)
+    assert manifest["graphs"]["model"]["output"].startswith("logits" if arch == "decoder" else "last_hidden_state")
+    assert_close(output, expected, mask)
+
+
+def test_a_graph_that_differs_from_attnkit_is_refused_and_nothing_is_written(classifier_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(attnkit_onnx, "TOLERANCE", 0.0)  # float32 in another order always differs a little
+    with pytest.raises(AttnkitError, match=r"model.onnx differs from attnkit by .* nothing was written"):
+        export_onnx(classifier_dir, tmp_path / "onnx")
+    assert not (tmp_path / "onnx").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".onnx")]  # no temporary directory left
+
+
+def test_cli_exports_replaces_its_own_export_and_refuses_other_folders(classifier_dir, tmp_path, capsys):
+    out = tmp_path / "onnx"
+    for _ in range(2):  # a second export replaces the first
+        assert main(["export", str(classifier_dir), "--onnx", "--int8", "--out", str(out)]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"wrote {out} (model.onnx, tokenizer.json, onnx.json); largest difference from float32")
+    assert sorted(p.name for p in out.iterdir()) == ["model.onnx", "onnx.json", "tokenizer.json"]
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    assert main(["export", str(classifier_dir), "--onnx", "--out", str(other)]) == 2
+    assert "refusing to overwrite it" in capsys.readouterr().err
+    assert (other / "notes.txt").read_text() == "keep me"
+    assert main(["export", str(classifier_dir), "--int8", "--out", str(tmp_path / "hf")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "attnkit: error: --int8 quantizes an ONNX export: add --onnx (a Hugging Face directory stays float32)"
+    )
