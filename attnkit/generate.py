@@ -200,7 +200,7 @@ def _beam_search(
         scores, index = candidates.view(batch, -1).topk(beam_size, dim=1)
         rows = (offsets + index // vocab).view(-1)
         tokens = torch.cat([tokens[rows], (index % vocab).view(-1, 1)], dim=1)
-        step.cache.reorder(rows)
+        step.cache.reorder(rows, same_sources=True)  # rows moves beams within each source's group
         # done when the beam_size best finished hypotheses all rank above the best live beam (as transformers)
         best_alive = (scores[:, 0] / length**length_penalty).tolist()
         for b in range(batch):

@@ -23,17 +23,33 @@ HALF_EXPLICIT_MAX_KEYS = 256  # see _explicit_is_faster
 
 @dataclass
 class KVCache:
-    """Keys and values of one attention module, kept between decoding steps: (batch, heads, time, head_dim)."""
+    """Keys and values of one attention module, kept between decoding steps: (batch, heads, time, head_dim).
+    Self-attention appends each step's into room that doubles when full, so that a step copies only its own
+    keys and values (concatenating would copy all earlier ones every step); cross-attention stores its once."""
 
-    key: Tensor | None = None
+    key: Tensor | None = None  # (batch, heads, room, head_dim); the first `length` steps hold keys
     value: Tensor | None = None
+    length: int = 0
 
     def append(self, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:
+        end = self.length + key.shape[2]
+        if self.key is None or self.value is None or end > self.key.shape[2]:
+            self.key, self.value = self._grown(self.key, key, end), self._grown(self.value, value, end)
+        self.key[:, :, self.length : end] = key
+        self.value[:, :, self.length : end] = value
+        self.length = end
+        return self.key[:, :, :end], self.value[:, :, :end]
+
+    def _grown(self, old: Tensor | None, new: Tensor, end: int) -> Tensor:
+        batch, heads, _, head_dim = new.shape
+        room = new.new_empty(batch, heads, max(2 * end, 16), head_dim)
+        if old is not None:
+            room[:, :, : self.length] = old[:, :, : self.length]
+        return room
+
+    def reorder(self, index: Tensor) -> None:
         if self.key is not None and self.value is not None:
-            key = torch.cat([self.key, key], dim=2)
-            value = torch.cat([self.value, value], dim=2)
-        self.key, self.value = key, value
-        return key, value
+            self.key, self.value = self.key.index_select(0, index), self.value.index_select(0, index)
 
 
 @dataclass
@@ -50,11 +66,11 @@ class DecoderCache:
     def empty(cls, num_layers: int) -> DecoderCache:
         return cls([KVCache() for _ in range(num_layers)], [KVCache() for _ in range(num_layers)])
 
-    def reorder(self, index: Tensor) -> None:
-        """Keep batch rows `index` (beam search reorders hypotheses after each step)."""
-        for kv in self.self_attn + self.cross_attn:
-            if kv.key is not None and kv.value is not None:
-                kv.key, kv.value = kv.key.index_select(0, index), kv.value.index_select(0, index)
+    def reorder(self, index: Tensor, same_sources: bool = False) -> None:
+        """Keep batch rows `index` (beam search reorders hypotheses after each step). With `same_sources`, every
+        row keeps a row of the same source (beams of one sentence), so the cross-attention caches stay as they are."""
+        for kv in self.self_attn if same_sources else self.self_attn + self.cross_attn:
+            kv.reorder(index)
         if self.mask is not None:
             self.mask = self.mask.index_select(0, index)
 

@@ -92,8 +92,13 @@ def test_self_attention_cache_grows_by_the_new_steps():
     full = ours(x, causal=True)[0]
     cache = KVCache()
     steps = [ours(x[:, t : t + 1], causal=True, cache=cache)[0] for t in range(5)]
-    assert cache.key is not None and cache.key.shape == (2, HEADS, 5, DIM // HEADS)
+    assert cache.length == 5 and cache.key is not None and cache.key.shape[:2] == (2, HEADS)
     assert_close(torch.cat(steps, dim=1), full)
+    for _ in range(20):  # past the first room (16 steps): it grows, and the earlier keys move with it
+        steps.append(ours(x[:, :1], causal=True, cache=cache)[0])
+    assert cache.length == 25 and cache.key.shape[2] >= 25
+    longer = torch.cat([x, x[:, :1].expand(2, 20, DIM)], dim=1)
+    assert_close(torch.cat(steps, dim=1), ours(longer, causal=True)[0])
 
 
 def test_cross_attention_cache_projects_memory_once():

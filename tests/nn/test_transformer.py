@@ -204,3 +204,18 @@ def test_chosen_positions_get_the_logits_of_the_full_forward(arch):
     inputs = (target, mask) if arch == "decoder" else (tokens(2, 5), target, None, mask)
     full = model(*inputs)
     assert_close(model(*inputs, chosen=chosen), full[chosen])
+
+
+def test_reorder_within_each_sources_beams_may_keep_the_cross_attention_caches():
+    model = tiny("encoder-decoder", "sinusoidal")
+    source = tokens(2, 5).repeat_interleave(2, dim=0)  # two beams per source
+    memory = model.encode(source)
+    target, index = tokens(4, 3, seed=3), torch.tensor([1, 1, 2, 3])  # beams move within their source's pair
+    steps = []
+    for same_sources in (False, True):
+        cache = model.decoder.new_cache()
+        model.decode(target, memory, cache=cache)
+        cache.reorder(index, same_sources=same_sources)
+        steps.append(model.decode(tokens(4, 1, seed=8), memory, cache=cache))
+    assert_close(steps[1], steps[0])
+    assert_close(steps[0], model.decode(torch.cat([target[index], tokens(4, 1, seed=8)], 1), memory)[:, -1:])
