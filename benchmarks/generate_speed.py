@@ -6,7 +6,8 @@ it, and CTranslate2 converts it with its own converter (float32, and int8 for it
 converter reads BART config fields that transformers 5 no longer writes; they are added to config.json with
 their BART values. Each contender decodes the same batch of random source sentences (20 to 30 tokens) with greedy
 search and beam 4, exactly --new-tokens tokens (</s> is held back on every side, so the work is equal and greedy
-outputs can be compared token for token). attnkit runs in float32 and with its int8 linear layers (`--int8`).
+outputs can be compared token for token). attnkit runs in float32, with its int8 linear layers (`--int8`), and
+with its weights cast to bfloat16 once (matrix products in bfloat16, log-probabilities in float32).
 The contenders alternate, each repeat in turn; the median time counts.
 
     python benchmarks/generate_speed.py [--quick] [--threads 1] [--new-tokens 32]
@@ -87,8 +88,10 @@ def contenders(folder: Path, scratch: Path, threads: int, new_tokens: int) -> di
 
     theirs = transformers.BartForConditionalGeneration.from_pretrained(folder).eval()
 
-    def attnkit_of(int8: bool):
+    def attnkit_of(int8: bool = False, bfloat16: bool = False):
         model = attnkit.load(folder, device="cpu", int8=int8).model
+        if bfloat16:
+            model = model.to(torch.bfloat16)
 
         def run(rows: list[list[int]], beams: int) -> list[list[int]]:
             ids, mask = pad(rows, PAD)
@@ -120,6 +123,7 @@ def contenders(folder: Path, scratch: Path, threads: int, new_tokens: int) -> di
     return {
         "attnkit": attnkit_of(int8=False),
         "attnkit int8": attnkit_of(int8=True),
+        "attnkit bfloat16": attnkit_of(bfloat16=True),
         "transformers": transformers_generate,
         "ctranslate2 float32": ctranslate2_of("float32"),
         "ctranslate2 int8": ctranslate2_of("int8"),
@@ -162,13 +166,14 @@ def main() -> None:
             "float32_vs_transformers": round(row["attnkit"] / row["transformers"], 3),
             "float32_vs_ctranslate2_float32": round(row["attnkit"] / row["ctranslate2 float32"], 3),
             "int8_vs_ctranslate2_int8": round(row["attnkit int8"] / row["ctranslate2 int8"], 3),
+            "bfloat16_vs_ctranslate2_int8": round(row["attnkit bfloat16"] / row["ctranslate2 int8"], 3),
         }
         for key, row in results.items()
     }
     print(
         f"{'':<18}"
         + "".join(f"{name:>20}" for name in names)
-        + "".join(f"{r:>11}" for r in ("f32/hf", "f32/ct2", "int8/ct2"))
+        + "".join(f"{r:>11}" for r in ("f32/hf", "f32/ct2", "int8/ct2", "bf16/ct2i8"))
     )
     for key, row in results.items():
         line = f"{key:<18}" + "".join(f"{row[name]:>20,.0f}" for name in names)
