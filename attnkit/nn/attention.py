@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from attnkit.nn.dropout import dropout
 
 HALF_EXPLICIT_MAX_KEYS = 256  # see _explicit_is_faster
+ONE_QUERY_EXPLICIT_MAX_KEYS = 512
 
 
 @dataclass
@@ -48,8 +49,15 @@ class KVCache:
         return room
 
     def reorder(self, index: Tensor) -> None:
-        if self.key is not None and self.value is not None:
+        """Keep batch rows `index`, in place: only the filled steps move, the room stays."""
+        if self.key is None or self.value is None:
+            return
+        if self.length == 0 or index.shape[0] != self.key.shape[0]:  # a cross-attention cache, or fewer rows
             self.key, self.value = self.key.index_select(0, index), self.value.index_select(0, index)
+            return
+        filled = slice(0, self.length)
+        self.key[:, :, filled] = self.key[:, :, filled].index_select(0, index)
+        self.value[:, :, filled] = self.value[:, :, filled].index_select(0, index)
 
 
 @dataclass
@@ -136,8 +144,8 @@ class MultiHeadAttention(nn.Module):
             else:
                 assert memory is not None, "cross-attention needs the encoder output"
                 k, v = (self._heads(t) for t in self.kv_proj(memory).chunk(2, dim=-1))
-                if cache is not None:
-                    cache.key, cache.value = k, v
+                if cache is not None:  # contiguous once, rather than copied by every step's matrix product
+                    cache.key, cache.value = k.contiguous(), v.contiguous()
         else:
             q, k, v = (self._heads(t) for t in self.qkv_proj(x).chunk(3, dim=-1))
             if rotary is not None:
@@ -169,13 +177,16 @@ class MultiHeadAttention(nn.Module):
 
 def _explicit_is_faster(q: Tensor, k: Tensor, p: float) -> bool:
     """On the CPU, where the explicit path beats scaled_dot_product_attention (benchmarks/attention_paths.py):
-    with attention dropout (SDPA draws it with the slow bernoulli_; the explicit path uses attnkit's dropout),
-    and in bfloat16/float16 up to HALF_EXPLICIT_MAX_KEYS keys, where SDPA's flash kernel runs 1.5-9x slower than
-    two half-precision matrix products (its backward most of all; beyond ~256 keys it wins)."""
+    with attention dropout (SDPA draws it with the slow bernoulli_; the explicit path uses attnkit's dropout);
+    in bfloat16/float16 up to HALF_EXPLICIT_MAX_KEYS keys, where SDPA's flash kernel runs 1.5-9x slower than two
+    half-precision matrix products (its backward most of all); and for a single query (a decoding step) up to
+    ONE_QUERY_EXPLICIT_MAX_KEYS keys, where the kernel's per-call work costs up to 3x the arithmetic."""
     if q.device.type != "cpu":
         return False
-    half = q.dtype in (torch.bfloat16, torch.float16) and k.shape[2] <= HALF_EXPLICIT_MAX_KEYS
-    return p > 0 or half
+    keys = k.shape[2]
+    half = q.dtype in (torch.bfloat16, torch.float16) and keys <= HALF_EXPLICIT_MAX_KEYS
+    one_query = q.shape[2] == 1 and keys <= ONE_QUERY_EXPLICIT_MAX_KEYS
+    return p > 0 or half or one_query
 
 
 def _scores_mask(

@@ -132,7 +132,7 @@ def test_half_precision_on_the_cpu_takes_the_explicit_path_below_the_key_limit_a
     for time in (7, HALF_EXPLICIT_MAX_KEYS + 1):
         x = torch.randn(2, time, DIM, dtype=torch.bfloat16)
         real = padding([time, time - 3], time)
-        q = torch.empty(1, 1, 1, 1, dtype=torch.bfloat16)
+        q = torch.empty(1, 1, 2, 1, dtype=torch.bfloat16)  # more than one query: not a decoding step
         k = torch.empty(1, 1, time, 1)
         assert _explicit_is_faster(q, k, 0.0) == (time <= HALF_EXPLICIT_MAX_KEYS)
         out, _ = ours(x, mask=real[:, None, None, :])
@@ -143,5 +143,6 @@ def test_half_precision_on_the_cpu_takes_the_explicit_path_below_the_key_limit_a
             sdpa = ours.out_proj(sdpa.transpose(1, 2).reshape(2, time, DIM))
         assert_close(out.float(), sdpa.float(), tolerance=0.02)  # bfloat16 keeps 8 bits of mantissa
         assert_close(out.float(), reference.float(), tolerance=0.02)
-    assert not _explicit_is_faster(torch.empty(1, 1, 1, 1), torch.empty(1, 1, 8, 1), 0.0)  # float32: SDPA
+    assert not _explicit_is_faster(torch.empty(1, 1, 2, 1), torch.empty(1, 1, 8, 1), 0.0)  # float32: SDPA
+    assert _explicit_is_faster(torch.empty(1, 1, 1, 1), torch.empty(1, 1, 8, 1), 0.0)  # but a decoding step
     assert _explicit_is_faster(torch.empty(1, 1, 1, 1), torch.empty(1, 1, 8, 1), 0.1)  # attention dropout
