@@ -4,7 +4,8 @@ in float32 and bfloat16, with a padding mask, for training (forward + backward) 
 grows (about 4,000 tokens per batch), and for one decoding step (64 rows, one query each).
 
 attnkit takes the explicit path on the CPU in bfloat16/float16 up to HALF_EXPLICIT_MAX_KEYS keys, and for a single
-query up to ONE_QUERY_EXPLICIT_MAX_KEYS; this is the measurement behind those limits. Median of --repeats calls after 3 of warm-up.
+query up to ONE_QUERY_EXPLICIT_MAX_KEYS; this is the measurement behind those limits. Median of --repeats calls
+after 3 of warm-up.
 
     python benchmarks/attention_paths.py [--repeats 10]
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime
+import torch
 from machine import machine
 
 import attnkit
@@ -73,6 +74,7 @@ class OnnxModel:
         return self.sessions[graph].run(None, inputs)[0]
 
 
+@torch.no_grad()  # as attnkit's own predict runs
 def predict_all(predict, batches: list[dict], count: int, indices: list[list[int]]) -> list:
     predictions: list = [None] * count
     for rows, batch in zip(indices, batches):

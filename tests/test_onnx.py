@@ -84,8 +84,9 @@ def test_int8_graph_multiplies_in_int8_and_keeps_the_labels(classifier_dir, tmp_
     assert (full == quantized).mean() >= 0.9
 
 
-def test_tagger_graph_gives_attnkits_logits_per_token(tmp_path):
-    model = trained(tmp_path, "tag", tagging_sentences(100, 1), (), 20)
+def test_tagger_graph_with_learned_positions_gives_attnkits_logits_per_token(tmp_path):
+    learned = ("model.positions=learned", "model.max_positions=32", "data.max_length=32")
+    model = trained(tmp_path, "tag", tagging_sentences(100, 1), (), 20, *learned)
     manifest = export_onnx(model, tmp_path / "onnx")
     assert manifest["task"] == "tag" and manifest["tags"]
     ids, mask = encoded(tmp_path / "onnx", ["the cat sat", "a dog ran to the red house"])
