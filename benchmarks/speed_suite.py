@@ -33,7 +33,7 @@ DATA = HERE.parents[1] / "shared" / "data"
 def plan(args: argparse.Namespace) -> dict[str, list[str]]:
     quick = ["--quick"] if args.quick else []
     benchmarks = {
-        "train_speed": ["train_speed.py", *quick],
+        "train_speed": ["train_speed.py", "--data", str(args.data), *quick],
         "generate_speed": ["generate_speed.py", *quick],
         "parallel_encoding": ["parallel_encoding.py", *quick],
         "memory_512": ["encoder_step.py", "--time", "512", "--batch", "8", "--steps", "3" if args.quick else "10"],
@@ -41,11 +41,11 @@ def plan(args: argparse.Namespace) -> dict[str, list[str]]:
     }
     repeats = ["--repeats", "1" if args.quick else "3"]
     if args.sentiment:
-        test = str(DATA / "sentiment" / "movies.test.tsv")
+        test = str(args.data / "sentiment" / "movies.test.tsv")
         benchmarks["int8_sentiment"] = ["int8.py", args.sentiment, "--data", test, *repeats]
         benchmarks["onnx_sentiment"] = ["onnx_export.py", args.sentiment, "--data", test, *repeats]
     if args.translation:
-        test = str(DATA / "translation" / "en-es.bible.test.tsv")
+        test = str(args.data / "translation" / "en-es.bible.test.tsv")
         benchmarks["int8_translation"] = ["int8.py", args.translation, "--data", test, "--repeats", "1"]
         benchmarks["onnx_translation"] = ["onnx_export.py", args.translation, "--data", test, "--repeats", "1"]
     return benchmarks
@@ -56,6 +56,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="each benchmark's quick setting")
     parser.add_argument("--sentiment", metavar="DIR", help="a trained movies classifier: int8 and ONNX on its test set")
     parser.add_argument("--translation", metavar="DIR", help="a trained en-es model: int8 and ONNX on its test set")
+    parser.add_argument("--data", type=Path, default=DATA, help=f"the shared data folder (default {DATA})")
     args = parser.parse_args()
     results, failed = {}, []
     for name, command in plan(args).items():

@@ -64,7 +64,7 @@ COMMON = [
 ]
 
 
-def attnkit_trainer(workload: str, precision: str, steps: int, out: Path):
+def attnkit_trainer(workload: str, precision: str, steps: int, out: Path, data: Path = DATA):
     """attnkit's own Trainer for `steps` steps of `workload`, built (tokenizer trained, data encoded)."""
     from attnkit import runtime
     from attnkit.config import RunConfig
@@ -72,7 +72,7 @@ def attnkit_trainer(workload: str, precision: str, steps: int, out: Path):
 
     spec = WORKLOADS[workload]
     overrides = [*COMMON, *spec["settings"], f"train.precision={precision}", f"train.max_steps={steps}"]
-    overrides += [f"train.log_every={max(steps // 6, 1)}", f"data.train={DATA / spec['train']}", f"out={out}"]
+    overrides += [f"train.log_every={max(steps // 6, 1)}", f"data.train={data / spec['train']}", f"out={out}"]
     run = RunConfig.from_values({"task": {"name": spec["task"]}}, "train_speed", overrides)
     return Trainer(run, torch.device("cpu"), runtime.Processes(), resume=False, overwrite=True, quiet=True)
 
@@ -194,6 +194,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="alternating runs of each contender (default 3)")
     parser.add_argument("--quick", action="store_true", help="24 steps, 1 repeat, float32 and bfloat16")
     parser.add_argument("--workload", choices=[*WORKLOADS, "all"], default="all")
+    parser.add_argument("--data", type=Path, default=DATA, help=f"the shared data folder (default {DATA})")
     args = parser.parse_args()
     if args.quick:
         args.steps, args.repeats = 24, 1
@@ -204,7 +205,7 @@ def main() -> None:
             for precision in ("float32", "bfloat16"):
                 ours, theirs = [], []
                 for repeat in range(args.repeats):
-                    trainer = attnkit_trainer(workload, precision, args.steps, Path(scratch) / workload)
+                    trainer = attnkit_trainer(workload, precision, args.steps, Path(scratch) / workload, args.data)
                     ours.append(run_attnkit(trainer))
                     theirs.append(run_hf(workload, trainer, precision, args.steps))
                     print(
