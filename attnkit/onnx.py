@@ -34,17 +34,22 @@ from attnkit.pipeline import Pipeline, encoder_of
 
 TOLERANCE = 1e-4  # of the outputs' scale (their largest magnitude, at least 1), float32 against float32
 OPSET = 18
+# (source lengths, target lengths) of the example batches: the graph is traced on the first, and checked on both
+# (a graph that kept the first batch's shapes fails on the second)
+EXAMPLES = [([7, 4], [5, 3]), ([12, 2, 9], [9, 1, 4])]
+
+Inputs = dict[str, Tensor]
 
 
 @dataclass
 class Graph:
-    """One exported graph: its module, its inputs' names and example values, and its output's name."""
+    """One exported graph: its module, its output's name, and example batches with, for a per-token output, the
+    (batch, time) mask of its real positions (padding is not compared)."""
 
     name: str
     module: nn.Module
-    inputs: dict[str, Tensor]
     output: str
-    real: Tensor | None  # (batch, time) True on the real positions of a per-token output (padding is not compared)
+    examples: list[tuple[Inputs, Tensor | None]]
 
 
 class _Stack(nn.Module):
@@ -80,12 +85,13 @@ def export_onnx(
         raise AttnkitError("ONNX export needs the onnx extra: pip install 'attnkit[onnx]'") from None
     pipeline = Pipeline.load(path, trust_pickle, device="cpu")
     model = pipeline.model.eval()
-    graphs, manifest = _graphs(pipeline, model)
+    with torch.no_grad():
+        graphs, manifest = _graphs(pipeline, model)
     with atomic_directory(out) as staging:
         differences = {}
         for graph in graphs:
             file = staging / f"{graph.name}.onnx"
-            _export_graph(graph, file)
+            _export_graph(graph, file, where=str(path))
             differences[graph.name] = _check(graph, file, where=str(path))
             if int8:
                 differences[graph.name] = _quantize(graph, file)
@@ -96,32 +102,33 @@ def export_onnx(
 
 
 def _graphs(pipeline: Pipeline, model: nn.Module) -> tuple[list[Graph], dict]:
-    """The graphs to export for this model, with example inputs, and onnx.json's description of them."""
+    """The graphs to export for this model, with example batches, and onnx.json's description of them."""
     tokenizer, task = pipeline.tokenizer, pipeline.task
-    vocab = tokenizer.vocab_size
-    ids, mask = _example(vocab, [7, 4], tokenizer.pad_id)
-    ids_in = {"input_ids": ids, "attention_mask": mask.long()}
-    special = {"pad_id": tokenizer.pad_id, "eos_id": tokenizer.eos_id, "bos_id": tokenizer.bos_id}
+    vocab, pad_id = tokenizer.vocab_size, tokenizer.pad_id
+    special = {"pad_id": pad_id, "eos_id": tokenizer.eos_id, "bos_id": tokenizer.bos_id}
     manifest: dict = {"task": task.name if task is not None else "pretrain", **special}
     if pipeline.max_input_tokens is not None:
         manifest["max_input_tokens"] = pipeline.max_input_tokens
+    sources = [_example(vocab, lengths, pad_id, seed=n) for n, (lengths, _) in enumerate(EXAMPLES)]
+    source_examples = [({"input_ids": ids, "attention_mask": mask.long()}, mask) for ids, mask in sources]
     if isinstance(model, EncoderDecoder):
         from attnkit.tasks.seq2seq import decoder_start
 
-        memory = model.encode(ids, mask).detach()
-        target, target_mask = _example(vocab, [5, 3], tokenizer.pad_id, seed=2)
-        decoder_in = {
-            "decoder_input_ids": target,
-            "encoder_hidden_states": memory,
-            "encoder_attention_mask": mask.long(),
-        }
+        decoder_examples = []
+        for n, ((ids, mask), (_, target_lengths)) in enumerate(zip(sources, EXAMPLES)):
+            target, target_mask = _example(vocab, target_lengths, pad_id, seed=len(EXAMPLES) + n)
+            inputs = {"decoder_input_ids": target, "encoder_hidden_states": model.encode(ids, mask)}
+            decoder_examples.append(({**inputs, "encoder_attention_mask": mask.long()}, target_mask))
         graphs = [
-            Graph("encoder", _Stack(model.encoder), ids_in, "last_hidden_state", mask),
-            Graph("decoder", _Decoder(model), decoder_in, "logits", target_mask),
+            Graph("encoder", _Stack(model.encoder), "last_hidden_state", source_examples),
+            Graph("decoder", _Decoder(model), "logits", decoder_examples),
         ]
         manifest["graphs"] = {
-            "encoder": {"inputs": list(ids_in), "output": "last_hidden_state (batch, time, dim)"},
-            "decoder": {"inputs": list(decoder_in), "output": "logits (batch, target time, vocab): the next token"},
+            "encoder": {"inputs": list(source_examples[0][0]), "output": "last_hidden_state (batch, time, dim)"},
+            "decoder": {
+                "inputs": list(decoder_examples[0][0]),
+                "output": "logits (batch, target time, vocab): the next token",
+            },
         }
         manifest["decoder_start_id"] = decoder_start(model.config, tokenizer)
         return graphs, manifest
@@ -137,11 +144,11 @@ def _graphs(pipeline: Pipeline, model: nn.Module) -> tuple[list[Graph], dict]:
         module = _Stack(model)
         if task.name == "classify":
             manifest["labels"] = list(task.labels)
+            source_examples = [(inputs, None) for inputs, _ in source_examples]  # one row per text: no padding
         else:
             manifest["tags"] = list(task.tags)
-    manifest["graphs"] = {"model": {"inputs": list(ids_in), "output": meaning}}
-    real = None if manifest["task"] == "classify" else mask  # one row per text: nothing is padding
-    return [Graph("model", module, ids_in, output, real)], manifest
+    manifest["graphs"] = {"model": {"inputs": list(source_examples[0][0]), "output": meaning}}
+    return [Graph("model", module, output, source_examples)], manifest
 
 
 def _save_tokenizer(pipeline: Pipeline, model: nn.Module, file: Path) -> None:
@@ -162,26 +169,31 @@ def _example(vocab: int, lengths: list[int], pad_id: int, seed: int = 1) -> tupl
     return ids.masked_fill(~mask, pad_id), mask
 
 
-def _export_graph(graph: Graph, file: Path) -> None:
+def _export_graph(graph: Graph, file: Path, where: str) -> None:
     """torch.onnx's exporter (torch.export underneath), every input's batch and time axes dynamic."""
-    dynamic = {name: {0: Dim.DYNAMIC, 1: Dim.DYNAMIC} for name in graph.inputs}
+    inputs = graph.examples[0][0]
+    dynamic = {name: {0: Dim.DYNAMIC, 1: Dim.DYNAMIC} for name in inputs}
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's notes on its own internals say nothing to a user
-        torch.onnx.export(
-            graph.module.eval(),
-            tuple(graph.inputs.values()),
-            str(file),
-            input_names=list(graph.inputs),
-            output_names=[graph.output],
-            dynamic_shapes=dynamic,
-            opset_version=OPSET,
-            dynamo=True,
-            external_data=False,
-            verbose=False,
-        )
+        try:
+            torch.onnx.export(
+                graph.module.eval(),
+                tuple(inputs.values()),
+                str(file),
+                input_names=list(inputs),
+                output_names=[graph.output],
+                dynamic_shapes=dynamic,
+                opset_version=OPSET,
+                dynamo=True,
+                external_data=False,
+                verbose=False,
+            )
+        except Exception as error:  # the exporter's failures are many and deep; the first line says which
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise AttnkitError(f"{where}: torch.onnx could not export {graph.name}.onnx: {reason}") from None
 
 
-def _run(file: Path, inputs: dict[str, Tensor]) -> Tensor:
+def _run(file: Path, inputs: Inputs) -> Tensor:
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(file), providers=["CPUExecutionProvider"])
@@ -189,11 +201,13 @@ def _run(file: Path, inputs: dict[str, Tensor]) -> Tensor:
 
 
 def _check(graph: Graph, file: Path, where: str) -> float:
-    """onnxruntime's output of the example batch against attnkit's, on real positions; refuses a mismatch."""
-    with torch.no_grad():
-        expected = graph.module(*graph.inputs.values())
-    actual = _run(file, graph.inputs)
-    difference = _difference(actual, expected, graph.real)
+    """onnxruntime's outputs of the example batches against attnkit's, on real positions; refuses a mismatch."""
+    differences = []
+    for inputs, real in graph.examples:
+        with torch.no_grad():
+            expected = graph.module(*inputs.values())
+        differences.append(_difference(_run(file, inputs), expected, real))
+    difference = max(differences)
     if difference > TOLERANCE:
         raise AttnkitError(
             f"{where}: the exported {graph.name}.onnx differs from attnkit by {difference:.2e} of the output's scale "
@@ -206,11 +220,11 @@ def _quantize(graph: Graph, file: Path) -> float:
     """Replace `file` by its int8 version; returns the largest difference from the float32 graph."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    expected = _run(file, graph.inputs)
+    expected = [_run(file, inputs) for inputs, _ in graph.examples]
     quantized = file.with_suffix(".int8.onnx")
     quantize_dynamic(str(file), str(quantized), weight_type=QuantType.QInt8)
     shutil.move(quantized, file)
-    return _difference(_run(file, graph.inputs), expected, graph.real)
+    return max(_difference(_run(file, inputs), full, real) for (inputs, real), full in zip(graph.examples, expected))
 
 
 def _difference(actual: Tensor, expected: Tensor, real: Tensor | None) -> float:

@@ -174,3 +174,16 @@ def test_cli_exports_replaces_its_own_export_and_refuses_other_folders(classifie
     assert capsys.readouterr().err.strip() == (
         "attnkit: error: --int8 quantizes an ONNX export: add --onnx (a Hugging Face directory stays float32)"
     )
+
+
+def test_an_exporter_failure_is_one_line_and_nothing_is_written(classifier_dir, tmp_path, monkeypatch):
+    def fails(*args, **kwargs):
+        raise RuntimeError("Unsupported: aten::mystery_op\n  (a long trace follows)")
+
+    monkeypatch.setattr(torch.onnx, "export", fails)
+    with pytest.raises(AttnkitError) as raised:
+        export_onnx(classifier_dir, tmp_path / "onnx")
+    assert (
+        str(raised.value) == f"{classifier_dir}: torch.onnx could not export model.onnx: Unsupported: aten::mystery_op"
+    )
+    assert not (tmp_path / "onnx").exists()
