@@ -18,8 +18,8 @@ from torch import Tensor, nn
 
 from attnkit.nn.dropout import dropout
 
-HALF_EXPLICIT_MAX_KEYS = 256  # see _explicit_is_faster
-ONE_QUERY_EXPLICIT_MAX_KEYS = 512
+HALF_EXPLICIT_MAX_KEYS = 128  # see _explicit_is_faster
+ONE_QUERY_EXPLICIT_MAX_KEYS = 256
 
 
 @dataclass
@@ -178,7 +178,7 @@ class MultiHeadAttention(nn.Module):
 def _explicit_is_faster(q: Tensor, k: Tensor, p: float) -> bool:
     """On the CPU, where the explicit path beats scaled_dot_product_attention (benchmarks/attention_paths.py):
     with attention dropout (SDPA draws it with the slow bernoulli_; the explicit path uses attnkit's dropout);
-    in bfloat16/float16 up to HALF_EXPLICIT_MAX_KEYS keys, where SDPA's flash kernel runs 1.5-9x slower than two
+    in bfloat16/float16 up to HALF_EXPLICIT_MAX_KEYS keys, where SDPA's flash kernel runs up to 9x slower than two
     half-precision matrix products (its backward most of all); and for a single query (a decoding step) up to
     ONE_QUERY_EXPLICIT_MAX_KEYS keys, where the kernel's per-call work costs up to 3x the arithmetic."""
     if q.device.type != "cpu":
