@@ -10,7 +10,7 @@ for part-of-speech tagging. Test figures only; the one setting tuned (logistic r
     python benchmarks/baselines.py [--data ../shared/data]     # about 3 minutes on 2 CPU cores
 
 Files are read with attnkit's own readers, as `attnkit train` reads them. Prints a table, then one JSON line.
-Needs scikit-learn and nltk (pip install scikit-learn; nltk comes with attnkit). Not run by CI.
+Needs the bench extra (scikit-learn; nltk comes with attnkit). Not run by CI.
 """
 
 from __future__ import annotations
