@@ -160,7 +160,8 @@ class PretrainTask(Task):
         return EncoderDecoder(config) if config.arch == "encoder-decoder" else Decoder(config)
 
     def _scores(self, model: nn.Module, batch: Batch, generator: torch.Generator | None) -> tuple[Tensor, ...]:
-        """Flat logits (n, vocab), labels (n,) and the batch row (n,) of each prediction the objective makes."""
+        """Flat logits (n, vocab), labels (n,) and the batch row (n,) of each prediction the objective makes (only
+        real targets: no padding, no ignored labels)."""
         ids, mask, arch = batch["ids"], batch["mask"], self.model_config.arch  # model may be wrapped (DDP, FSDP)
         if arch == "encoder":
             inputs, labels = mask_tokens(ids, mask, self.tokenizer, self._fraction(0.15), generator)  # BERT's rate
@@ -190,17 +191,17 @@ class PretrainTask(Task):
 
     def loss(self, model: nn.Module, batch: Batch, label_smoothing: float) -> tuple[Tensor, Tensor]:
         logits, labels, _ = self._scores(model, batch, None)  # training draws from the global (seeded) generator
-        return F.cross_entropy(logits.float(), labels, reduction="sum"), (labels != IGNORE_INDEX).sum()
+        return F.cross_entropy(logits.float(), labels, reduction="sum"), labels.new_tensor(labels.numel())
 
     def decode(self, model: nn.Module, batch: Batch) -> list[tuple[float, int]]:
         """Per block: summed negative log-likelihood and the number of predicted tokens. Evaluation corrupts with
         a generator seeded by the batch's first block, so that every evaluation scores the same corruption."""
         generator = torch.Generator().manual_seed(int(batch["index"][0]))
         logits, labels, rows = self._scores(model, batch, generator)
-        nll = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX, reduction="none")
+        nll = F.cross_entropy(logits.float(), labels, reduction="none")
         size = len(batch["ids"])
         sums = torch.zeros(size, device=nll.device).index_add_(0, rows, nll)
-        counts = torch.zeros(size, device=nll.device).index_add_(0, rows, (labels != IGNORE_INDEX).float())
+        counts = torch.zeros(size, device=nll.device).index_add_(0, rows, torch.ones_like(nll))
         return [(float(n), int(c)) for n, c in zip(sums, counts)]
 
     def metrics(self, predictions: list[tuple[float, int]], examples: object) -> dict:
