@@ -91,7 +91,7 @@ def attention(pipeline: Pipeline, text: str, target: str | None = None, model_na
         task = pipeline.seq2seq_task()
     if target is not None and not isinstance(task, Seq2SeqTask):
         raise AttnkitError("--target is for encoder-decoder models; this model reads one text")
-    prediction = None
+    prediction = shapes = None
     if isinstance(task, Seq2SeqTask):
         if target is None:
             items = task.encode([Pair(text, "", 1)], training=False)
@@ -102,7 +102,10 @@ def attention(pipeline: Pipeline, text: str, target: str | None = None, model_na
     else:
         if task is not None:
             prediction = _rendered(task, pipeline.predict([text])[0])
-            ids = task.encode(task.inputs([text]), training=False)[0]["ids"]
+            item = task.encode(task.inputs([text]), training=False)[0]
+            ids = item["ids"]
+            if getattr(model, "shapes", None) is not None:  # a tagger that reads word shapes
+                shapes = torch.tensor([item["shapes"]])
         else:
             ids = _plain_ids(pipeline, text)
         inputs = {"ids": [ids]}
@@ -114,7 +117,8 @@ def attention(pipeline: Pipeline, text: str, target: str | None = None, model_na
         elif isinstance(model, Decoder):
             model(tensors["ids"])
         else:  # an encoder, alone or under a head (classifier, tagger, masked LM)
-            model(tensors["ids"], torch.ones_like(tensors["ids"], dtype=torch.bool))
+            mask = torch.ones_like(tensors["ids"], dtype=torch.bool)
+            model(tensors["ids"], mask, *([] if shapes is None else [shapes.to(device)]))
     token = pipeline.tokenizer.backend.id_to_token
     tokens = {key: [token(int(i)) or f"<{int(i)}>" for i in value[0]] for key, value in inputs.items()}
     stack = "decoder" if isinstance(model, Decoder) else "encoder"

@@ -182,6 +182,9 @@ class TaskConfig:
     length_penalty: float = 1.0  # seq2seq: hypotheses are ranked by log-probability / length ** length_penalty
     no_repeat_ngram: int = 0  # seq2seq: if n > 0, no n-gram occurs twice in an output
     metric: str | None = None  # the dev metric that picks the best checkpoint; None: the task's main metric
+    # tag: the encoder also reads each word's shape (lower, Title, UPPER, digits...), which an uncased
+    # checkpoint's tokenizer drops (all-MiniLM-L6-v2 lowercases: proper nouns look like common ones)
+    word_shapes: bool = False
     mask_fraction: float | None = None  # pretrain: share of tokens corrupted; None: 0.15 (masked LM), 0.3 (infilling)
 
     def __post_init__(self) -> None:

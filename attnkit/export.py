@@ -27,9 +27,9 @@ def task_export(pipeline: Pipeline) -> TaskExport:
     """What the exported directory must say for transformers to predict as `pipeline` does."""
     task, run, tokenizer = pipeline.task, pipeline.run, pipeline.tokenizer
     if task.name == "classify":
-        return TaskExport("classify", list(task.labels), max_length=run.data.max_length)
+        return TaskExport("classify", task.specials, list(task.labels), max_length=run.data.max_length)
     if task.name == "tag":
-        return TaskExport("tag", list(task.tags))
+        return TaskExport("tag", task.specials, list(task.tags))
     # attnkit's beam search as transformers' generate: the same start, end and suppressed tokens (as
     # Seq2SeqTask.decode), log-probabilities renormalized after suppression, no forced tokens
     generation = {
@@ -48,4 +48,4 @@ def task_export(pipeline: Pipeline) -> TaskExport:
     }
     if run.task.beam_size > 1:  # transformers refuses beam settings without beams
         generation.update(length_penalty=run.task.length_penalty, early_stopping=False)
-    return TaskExport("seq2seq", max_length=run.data.max_length, generation=generation)
+    return TaskExport("seq2seq", task.specials, max_length=run.data.max_length, generation=generation)

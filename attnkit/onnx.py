@@ -6,8 +6,8 @@ What is written (OUT/onnx.json says which, with the inputs, outputs and what the
   encoder.onnx  and decoder.onnx for an encoder-decoder: the source's hidden states, then next-token logits for
                 a whole target prefix (no cache; onnx.json names the start and end tokens for the decoding loop);
   tokenizer.json, which the `tokenizers` package reads: its encode adds the special tokens attnkit gives the
-                model's inputs (classify and encoders: <s> text </s>; tag: the words' subwords alone; seq2seq:
-                text </s>; a language model's prompt: none).
+                model's inputs (classify, tag and encoders: <s> text </s>, a tag model saved before 2026-11-29
+                the words' subwords alone; seq2seq: text </s>; a language model's prompt: none).
 Token ids and masks are int64 (batch, time), 1 on real tokens. Every graph is run by onnxruntime on a padded
 batch before the export counts as done; its outputs must equal attnkit's within TOLERANCE (float32). With
 `int8`, the graphs' matrix products are quantized dynamically (onnxruntime.quantization) after that check,
@@ -145,6 +145,8 @@ def _graphs(pipeline: Pipeline, model: nn.Module) -> tuple[list[Graph], dict]:
         if task.name == "classify":
             manifest["labels"] = list(task.labels)
             source_examples = [(inputs, None) for inputs, _ in source_examples]  # one row per text: no padding
+        elif getattr(model, "shapes", None) is not None:
+            raise AttnkitError("a tagger trained with task.word_shapes: its ONNX export is not built yet")
         else:
             manifest["tags"] = list(task.tags)
     manifest["graphs"] = {"model": {"inputs": list(source_examples[0][0]), "output": meaning}}
@@ -155,8 +157,7 @@ def _save_tokenizer(pipeline: Pipeline, model: nn.Module, file: Path) -> None:
     if isinstance(model, Decoder):  # a prompt is continued as it is
         pipeline.tokenizer.save(file)
         return
-    task = pipeline.task
-    specials = "classify" if task is None or task.name == "pretrain" else task.name  # encoders read <s> text </s>
+    specials = "both" if pipeline.task is None else pipeline.task.specials  # an encoder reads <s> text </s>
     save_with_specials(pipeline.tokenizer, file, specials)
 
 

@@ -172,7 +172,7 @@ class Pipeline:
         the source and </s>; classify: <s> text </s>), or with `encoding` that `encode` reads (<s> text </s>)."""
         tokenizer, name = self.tokenizer, None if encoding or self.task is None else self.task.name
         if name == "tag":
-            return [len(ids) for ids, _ in tokenizer.encode_words_batch([text.split() for text in texts])]
+            return [len(item["ids"]) for item in self.task.encode(self.task.inputs(texts), training=False)]
         specials = 1 if name == "seq2seq" else len(tokenizer.add_specials([]))
         return [len(ids) + specials for ids in tokenizer.encode_batch(texts)]
 

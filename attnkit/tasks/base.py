@@ -27,6 +27,7 @@ class Task:
     main_metric = ""
     gold_unit, gold_name = "example", "label"  # what carries a gold label, and what one is called (for warnings)
     lower_is_better: frozenset[str] = frozenset()
+    specials = "both"  # special tokens around an input: both (<s> text </s>), end (text </s>) or none
 
     def __init__(
         self,

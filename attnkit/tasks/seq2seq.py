@@ -36,6 +36,7 @@ def suppressed(tokenizer: Tokenizer) -> list[int]:
 
 class Seq2SeqTask(Task):
     name = "seq2seq"
+    specials = "end"
     main_metric = "bleu"
 
     @staticmethod

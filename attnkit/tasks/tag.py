@@ -1,4 +1,5 @@
-"""N->N: one tag per word. Words are split into subwords; the first subword of each word carries its tag in
+"""N->N: one tag per word. Words are split into subwords, between the tokenizer's start and end tokens (BERT's
+[CLS] and [SEP], as a checkpoint read them in pretraining); the first subword of each word carries its tag in
 training and predicts it back. A sentence longer than a model's learned positions is tagged in windows of whole
 words, so that every word gets its tag whatever the sentence's length."""
 
@@ -22,20 +23,46 @@ from attnkit.nn.dropout import Dropout
 from attnkit.runtime import to_device
 from attnkit.tasks.base import IGNORE_INDEX, Batch, Task
 
+# the shape of a word, which every one of its subwords reads (with task.word_shapes); "none" marks special tokens
+SHAPES = ("none", "lower", "title", "upper", "mixed", "digits", "uncased", "symbol")
+
+
+def word_shape(word: str) -> int:
+    """The index in SHAPES of `word`'s shape: how its cased letters are cased (lower, Title, UPPER, mIxed); else
+    whether it has digits, letters of a script without case (Chinese), or neither."""
+    cased = [c for c in word if c.isupper() or c.islower()]
+    if cased:
+        if not any(c.isupper() for c in cased):
+            return SHAPES.index("lower")
+        if not any(c.isupper() for c in cased[1:]):
+            return SHAPES.index("title")
+        return SHAPES.index("upper" if not any(c.islower() for c in cased) else "mixed")
+    if any(c.isdigit() for c in word):
+        return SHAPES.index("digits")
+    return SHAPES.index("uncased" if any(c.isalpha() for c in word) else "symbol")
+
 
 class Tagger(nn.Module):
-    """Encoder, dropout, and a linear layer giving tag scores at every position."""
+    """Encoder, dropout, and a linear layer giving tag scores at every position. With `word_shapes`, an
+    embedding of each word's shape is added to its subwords' embeddings; it starts at zero, so a pretrained
+    encoder starts as it was."""
 
-    def __init__(self, config: ModelConfig, num_tags: int) -> None:
+    def __init__(self, config: ModelConfig, num_tags: int, word_shapes: bool = False) -> None:
         super().__init__()
         self.config = config
         self.encoder = Encoder(config)
+        self.shapes = nn.Embedding(len(SHAPES), config.dim) if word_shapes else None
+        if self.shapes is not None:
+            nn.init.zeros_(self.shapes.weight)
         self.dropout = Dropout(config.dropout)
         self.head = nn.Linear(config.dim, num_tags)
 
-    def forward(self, ids: Tensor, mask: Tensor) -> Tensor:
-        # ids, mask: (batch, time) -> tag logits (batch, time, tags)
-        return self.head(self.dropout(self.encoder(ids, mask)))
+    def forward(self, ids: Tensor, mask: Tensor, shapes: Tensor | None = None) -> Tensor:
+        # ids, mask, shapes: (batch, time) -> tag logits (batch, time, tags)
+        if (shapes is None) != (self.shapes is None):
+            raise ValueError("a tagger with word shapes needs them, and one without takes none")
+        features = None if self.shapes is None else self.shapes(shapes)
+        return self.head(self.dropout(self.encoder(ids, mask, features)))
 
 
 class TagTask(Task):
@@ -46,9 +73,11 @@ class TagTask(Task):
     def __init__(self, config, data, tokenizer, model_config, state=None) -> None:
         super().__init__(config, data, tokenizer, model_config, state)
         self.tags: list[str] = list((state or {}).get("tags", []))
+        # models saved before tag inputs had special tokens read the words' subwords alone
+        self.specials = "both" if state is None or state.get("specials") == "both" else "none"
 
     def state(self) -> dict:
-        return {"tags": self.tags}
+        return {"tags": self.tags, "specials": self.specials}
 
     @staticmethod
     def read(data: DataConfig, path: str | os.PathLike, need_targets: bool = True) -> list[Tagged]:
@@ -79,18 +108,38 @@ class TagTask(Task):
         return (" ".join(e.words) for e in examples)
 
     def encode(self, examples: list[Tagged], training: bool) -> list[dict]:
-        """Training keeps the first max_length subwords; evaluation and prediction keep every word."""
+        """Training keeps the first max_length tokens; evaluation and prediction keep every word."""
         index = {tag: i for i, tag in enumerate(self.tags)}
+        keep = self.data.max_length - sum(self._around())
         items = []
         for e, (ids, starts) in zip(examples, self.tokenizer.encode_words_batch([e.words for e in examples])):
-            if training:
-                ids = ids[: self.data.max_length]
-            labels = [IGNORE_INDEX] * len(ids)
-            for start, tag in zip(starts, e.tags):
-                if start < len(ids):
-                    labels[start] = index.get(tag, IGNORE_INDEX)  # a tag the model never saw: nothing to learn
-            items.append({"ids": ids, "labels": labels, "starts": starts})
+            # a tag never seen, or none given (prediction): nothing to learn
+            labels = [index.get(tag, IGNORE_INDEX) for tag in e.tags or [None] * len(e.words)]
+            shapes = [word_shape(word) for word in e.words]
+            items.append(self._item(ids[:keep] if training else ids, starts, labels, shapes))
         return items
+
+    def _around(self) -> tuple[int, int]:
+        """How many special tokens come before and after a sentence's subwords."""
+        if self.specials == "none":
+            return 0, 0
+        return int(self.tokenizer.bos_id is not None), 1
+
+    def _item(self, ids: list[int], starts: list[int], word_labels: list[int], word_shapes: list[int]) -> dict:
+        """The model's input for a sentence's subwords `ids`, whose words begin at `starts` and are labelled
+        `word_labels` and shaped `word_shapes`: with the special tokens this model reads around them."""
+        labels, shapes = [IGNORE_INDEX] * len(ids), [0] * len(ids)
+        for start, end, label, shape in zip(starts, [*starts[1:], len(ids)], word_labels, word_shapes):
+            if start < len(ids):
+                labels[start] = label
+                shapes[start:end] = [shape] * (min(end, len(ids)) - start)
+        before, after = self._around()
+        if before or after:
+            ids = self.tokenizer.add_specials(ids)
+            labels = [IGNORE_INDEX] * before + labels + [IGNORE_INDEX] * after
+            shapes = [0] * before + shapes + [0] * after
+            starts = [start + before for start in starts]
+        return {"ids": ids, "labels": labels, "starts": starts, "shapes": shapes}
 
     def size(self, item: dict) -> int:
         return len(item["ids"])
@@ -99,15 +148,21 @@ class TagTask(Task):
         ids, mask = pad([item["ids"] for item in items], self.tokenizer.pad_id)
         labels, _ = pad([item["labels"] for item in items], IGNORE_INDEX)
         starts, start_mask = pad([item["starts"] for item in items], 0)
-        return {"ids": ids, "mask": mask, "labels": labels, "starts": starts, "start_mask": start_mask}
+        batch = {"ids": ids, "mask": mask, "labels": labels, "starts": starts, "start_mask": start_mask}
+        if self.config.word_shapes:
+            batch["shapes"] = pad([item["shapes"] for item in items], 0)[0]
+        return batch
 
     def build_model(self) -> Tagger:
-        config = self.model_config
-        return Tagger(config, len(self.tags))
+        return Tagger(self.model_config, len(self.tags), self.config.word_shapes)
+
+    def forward(self, model: nn.Module, batch: Batch) -> Tensor:
+        """Tag logits (batch, time, tags) for a collated batch."""
+        return model(batch["ids"], batch["mask"], batch.get("shapes"))
 
     def loss(self, model: nn.Module, batch: Batch, label_smoothing: float) -> tuple[Tensor, Tensor]:
         """Scored at each word's first subword (the other positions hold IGNORE_INDEX)."""
-        logits, labels = model(batch["ids"], batch["mask"]).flatten(0, 1), batch["labels"].flatten()
+        logits, labels = self.forward(model, batch).flatten(0, 1), batch["labels"].flatten()
         total = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing, reduction="sum")
         return total, (labels != IGNORE_INDEX).sum()
 
@@ -117,14 +172,18 @@ class TagTask(Task):
         limit = config.max_positions if config.positions == "learned" else None
         if limit is None or batch["ids"].shape[1] <= limit:
             return self._tags(model, batch)
-        pieces, owners = [], []
+        pieces, owners, (before, after) = [], [], self._around()
+        shapes = batch.get("shapes", torch.zeros_like(batch["ids"]))
         for row, (ids, mask, starts, start_mask) in enumerate(
             zip(batch["ids"], batch["mask"], batch["starts"], batch["start_mask"])
         ):
             ids, starts = ids[mask].tolist(), starts[start_mask].tolist()
-            for first, last, begin, end in windows(starts, len(ids), limit):
+            word_shapes = shapes[row, starts].tolist()
+            ids, starts = ids[before : len(ids) - after], [start - before for start in starts]  # the words' subwords
+            for first, last, begin, end in windows(starts, len(ids), limit - before - after):
                 local = [start - begin for start in starts[first:last]]
-                pieces.append({"ids": ids[begin:end], "labels": [IGNORE_INDEX] * (end - begin), "starts": local})
+                unlabelled = [IGNORE_INDEX] * len(local)
+                pieces.append(self._item(ids[begin:end], local, unlabelled, word_shapes[first:last]))
                 owners.append(row)
         joined: list[list[str]] = [[] for _ in batch["ids"]]
         for row, tags in zip(owners, self._tags(model, to_device(self.collate(pieces), batch["ids"].device))):
@@ -132,7 +191,7 @@ class TagTask(Task):
         return joined
 
     def _tags(self, model: nn.Module, batch: Batch) -> list[list[str]]:
-        best = model(batch["ids"], batch["mask"]).argmax(-1)  # (batch, time)
+        best = self.forward(model, batch).argmax(-1)  # (batch, time)
         word_tags = torch.gather(best, 1, batch["starts"])  # the tag at each word's first subword
         return [[self.tags[int(t)] for t in row[keep]] for row, keep in zip(word_tags, batch["start_mask"])]
 

@@ -1,13 +1,14 @@
 """Tagging: word-level tags through subwords, for any sentence length at prediction time."""
 
 import pytest
+import torch
 
 from attnkit.config import DataConfig, ModelConfig, TaskConfig, TokenizerConfig
 from attnkit.data.readers import Tagged
 from attnkit.errors import AttnkitError
 from attnkit.pipeline import Pipeline
 from attnkit.tasks import IGNORE_INDEX
-from attnkit.tasks.tag import TagTask, windows
+from attnkit.tasks.tag import SHAPES, Tagger, TagTask, windows, word_shape
 from attnkit.tokenization import Tokenizer
 from attnkit.train import train
 from tests.conftest import TAG_OF, WORDS, run_config, tagging_sentences, write_conll
@@ -28,6 +29,64 @@ def test_first_subword_carries_the_tag():
     assert tagged == item["starts"] and len(item["ids"]) > 6  # long words split; evaluation keeps all
     (truncated,) = task.encode(sentences, training=True)
     assert len(truncated["ids"]) == 6
+
+
+def test_a_sentence_is_read_between_start_and_end_tokens():
+    task = tag_task("tall", DataConfig())
+    sentences = [Tagged(["unbelievably", "tall"], ["ADV", "ADJ"], 1)]
+    task.fit(sentences)
+    (item,) = task.encode(sentences, training=False)
+    tokenizer = task.tokenizer
+    assert item["ids"][0] == tokenizer.bos_id and item["ids"][-1] == tokenizer.eos_id
+    assert item["starts"][0] == 1 and item["labels"][0] == item["labels"][-1] == IGNORE_INDEX
+    assert item["ids"][1:-1] == tokenizer.encode_words(sentences[0].words)[0]
+
+
+def test_a_model_saved_before_special_tokens_reads_the_words_alone():
+    task = tag_task("tall", DataConfig(), {"tags": ["ADV", "ADJ"]})  # a saved state without "specials"
+    (item,) = task.encode([Tagged(["unbelievably", "tall"], ["ADV", "ADJ"], 1)], training=False)
+    assert item["starts"][0] == 0 and item["ids"] == task.tokenizer.encode_words(["unbelievably", "tall"])[0]
+    assert task.state()["specials"] == "none"
+
+
+@pytest.mark.parametrize(
+    "word, shape",
+    [
+        ("cat", "lower"),
+        ("Cat", "title"),
+        ("I", "title"),
+        ("NASA", "upper"),
+        ("iPhone", "mixed"),
+        ("1998", "digits"),
+        ("U.S.", "upper"),
+        ("人民", "uncased"),
+        (",", "symbol"),
+        ("l'Été", "mixed"),
+    ],
+)
+def test_word_shapes(word, shape):
+    assert SHAPES[word_shape(word)] == shape
+
+
+def test_word_shapes_reach_every_subword_of_their_word_and_start_at_zero():
+    task = tag_task("tall", DataConfig())
+    task.config = TaskConfig(name="tag", word_shapes=True)
+    sentences = [Tagged(["Unbelievably", "tall", "NASA"], ["ADV", "ADJ", "NOUN"], 1)]
+    task.fit(sentences)
+    (item,) = task.encode(sentences, training=False)
+    first, second, third = item["starts"]
+    shapes = [SHAPES[s] for s in item["shapes"]]
+    assert shapes[0] == shapes[-1] == "none" and set(shapes[first:second]) == {"title"}
+    assert shapes[second:third] == ["lower"] and set(shapes[third:-1]) == {"upper"}
+    (unlabelled,) = task.encode(task.inputs(["Unbelievably tall NASA"]), training=False)  # as predict reads
+    assert unlabelled["shapes"] == item["shapes"]
+    model = task.build_model().eval()
+    assert isinstance(model, Tagger) and model.shapes is not None
+    batch = task.collate([item])
+    plain = Tagger(task.model_config, len(task.tags)).eval()
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("shapes.")})
+    # a checkpoint fine-tuned with word shapes starts as it was: their embedding is zero
+    assert torch.equal(task.forward(model, batch), plain(batch["ids"], batch["mask"]))
 
 
 def test_tagger_learns_and_predicts_every_word(tagging_files, tmp_path):
@@ -92,7 +151,8 @@ def test_a_sentence_longer_than_the_learned_positions_gets_a_tag_per_word(window
 
 def test_windows_are_tagged_as_if_each_were_alone(windowed):
     words = [WORDS[(7 * i) % len(WORDS)] for i in range(40)]
-    fit = max(n for n in range(1, 41) if len(windowed.tokenizer.encode_words(words[:n])[0]) <= 16)
+    # a window's 16 positions hold <s> and </s> too
+    fit = max(n for n in range(1, 41) if len(windowed.tokenizer.encode_words(words[:n])[0]) <= 14)
     (tags,) = windowed.predict([" ".join(words)])
     first, rest = windowed.predict([" ".join(words[:fit]), " ".join(words[fit:])])
     assert fit < 40 and tags == first + rest

@@ -22,6 +22,7 @@ class TaskExport:
     """What export needs of a trained task model besides its weights."""
 
     name: str  # classify, tag or seq2seq
+    specials: str  # around an input: both (<s> text </s>), end (text </s>) or none (Task.specials)
     labels: list[str] = field(default_factory=list)  # classify, tag: the name of each output
     max_length: int | None = None  # classify, seq2seq: inputs are cut to this many tokens
     generation: dict = field(default_factory=dict)  # seq2seq: attnkit's decoding, as transformers' generation config
@@ -77,6 +78,10 @@ def _head(family: Family, model: torch.nn.Module, task: str, where: str) -> Head
     head = family.heads.get(task)
     if head is None:
         raise AttnkitError(f"{where}: Hugging Face {family.model_type} has no model class for task {task}")
+    if getattr(model, "shapes", None) is not None:
+        raise AttnkitError(
+            f"{where}: a tagger trained with task.word_shapes reads word shapes, which {head.architecture} cannot"
+        )
     pooling = getattr(model, "pooling", None)
     if head.pooling is not None and pooling != head.pooling:
         raise AttnkitError(
@@ -103,24 +108,24 @@ def _save_tokenizer(tokenizer: object, directory: Path, task: TaskExport | None)
     if task is None:
         tokenizer.save(directory / "tokenizer.json")
     else:
-        save_with_specials(tokenizer, directory / "tokenizer.json", task.name)
+        save_with_specials(tokenizer, directory / "tokenizer.json", task.specials)
         if task.max_length is not None:
             settings["model_max_length"] = task.max_length
     write_json(directory / "tokenizer_config.json", settings)
 
 
-def save_with_specials(tokenizer: object, file: Path, task: str) -> None:
-    """tokenizer.json whose encode adds the special tokens that attnkit gives `task`'s inputs."""
+def save_with_specials(tokenizer: object, file: Path, specials: str) -> None:
+    """tokenizer.json whose encode adds the special tokens that attnkit gives a task's inputs: both
+    (<s> text </s>, Tokenizer.add_specials), end (text </s>) or none."""
     backend = type(tokenizer.backend).from_str(tokenizer.backend.to_str())
-    backend.post_processor = _template(tokenizer, task)
+    backend.post_processor = _template(tokenizer, specials)
     backend.save(str(file))
 
 
-def _template(tokenizer: object, task: str) -> processors.TemplateProcessing:
-    """classify: <s> text </s> (Tokenizer.add_specials); tag: the words' subwords alone; seq2seq: text </s>."""
+def _template(tokenizer: object, specials: str) -> processors.TemplateProcessing:
     token = tokenizer.backend.id_to_token
-    before = [tokenizer.bos_id] if task == "classify" and tokenizer.bos_id is not None else []
-    after = [] if task == "tag" else [tokenizer.eos_id]
+    before = [tokenizer.bos_id] if specials == "both" and tokenizer.bos_id is not None else []
+    after = [] if specials == "none" else [tokenizer.eos_id]
     single = " ".join([*(token(i) for i in before), "$A", *(token(i) for i in after)])
     return processors.TemplateProcessing(single=single, special_tokens=[(token(i), i) for i in {*before, *after}])
 
