@@ -66,7 +66,9 @@ def _print_summary(args: argparse.Namespace, out: str, summary: dict) -> None:
 
 
 def _summary_text(out: str, summary: dict) -> str:
-    lines = [f"trained {summary['steps']} steps ({summary['epochs']} epochs, {summary['minutes']:.1f} min) -> {out}"]
+    memory = "" if summary.get("peak_memory_mib") is None else f", peak memory {summary['peak_memory_mib']:,.0f} MiB"
+    took = f"{summary['epochs']} epochs, {summary['minutes']:.1f} min{memory}"
+    lines = [f"trained {summary['steps']} steps ({took}) -> {out}"]
     for split in ("dev", "test"):
         if summary.get(split):
             lines.append(f"{split}: " + "  ".join(f"{k} {v:.4f}" for k, v in summary[split].items()))

@@ -8,6 +8,7 @@ import contextlib
 import ctypes
 import dataclasses
 import os
+import sys
 import warnings
 from collections.abc import Callable
 from typing import TypeVar
@@ -226,6 +227,19 @@ def _glibc_malloc_trim():
 
 
 _MALLOC_TRIM = _glibc_malloc_trim()
+
+
+def peak_memory_mib(device: torch.device) -> float | None:
+    """The most memory this process has held: on a GPU, what torch allocated there; else the peak resident
+    memory of the process (None where the system does not say)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
 
 
 def return_freed_memory() -> None:

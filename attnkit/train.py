@@ -45,6 +45,7 @@ WARMUP_STEPS, WARMUP_SHARE = 200, 0.1  # 200 steps of warmup, or a tenth of the 
 # but at least this many times in a run: a run of one or two epochs (or max_steps within one) still gets a choice
 EVALUATIONS = 4
 STATE_VERSION = 2  # optimizer state keyed by parameter name (version 1: by position)
+FEW = 20_000  # training from scratch on fewer examples than this, a pretrained checkpoint usually does better
 
 
 def train(run: RunConfig, *, resume: bool = False, overwrite: bool = False, quiet: bool = False) -> dict:
@@ -162,6 +163,11 @@ class Trainer:
         if self.resumed:
             self._say(f"resuming {self.out} at step {self.progress['step']:,} of {self.total_steps:,}")
         self._say(self.plan.describe(self.dev_examples is not None))
+        if not self.resumed and not self.config.init and self.task.name != "pretrain" and self.plan.examples < FEW:
+            self._say(
+                f"hint: {self.plan.examples:,} examples are few for a Transformer from scratch; fine-tuning a "
+                "pretrained checkpoint (--init DIR) usually does better: see docs/choosing.md"
+            )
         if self.processes.world > 1:
             self._say(f"{self.processes.world} processes ({self.processes.strategy}) on {self.device.type}")
         try:
@@ -327,6 +333,7 @@ class Trainer:
             items = self.task.encode(self.test_examples, training=False)
             summary["test"] = self._score(items, self.test_examples, averaged=False)  # the best ones are averaged
             self._record({"step": p["step"], "test": summary["test"]})
+        summary["peak_memory_mib"] = runtime.peak_memory_mib(self.device)  # after testing, which may hold more
         self._record({"summary": summary})
         return summary
 

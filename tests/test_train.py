@@ -236,6 +236,7 @@ def test_off_a_terminal_progress_is_a_line_with_the_loss(sentiment_files, tmp_pa
     train(run_config(sentiment_files, tmp_path / "out", "classify", "train.max_steps=10", "train.patience=null"))
     err = capsys.readouterr().err
     assert "200 training examples in batches of up to 512 tokens" in err  # as TINY sets it
+    assert "hint: 200 examples are few for a Transformer from scratch; fine-tuning a pretrained checkpoint" in err
     assert "step 5/10  epoch 1  loss " in err and "step 10/10  epoch 2" in err  # 4 steps an epoch
 
 
