@@ -7,10 +7,13 @@ for part-of-speech tagging. Test figures only; the one setting tuned (logistic r
   pos/en-oanc, pos/zh-pku        nltk.tag.PerceptronTagger(load=False), 5 iterations (its default)
   pos/tr-web                     the same, on examples/pos-tr.yaml's split (10% dev, 10% test, seed 1)
 
-    python benchmarks/baselines.py [--data ../shared/data]     # about 3 minutes on 2 CPU cores
+    python benchmarks/baselines.py [--data ../shared/data]     # about 5 minutes on 2 CPU cores
+    python benchmarks/baselines.py --model movies=runs/sentiment-minilm --model bbc=runs/topics-minilm ...
 
-Files are read with attnkit's own readers, as `attnkit train` reads them. Prints a table, then one JSON line.
-Needs the bench extra (scikit-learn; nltk comes with attnkit). Not run by CI.
+Files are read with attnkit's own readers, as `attnkit train` reads them. With `--model DATA=DIR` (DATA one of
+movies, bbc, en-oanc, zh-pku, tr-web), attnkit's model in DIR is scored on the same test examples and printed
+beside the baseline. Prints a table, then one JSON line. Needs the bench extra (scikit-learn; nltk comes with
+attnkit). Not run by CI.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pathlib import Path
 
 from machine import machine
 
+import attnkit
 from attnkit.config import DataConfig
 from attnkit.prepare import hold_out
 from attnkit.tasks.classify import ClassifyTask
@@ -30,7 +34,7 @@ from attnkit.tasks.tag import TagTask
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-def classification(data: Path, name: str) -> dict:
+def classification(data: Path, name: str, attnkit_model: Path | None) -> dict:
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
@@ -46,14 +50,14 @@ def classification(data: Path, name: str) -> dict:
             best = (dev, c, model)
     dev, c, model = best
     test = splits["test"]
-    result = {"data": name, "baseline": f"TF-IDF + logistic regression (C={c:g})", "dev": dev}
-    result["test"] = accuracy(model.predict(vectorizer.transform([e.text for e in test])), test)
     seen = {e.text for e in splits["train"]}
     unseen = [e for e in test if e.text not in seen]
-    if len(unseen) < len(test):  # test texts that also occur in train (bbc has some)
-        result[f"test, the {len(unseen)} not in train"] = accuracy(
-            model.predict(vectorizer.transform([e.text for e in unseen])), unseen
-        )
+    parts = {"test": test} | ({f"test, the {len(unseen)} not in train": unseen} if len(unseen) < len(test) else {})
+    result = {"data": name, "baseline": f"TF-IDF + logistic regression (C={c:g})", "dev": dev}
+    for part, examples in parts.items():  # bbc: some test texts also occur in train
+        result[part] = accuracy(model.predict(vectorizer.transform([e.text for e in examples])), examples)
+        if attnkit_model is not None:
+            result[f"attnkit {part}"] = attnkit_accuracy(attnkit_model, examples)
     return result
 
 
@@ -61,7 +65,7 @@ def accuracy(predicted, examples) -> float:
     return sum(p == e.label for p, e in zip(predicted, examples)) / len(examples)
 
 
-def tagging(data: Path, name: str) -> dict:
+def tagging(data: Path, name: str, attnkit_model: Path | None) -> dict:
     from nltk.tag.perceptron import PerceptronTagger
 
     if name == "tr-web":
@@ -79,28 +83,43 @@ def tagging(data: Path, name: str) -> dict:
             right += sum(p == g for p, g in zip(predicted, example.tags))
             total += len(example.tags)
         result[split] = right / total
+    if attnkit_model is not None:
+        result["attnkit test"] = attnkit_accuracy(attnkit_model, splits["test"])
     return result
+
+
+def attnkit_accuracy(model: Path, examples: list) -> float:
+    """The accuracy of attnkit's model in `model` on `examples` (word accuracy for a tagger)."""
+    pipeline = attnkit.load(model, device="cpu")
+    return pipeline.task.metrics(pipeline.predict_examples(examples), examples)["accuracy"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DATA, help=f"the shared data folder (default {DATA})")
+    parser.add_argument(
+        "--model", action="append", default=[], metavar="DATA=DIR", help="also score attnkit's model DIR on DATA"
+    )
     args = parser.parse_args()
-    runs = [
-        (classification, args.data / "sentiment", "movies"),
-        (classification, args.data / "topics", "bbc"),
-        (tagging, args.data / "pos", "en-oanc"),
-        (tagging, args.data / "pos", "zh-pku"),
-        (tagging, args.data / "pos", "tr-web"),
-    ]
+    runs = {
+        "movies": (classification, args.data / "sentiment"),
+        "bbc": (classification, args.data / "topics"),
+        "en-oanc": (tagging, args.data / "pos"),
+        "zh-pku": (tagging, args.data / "pos"),
+        "tr-web": (tagging, args.data / "pos"),
+    }
+    models = dict(given.split("=", 1) for given in args.model)
+    if unknown := set(models) - set(runs):
+        parser.error(f"--model: no data set {', '.join(sorted(unknown))} (one of {', '.join(runs)})")
     results = []
-    for run, folder, name in runs:
+    for name, (run, folder) in runs.items():
         began = time.perf_counter()
-        results.append({**run(folder, name), "seconds": round(time.perf_counter() - began, 1)})
+        model = Path(models[name]) if name in models else None
+        results.append({**run(folder, name, model), "seconds": round(time.perf_counter() - began, 1)})
     print(json.dumps(machine()))
     print(f"{'data':<9} {'baseline':<45} {'dev':>7} {'test':>7}  other")
     for r in results:
-        other = "  ".join(f"{k} {v:.1%}" for k, v in r.items() if k.startswith("test, "))
+        other = "  ".join(f"{k} {v:.1%}" for k, v in r.items() if k.startswith(("test, ", "attnkit")))
         print(f"{r['data']:<9} {r['baseline']:<45} {r['dev']:>7.1%} {r['test']:>7.1%}  {other}")
     print(json.dumps({"results": results}))
 
