@@ -330,13 +330,13 @@ def test_every_serve_option_states_its_default():
 
 
 def test_a_tagger_tags_every_word_of_a_sentence_longer_than_its_positions(tagger):
-    sentence = " ".join(WORDS * 3)  # 45 words, 16 learned positions
+    sentence = " ".join(WORDS * 3)  # 45 words and <s>, </s>: 47 tokens; 16 learned positions
     with TestClient(create_app(tagger)) as client:
         tags = client.post("/predict", json={"text": sentence}).json()["prediction"]
     assert len(tags) == 45 and tags == tagger.predict([sentence])[0]
     with TestClient(create_app(tagger, Limits(too_long="reject"))) as client:
         refused = client.post("/predict", json={"text": sentence})
-    assert refused.status_code == 413 and "text: 45 tokens, over this model's limit of 16" in refused.json()["detail"]
+    assert refused.status_code == 413 and "text: 47 tokens, over this model's limit of 16" in refused.json()["detail"]
 
 
 @pytest.mark.parametrize(("error", "status"), [(AttnkitError("bad input"), 400), (RuntimeError("a bug"), 500)])
