@@ -85,6 +85,8 @@ def export_onnx(
         raise AttnkitError("ONNX export needs the onnx extra: pip install 'attnkit[onnx]'") from None
     pipeline = Pipeline.load(path, trust_pickle, device="cpu")
     model = pipeline.model.eval()
+    if getattr(model, "shapes", None) is not None:
+        raise AttnkitError(f"{path}: a tagger trained with task.word_shapes reads word shapes; no ONNX export for it")
     with torch.no_grad():
         graphs, manifest = _graphs(pipeline, model)
     with atomic_directory(out) as staging:
@@ -145,8 +147,6 @@ def _graphs(pipeline: Pipeline, model: nn.Module) -> tuple[list[Graph], dict]:
         if task.name == "classify":
             manifest["labels"] = list(task.labels)
             source_examples = [(inputs, None) for inputs, _ in source_examples]  # one row per text: no padding
-        elif getattr(model, "shapes", None) is not None:
-            raise AttnkitError("a tagger trained with task.word_shapes: its ONNX export is not built yet")
         else:
             manifest["tags"] = list(task.tags)
     manifest["graphs"] = {"model": {"inputs": list(source_examples[0][0]), "output": meaning}}

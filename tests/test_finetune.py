@@ -10,6 +10,7 @@ import torch
 from attnkit.config import RunConfig
 from attnkit.errors import AttnkitError
 from attnkit.export import export as export_model
+from attnkit.onnx import export_onnx
 from attnkit.pipeline import Pipeline
 from attnkit.train import train
 from tests.conftest import TAG_OF, WORDS, write_conll
@@ -130,3 +131,5 @@ def test_a_tagger_fine_tuned_from_minilm_reads_case_and_tags_every_word(tmp_path
     assert len(tags) == 600
     with pytest.raises(AttnkitError, match="reads word shapes, which BertForTokenClassification cannot"):
         export_model(tmp_path / "out", tmp_path / "hf")
+    with pytest.raises(AttnkitError, match="reads word shapes; no ONNX export for it"):
+        export_onnx(tmp_path / "out", tmp_path / "onnx")
