@@ -54,10 +54,11 @@ def classification(data: Path, name: str, attnkit_model: Path | None) -> dict:
     unseen = [e for e in test if e.text not in seen]
     parts = {"test": test} | ({f"test, the {len(unseen)} not in train": unseen} if len(unseen) < len(test) else {})
     result = {"data": name, "baseline": f"TF-IDF + logistic regression (C={c:g})", "dev": dev}
+    pipeline = None if attnkit_model is None else attnkit.load(attnkit_model, device="cpu")
     for part, examples in parts.items():  # bbc: some test texts also occur in train
         result[part] = accuracy(model.predict(vectorizer.transform([e.text for e in examples])), examples)
-        if attnkit_model is not None:
-            result[f"attnkit {part}"] = attnkit_accuracy(attnkit_model, examples)
+        if pipeline is not None:
+            result[f"attnkit {part}"] = attnkit_accuracy(pipeline, examples)
     return result
 
 
@@ -84,13 +85,12 @@ def tagging(data: Path, name: str, attnkit_model: Path | None) -> dict:
             total += len(example.tags)
         result[split] = right / total
     if attnkit_model is not None:
-        result["attnkit test"] = attnkit_accuracy(attnkit_model, splits["test"])
+        result["attnkit test"] = attnkit_accuracy(attnkit.load(attnkit_model, device="cpu"), splits["test"])
     return result
 
 
-def attnkit_accuracy(model: Path, examples: list) -> float:
-    """The accuracy of attnkit's model in `model` on `examples` (word accuracy for a tagger)."""
-    pipeline = attnkit.load(model, device="cpu")
+def attnkit_accuracy(pipeline: attnkit.Pipeline, examples: list) -> float:
+    """The accuracy of attnkit's model on `examples` (word accuracy for a tagger)."""
     return pipeline.task.metrics(pipeline.predict_examples(examples), examples)["accuracy"]
 
 

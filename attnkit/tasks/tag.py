@@ -173,7 +173,7 @@ class TagTask(Task):
         if limit is None or batch["ids"].shape[1] <= limit:
             return self._tags(model, batch)
         pieces, owners, (before, after) = [], [], self._around()
-        shapes = batch.get("shapes", torch.zeros_like(batch["ids"]))
+        shapes = batch["shapes"] if "shapes" in batch else torch.zeros_like(batch["ids"])
         for row, (ids, mask, starts, start_mask) in enumerate(
             zip(batch["ids"], batch["mask"], batch["starts"], batch["start_mask"])
         ):
