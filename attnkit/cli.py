@@ -83,6 +83,13 @@ def _evaluate(args: argparse.Namespace) -> None:
     print(json.dumps(metrics) if args.json else pipeline.task.report(metrics))
 
 
+def _average(args: argparse.Namespace) -> None:
+    from attnkit.average import average
+
+    average(args.paths, args.out, overwrite=args.overwrite)
+    print(f"averaged the weights of {len(args.paths)} models -> {args.out}")
+
+
 def _warn(message: str) -> None:
     print(f"attnkit: warning: {message}", file=sys.stderr)
 
@@ -247,6 +254,16 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", default="auto", help=DEVICE_HELP)
     evaluate.add_argument("--int8", action="store_true", help=INT8_HELP)
     evaluate.set_defaults(run=_evaluate)
+
+    mean = commands.add_parser(
+        "average",
+        help="average the weights of models fine-tuned from one checkpoint (a model soup): often more accurate than "
+        "each, and one model to serve",
+    )
+    mean.add_argument("paths", nargs="+", metavar="DIR", help="trained model directories (two or more)")
+    mean.add_argument("--out", required=True, metavar="DIR", help="the averaged model's directory")
+    mean.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    mean.set_defaults(run=_average)
 
     predict = commands.add_parser(
         "predict", help="predict for a file or standard input: one result per input line, blank for a blank line"
