@@ -16,7 +16,16 @@ from torch import nn
 
 from attnkit.config import ModelConfig, from_dict, to_dict
 from attnkit.errors import AttnkitError
-from attnkit.files import CONFIG_FILE, FORMAT, WEIGHTS_FILE, atomic_directory, current_umask, read_json, write_json
+from attnkit.files import (
+    CONFIG_FILE,
+    FORMAT,
+    WEIGHTS_FILE,
+    atomic_directory,
+    current_umask,
+    read_json,
+    sync,
+    write_json,
+)
 from attnkit.nn.transformer import build_model
 from attnkit.tokenization import TOKENIZER_FILE, Tokenizer
 
@@ -28,19 +37,30 @@ def save_checkpoint(
     config.json ({"format": "attnkit", "model": model.config, **sections}: the task, data and training settings of
     a run), model.safetensors and, when given, tokenizer.json. The directory appears whole or not at all."""
     with atomic_directory(path) as tmp:
-        write_json(tmp / CONFIG_FILE, {"format": FORMAT, "model": to_dict(model.config), **(sections or {})})
-        save_weights(model, tmp)
-        if tokenizer is not None:
-            tokenizer.save(tmp / TOKENIZER_FILE)
+        write_checkpoint(tmp, model, tokenizer, sections)
+
+
+def write_checkpoint(
+    directory: Path, model: nn.Module, tokenizer: Tokenizer | None = None, sections: dict | None = None
+) -> None:
+    """The files of a checkpoint, written into `directory` (a temporary one, which the caller renames)."""
+    write_json(directory / CONFIG_FILE, {"format": FORMAT, "model": to_dict(model.config), **(sections or {})})
+    save_weights(model, directory)
+    if tokenizer is not None:
+        tokenizer.save(directory / TOKENIZER_FILE)
 
 
 def save_weights(model: nn.Module, directory: str | os.PathLike) -> None:
     """model.safetensors in `directory`, replaced whole: written beside its place and renamed into it."""
     directory = Path(directory)
     tmp = directory / f".{WEIGHTS_FILE}.tmp"
-    safetensors.torch.save_model(model, str(tmp))
-    tmp.chmod(0o666 & ~current_umask())  # safetensors creates its files readable by their owner only
-    os.replace(tmp, directory / WEIGHTS_FILE)
+    try:
+        safetensors.torch.save_model(model, str(tmp))
+        tmp.chmod(0o666 & ~current_umask())  # safetensors creates its files readable by their owner only
+        sync(tmp)
+        os.replace(tmp, directory / WEIGHTS_FILE)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def load_model(path: str | os.PathLike) -> nn.Module:

@@ -248,6 +248,7 @@ class TrainConfig:
     eval_every: int | None = None  # optimizer steps between dev evaluations; None: once per epoch
     eval_examples: int | None = None  # score only the first N dev examples during training (seq2seq is slow)
     patience: int | None = 5  # evaluations without improvement before stopping; None: never stop early
+    nonfinite_limit: int = 5  # a step whose loss or gradient is not finite is skipped; this many in a row stop the run
     ema: float | None = None  # evaluate and save an exponential moving average of the weights (e.g. 0.999)
     log_every: int = 50
     seed: int = 1
@@ -255,6 +256,10 @@ class TrainConfig:
     layer_decay: float = 1.0  # with init: layer i of N learns at lr * layer_decay ** (N - i), embeddings lowest
     freeze_embeddings: bool = False  # with init: keep the token and position embeddings as they are
     trust_pickle: bool = False  # with init: allow a pytorch_model.bin (unpickling can run code)
+
+    def __post_init__(self) -> None:
+        if self.nonfinite_limit < 1:
+            raise AttnkitError(f"train.nonfinite_limit must be at least 1, got {self.nonfinite_limit}")
 
 
 @dataclass

@@ -14,6 +14,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import safetensors
+
 from attnkit.data.readers import read_text
 from attnkit.errors import AttnkitError
 
@@ -31,20 +33,59 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     if path.exists() and not replaceable(path):
         raise AttnkitError(f"{path}: exists and is not an attnkit checkpoint; refusing to overwrite it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    try:
-        yield tmp
-        _default_permissions(tmp)
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-            os.replace(path, old / path.name)
-            os.replace(tmp, path)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, path)
-    finally:
+    with write_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        recover(path)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        try:
+            yield tmp
+            _default_permissions(tmp)
+            sync(*sorted(tmp.rglob("*")), tmp)  # on the disk before the rename: a power cut leaves old or new
+            if path.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+                os.replace(path, old / path.name)
+                os.replace(tmp, path)
+                shutil.rmtree(old)
+            else:
+                os.replace(tmp, path)
+            sync(path.parent)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def recover(path: Path) -> None:
+    """Tidy what a process killed inside `atomic_directory` left beside `path`: a version put aside while the new
+    one was renamed into place goes back if the new one never arrived; unfinished temporary copies go."""
+    for old in sorted(path.parent.glob(f".{path.name}.*.old")):
+        if not path.exists() and (old / path.name).exists():
+            os.replace(old / path.name, path)
+        shutil.rmtree(old, ignore_errors=True)
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def write_errors(path: Path) -> Iterator[None]:
+    """A write that fails (a full disk, a lost mount) becomes one line naming `path` and what is left of it."""
+    try:
+        yield
+    except (OSError, safetensors.SafetensorError) as error:
+        kept = "the previous one is unchanged" if path.exists() else "nothing was written"
+        raise AttnkitError(
+            f"{path}: could not be written ({getattr(error, 'strerror', None) or error}); {kept}"
+        ) from None
+
+
+def sync(*paths: Path) -> None:
+    """fsync files and directories (a directory's entries: that a rename in it happened)."""
+    for path in paths:
+        if path.is_dir() and not hasattr(os, "O_DIRECTORY"):
+            continue  # Windows cannot open a directory
+        descriptor = os.open(path, os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if path.is_dir() else 0))
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
 
 
 def _default_permissions(directory: Path) -> None:

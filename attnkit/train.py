@@ -27,11 +27,21 @@ from torch import nn
 from tqdm import tqdm
 
 from attnkit import runtime
-from attnkit.checkpoint import load_weights, save_checkpoint, save_weights
+from attnkit.checkpoint import load_weights, save_weights, write_checkpoint
 from attnkit.config import RunConfig, TrainConfig, to_dict
 from attnkit.data.batching import BATCH_TOKENS, Size, batches_by_tokens, tokens_in
 from attnkit.errors import AttnkitError
-from attnkit.files import FORMAT, STATE_DIR, STATE_FILE, WEIGHTS_FILE, atomic_directory, read_json, write_json
+from attnkit.files import (
+    FORMAT,
+    STATE_DIR,
+    STATE_FILE,
+    WEIGHTS_FILE,
+    atomic_directory,
+    read_json,
+    recover,
+    write_errors,
+    write_json,
+)
 from attnkit.optim import Average, learning_rate, make_optimizer
 from attnkit.pipeline import predict_items
 from attnkit.prepare import prepare
@@ -114,7 +124,12 @@ class Trainer:
     ) -> None:
         self.run, self.config, self.out = run, run.train, Path(run.out)
         self.device, self.processes = device, processes
-        self.quiet, self.resumed = quiet or not processes.main, resume
+        fresh = resume and not self.out.exists()  # killed before its directory appeared: nothing to lose
+        resume = resume and not fresh
+        self.quiet, self.resumed, self.started_fresh = quiet or not processes.main, resume, fresh
+        if resume and processes.main:  # a process killed while it replaced the state may have left it aside
+            recover(self.out / STATE_DIR)
+        processes.barrier()
         _seed_everything(self.config.seed)
         prepared = prepare(run, resume, overwrite)
         self.task, self.tokenizer = prepared.task, prepared.tokenizer
@@ -145,9 +160,7 @@ class Trainer:
         self.processes.barrier()  # every process has read and checked its inputs before the output appears
         main = self.processes.main
         if not self.resumed:
-            with self._whole() as model:
-                if main:
-                    self._create_out(model)
+            self._save_state(create=True)
         self.log = open(self.out / "log.jsonl", "a", encoding="utf-8") if main else None
         if main:
             from tensorboardX import SummaryWriter
@@ -162,6 +175,8 @@ class Trainer:
         )
         if self.resumed:
             self._say(f"resuming {self.out} at step {self.progress['step']:,} of {self.total_steps:,}")
+        elif self.started_fresh:
+            self._say(f"nothing to resume: {self.out} does not exist yet; starting the run")
         self._say(self.plan.describe(self.dev_examples is not None))
         if not self.resumed and not self.config.init and self.task.name != "pretrain" and self.plan.examples < FEW:
             self._say(
@@ -200,12 +215,13 @@ class Trainer:
             while p["batch"] < len(batches):
                 group = batches[p["batch"] : p["batch"] + self.config.accumulate]
                 loss_sum, count = self._backward(group)
-                meter.add(loss_sum, count, sum(tokens_in(self.sizes[i]) for indices in group for i in indices))
+                if math.isfinite(loss_sum):
+                    meter.add(loss_sum, count, sum(tokens_in(self.sizes[i]) for indices in group for i in indices))
                 p["batch"] += len(group)
                 end_of_epoch = p["batch"] == len(batches)
                 if end_of_epoch:
                     p["epoch"], p["batch"] = p["epoch"] + 1, 0
-                self._step(count)
+                self._step(loss_sum, count)
                 p["elapsed"] = time.perf_counter() - started
                 if p["step"] % self.config.log_every == 0:
                     self._log_train(*meter.take())
@@ -233,27 +249,51 @@ class Trainer:
         loss_sum, count = self.processes.all_sum(totals).tolist()
         return loss_sum, count
 
-    def _step(self, count: float) -> None:
+    def _step(self, loss_sum: float, count: float) -> None:
         """Turn the summed gradients into the step's mean (processes average theirs, hence the world), clip,
-        update."""
+        update; or skip the update when the loss or the gradient is not finite."""
         grads = [p.grad for p in self.module.parameters() if p.grad is not None]
         torch._foreach_mul_(grads, self.processes.world / max(count, 1.0))
         self.scaler.unscale_(self.optimizer)
-        if self.config.clip_norm:
-            nn.utils.clip_grad_norm_(self.module.parameters(), self.config.clip_norm)
+        norm = nn.utils.clip_grad_norm_(self.module.parameters(), self.config.clip_norm or math.inf)
         lr = learning_rate(self.config, self.progress["step"], self.total_steps, self.plan.warmup_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group["lr_scale"]
-        self.scaler.step(self.optimizer)
+        # float16's gradient scaler skips a step whose gradient overflowed and lowers its scale: that is routine
+        finite = math.isfinite(loss_sum) and (self.scaler.is_enabled() or bool(torch.isfinite(norm)))
+        if finite:
+            self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
-        if self.average is not None:
+        if finite and self.average is not None:
             self.average.update()
         self.progress["step"] += 1
+        self._count_nonfinite(finite, "loss" if not math.isfinite(loss_sum) else "gradient")
         self.rng_after_step = self._rng_state()  # a resumed run draws the same dropout masks from here
         self.bar.update(1)
         if self.progress["step"] % TRIM_EVERY == 0:
             runtime.return_freed_memory()
+
+    def _count_nonfinite(self, finite: bool, what: str) -> None:
+        """Warn of a skipped step; stop the run when `nonfinite_limit` steps in a row were skipped."""
+        p = self.progress
+        p["nonfinite"] = 0 if finite else p.get("nonfinite", 0) + 1
+        if finite:
+            return
+        limit = self.config.nonfinite_limit
+        self._say(
+            f"warning: step {p['step']}: the {what} is not finite; the step is skipped ({p['nonfinite']} in a row)"
+        )
+        if p["nonfinite"] >= limit:
+            saved = (
+                f"{self.out} holds step {self.evaluated_at} (--resume continues from it)"
+                if self.evaluated_at > 0
+                else f"nothing was saved in {self.out} since the start"
+            )
+            raise AttnkitError(
+                f"step {p['step']}: the {what} was not finite at {limit} steps in a row (train.nonfinite_limit), "
+                f"so the run stopped; {saved}. Lower train.lr, or train in float32 or bfloat16 instead of float16"
+            )
 
     def _evaluation_due(self, end_of_epoch: bool) -> bool:
         every = self.plan.eval_every
@@ -338,26 +378,31 @@ class Trainer:
         return summary
 
     # files (the first process writes them)
-    def _create_out(self, model: nn.Module) -> None:
-        """The output directory appears whole: config, tokenizer and the initial weights."""
-        sections = {**to_dict(self.run), "task_state": self.task.state()}
-        del sections["model"]  # the model's own configuration (an init checkpoint's, a resumed run's) is written
-        save_checkpoint(self.out, model, self.tokenizer, sections)
 
     def _save_weights(self) -> None:
         with self._averaged(), self._whole() as model:
             if self.processes.main:
-                save_weights(model, self.out)
+                with write_errors(self.out / WEIGHTS_FILE):
+                    save_weights(model, self.out)
 
-    def _save_state(self) -> None:
-        """Weights, optimizer, gradient scaler, each process's random state and the progress, for --resume."""
+    def _save_state(self, create: bool = False) -> None:
+        """Weights, optimizer, gradient scaler, each process's random state and the progress, for --resume. With
+        `create`, the output directory appears whole: config, tokenizer, the initial weights and their state."""
         every = self.processes.gather(self.rng_after_step)  # each process's generators: cpu (and cuda)
         rng = {f"rng.{rank}.{i}": state for rank, states in enumerate(every) for i, state in enumerate(states)}
-        optimizer = runtime.optimizer_state(self.module, self.optimizer)
+        # before the first step the optimizer has no state, and asking torch for it would make one with a step
+        empty = {"state": {}, "param_groups": []}
+        optimizer = runtime.optimizer_state(self.module, self.optimizer) if self.optimizer.state else empty
         with self._whole() as model:
             if not self.processes.main:
                 return
-            with atomic_directory(self.out / STATE_DIR) as tmp:
+            with atomic_directory(self.out if create else self.out / STATE_DIR) as tmp:
+                if create:
+                    sections = {**to_dict(self.run), "task_state": self.task.state()}
+                    del sections["model"]  # the model's own configuration (an init checkpoint's) is written
+                    write_checkpoint(tmp, model, self.tokenizer, sections)
+                    tmp = tmp / STATE_DIR
+                    tmp.mkdir()
                 save_weights(model, tmp)
                 tensors = {
                     f"{name}:{slot}": t for name, slots in optimizer["state"].items() for slot, t in slots.items()
@@ -392,9 +437,10 @@ class Trainer:
         for key, value in tensors.items():
             name, slot = key.rsplit(":", 1)
             slots.setdefault(name, {})[slot] = value
-        runtime.load_optimizer_state(
-            self.module, self.optimizer, {"state": slots, "param_groups": state["param_groups"]}
-        )
+        if slots:  # a state saved before the first step has none: the new optimizer is as it was then
+            runtime.load_optimizer_state(
+                self.module, self.optimizer, {"state": slots, "param_groups": state["param_groups"]}
+            )
         self.scaler.load_state_dict(state["scaler"])
         self.progress = state["progress"]
         self.rng_after_step = self._rng_state()

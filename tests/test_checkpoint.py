@@ -1,5 +1,6 @@
 """Checkpoint directories: exact round trip, atomic writes, and one clear line for each kind of broken file."""
 
+import errno
 import json
 from pathlib import Path
 
@@ -58,6 +59,18 @@ def test_failed_save_leaves_no_directory(tmp_path):
             (tmp / CONFIG_FILE).write_text("{}")
             raise RuntimeError("disk full")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_keeps_the_previous_checkpoint_and_says_so(saved, monkeypatch):
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(safetensors.torch, "save_model", full)
+    message = rf"^{saved}: could not be written \(No space left on device\); the previous one is unchanged$"
+    with pytest.raises(AttnkitError, match=message):
+        save_checkpoint(saved, build_model(ModelConfig(arch="decoder", **SMALL)))
+    assert load_model(saved).config.arch == "encoder"
+    assert sorted(p.name for p in saved.parent.iterdir()) == ["model"]  # no temporary leftovers
 
 
 def test_refuses_to_overwrite_a_directory_that_is_not_a_checkpoint(tmp_path):

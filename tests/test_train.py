@@ -1,5 +1,6 @@
 """The training loop: schedules, learning, repeatability, exact resume, early stopping, the output directory."""
 
+import errno
 import json
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from attnkit.pipeline import Pipeline
 from attnkit.tasks import TASKS
 from attnkit.tasks.classify import ClassifyTask
 from attnkit.train import MIN_BATCHES, plan_run, train
-from tests.conftest import copy_pairs, run_config, sentiment_rows, tagging_sentences, write_conll, write_tsv
+from tests.conftest import TINY, copy_pairs, run_config, sentiment_rows, tagging_sentences, write_conll, write_tsv
 
 
 def test_warmup_then_schedules():
@@ -86,6 +87,28 @@ def test_resume_continues_exactly(sentiment_files, tmp_path, monkeypatch):
     assert all(torch.equal(whole[k], split[k]) for k in whole)
 
 
+def test_a_full_disk_stops_the_run_and_resume_ends_it_exactly(sentiment_files, tmp_path, monkeypatch):
+    settings = ("train.max_steps=8", "train.eval_every=2", "train.patience=null", "model.dropout=0.1")
+    train(run_config(sentiment_files, tmp_path / "whole", "classify", *settings))
+    real, calls = safetensors.torch.save_file, {"n": 0}
+
+    def full_at_the_third(tensors, filename, *args, **kwargs):  # the state of step 0, 2, 4; the disk fills at 6
+        calls["n"] += filename.endswith("optimizer.safetensors")
+        if calls["n"] == 4:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(tensors, filename, *args, **kwargs)
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full_at_the_third)
+    state = tmp_path / "split" / "trainer_state"
+    with pytest.raises(AttnkitError, match=rf"^{state}: could not be written \(No space left on device\); the prev"):
+        train(run_config(sentiment_files, tmp_path / "split", "classify", *settings))
+    monkeypatch.setattr(safetensors.torch, "save_file", real)
+    assert json.loads((state / "state.json").read_text())["progress"]["step"] == 4
+    assert train(run_config(sentiment_files, tmp_path / "split", "classify", *settings), resume=True)["steps"] == 8
+    whole, split = weights(tmp_path / "whole"), weights(tmp_path / "split")
+    assert all(torch.equal(whole[k], split[k]) for k in whole)
+
+
 def test_patience_stops_training_early(sentiment_files, tmp_path):
     summary = train(
         run_config(
@@ -108,8 +131,15 @@ def test_existing_output_needs_resume_or_overwrite(sentiment_files, tmp_path):
     with pytest.raises(AttnkitError, match="already exists; pass --resume to continue it or --overwrite"):
         train(config)
     train(config, overwrite=True)
-    with pytest.raises(AttnkitError, match="nothing to resume"):
-        train(run_config(sentiment_files, tmp_path / "new", "classify"), resume=True)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(AttnkitError, match="empty: nothing to resume"):
+        train(run_config(sentiment_files, tmp_path / "empty", "classify"), resume=True)
+
+
+def test_resume_before_the_output_exists_starts_the_run(sentiment_files, tmp_path, capsys):
+    summary = train(run_config(sentiment_files, tmp_path / "new", "classify", "train.max_steps=2"), resume=True)
+    assert summary["steps"] == 2
+    assert f"nothing to resume: {tmp_path / 'new'} does not exist yet; starting the run" in capsys.readouterr().err
 
 
 def test_bad_dev_label_fails_before_anything_is_written(sentiment_files, tmp_path):
@@ -285,3 +315,61 @@ def test_accumulated_batches_give_the_gradient_of_one_batch_of_the_same_examples
     assert len(seen) == 2
     for accumulated, whole in zip(*seen):
         assert torch.allclose(accumulated, whole, rtol=1e-5, atol=1e-7)
+
+
+def poison_batches(batches: set[int], monkeypatch) -> None:
+    """The loss of the given batches (numbered from 1) becomes NaN, and so do its gradients."""
+    calls = {"n": 0}
+    real_loss = ClassifyTask.loss
+
+    def poisoned(self, *args):
+        calls["n"] += 1
+        loss, count = real_loss(self, *args)
+        return (loss * float("nan"), count) if calls["n"] in batches else (loss, count)
+
+    monkeypatch.setattr(ClassifyTask, "loss", poisoned)
+
+
+def test_a_step_with_a_nan_loss_is_skipped_with_a_warning(sentiment_files, tmp_path, monkeypatch, capsys):
+    poison_batches({3, 4}, monkeypatch)
+    summary = train(
+        run_config(sentiment_files, tmp_path / "out", "classify", "train.max_steps=6", "train.patience=null")
+    )
+    assert summary["steps"] == 6
+    err = capsys.readouterr().err
+    assert "warning: step 3: the loss is not finite; the step is skipped (1 in a row)" in err
+    assert "warning: step 4: the loss is not finite; the step is skipped (2 in a row)" in err
+    assert all(torch.isfinite(t).all() for t in weights(tmp_path / "out").values())
+    log = [json.loads(line) for line in (tmp_path / "out" / "log.jsonl").read_text().splitlines()]
+    assert all(entry["loss"] == entry["loss"] for entry in log if "loss" in entry)  # no NaN in the logged loss
+
+
+def test_a_skipped_step_leaves_the_weights_as_they_were(sentiment_files, tmp_path, monkeypatch):
+    settings = ("train.patience=null", "train.eval_every=1", "train.schedule=constant", "train.warmup_steps=1")
+    train(run_config(sentiment_files, tmp_path / "two", "classify", "train.max_steps=2", *settings))
+    poison_batches({3}, monkeypatch)
+    train(run_config(sentiment_files, tmp_path / "three", "classify", "train.max_steps=3", *settings))
+    two, three = weights(tmp_path / "two"), weights(tmp_path / "three")
+    assert all(torch.equal(two[k], three[k]) for k in two)
+
+
+def test_nan_losses_in_a_row_stop_the_run_and_say_what_is_saved(sentiment_files, tmp_path, monkeypatch, capsys):
+    from attnkit.cli import main
+
+    poison_batches(set(range(5, 100)), monkeypatch)
+    out = tmp_path / "out"
+    args = ["train", "--task", "classify", "--train", str(sentiment_files["train"]), "--out", str(out)]
+    settings = [*TINY, "train.eval_every=4", "train.nonfinite_limit=3", "train.epochs=9"]
+    assert main(args + [word for setting in settings for word in ("--set", setting)]) == 2
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert error == (
+        "attnkit: error: step 7: the loss was not finite at 3 steps in a row (train.nonfinite_limit), so the run "
+        f"stopped; {out} holds step 4 (--resume continues from it). Lower train.lr, or train in float32 or "
+        "bfloat16 instead of float16"
+    )
+    assert json.loads((out / "trainer_state" / "state.json").read_text())["progress"]["step"] == 4
+
+
+def test_nonfinite_limit_must_be_positive():
+    with pytest.raises(AttnkitError, match="train.nonfinite_limit must be at least 1, got 0"):
+        RunConfig.from_values({}, "test", ["train.nonfinite_limit=0"])

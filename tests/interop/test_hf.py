@@ -207,6 +207,36 @@ def test_export_loads_in_transformers_with_the_same_outputs(tmp_path, family, au
     assert_close(found, expected, tolerance=1e-4)
 
 
+class RunsCode:
+    """Unpickling this creates a file: the harmless stand-in for what a malicious checkpoint could do."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+@pytest.mark.parametrize("trusted", [False, True])
+def test_a_pickle_that_would_run_code_is_refused_even_when_trusted(tmp_path, capsys, trusted):
+    from attnkit.cli import main
+
+    tiny("bert").save_pretrained(tmp_path / "planted")
+    (tmp_path / "planted" / "model.safetensors").unlink()
+    marker = tmp_path / "code-ran"
+    torch.save({"embeddings.word_embeddings.weight": RunsCode(marker)}, tmp_path / "planted" / "pytorch_model.bin")
+    flag = ["--trust-pickle"] if trusted else []
+    capsys.readouterr()  # transformers' progress bar of save_pretrained
+    assert main(["export", str(tmp_path / "planted"), "--out", str(tmp_path / "out"), *flag]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "Traceback" not in error
+    if trusted:
+        assert "holds io.open, not only tensors: loading it would run code; refused even with" in error
+    else:
+        assert "pytorch_model.bin: a pickle file, which can run code when loaded" in error
+    assert not marker.exists() and not (tmp_path / "out").exists()
+
+
 def test_unsupported_family_and_pickles_are_refused(tmp_path):
     directory = tmp_path / "llama"
     directory.mkdir()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import re
 from pathlib import Path
 
 import safetensors
@@ -82,7 +84,16 @@ def read_hf_weights(path: Path, trust_pickle: bool) -> tuple[Tensors, Path]:
                 f"{pickled}: a pickle file, which can run code when loaded; convert it to {WEIGHTS_FILE}, or "
                 "pass --trust-pickle (trust_pickle=True) if you trust where it came from"
             )
-        return torch.load(pickled, map_location="cpu", weights_only=True), pickled
+        try:  # weights_only: torch's unpickler builds tensors and containers and refuses every other object
+            return torch.load(pickled, map_location="cpu", weights_only=True), pickled
+        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as error:
+            found = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+            if found:
+                raise AttnkitError(
+                    f"{pickled}: holds {found.group(1)}, not only tensors: loading it would run code; "
+                    "refused even with --trust-pickle"
+                ) from None
+            raise AttnkitError(f"{pickled}: unreadable ({str(error).splitlines()[0]})") from None
     raise AttnkitError(f"{path}: no weights ({WEIGHTS_FILE} or pytorch_model.bin)")
 
 

@@ -1,0 +1,131 @@
+"""Killed with SIGKILL at any moment, even in the middle of writing a checkpoint, a run continued with `--resume`
+ends with the weights of the run that was never interrupted: bit for bit, on the CPU with the same seed."""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import safetensors.torch
+import torch
+
+from tests.conftest import PRETRAIN_SETTINGS, TINY, corpus, sentiment_rows, write_tsv
+
+pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="SIGKILL is POSIX")
+
+CLASSIFY = [*TINY, "train.max_steps=30", "train.eval_every=4", "train.patience=null", "model.dropout=0.1"]
+PRETRAIN = [*PRETRAIN_SETTINGS, "train.max_steps=30", "train.eval_every=4", "train.patience=null"]
+ENVIRONMENT = {**os.environ, "OMP_NUM_THREADS": "1"}
+# run in a child process instead of `python -m attnkit`: the process kills itself the Nth time (argv[2]) it writes
+# the file named argv[1], half way through the write; or, for a directory named argv[1], the Nth time it has put
+# the old version aside, before the new one is renamed into its place
+KILLED_WHILE_WRITING = """
+import os, signal, sys
+import safetensors.torch
+from attnkit.cli import main
+
+name, when, calls = sys.argv[1], int(sys.argv[2]), [0]
+save_file, replace = safetensors.torch.save_file, os.replace
+
+def counted():
+    calls[0] += 1
+    return calls[0] == when
+
+def half_written(tensors, filename, *args, **kwargs):
+    save_file(tensors, filename, *args, **kwargs)
+    if os.path.basename(filename).lstrip(".").startswith(name) and counted():
+        with open(filename, "r+b") as file:
+            file.truncate(os.path.getsize(filename) // 2)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+def put_aside(source, target):
+    replace(source, target)
+    if os.path.basename(target) == name and str(os.path.dirname(target)).endswith(".old") and counted():
+        os.kill(os.getpid(), signal.SIGKILL)
+
+safetensors.torch.save_file, os.replace = half_written, put_aside
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+@pytest.fixture
+def arguments(tmp_path: Path) -> dict[str, list[str]]:
+    """The `attnkit train` arguments, but --out, of a tiny classifier and a tiny masked-LM pretraining."""
+    train = write_tsv(tmp_path / "train.tsv", ("label", "text"), sentiment_rows(200, 1))
+    dev = write_tsv(tmp_path / "dev.tsv", ("label", "text"), sentiment_rows(40, 2))
+    text = corpus(tmp_path / "text")
+    return {
+        "classify": ["train", "--task", "classify", "--train", str(train), "--dev", str(dev), "--device", "cpu"]
+        + [f"--set={s}" for s in CLASSIFY],
+        "pretrain": ["pretrain", "--text", text, "--arch", "encoder", "--device", "cpu"]
+        + [f"--set={s}" for s in PRETRAIN],
+    }
+
+
+def attnkit(args: list[str], out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "attnkit", *args, "--out", str(out), *extra]
+
+
+def finish(args: list[str], out: Path) -> None:
+    """--resume until the run ends (one call, since nothing kills it any more)."""
+    result = subprocess.run(attnkit(args, out, "--resume"), capture_output=True, text=True, env=ENVIRONMENT)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def weights(out: Path) -> dict[str, dict[str, torch.Tensor]]:
+    """The best weights and the last ones."""
+    files = {"best": out / "model.safetensors", "last": out / "trainer_state" / "model.safetensors"}
+    return {kind: safetensors.torch.load_file(str(file)) for kind, file in files.items()}
+
+
+def assert_identical(one: Path, two: Path) -> None:
+    first, second = weights(one), weights(two)
+    for kind in first:
+        assert first[kind].keys() == second[kind].keys()
+        assert all(torch.equal(first[kind][name], second[kind][name]) for name in first[kind]), kind
+
+
+@pytest.mark.parametrize("task", ["classify", "pretrain"])
+def test_killed_at_random_moments_and_resumed_ends_bit_identical(arguments, tmp_path, task):
+    args = arguments[task]
+    started = time.perf_counter()
+    whole = subprocess.run(attnkit(args, tmp_path / "whole"), capture_output=True, text=True, env=ENVIRONMENT)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    duration = time.perf_counter() - started
+    draw = random.Random(7)
+    for trial in range(6):  # 6 moments between the start and the end of the uninterrupted run's time
+        out = tmp_path / f"killed{trial}"
+        process = subprocess.Popen(
+            attnkit(args, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENVIRONMENT
+        )
+        time.sleep(draw.uniform(0.1, 0.95) * duration)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        finish(args, out)
+        assert_identical(tmp_path / "whole", out)
+
+
+@pytest.mark.parametrize(
+    ("file", "when"),
+    [
+        ("model.safetensors", 1),  # the first weights, while the run's directory is being made
+        ("model.safetensors", 3),  # the best weights, at the first evaluation
+        ("model.safetensors", 4),  # the trainer state's weights, at the first evaluation
+        ("optimizer.safetensors", 3),  # the trainer state's optimizer, at the second evaluation
+        ("trainer_state", 2),  # the second evaluation's state is complete, the first's put aside, none in place
+    ],
+)
+def test_killed_while_writing_a_checkpoint_and_resumed_ends_bit_identical(arguments, tmp_path, file, when):
+    args = arguments["classify"]
+    whole = subprocess.run(attnkit(args, tmp_path / "whole"), capture_output=True, text=True, env=ENVIRONMENT)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    out = tmp_path / "killed"
+    command = [sys.executable, "-c", KILLED_WHILE_WRITING, file, str(when), *args, "--out", str(out)]
+    killed = subprocess.run(command, capture_output=True, text=True, env=ENVIRONMENT)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    finish(args, out)
+    assert_identical(tmp_path / "whole", out)
