@@ -38,7 +38,8 @@ def average(paths: list[str | os.PathLike], out: str | os.PathLike, overwrite: b
             differs.append("tokenizer")
         if differs:
             raise AttnkitError(
-                f"{path}: its {' and '.join(differs)} differ from {paths[0]}'s; only models of one architecture, "
+                f"{path}: its {' and '.join(differs)} {'differs' if len(differs) == 1 else 'differ'} from "
+                f"{paths[0]}'s; only models of one architecture, "
                 "task, label set and tokenizer can be averaged"
             )
     first, *others = [Pipeline.load(path, device="cpu") for path in paths]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -56,12 +57,13 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
 def recover(path: Path) -> None:
     """Tidy what a process killed inside `atomic_directory` left beside `path`: a version put aside while the new
     one was renamed into place goes back if the new one never arrived; unfinished temporary copies go."""
-    for old in sorted(path.parent.glob(f".{path.name}.*.old")):
-        if not path.exists() and (old / path.name).exists():
-            os.replace(old / path.name, path)
-        shutil.rmtree(old, ignore_errors=True)
-    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
-        shutil.rmtree(tmp, ignore_errors=True)
+    ours = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.(old|tmp)")  # as mkdtemp names them below
+    for left in sorted(path.parent.iterdir(), key=lambda p: not p.name.endswith(".old")):  # .old ones first
+        if not ours.fullmatch(left.name):
+            continue
+        if left.name.endswith(".old") and not path.exists() and (left / path.name).exists():
+            os.replace(left / path.name, path)
+        shutil.rmtree(left, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -61,7 +61,7 @@ def test_models_of_other_labels_are_refused_before_writing(two_models, tmp_path,
     assert main(["average", str(first), str(second), "--out", str(tmp_path / "mean")]) == 2
     error = capsys.readouterr().err
     assert (
-        error == f"attnkit: error: {second}: its task_state differ from {first}'s; only models of one "
+        error == f"attnkit: error: {second}: its task_state differs from {first}'s; only models of one "
         "architecture, task, label set and tokenizer can be averaged\n"
     )
     assert not (tmp_path / "mean").exists()
@@ -70,7 +70,7 @@ def test_models_of_other_labels_are_refused_before_writing(two_models, tmp_path,
 def test_models_of_another_tokenizer_are_refused(two_models, tmp_path):
     first, second = two_models
     (second / "tokenizer.json").write_text((second / "tokenizer.json").read_text().replace('"a"', '"á"', 1))
-    with pytest.raises(AttnkitError, match="its tokenizer differ"):
+    with pytest.raises(AttnkitError, match="its tokenizer differs"):
         average([first, second], tmp_path / "mean")
 
 

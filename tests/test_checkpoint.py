@@ -12,7 +12,7 @@ from attnkit.checkpoint import load_model, save_checkpoint
 from attnkit.cli import main
 from attnkit.config import ModelConfig, TokenizerConfig
 from attnkit.errors import AttnkitError
-from attnkit.files import CONFIG_FILE, WEIGHTS_FILE, atomic_directory
+from attnkit.files import CONFIG_FILE, WEIGHTS_FILE, atomic_directory, recover
 from attnkit.nn import build_model
 from attnkit.tokenization import Tokenizer
 
@@ -153,3 +153,17 @@ def test_cli_error_is_one_line_with_exit_code_2(saved, capsys):
     assert main(["info", str(saved)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("attnkit: error: ") and "Traceback" not in err
+
+
+def test_recover_puts_back_what_a_kill_left_aside_and_touches_nothing_else(tmp_path):
+    aside = tmp_path / ".state.abcd1234.old" / "state"
+    aside.mkdir(parents=True)
+    (aside / "state.json").write_text("{}")
+    unfinished = tmp_path / ".state.wxyz5678.tmp"
+    unfinished.mkdir()
+    others = [tmp_path / ".state.b.abcd1234.tmp", tmp_path / ".statex.abcd1234.old", tmp_path / "notes"]
+    for other in others:
+        other.mkdir()
+    recover(tmp_path / "state")
+    assert (tmp_path / "state" / "state.json").read_text() == "{}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["state", *(p.name for p in others)])
