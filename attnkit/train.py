@@ -285,14 +285,11 @@ class Trainer:
             f"warning: step {p['step']}: the {what} is not finite; the step is skipped ({p['nonfinite']} in a row)"
         )
         if p["nonfinite"] >= limit:
-            saved = (
-                f"{self.out} holds step {self.evaluated_at} (--resume continues from it)"
-                if self.evaluated_at > 0
-                else f"nothing was saved in {self.out} since the start"
-            )
+            saved = max(self.evaluated_at, 0)  # a run's directory holds its state from step 0 on
             raise AttnkitError(
                 f"step {p['step']}: the {what} was not finite at {limit} steps in a row (train.nonfinite_limit), "
-                f"so the run stopped; {saved}. Lower train.lr, or train in float32 or bfloat16 instead of float16"
+                f"so the run stopped; {self.out} holds step {saved} (--resume continues from it). Lower train.lr, "
+                "or train in float32 or bfloat16 instead of float16"
             )
 
     def _evaluation_due(self, end_of_epoch: bool) -> bool:

@@ -373,3 +373,11 @@ def test_nan_losses_in_a_row_stop_the_run_and_say_what_is_saved(sentiment_files,
 def test_nonfinite_limit_must_be_positive():
     with pytest.raises(AttnkitError, match="train.nonfinite_limit must be at least 1, got 0"):
         RunConfig.from_values({}, "test", ["train.nonfinite_limit=0"])
+
+
+def test_nan_losses_from_the_start_name_the_state_of_step_0(sentiment_files, tmp_path, monkeypatch):
+    poison_batches(set(range(1, 100)), monkeypatch)
+    out = tmp_path / "out"
+    with pytest.raises(AttnkitError, match=rf"so the run stopped; {out} holds step 0 \(--resume continues from it\)"):
+        train(run_config(sentiment_files, out, "classify", "train.nonfinite_limit=2", "train.max_steps=9"))
+    assert json.loads((out / "trainer_state" / "state.json").read_text())["progress"]["step"] == 0
