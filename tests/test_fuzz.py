@@ -58,6 +58,7 @@ MUTATIONS: dict[str, Callable[[bytes, random.Random], bytes]] = {
     "junk appended": lambda data, draw: data + bytes(draw.randrange(256) for _ in range(200)),
     "empty field": _at_a_line(lambda line, draw: b"\t" + line.split(b"\t")[-1] if b"\t" in line else b'""'),
     "a lone quote": _at_a_line(lambda line, draw: b'"' + line),
+    "a gigantic line": _at_a_line(lambda line, draw: line + bytes(draw.choice(b"abcdefgh") for _ in range(400_000))),
     "lines shuffled with the header": lambda data, draw: b"\n".join(draw.sample(_lines(data), len(_lines(data)))),
 }
 SEEDS = range(3)

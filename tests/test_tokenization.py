@@ -1,5 +1,7 @@
 """Tokenizers: trained from data, saved and loaded, and word-to-subword alignment in three scripts."""
 
+import subprocess
+import sys
 import unicodedata
 
 import pytest
@@ -75,3 +77,21 @@ def test_vocabulary_size_covers_every_id_even_with_holes():
     largest = max(tokenizer.backend.get_vocab().values())
     assert tokenizer.vocab_size == largest + 1
     assert max(tokenizer.encode("the <unk> cat dog")) < tokenizer.vocab_size
+
+
+GIGANTIC_WORD = """
+import random
+from attnkit.config import TokenizerConfig
+from attnkit.tokenization import Tokenizer
+word = "".join(random.Random(0).choice("abcdefghijklmnopqrstuvwxyz") for _ in range(2_000_000))
+for kind in ("bpe", "wordpiece", "word"):
+    tokenizer = Tokenizer.train(["the cat sat on the mat"] * 50 + [word], TokenizerConfig(kind=kind, vocab_size=200))
+    assert len(tokenizer.encode(word)) >= 1
+"""
+
+
+def test_a_gigantic_word_does_not_stall_learning_the_vocabulary():
+    # Learning BPE merges takes time growing with the square of a word's length: a word of two million letters
+    # took minutes before words were cut for training, a few seconds after. The time limit only catches a stall.
+    done = subprocess.run([sys.executable, "-c", GIGANTIC_WORD], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
