@@ -116,3 +116,6 @@ def load_weights(model: nn.Module, file: Path) -> None:
     except RuntimeError as error:  # tensors the model needs are absent
         missing = str(error).splitlines()[1:2]
         raise AttnkitError(f"{file}: incomplete weights; {' '.join(missing).strip()}") from None
+    damaged = next((name for name, t in model.named_parameters() if not bool(t.isfinite().all())), None)
+    if damaged is not None:
+        raise AttnkitError(f"{file}: tensor {damaged!r} holds NaN or infinity; these weights cannot predict")

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import typing
 from pathlib import Path
 
 from attnkit.errors import AttnkitError
@@ -215,14 +216,24 @@ def _common_training_flags(parser: argparse.ArgumentParser, kind: str) -> None:
     parser.add_argument("--max-steps", type=int)
     parser.add_argument("--max-minutes", type=float)
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting, e.g. train.lr=3e-4")
-    parser.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    either = parser.add_mutually_exclusive_group()
+    either.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    either.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--device", help=DEVICE_HELP)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a mistake said in one line like attnkit's other errors (argparse prints the usage first)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        command = self.prog.removeprefix("attnkit").strip()
+        said = f"{command}: {message}" if command else message
+        self.exit(2, f"attnkit: error: {said} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="attnkit", description=__doc__)
+    parser = _Parser(prog="attnkit", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser("train", help="train a model on labelled data (YAML config and/or flags)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import math
 import os
 import re
 import types
@@ -131,6 +132,12 @@ class ModelConfig:
     preset: Preset | None = None  # the Hugging Face family whose architecture this is (see PRESETS)
 
     def __post_init__(self) -> None:
+        positive = ("vocab_size", "target_vocab_size", "dim", "num_heads", "ff_dim", "num_layers")
+        _at_least(1, "model", self, *positive, "num_decoder_layers", "max_positions")
+        _at_least(1, "model", self, "relative_buckets", "relative_max_distance")
+        _at_least(0, "model", self, "pad_id", "decoder_start_id")
+        _in_range("model", self, "norm_eps", 0, None, low_open=True)
+        _in_range("model", self, "rotary_base", 1, None, low_open=True)
         if self.dim % self.num_heads:
             raise AttnkitError(f"model.dim ({self.dim}) must be divisible by model.num_heads ({self.num_heads})")
         if self.positions == "rotary" and (self.dim // self.num_heads) % 2:
@@ -145,9 +152,6 @@ class ModelConfig:
             )
         ):
             raise AttnkitError("model.share_embeddings needs target_vocab_size equal to vocab_size (or unset)")
-        for name in ("vocab_size", "dim", "num_heads", "ff_dim", "num_layers", "max_positions"):
-            if getattr(self, name) <= 0:
-                raise AttnkitError(f"model.{name} must be positive, got {getattr(self, name)}")
         for name in ("dropout", "attention_dropout", "token_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise AttnkitError(f"model.{name} must be in [0, 1), got {getattr(self, name)}")
@@ -190,6 +194,8 @@ class TaskConfig:
     def __post_init__(self) -> None:
         if self.mask_fraction is not None and not 0 < self.mask_fraction < 1:
             raise AttnkitError(f"task.mask_fraction must be in (0, 1), not {self.mask_fraction}")
+        _at_least(1, "task", self, "beam_size")
+        _at_least(0, "task", self, "no_repeat_ngram")
 
 
 @dataclass
@@ -214,6 +220,37 @@ class DataConfig:
             value = getattr(self, name)
             if value is not None and (file or not 0 < value < 1):
                 raise AttnkitError(f"data.{name} must be in (0, 1) and is used only without a {name[:-9]} file")
+        _at_least(1, "data", self, "max_length", "max_target_length")
+
+
+def _at_least(minimum: int, section: str, config: object, *names: str) -> None:
+    """Each of `names` (an int setting of `config`) is unset (None) or at least `minimum`."""
+    for name in names:
+        value = getattr(config, name)
+        if value is not None and value < minimum:
+            raise AttnkitError(f"{section}.{name} must be at least {minimum}, got {value}")
+
+
+def _in_range(
+    section: str,
+    config: object,
+    name: str,
+    low: float,
+    high: float | None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> None:
+    """Setting `name` of `config` is unset (None) or within [low, high] (open where said; no high: unbounded)."""
+    value = getattr(config, name)
+    if value is None:
+        return
+    below = value <= low if low_open else value < low
+    above = high is not None and (value >= high if high_open else value > high)
+    if below or above:
+        left, right = "(" if low_open else "[", ")" if high_open or high is None else "]"
+        raise AttnkitError(
+            f"{section}.{name} must be in {left}{low}, {'inf' if high is None else high}{right}, got {value}"
+        )
 
 
 @dataclass
@@ -225,6 +262,10 @@ class TokenizerConfig:
     min_frequency: int = 2
     lowercase: bool = False
     path: str | None = None  # a tokenizers tokenizer.json to use instead of training one
+
+    def __post_init__(self) -> None:
+        _at_least(1, "tokenizer", self, "vocab_size")
+        _at_least(0, "tokenizer", self, "min_frequency")
 
 
 @dataclass
@@ -258,8 +299,16 @@ class TrainConfig:
     trust_pickle: bool = False  # with init: allow a pytorch_model.bin (unpickling can run code)
 
     def __post_init__(self) -> None:
-        if self.nonfinite_limit < 1:
-            raise AttnkitError(f"train.nonfinite_limit must be at least 1, got {self.nonfinite_limit}")
+        _at_least(1, "train", self, "epochs", "max_steps", "batch_tokens", "accumulate", "eval_every")
+        _at_least(1, "train", self, "eval_examples", "patience", "nonfinite_limit", "log_every")
+        _at_least(0, "train", self, "warmup_steps")
+        _in_range("train", self, "max_minutes", 0, None, low_open=True)
+        _in_range("train", self, "lr", 0, None)
+        _in_range("train", self, "weight_decay", 0, None)
+        _in_range("train", self, "clip_norm", 0, None, low_open=True)
+        _in_range("train", self, "label_smoothing", 0, 1, high_open=True)
+        _in_range("train", self, "ema", 0, 1, low_open=True, high_open=True)
+        _in_range("train", self, "layer_decay", 0, 1, low_open=True)
 
 
 @dataclass
@@ -304,6 +353,7 @@ class RunConfig:
                     raise AttnkitError(f"{where}: model.{key}: set by the tokenizer (use tokenizer.vocab_size)")
             task = values.get("task") or {}
             name = task.get("name", "classify") if isinstance(task, dict) else None
+            name = name if isinstance(name, str) else None  # from_dict below says what is wrong with another
             if model.get("preset") is not None:
                 apply_preset(model, name, where)
             if name in ARCH_OF_TASK:
@@ -318,7 +368,7 @@ def apply_preset(model: dict, task: object, where: str) -> None:
     """Fill `model` with the settings its `preset` fixes; one it sets otherwise, or a task the preset's
     architecture cannot do, is an error."""
     preset = model["preset"]
-    if preset not in PRESETS:
+    if not isinstance(preset, str) or preset not in PRESETS:
         raise AttnkitError(f"{where}: model.preset: {preset!r} is not one of {', '.join(PRESETS)}")
     arch = PRESETS[preset]["arch"]
     if task in ARCH_OF_TASK and ARCH_OF_TASK[task] != arch:
@@ -374,7 +424,10 @@ def apply_override(values: dict, override: str) -> None:
         target = target.setdefault(section, {})
         if not isinstance(target, dict):
             raise AttnkitError(f"--set {override}: {section} is not a section")
-    target[name] = yaml.load(text, Loader=_Loader) if text else ""
+    try:
+        target[name] = yaml.load(text, Loader=_Loader) if text else ""
+    except yaml.YAMLError:  # not YAML ("[1, 2"): the text itself, which the setting's type check then judges
+        target[name] = text
 
 
 class _Loader(yaml.SafeLoader):
@@ -403,12 +456,12 @@ def from_dict(cls: type[T], values: object, where: str, prefix: str = "") -> T:
     hints = typing.get_type_hints(cls)
     values = dict(values)
     for key, value in values.items():
-        if isinstance(value, os.PathLike) and _matches("", hints[key]):  # paths as pathlib.Path from Python
+        if isinstance(value, os.PathLike) and value_matches("", hints[key]):  # paths as pathlib.Path from Python
             value = values[key] = os.fspath(value)
         if dataclasses.is_dataclass(hints[key]):
             values[key] = from_dict(hints[key], value if value is not None else {}, where, f"{prefix}{key}.")
-        elif not _matches(value, hints[key]):
-            raise AttnkitError(f"{where}: {prefix}{key}: expected {_describe(hints[key])}, got {value!r}")
+        elif not value_matches(value, hints[key]):
+            raise AttnkitError(f"{where}: {prefix}{key}: expected {describe_type(hints[key])}, got {value!r}")
     try:
         return cls(**values)
     except AttnkitError as error:
@@ -440,33 +493,37 @@ def to_dict(config: object) -> dict:
     return dataclasses.asdict(config)  # type: ignore[call-overload]
 
 
-def _matches(value: object, annotation: object) -> bool:
+def value_matches(value: object, annotation: object) -> bool:
     origin = typing.get_origin(annotation)
     if origin is Literal:
         return value in typing.get_args(annotation)
     if origin in (typing.Union, types.UnionType):
-        return any(_matches(value, arg) for arg in typing.get_args(annotation))
+        return any(value_matches(value, arg) for arg in typing.get_args(annotation))
     if annotation is type(None):
         return value is None
-    if annotation is float:  # JSON writes 1.0 as 1
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is float:  # JSON writes 1.0 as 1; YAML reads .nan and .inf, which no setting means
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if annotation is int:
         return isinstance(value, int) and not isinstance(value, bool)
     if origin is list:
         (item,) = typing.get_args(annotation)
-        return isinstance(value, list) and all(_matches(v, item) for v in value)
+        return isinstance(value, list) and all(value_matches(v, item) for v in value)
     if origin is dict:
         key, item = typing.get_args(annotation)
-        return isinstance(value, dict) and all(_matches(k, key) and _matches(v, item) for k, v in value.items())
+        return isinstance(value, dict) and all(
+            value_matches(k, key) and value_matches(v, item) for k, v in value.items()
+        )
     return isinstance(value, annotation)  # type: ignore[arg-type]
 
 
-def _describe(annotation: object) -> str:
+def describe_type(annotation: object) -> str:
     origin = typing.get_origin(annotation)
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(annotation))
     if origin in (typing.Union, types.UnionType):
-        return " or ".join(_describe(a) for a in typing.get_args(annotation))
+        return " or ".join(describe_type(a) for a in typing.get_args(annotation))
     if annotation is type(None):
         return "null"
+    if annotation is float:
+        return "a finite float"
     return getattr(annotation, "__name__", str(annotation))

@@ -2,6 +2,21 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
 
 class AttnkitError(Exception):
     """A bad file, flag or config. The message names the file, the line or field, and the problem."""
+
+
+def require_finite(scores: Tensor) -> Tensor:
+    """`scores`, a model's outputs, if every one is a number: a NaN or an infinity is an error, never a prediction."""
+    if not bool(scores.isfinite().all()):
+        raise AttnkitError(
+            "the model's outputs are not finite (NaN or infinity): its weights hold such values, or float16 "
+            "overflowed (train.precision float16: use bfloat16 or float32)"
+        )
+    return scores

@@ -113,10 +113,11 @@ def replaceable(path: Path) -> bool:
         return True
     for marker in (CONFIG_FILE, STATE_FILE, ONNX_FILE):
         try:
-            if json.loads((path / marker).read_text()).get("format") == FORMAT:
-                return True
-        except (OSError, ValueError, AttributeError):
-            pass
+            written = read_json(path / marker)
+        except AttnkitError:
+            continue
+        if isinstance(written, dict) and written.get("format") == FORMAT:
+            return True
     return False
 
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from attnkit.errors import AttnkitError
+from attnkit.errors import AttnkitError, require_finite
 from attnkit.nn import Decoder, EncoderDecoder
 
 
@@ -128,7 +128,9 @@ class _Step:
 
     def __call__(self, newest: Tensor, history: Tensor) -> Tensor:
         # newest: (rows, new) tokens to feed; history: (rows, all so far) -> log-probs of the next token (rows, vocab)
-        logits = self.decoder(newest, None, self.memory, self.source_mask, cache=self.cache)[:, -1].float()
+        logits = require_finite(
+            self.decoder(newest, None, self.memory, self.source_mask, cache=self.cache)[:, -1].float()
+        )
         if self.suppress:
             logits[:, self.suppress] = float("-inf")
         if self.no_repeat_ngram:

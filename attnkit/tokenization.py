@@ -131,15 +131,22 @@ class Tokenizer:
         from tokenizers.implementations import BertWordPieceTokenizer, ByteLevelBPETokenizer
 
         settings = _json_or_empty(directory / "tokenizer_config.json")
+        vocab, merges = directory / "vocab.json", directory / "merges.txt"
         if (directory / "vocab.txt").is_file():
+            file = directory / "vocab.txt"
             lowercase = bool(settings.get("do_lower_case", True))
-            built = BertWordPieceTokenizer(str(directory / "vocab.txt"), lowercase=lowercase)
-        elif (directory / "vocab.json").is_file() and (directory / "merges.txt").is_file():
-            built = ByteLevelBPETokenizer(str(directory / "vocab.json"), str(directory / "merges.txt"))
+            build = lambda: BertWordPieceTokenizer(str(file), lowercase=lowercase)  # noqa: E731
+        elif vocab.is_file() and merges.is_file():
+            file = vocab
+            build = lambda: ByteLevelBPETokenizer(str(vocab), str(merges))  # noqa: E731
         else:
             raise AttnkitError(
                 f"{directory}: no tokenizer (needs tokenizer.json, vocab.txt, or vocab.json with merges.txt)"
             )
+        try:
+            built = build()
+        except Exception as error:  # tokenizers raises bare Exceptions (bad UTF-8), TypeError for a vocab without [SEP]
+            raise AttnkitError(f"{file}: not a valid vocabulary ({str(error).splitlines()[0]})") from None
         return cls(built._tokenizer, str(directory))
 
     def save(self, path: str | os.PathLike) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import safetensors.torch
 import torch
+from safetensors import SafetensorError
 from torch import nn
 from tqdm import tqdm
 
@@ -412,11 +413,30 @@ class Trainer:
                 write_json(tmp / STATE_FILE, {**state, "param_groups": optimizer["param_groups"]})
 
     def _load_state(self) -> None:
-        """What `_save_state` wrote (the weights are loaded before the model is placed and wrapped)."""
+        """What `_save_state` wrote (the weights are loaded before the model is placed and wrapped); a state that
+        is not what it wrote (damaged, edited) is one line naming it."""
         state_dir = self.out / STATE_DIR
         state = read_json(state_dir / STATE_FILE)
+        if not isinstance(state, dict) or state.get("format") != FORMAT:
+            raise AttnkitError(f"{state_dir / STATE_FILE}: not an attnkit trainer state")
         if state.get("version") != STATE_VERSION:
             raise AttnkitError(f"{state_dir}: written by an older attnkit; it cannot be resumed by this one")
+        wrong = [
+            key
+            for key in ("progress", "plan", "scaler", "param_groups")
+            if not isinstance(state.get(key), list if key == "param_groups" else dict)
+        ]
+        wrong = wrong or [
+            f"progress.{key}" for key, value in state["progress"].items() if not _progress_value(key, value)
+        ]
+        if wrong:
+            raise AttnkitError(f"{state_dir / STATE_FILE}: damaged ({wrong[0]} is not what attnkit writes)")
+        try:
+            self._restore_state(state, state_dir)
+        except (KeyError, TypeError, ValueError, RuntimeError, SafetensorError) as error:
+            raise AttnkitError(f"{state_dir}: damaged ({type(error).__name__}: {error})") from None
+
+    def _restore_state(self, state: dict, state_dir: Path) -> None:
         tensors = safetensors.torch.load_file(str(state_dir / "optimizer.safetensors"))
         generators = {
             tuple(map(int, k.split(".")[1:])): tensors.pop(k) for k in [k for k in tensors if k.startswith("rng.")]
@@ -505,6 +525,16 @@ class _Meter:
         result = self.loss / max(self.count, 1.0), self.tokens / (time.perf_counter() - self.start)
         self.reset()
         return result
+
+
+def _progress_value(key: str, value: object) -> bool:
+    """Whether `value` is what Trainer.progress holds under `key`: counts, seconds, the best dev metrics."""
+    if key == "best":
+        return value is None or isinstance(value, dict)
+    number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+    if key == "elapsed":
+        return number
+    return number and isinstance(value, int) and key in ("step", "epoch", "batch", "bad_evals", "nonfinite")
 
 
 def _seed_everything(seed: int) -> None:

@@ -119,7 +119,7 @@ def test_unknown_config_field_names_file_and_field(saved):
     ("field", "value", "expected"),
     [
         ("dim", "16", "expected int"),
-        ("dropout", True, "expected float"),
+        ("dropout", True, "expected a finite float"),
         ("norm", "batchnorm", "expected one of 'layernorm', 'rmsnorm'"),
     ],
 )

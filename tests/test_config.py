@@ -22,7 +22,7 @@ def test_json_integers_are_accepted_for_float_fields():
         ({"num_heads": 2.5}, "x: num_heads: expected int, got 2.5"),
         ({"num_layers": True}, "x: num_layers: expected int, got True"),
         ({"positions": "absolute"}, "x: positions: expected one of 'none', 'sinusoidal'"),
-        ({"attention_scale": "1"}, "x: attention_scale: expected float or null"),
+        ({"attention_scale": "1"}, "x: attention_scale: expected a finite float or null"),
         ({"dim": 30, "num_heads": 4}, "x: model.dim \\(30\\) must be divisible by model.num_heads \\(4\\)"),
         ({"dropout": 1.5}, "x: model.dropout must be in \\[0, 1\\)"),
         ([1, 2], "x: config: expected a mapping of fields, got list"),
@@ -52,7 +52,7 @@ def test_paths_from_python_are_accepted_where_text_is(tmp_path):
 
     run = RunConfig.from_values({"task": {"name": "classify"}, "out": tmp_path, "train": {"init": tmp_path / "m"}}, "x")
     assert (run.out, run.train.init) == (str(tmp_path), str(tmp_path / "m"))
-    with pytest.raises(AttnkitError, match="^x: train.lr: expected float, got PosixPath"):
+    with pytest.raises(AttnkitError, match="^x: train.lr: expected a finite float, got PosixPath"):
         RunConfig.from_values({"task": {"name": "classify"}, "train": {"lr": tmp_path}}, "x")
 
 

@@ -14,7 +14,7 @@ from attnkit import metrics as scoring
 from attnkit.config import DataConfig, ModelConfig
 from attnkit.data.batching import pad
 from attnkit.data.readers import Labelled, read_labelled
-from attnkit.errors import AttnkitError
+from attnkit.errors import AttnkitError, require_finite
 from attnkit.nn import Encoder
 from attnkit.nn.dropout import Dropout
 from attnkit.tasks.base import IGNORE_INDEX, Batch, Task
@@ -118,7 +118,7 @@ class ClassifyTask(Task):
         return total, (labels != IGNORE_INDEX).sum()
 
     def decode(self, model: nn.Module, batch: Batch) -> list[dict]:
-        probabilities = model(batch["ids"], batch["mask"]).float().softmax(-1)
+        probabilities = require_finite(model(batch["ids"], batch["mask"]).float()).softmax(-1)
         best = probabilities.argmax(-1)
         return [{"label": self.labels[int(b)], "probability": float(p[b])} for b, p in zip(best, probabilities)]
 

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from attnkit.config import DataConfig, ModelConfig
 from attnkit.data.batching import pad
-from attnkit.errors import AttnkitError
+from attnkit.errors import AttnkitError, require_finite
 from attnkit.nn import Decoder, Encoder, EncoderDecoder
 from attnkit.tasks.base import IGNORE_INDEX, Batch, Task
 from attnkit.tokenization import Tokenizer
@@ -198,7 +198,7 @@ class PretrainTask(Task):
         a generator seeded by the batch's first block, so that every evaluation scores the same corruption."""
         generator = torch.Generator().manual_seed(int(batch["index"][0]))
         logits, labels, rows = self._scores(model, batch, generator)
-        nll = F.cross_entropy(logits.float(), labels, reduction="none")
+        nll = F.cross_entropy(require_finite(logits.float()), labels, reduction="none")
         size = len(batch["ids"])
         sums = torch.zeros(size, device=nll.device).index_add_(0, rows, nll)
         counts = torch.zeros(size, device=nll.device).index_add_(0, rows, torch.ones_like(nll))

@@ -17,7 +17,7 @@ from attnkit import metrics as scoring
 from attnkit.config import DataConfig, ModelConfig
 from attnkit.data.batching import pad
 from attnkit.data.readers import Tagged, read_tagged
-from attnkit.errors import AttnkitError
+from attnkit.errors import AttnkitError, require_finite
 from attnkit.nn import Encoder
 from attnkit.nn.dropout import Dropout
 from attnkit.runtime import to_device
@@ -191,7 +191,9 @@ class TagTask(Task):
         return joined
 
     def _tags(self, model: nn.Module, batch: Batch) -> list[list[str]]:
-        best = self.forward(model, batch).argmax(-1)  # (batch, time)
+        scores = self.forward(model, batch)
+        require_finite(scores[batch["mask"]])
+        best = scores.argmax(-1)  # (batch, time)
         word_tags = torch.gather(best, 1, batch["starts"])  # the tag at each word's first subword
         return [[self.tags[int(t)] for t in row[keep]] for row, keep in zip(word_tags, batch["start_mask"])]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from attnkit.config import PRESETS, ModelConfig, preset_differences
+from attnkit.config import PRESETS, ModelConfig, describe_type, preset_differences, value_matches
 from attnkit.errors import AttnkitError
 
 Tensors = dict[str, Tensor]
@@ -96,6 +97,7 @@ ACTIVATIONS = names(
 
 
 REQUIRED: Any = object()  # the default of a Field whose key config.json must have
+_NOT_READ = object()  # what Field.read makes of a value that its conversion cannot take
 
 
 @dataclass(frozen=True)
@@ -113,8 +115,17 @@ class Field:
         return self.theirs if isinstance(self.theirs, tuple) else (self.theirs,)
 
     def read(self, hf: dict) -> Any:
+        """The setting, checked against the type of ModelConfig's field: "hidden_size: expected int, got '32'"."""
         key = self.keys[0]
-        return self.convert.to_ours(hf[key] if self.default is REQUIRED else hf.get(key, self.default))
+        value = hf[key] if self.default is REQUIRED else hf.get(key, self.default)
+        expected = typing.get_type_hints(ModelConfig)[self.ours]
+        try:
+            ours = self.convert.to_ours(value)
+        except (TypeError, ValueError, KeyError):
+            ours = _NOT_READ
+        if not value_matches(ours, expected):
+            raise AttnkitError(f"{key}: expected {describe_type(expected)}, got {value!r}")
+        return ours
 
 
 class Family:

@@ -110,12 +110,17 @@ def to_attnkit(family: Family, config: ModelConfig, tensors: Tensors, where: Pat
         absent = [name for name in names if name not in tensors]
         if absent:
             raise AttnkitError(f"{where}: missing tensor {absent[0]!r}")
-        value = rule.to_ours([tensors[name].float() for name in names])
-        if tuple(value.shape) != tuple(expected[rule.ours].shape):
+        try:
+            value = rule.to_ours([tensors[name].float() for name in names])
+        except RuntimeError:  # tensors joined or reshaped by the rule whose shapes cannot be
+            value = None
+        if value is None or tuple(value.shape) != tuple(expected[rule.ours].shape):
             raise AttnkitError(
                 f"{where}: tensor {names[0]!r} has shape {list(tensors[names[0]].shape)}, which disagrees with "
                 f"{CONFIG_FILE} (attnkit {rule.ours} needs {list(expected[rule.ours].shape)})"
             )
+        if not bool(value.isfinite().all()):
+            raise AttnkitError(f"{where}: tensor {names[0]!r} holds NaN or infinity; these weights cannot predict")
         state[rule.ours] = value
     return state
 
