@@ -24,6 +24,7 @@ from attnkit.tokenization import TOKENIZER_FILE, Tokenizer
 from attnkit.train import train
 
 HELD_OUT_SHARE, HELD_OUT_MAX = 0.01, 200_000  # without dev files: the corpus's last 1%, at most 200k tokens
+SPLITS = ("train", "dev", "test")
 
 
 def pretrain(run: RunConfig, *, resume: bool = False, overwrite: bool = False, quiet: bool = False) -> dict:
@@ -33,9 +34,7 @@ def pretrain(run: RunConfig, *, resume: bool = False, overwrite: bool = False, q
         raise AttnkitError("data.train: no text given (a .txt file or a folder of them)")
     cache = Path(run.data.cache or f"{run.out}.corpus")
     files = {
-        split: text_files(path)
-        for split, path in (("train", run.data.train), ("dev", run.data.dev), ("test", run.data.test))
-        if path
+        split: text_files(path) for split, path in zip(SPLITS, (run.data.train, run.data.dev, run.data.test)) if path
     }
     processes = runtime.start(run.train.device, run.train.strategy)[1]  # under torchrun, the first one writes
     token_files = processes.first_does(lambda: prepare_corpus(files, run, cache))
@@ -80,6 +79,12 @@ def prepare_corpus(files: dict[str, list[Path]], run: RunConfig, cache: Path) ->
         },
         "tokenizer": to_dict(run.tokenizer),
     }
+    if cache.exists() and not _holds_only_a_corpus(cache):
+        kind = "a folder that holds other files" if cache.is_dir() else "a file"
+        raise AttnkitError(
+            f"{cache}: data.cache names {kind}; attnkit writes a corpus only into a new folder or one it wrote "
+            "(choose another data.cache)"
+        )
     if _read_manifest(cache) == manifest:
         return _outputs(cache, json.loads((cache / "manifest.json").read_text())["outputs"])
     if not next(lines(files["train"]), None):
@@ -138,6 +143,12 @@ def split_off_tail(train: Path, dev: Path) -> None:
     size = keep * ids.itemsize
     del ids
     os.truncate(train, size)
+
+
+def _holds_only_a_corpus(cache: Path) -> bool:
+    """Whether `cache` is a folder of nothing but what `_write_corpus` writes (a half-written corpus too)."""
+    ours = {"manifest.json", TOKENIZER_FILE, *(f"{split}.u{bits}" for split in SPLITS for bits in (16, 32))}
+    return cache.is_dir() and all(entry.name in ours for entry in cache.iterdir())
 
 
 def _read_manifest(cache: Path) -> dict | None:

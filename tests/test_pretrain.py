@@ -52,3 +52,19 @@ def test_bad_corpora_are_named(tmp_path, content, message):
     (tmp_path / "nothing").mkdir()
     with pytest.raises(AttnkitError, match="nothing: no .txt files in this folder"):
         pretrain(pretrain_config(str(tmp_path / "nothing"), tmp_path / "out", "encoder"))
+
+
+@pytest.mark.parametrize("where", ["a folder of the user's", "a file of the user's"])
+def test_a_cache_path_naming_a_users_files_is_refused_and_they_are_untouched(tmp_path, where):
+    text = corpus(tmp_path / "text")
+    target = tmp_path / "home"
+    if where.startswith("a folder"):
+        target.mkdir()
+        (target / "tokenizer.json").write_text("mine")  # a name attnkit would write, beside one it would not
+        (target / "notes.txt").write_text("mine")
+    else:
+        target.write_text("mine")
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    with pytest.raises(AttnkitError, match=r"home: data.cache names a (folder that holds other files|file); attnkit"):
+        pretrain(pretrain_config(text, tmp_path / "out", "decoder", f"data.cache={target}"))
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before and not (tmp_path / "out").exists()
