@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -411,12 +412,14 @@ def test_the_startup_line_names_the_model_its_endpoints_and_url(request, model, 
 @contextlib.contextmanager
 def running(model: Path, *options: str):
     """`attnkit serve MODEL` on a free port of 127.0.0.1, answering /health; yields its URL and process, then
-    stops it with SIGTERM (the process's output is left in `server.output`)."""
+    stops it with SIGTERM (the process's output, kept in a file so that a long run's access log never fills a pipe
+    and stalls the server, is left in `server.output`)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     command = [sys.executable, "-m", "attnkit", "serve", str(model), "--port", str(port), "--device", "cpu"]
-    server = subprocess.Popen([*command, *options], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = tempfile.TemporaryFile()
+    server = subprocess.Popen([*command, *options], stdout=log, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
@@ -430,7 +433,10 @@ def running(model: Path, *options: str):
         yield url, server
     finally:
         server.send_signal(signal.SIGTERM)
-        server.output = server.communicate(timeout=30)[0]
+        server.wait(timeout=30)
+        log.seek(0)
+        server.output = log.read().decode(errors="replace")
+        log.close()
 
 
 def stopped_cleanly(server: subprocess.Popen) -> bool:
