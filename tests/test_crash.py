@@ -1,5 +1,6 @@
 """Killed with SIGKILL at any moment, even in the middle of writing a checkpoint, a run continued with `--resume`
-ends with the weights of the run that was never interrupted: bit for bit, on the CPU with the same seed."""
+ends with the weights of the run that was never interrupted: bit for bit, on the CPU with the same seed; in one
+process, and under torchrun (2 CPU processes) whether the whole job is killed or one of its processes."""
 
 import os
 import random
@@ -66,13 +67,16 @@ def arguments(tmp_path: Path) -> dict[str, list[str]]:
     }
 
 
-def attnkit(args: list[str], out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "attnkit", *args, "--out", str(out), *extra]
+def attnkit(args: list[str], out: Path, *extra: str, processes: int = 1) -> list[str]:
+    """The command line of `attnkit ARGS --out OUT`, under torchrun with `processes` > 1."""
+    launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
+    return [sys.executable, *(launcher if processes > 1 else []), "-m", "attnkit", *args, "--out", str(out), *extra]
 
 
-def finish(args: list[str], out: Path) -> None:
+def finish(args: list[str], out: Path, processes: int = 1) -> None:
     """--resume until the run ends (one call, since nothing kills it any more)."""
-    result = subprocess.run(attnkit(args, out, "--resume"), capture_output=True, text=True, env=ENVIRONMENT)
+    command = attnkit(args, out, "--resume", processes=processes)
+    result = subprocess.run(command, capture_output=True, text=True, env=ENVIRONMENT, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
 
 
@@ -129,3 +133,40 @@ def test_killed_while_writing_a_checkpoint_and_resumed_ends_bit_identical(argume
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     finish(args, out)
     assert_identical(tmp_path / "whole", out)
+
+
+def workers(launcher: int) -> list[int]:
+    """The process ids of the children of process `launcher` (torchrun's workers)."""
+    children = Path(f"/proc/{launcher}/task/{launcher}/children")
+    return [int(pid) for pid in children.read_text().split()] if children.exists() else []
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds torchrun's workers in /proc")
+@pytest.mark.parametrize("task", ["classify", "pretrain"])
+def test_killed_under_torchrun_and_resumed_ends_bit_identical(arguments, tmp_path, task):
+    args = arguments[task]
+    started = time.perf_counter()
+    whole = subprocess.run(attnkit(args, tmp_path / "whole", processes=2), capture_output=True, env=ENVIRONMENT)
+    assert whole.returncode == 0, whole.stderr.decode()[-2000:]
+    duration = time.perf_counter() - started
+    draw = random.Random(11)
+    for trial, victim in enumerate(["the whole job", "one worker", "the whole job"]):
+        out = tmp_path / f"killed{trial}"
+        job = subprocess.Popen(
+            attnkit(args, out, processes=2),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=ENVIRONMENT,
+            start_new_session=True,  # its own process group: killing the job kills torchrun and its workers
+        )
+        time.sleep(draw.uniform(0.3, 0.95) * duration)
+        if victim == "one worker":
+            running = workers(job.pid)
+            assert running or job.poll() is not None, "torchrun runs no workers in the middle of its run"
+            for pid in draw.sample(running, min(1, len(running))):
+                os.kill(pid, signal.SIGKILL)  # torchrun then stops the other one
+        else:
+            os.killpg(job.pid, signal.SIGKILL)
+        job.wait(timeout=120)
+        finish(args, out, processes=2)
+        assert_identical(tmp_path / "whole", out)
