@@ -86,10 +86,10 @@ async def soak(url: str, pid: int, clients: int, seconds: float, bad_share: floa
                 counts["5xx"] += 1
             if bad and not (isinstance(status, int) and 400 <= status < 500):
                 counts["bad_not_4xx"] += 1
-                failures.append(f"bad {method} {path}: {status}")
+                failures.append(f"{time.monotonic() - began:.1f} s: bad {method} {path}: {status}")
             if not bad and status != 200:
                 counts["good_failed"] += 1
-                failures.append(f"good {method} {path}: {status}")
+                failures.append(f"{time.monotonic() - began:.1f} s: good {method} {path}: {status}")
 
     async def sample() -> None:
         while time.monotonic() < stop:
@@ -128,7 +128,8 @@ def test_a_server_under_load_answers_every_good_request_and_refuses_every_bad_on
         result = asyncio.run(soak(url, server.pid, clients, seconds))
     print("\nserve soak:", json.dumps(result))
     assert result["good"] > 0 and result["bad"] > 0
-    assert result["good_failed"] == 0 and result["bad_not_4xx"] == 0 and result["5xx"] == 0, result["failures"]
+    problems = result["good_failed"] or result["bad_not_4xx"] or result["5xx"]
+    assert not problems, (result["failures"], server.output[-5000:])
     if seconds >= 300:  # over a short run, memory is still settling
         assert result["rss_growth"] < 0.10, result
     assert stopped_cleanly(server), server.output[-3000:]
