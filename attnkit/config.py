@@ -343,14 +343,17 @@ class RunConfig:
         if isinstance(model, dict) and isinstance(train, dict) and train.get("init"):
             fixed = sorted(set(model) - FINE_TUNABLE)
             if fixed:
+                at = located(where, model, fixed[0])
                 raise AttnkitError(
-                    f"{where}: model.{fixed[0]}: the architecture comes from train.init; only "
+                    f"{at}: model.{fixed[0]}: the architecture comes from train.init; only "
                     f"{', '.join(sorted(FINE_TUNABLE))} can be set when fine-tuning"
                 )
         if isinstance(model, dict):
             for key in ("vocab_size", "target_vocab_size"):
                 if key in model:
-                    raise AttnkitError(f"{where}: model.{key}: set by the tokenizer (use tokenizer.vocab_size)")
+                    raise AttnkitError(
+                        f"{located(where, model, key)}: model.{key}: set by the tokenizer (use tokenizer.vocab_size)"
+                    )
             task = values.get("task") or {}
             name = task.get("name", "classify") if isinstance(task, dict) else None
             name = name if isinstance(name, str) else None  # from_dict below says what is wrong with another
@@ -359,8 +362,9 @@ class RunConfig:
             if name in ARCH_OF_TASK:
                 arch = model.setdefault("arch", ARCH_OF_TASK[name])
                 if arch != ARCH_OF_TASK[name]:
-                    raise AttnkitError(f"{where}: model.arch: task {name} needs {ARCH_OF_TASK[name]!r}, got {arch!r}")
-            values = {**values, "model": model}
+                    needs = f"task {name} needs {ARCH_OF_TASK[name]!r}, got {arch!r}"
+                    raise AttnkitError(f"{located(where, model, 'arch')}: model.arch: {needs}")
+            values["model"] = model  # values is a copy: its mapping keeps the lines of its keys
         return from_dict(cls, values, where)
 
 
@@ -369,13 +373,15 @@ def apply_preset(model: dict, task: object, where: str) -> None:
     architecture cannot do, is an error."""
     preset = model["preset"]
     if not isinstance(preset, str) or preset not in PRESETS:
-        raise AttnkitError(f"{where}: model.preset: {preset!r} is not one of {', '.join(PRESETS)}")
+        raise AttnkitError(
+            f"{located(where, model, 'preset')}: model.preset: {preset!r} is not one of {', '.join(PRESETS)}"
+        )
     arch = PRESETS[preset]["arch"]
     if task in ARCH_OF_TASK and ARCH_OF_TASK[task] != arch:
         fitting = [name for name, settings in PRESETS.items() if settings["arch"] == ARCH_OF_TASK[task]]
         raise AttnkitError(
-            f"{where}: model.preset: {preset} is {_article(arch)} {arch} and task {task} needs "
-            f"{_article(ARCH_OF_TASK[task])} {ARCH_OF_TASK[task]} (presets for it: {', '.join(fitting)})"
+            f"{located(where, model, 'preset')}: model.preset: {preset} is {_article(arch)} {arch} and task {task} "
+            f"needs {_article(ARCH_OF_TASK[task])} {ARCH_OF_TASK[task]} (presets for it: {', '.join(fitting)})"
         )
     for key, needed in PRESETS[preset].items():
         model.setdefault(key, needed[0] if isinstance(needed, tuple) else needed)
@@ -384,7 +390,8 @@ def apply_preset(model: dict, task: object, where: str) -> None:
         key, allowed = next(iter(differences.items()))
         wanted = f"one of {', '.join(map(repr, allowed))}" if len(allowed) > 1 else repr(allowed[0])
         raise AttnkitError(
-            f"{where}: model.{key}: {model[key]!r} contradicts model.preset {preset}, which needs {wanted}"
+            f"{located(where, model, key)}: model.{key}: {model[key]!r} contradicts model.preset {preset}, "
+            f"which needs {wanted}"
         )
 
 
@@ -431,7 +438,37 @@ def apply_override(values: dict, override: str) -> None:
 
 
 class _Loader(yaml.SafeLoader):
-    """YAML as people write it: PyYAML alone reads 3e-4 as text, since YAML 1.1 wants 3.0e-4."""
+    """YAML as people write it: PyYAML alone reads 3e-4 as text, since YAML 1.1 wants 3.0e-4. Its mappings
+    remember the line of each key, for errors that say where, and a key given twice is an error, not the last
+    one silently winning."""
+
+
+class Located(dict):
+    """A mapping read from YAML, with the line (from 1) of each of its keys."""
+
+    lines: dict
+
+    def __deepcopy__(self, memo: dict) -> Located:
+        copied = Located(copy.deepcopy(dict(self), memo))
+        copied.lines = dict(self.lines)
+        return copied
+
+
+def _located_mapping(loader: _Loader, node: yaml.MappingNode) -> Located:
+    keys = [(loader.construct_object(key, deep=True), key) for key, _ in node.value]
+    seen: set = set()
+    for name, key in keys:
+        if not isinstance(name, typing.Hashable):
+            continue  # construct_mapping below refuses it
+        if name in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"{name!r} is given twice", key.start_mark)
+        seen.add(name)
+    mapping = Located(loader.construct_mapping(node, deep=True))
+    mapping.lines = {name: key.start_mark.line + 1 for name, key in keys if isinstance(name, typing.Hashable)}
+    return mapping
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _located_mapping)
 
 
 _Loader.add_implicit_resolver(
@@ -451,9 +488,12 @@ def from_dict(cls: type[T], values: object, where: str, prefix: str = "") -> T:
         raise AttnkitError(f"{where}: {prefix or 'config'}: expected a mapping of fields, got {type(values).__name__}")
     unknown = _unknown_keys(cls, values, prefix)
     if unknown:
-        more = "" if all("did you mean" in key for key in unknown) else "; docs/configuration.md lists every setting"
-        raise AttnkitError(f"{where}: unknown setting{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}{more}")
+        names = [name for name, _ in unknown]
+        more = "" if all("did you mean" in name for name in names) else "; docs/configuration.md lists every setting"
+        line = f":{unknown[0][1]}" if unknown[0][1] is not None else ""
+        raise AttnkitError(f"{where}{line}: unknown setting{'s' if len(names) > 1 else ''}: {', '.join(names)}{more}")
     hints = typing.get_type_hints(cls)
+    read = values
     values = dict(values)
     for key, value in values.items():
         if isinstance(value, os.PathLike) and value_matches("", hints[key]):  # paths as pathlib.Path from Python
@@ -461,21 +501,31 @@ def from_dict(cls: type[T], values: object, where: str, prefix: str = "") -> T:
         if dataclasses.is_dataclass(hints[key]):
             values[key] = from_dict(hints[key], value if value is not None else {}, where, f"{prefix}{key}.")
         elif not value_matches(value, hints[key]):
-            raise AttnkitError(f"{where}: {prefix}{key}: expected {describe_type(hints[key])}, got {value!r}")
+            expected = describe_type(hints[key])
+            raise AttnkitError(f"{located(where, read, key)}: {prefix}{key}: expected {expected}, got {value!r}")
     try:
         return cls(**values)
-    except AttnkitError as error:
-        raise AttnkitError(f"{where}: {error}") from None
+    except AttnkitError as error:  # from __post_init__, whose messages begin with the setting: "train.lr must be..."
+        key = str(error).split(" ", 1)[0].removeprefix(prefix)
+        raise AttnkitError(f"{located(where, read, key)}: {error}") from None
 
 
-def _unknown_keys(cls: type, values: dict, prefix: str) -> list[str]:
-    """Every key of `values`, and of the sections in it, that `cls` lacks, each with a did-you-mean."""
+def located(where: str, mapping: object, key: object) -> str:
+    """`where` and the line of `key` in `mapping` if it was read from a YAML file: "run.yaml:7", else "run.yaml"."""
+    line = getattr(mapping, "lines", {}).get(key)
+    return f"{where}:{line}" if line is not None else where
+
+
+def _unknown_keys(cls: type, values: dict, prefix: str) -> list[tuple[str, int | None]]:
+    """Every key of `values`, and of the sections in it, that `cls` lacks, each with a did-you-mean, and its line
+    in the YAML file (None for a key that came from elsewhere)."""
     hints = typing.get_type_hints(cls)
     known = sorted(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
     unknown = []
+    lines = getattr(values, "lines", {})
     for key, value in values.items():
         if key not in known:
-            unknown.append(_did_you_mean(str(key), known, prefix))
+            unknown.append((_did_you_mean(str(key), known, prefix), lines.get(key)))
         elif dataclasses.is_dataclass(hints[key]) and isinstance(value, dict):
             unknown += _unknown_keys(hints[key], value, f"{prefix}{key}.")
     return unknown

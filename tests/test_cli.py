@@ -98,7 +98,7 @@ def bad_input_cases(files: dict, tmp_path: Path) -> dict[str, tuple[list, str]]:
         "bad utf-8": (["--train", utf8, "--dev", dev], r"utf8.tsv:2: not valid UTF-8 \(byte 0xc3\)"),
         "unseen dev label": (["--train", train, "--dev", unseen], r"unseen.tsv:3: label 'ugly' never seen in training"),
         "conll without tag": (["--task", "tag", "--train", conll], r"bad.conll:2: expected a token and a tag"),
-        "unknown config key": ([yaml_file, "--train", train], r"typo.yaml: unknown setting: train.learning_rate"),
+        "unknown config key": ([yaml_file, "--train", train], r"typo.yaml:2: unknown setting: train.learning_rate"),
         "unknown --set key": (
             ["--train", train, "--set", "model.layers=2"],
             r"command line: unknown setting: model.layers \(did you mean model.num_layers\?\)",

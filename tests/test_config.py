@@ -74,7 +74,7 @@ def test_every_unknown_key_is_reported_with_a_did_you_mean(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text("train:\n  learning_rate: 0.1\nmodel:\n  layers: 2\n")
     message = (
-        r"run.yaml: unknown settings: train.learning_rate \(did you mean train.lr\?\), "
+        r"run.yaml:2: unknown settings: train.learning_rate \(did you mean train.lr\?\), "
         r"model.layers \(did you mean model.num_layers\?\)$"
     )
     with pytest.raises(AttnkitError, match=message):
@@ -91,3 +91,28 @@ def test_an_unknown_section_gets_a_did_you_mean():
 def test_an_unknown_key_without_a_close_match_points_to_the_reference():
     with pytest.raises(AttnkitError, match=r"^x: unknown setting: wibble; docs/configuration.md lists every setting$"):
         from_dict(ModelConfig, {"wibble": 1}, "x")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("train:\n  epochs: 3\n  lr: fast\n", r":3: train.lr: expected a finite float, got 'fast'"),
+        ("train:\n  lr: .nan\n", r":2: train.lr: expected a finite float, got nan"),
+        (
+            "task: {name: classify}\nmodel:\n  dim: 64\n  num_heads: 0\n",
+            r":4: model.num_heads must be at least 1, got 0",
+        ),
+        (
+            "train:\n  epochs: 3\n  lerning_rate: 1\n",
+            r":3: unknown setting: train.lerning_rate \(did you mean train.lr\?\)",
+        ),
+        ("train:\n  lr: 1.0e-3\ntrain:\n  lr: 2.0e-3\n", r":3: invalid YAML \('train' is given twice\)"),
+    ],
+)
+def test_a_mistake_in_a_yaml_file_names_its_line(tmp_path, text, message):
+    from attnkit.config import RunConfig
+
+    config = tmp_path / "run.yaml"
+    config.write_text(text)
+    with pytest.raises(AttnkitError, match=f"^{config}{message}"):
+        RunConfig.from_yaml(config)

@@ -120,6 +120,8 @@ def test_a_config_setting_of_the_wrong_type_or_range_is_refused_in_one_line(run_
     if code == 2:  # names the config file and setting, or the file or device the setting names
         named = ["run.yaml", str(name or section)] + ([value] if isinstance(value, str) and value else [])
         assert any(word in err for word in named), err
+        if f"run.yaml: {section}.{name}" in err or f"run.yaml: {section}:" in err:
+            raise AssertionError(f"names the setting but not its line: {err}")
 
 
 @pytest.mark.parametrize(("mutation", "seed"), [(m, s) for m in YAML_MUTATIONS for s in range(2)])
