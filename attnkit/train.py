@@ -429,12 +429,13 @@ class Trainer:
         wrong = wrong or [
             f"progress.{key}" for key, value in state["progress"].items() if not _progress_value(key, value)
         ]
+        again = "it cannot be resumed (--overwrite starts the run again)"
         if wrong:
-            raise AttnkitError(f"{state_dir / STATE_FILE}: damaged ({wrong[0]} is not what attnkit writes)")
+            raise AttnkitError(f"{state_dir / STATE_FILE}: damaged ({wrong[0]} is not what attnkit writes); {again}")
         try:
             self._restore_state(state, state_dir)
         except (KeyError, TypeError, ValueError, RuntimeError, SafetensorError) as error:
-            raise AttnkitError(f"{state_dir}: damaged ({type(error).__name__}: {error})") from None
+            raise AttnkitError(f"{state_dir}: damaged ({type(error).__name__}: {error}); {again}") from None
 
     def _restore_state(self, state: dict, state_dir: Path) -> None:
         tensors = safetensors.torch.load_file(str(state_dir / "optimizer.safetensors"))

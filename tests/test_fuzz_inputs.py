@@ -17,9 +17,10 @@ import yaml
 from fastapi.testclient import TestClient
 
 from attnkit.cli import main
-from attnkit.config import RunConfig
+from attnkit.config import RunConfig, TokenizerConfig
 from attnkit.pipeline import Pipeline
 from attnkit.serve import Limits, create_app
+from attnkit.tokenization import Tokenizer
 from tests.conftest import TINY, sentiment_rows, write_tsv
 
 transformers = pytest.importorskip("transformers")
@@ -183,7 +184,9 @@ def _safetensors_mutations() -> dict[str, Mutation]:
 
     def poisoned(data: bytes, draw: random.Random) -> bytes:
         tensors = load_file_bytes(data)
-        name = draw.choice(sorted(name for name, t in tensors.items() if t.is_floating_point()))
+        # not BERT's pooler, which only a classifier fine-tuned from the checkpoint reads
+        used = sorted(name for name, t in tensors.items() if t.is_floating_point() and "pooler" not in name)
+        name = draw.choice(used)
         tensors[name] = torch.full_like(tensors[name], float("nan"))
         return save_file_bytes(tensors)
 
@@ -248,42 +251,74 @@ def test_a_damaged_checkpoint_is_refused_in_one_line_naming_the_file(
 
 
 @pytest.fixture(scope="module")
-def hf_bert(tmp_path_factory) -> Path:
-    """A tiny random BERT as save_pretrained writes it, with a WordPiece vocab.txt."""
+def hf_directories(tmp_path_factory) -> dict[str, Path]:
+    """Tiny random models as save_pretrained writes them, each with its family's usual tokenizer files: BERT with a
+    WordPiece vocab.txt, GPT-2 with a byte-level vocab.json and merges.txt, T5 with a tokenizer.json."""
+    from tokenizers import BertWordPieceTokenizer, ByteLevelBPETokenizer
+
+    folder = tmp_path_factory.mktemp("hf")
+    text = ["the cat sat on the mat", "a dog sat on a log"] * 5
     torch.manual_seed(0)
-    config = transformers.BertConfig(
-        vocab_size=30, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=20
-    )
-    path = tmp_path_factory.mktemp("hf") / "bert"
-    transformers.BertModel(config).save_pretrained(path)
-    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"the a cat dog sat on mat log and".split()]
-    (path / "vocab.txt").write_text("\n".join(words + [f"w{i}" for i in range(30 - len(words))]) + "\n")
-    return path
+    bert = BertWordPieceTokenizer()
+    bert.train_from_iterator(text, vocab_size=40, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+    gpt2 = ByteLevelBPETokenizer()
+    gpt2.train_from_iterator(text, vocab_size=270, special_tokens=["<|endoftext|>"])
+    t5 = Tokenizer.train(text, TokenizerConfig(kind="unigram", vocab_size=40))
+    t = transformers
+    small = {"num_hidden_layers": 1, "num_attention_heads": 2}
+    models = {
+        "bert": (
+            t.BertModel(t.BertConfig(vocab_size=bert.get_vocab_size(), hidden_size=16, intermediate_size=20, **small)),
+            bert.save_model,
+        ),
+        "gpt2": (
+            t.GPT2LMHeadModel(t.GPT2Config(vocab_size=gpt2.get_vocab_size(), n_embd=16, n_layer=1, n_head=2)),
+            gpt2.save_model,
+        ),
+        "t5": (
+            t.T5ForConditionalGeneration(
+                t.T5Config(vocab_size=t5.vocab_size, d_model=16, d_kv=8, d_ff=20, num_layers=1, num_heads=2)
+            ),
+            lambda path: t5.save(Path(path) / "tokenizer.json"),
+        ),
+    }
+    for family, (model, save_tokenizer) in models.items():
+        model.save_pretrained(folder / family)
+        save_tokenizer(str(folder / family))
+    return {family: folder / family for family in models}
 
 
-HF_FILES = {
-    "config.json": {**BYTE_MUTATIONS, **_json_mutations()},
-    "model.safetensors": {**BYTE_MUTATIONS, **_safetensors_mutations()},
-    "vocab.txt": BYTE_MUTATIONS,
-}
+TOKENIZER_FILES = {"bert": ["vocab.txt"], "gpt2": ["vocab.json", "merges.txt"], "t5": ["tokenizer.json"]}
 HF_CASES = [
-    (file, mutation, seed) for file, mutations in HF_FILES.items() for mutation in mutations for seed in range(2)
+    (family, file, mutation, seed)
+    for family, tokenizer in TOKENIZER_FILES.items()
+    for file, mutations in {
+        "config.json": {**BYTE_MUTATIONS, **_json_mutations()},
+        "model.safetensors": {**BYTE_MUTATIONS, **_safetensors_mutations()},
+        **{name: BYTE_MUTATIONS for name in tokenizer},
+    }.items()
+    for mutation in [*mutations, "deleted"]
+    for seed in (range(2) if mutation != "deleted" else [0])
 ]
-HF_CASES += [(file, "deleted", 0) for file in HF_FILES]
+HF_MUTATIONS = {**BYTE_MUTATIONS, **_json_mutations(), **_safetensors_mutations()}
 
 
-@pytest.mark.parametrize(("file", "mutation", "seed"), HF_CASES, ids=lambda v: str(v).replace(" ", "-"))
-def test_a_damaged_hugging_face_directory_is_refused_in_one_line(tmp_path, capsys, hf_bert, file, mutation, seed):
-    folder = tmp_path / "bert"
-    shutil.copytree(hf_bert, folder)
+@pytest.mark.parametrize(("family", "file", "mutation", "seed"), HF_CASES, ids=lambda v: str(v).replace(" ", "-"))
+def test_a_damaged_hugging_face_directory_is_refused_in_one_line(
+    tmp_path, capsys, hf_directories, family, file, mutation, seed
+):
+    folder = tmp_path / family
+    shutil.copytree(hf_directories[family], folder)
     damaged = folder / file
     if mutation == "deleted":
         damaged.unlink()
     else:
-        damaged.write_bytes(HF_FILES[file][mutation](damaged.read_bytes(), random.Random(f"{file}{mutation}{seed}")))
+        damaged.write_bytes(HF_MUTATIONS[mutation](damaged.read_bytes(), random.Random(f"{file}{mutation}{seed}")))
     before = set(tmp_path.rglob("*"))
     code, err = run_cli(["export", folder, "--out", tmp_path / "exported"], capsys)
-    assert_accepted_or_refused(code, err, "bert", before, tmp_path)
+    assert_accepted_or_refused(code, err, family, before, tmp_path)
+    if mutation == "NaN weights":
+        assert code == 2 and "holds NaN or infinity" in err, err
 
 
 # --- command-line flags ----------------------------------------------------------------------------------------

@@ -136,6 +136,15 @@ def test_existing_output_needs_resume_or_overwrite(sentiment_files, tmp_path):
         train(run_config(sentiment_files, tmp_path / "empty", "classify"), resume=True)
 
 
+def test_an_out_naming_a_users_folder_is_refused_even_with_overwrite(sentiment_files, tmp_path):
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "notes.txt").write_text("mine")
+    with pytest.raises(AttnkitError, match="home: exists and is not an attnkit checkpoint; refusing to overwrite"):
+        train(run_config(sentiment_files, tmp_path / "home", "classify", "train.max_steps=2"), overwrite=True)
+    assert [p.name for p in (tmp_path / "home").iterdir()] == ["notes.txt"]
+    assert (tmp_path / "home" / "notes.txt").read_text() == "mine"
+
+
 def test_resume_before_the_output_exists_starts_the_run(sentiment_files, tmp_path, capsys):
     summary = train(run_config(sentiment_files, tmp_path / "new", "classify", "train.max_steps=2"), resume=True)
     assert summary["steps"] == 2

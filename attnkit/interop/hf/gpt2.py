@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from attnkit.config import ModelConfig
+from attnkit.errors import AttnkitError
 from attnkit.interop.hf.base import ACTIVATIONS, Family, Field, Rule, copy, norm
 
 
@@ -26,8 +27,13 @@ class GPT2(Family):
     constants = {"tie_word_embeddings": True}
 
     def config(self, hf: dict) -> ModelConfig:
-        config = super().config({**hf, "n_inner": hf.get("n_inner") or 4 * hf["n_embd"]})  # null: 4 x n_embd
-        config.pad_id = hf.get("pad_token_id") or hf.get("eos_token_id") or 0  # GPT-2 pads, if at all, with eos
+        width = hf["n_embd"]
+        inner = hf.get("n_inner") or (4 * width if isinstance(width, int) else width)  # null: 4 x n_embd
+        config = super().config({**hf, "n_inner": inner})
+        pad = hf.get("pad_token_id") or hf.get("eos_token_id") or 0  # GPT-2 pads, if at all, with eos
+        if not isinstance(pad, int) or isinstance(pad, bool) or pad < 0:
+            raise AttnkitError(f"pad_token_id or eos_token_id: expected a token id, got {pad!r}")
+        config.pad_id = pad
         return config
 
     def rules(self, config: ModelConfig) -> list[Rule]:

@@ -50,6 +50,8 @@ def read_hf_config(path: str | os.PathLike) -> tuple[Family, ModelConfig]:
         raise AttnkitError(f"{file}: missing field {error.args[0]!r} for a {model_type} model") from None
     except AttnkitError as error:
         raise AttnkitError(f"{file}: {error}") from None
+    except (TypeError, ValueError) as error:  # a value of a type its family's own arithmetic cannot take
+        raise AttnkitError(f"{file}: a setting of the wrong type ({error})") from None
 
 
 def load_hf_model(path: str | os.PathLike, trust_pickle: bool = False) -> torch.nn.Module:
