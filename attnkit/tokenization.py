@@ -3,6 +3,7 @@ tokenizer.json, saved in every checkpoint. Words map to subwords so that word-le
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -19,8 +20,9 @@ TOKENIZER_FILE = "tokenizer.json"
 PAD, UNK, BOS, EOS, MASK = "<pad>", "<unk>", "<s>", "</s>", "<mask>"
 SPECIALS = [PAD, UNK, BOS, EOS, MASK]  # ids 0..4 in every tokenizer attnkit trains
 # The trainers of `tokenizers` take time growing with the square of a word's length (BPE: 160,000 characters
-# without a space, 1.2 s; two million, many minutes) and the Unigram trainer crashes on such words; no subword
-# is that long, so while learning the vocabulary a longer run of non-spaces is cut into pieces of this length.
+# without a space, 1.2 s; two million, many minutes), and the Unigram trainer once died of a segmentation fault on
+# a word of 160,000; no subword is that long, so while the vocabulary is learned, longer runs of non-spaces are cut
+# into pieces of this length.
 LONGEST_TRAINING_WORD = 100
 _LONG_RUN = re.compile(rf"\S{{{LONGEST_TRAINING_WORD}}}(?=\S)")
 
@@ -133,12 +135,12 @@ class Tokenizer:
         settings = _json_or_empty(directory / "tokenizer_config.json")
         vocab, merges = directory / "vocab.json", directory / "merges.txt"
         if (directory / "vocab.txt").is_file():
-            file = directory / "vocab.txt"
+            files = str(directory / "vocab.txt")
             lowercase = bool(settings.get("do_lower_case", True))
-            build = lambda: BertWordPieceTokenizer(str(file), lowercase=lowercase)  # noqa: E731
+            build = functools.partial(BertWordPieceTokenizer, files, lowercase=lowercase)
         elif vocab.is_file() and merges.is_file():
-            file = vocab
-            build = lambda: ByteLevelBPETokenizer(str(vocab), str(merges))  # noqa: E731
+            files = f"{vocab} with merges.txt"
+            build = functools.partial(ByteLevelBPETokenizer, str(vocab), str(merges))
         else:
             raise AttnkitError(
                 f"{directory}: no tokenizer (needs tokenizer.json, vocab.txt, or vocab.json with merges.txt)"
@@ -146,7 +148,7 @@ class Tokenizer:
         try:
             built = build()
         except Exception as error:  # tokenizers raises bare Exceptions (bad UTF-8), TypeError for a vocab without [SEP]
-            raise AttnkitError(f"{file}: not a valid vocabulary ({str(error).splitlines()[0]})") from None
+            raise AttnkitError(f"{files}: not a valid vocabulary ({str(error).splitlines()[0]})") from None
         return cls(built._tokenizer, str(directory))
 
     def save(self, path: str | os.PathLike) -> None:

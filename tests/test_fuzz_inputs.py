@@ -3,6 +3,7 @@ tokenizer and trainer state, Hugging Face directories, command-line flags and HT
 either accepted or refused with exit code 2 and one line naming it, never a traceback and never a partial output;
 a request gets its 4xx with a one-line detail, never a 500, and the server goes on answering."""
 
+import copy
 import dataclasses
 import json
 import random
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import safetensors.torch
 import torch
 import yaml
 from fastapi.testclient import TestClient
@@ -107,8 +109,8 @@ def _yaml(values: dict) -> bytes:
 
 
 @pytest.mark.parametrize(("section", "name", "value"), VALUE_CASES, ids=lambda v: str(v)[:20])
-def test_a_config_setting_of_the_wrong_type_or_range_is_refused_in_one_line(run_folder, capsys, section, name, value):
-    values = json.loads(json.dumps(BASE))
+def test_every_setting_given_odd_values_trains_or_is_refused_in_one_line(run_folder, capsys, section, name, value):
+    values = copy.deepcopy(BASE)
     if name is None:
         values[section] = value
     else:
@@ -121,8 +123,8 @@ def test_a_config_setting_of_the_wrong_type_or_range_is_refused_in_one_line(run_
     if code == 2:  # names the config file and setting, or the file or device the setting names
         named = ["run.yaml", str(name or section)] + ([value] if isinstance(value, str) and value else [])
         assert any(word in err for word in named), err
-        if f"run.yaml: {section}.{name}" in err or f"run.yaml: {section}:" in err:
-            raise AssertionError(f"names the setting but not its line: {err}")
+        unlocated = f"run.yaml: {section}.{name}" in err or f"run.yaml: {section}:" in err
+        assert not unlocated, f"names the setting but not its line: {err}"
 
 
 @pytest.mark.parametrize(("mutation", "seed"), [(m, s) for m in YAML_MUTATIONS for s in range(2)])
@@ -194,15 +196,11 @@ def _safetensors_mutations() -> dict[str, Mutation]:
 
 
 def load_file_bytes(data: bytes) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load
-
-    return dict(load(data))
+    return dict(safetensors.torch.load(data))
 
 
 def save_file_bytes(tensors: dict[str, torch.Tensor]) -> bytes:
-    from safetensors.torch import save
-
-    return save(tensors)
+    return safetensors.torch.save(tensors)
 
 
 CHECKPOINT_FILES = {
@@ -221,7 +219,7 @@ CHECKPOINT_CASES += [(file, "deleted", 0) for file in CHECKPOINT_FILES]
 
 
 @pytest.mark.parametrize(("file", "mutation", "seed"), CHECKPOINT_CASES, ids=lambda v: str(v).replace(" ", "-"))
-def test_a_damaged_checkpoint_is_refused_in_one_line_naming_the_file(
+def test_a_damaged_checkpoint_is_read_or_refused_in_one_line_naming_the_file(
     tmp_path, capsys, checkpoint, file, mutation, seed
 ):
     folder = tmp_path / "copy"
@@ -304,7 +302,7 @@ HF_MUTATIONS = {**BYTE_MUTATIONS, **_json_mutations(), **_safetensors_mutations(
 
 
 @pytest.mark.parametrize(("family", "file", "mutation", "seed"), HF_CASES, ids=lambda v: str(v).replace(" ", "-"))
-def test_a_damaged_hugging_face_directory_is_refused_in_one_line(
+def test_a_damaged_hugging_face_directory_is_read_or_refused_in_one_line(
     tmp_path, capsys, hf_directories, family, file, mutation, seed
 ):
     folder = tmp_path / family
