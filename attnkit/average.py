@@ -10,7 +10,7 @@ from pathlib import Path
 
 from attnkit.checkpoint import read_checkpoint_json, save_checkpoint
 from attnkit.errors import AttnkitError
-from attnkit.files import CONFIG_FILE
+from attnkit.files import CONFIG_FILE, replaceable
 from attnkit.pipeline import Pipeline
 from attnkit.tokenization import TOKENIZER_FILE
 
@@ -28,6 +28,8 @@ def average(paths: list[str | os.PathLike], out: str | os.PathLike, overwrite: b
         raise AttnkitError("average: give at least two model directories")
     if any(out.resolve() == path.resolve() for path in paths):
         raise AttnkitError(f"{out}: is one of the models to average; write the average to a new directory")
+    if out.exists() and not replaceable(out):
+        raise AttnkitError(f"{out}: exists and is not an attnkit checkpoint; refusing to overwrite it")
     if out.exists() and not overwrite:
         raise AttnkitError(f"{out}: already exists; pass --overwrite to replace it")
     configs = [_trained_config(path) for path in paths]

@@ -97,6 +97,7 @@ def _warn(message: str) -> None:
 
 def _predict(args: argparse.Namespace) -> None:
     """One output line per input line; a blank input line gives an empty line (JSON: the prediction is null)."""
+    from attnkit.data.readers import stdin_lines
     from attnkit.pipeline import Pipeline
 
     pipeline = Pipeline.load(args.path, device=args.device, int8=args.int8)
@@ -106,7 +107,7 @@ def _predict(args: argparse.Namespace) -> None:
     if args.data:
         examples, predictions = pipeline.predict_file(args.data)
     else:
-        examples, predictions = pipeline.predict_lines(sys.stdin, "standard input")
+        examples, predictions = pipeline.predict_lines(stdin_lines(), "standard input")
     for example, prediction in zip(examples, predictions):
         if args.json:
             print(json.dumps(task.record(example, prediction), ensure_ascii=False))
@@ -115,6 +116,9 @@ def _predict(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    if out.exists() and not args.overwrite and not (out.is_dir() and not any(out.iterdir())):
+        raise AttnkitError(f"{out}: already exists; pass --overwrite to replace it")
     if args.onnx:
         from attnkit.onnx import export_onnx
 
@@ -166,6 +170,7 @@ def _attention(args: argparse.Namespace) -> None:
 
 def _generate(args: argparse.Namespace) -> None:
     """Text: each output streams as it is decoded, one line per prompt (a blank prompt gives a blank line)."""
+    from attnkit.data.readers import stdin_lines
     from attnkit.generate import Sampling
     from attnkit.pipeline import Pipeline
 
@@ -177,7 +182,7 @@ def _generate(args: argparse.Namespace) -> None:
     elif args.top_k or args.top_p != 1.0 or args.seed is not None:
         raise AttnkitError("--top-k, --top-p and --seed shape sampling: give --temperature above 0 to sample")
     pipeline = Pipeline.load(args.path, device=args.device, int8=args.int8)
-    prompts = [args.prompt] if args.prompt is not None else [line.rstrip("\n") for line in sys.stdin]
+    prompts = [args.prompt] if args.prompt is not None else stdin_lines()
     if not any(prompt.strip() for prompt in prompts):
         where = "--prompt" if args.prompt is not None else "standard input"
         raise AttnkitError(f"{where}: no prompt to continue (one per line)")
@@ -304,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--int8", action="store_true", help="with --onnx: quantize the graphs' matrix products to int8")
     export.add_argument("--trust-pickle", action="store_true", help="allow reading a pytorch_model.bin")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing --out (an attnkit directory)")
     export.set_defaults(run=_export)
 
     serve = commands.add_parser("serve", help="serve a model over HTTP: /predict, /generate, /encode, /docs")

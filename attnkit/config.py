@@ -309,6 +309,7 @@ class TrainConfig:
         _in_range("train", self, "label_smoothing", 0, 1, high_open=True)
         _in_range("train", self, "ema", 0, 1, low_open=True, high_open=True)
         _in_range("train", self, "layer_decay", 0, 1, low_open=True)
+        _in_range("train", self, "seed", 0, 2**32 - 1)  # what numpy's generator takes
 
 
 @dataclass

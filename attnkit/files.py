@@ -126,7 +126,7 @@ def read_json(file: Path) -> object:
     try:
         return json.loads(text)
     except json.JSONDecodeError as error:
-        raise AttnkitError(f"{file}:{error.lineno}: invalid JSON ({error.msg})") from None
+        raise AttnkitError(f"{file}:{error.lineno}: invalid JSON ({error.msg}, column {error.colno})") from None
 
 
 def write_json(file: Path, data: object) -> None:

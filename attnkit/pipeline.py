@@ -351,7 +351,14 @@ def read_run(path: Path) -> tuple[RunConfig, dict]:
     if "task" not in data:
         raise AttnkitError(f"{where}: a bare model without a task; train one with `attnkit train`")
     sections = {key: data[key] for key in ("task", "out", "data", "tokenizer", "model", "train") if key in data}
-    return from_dict(RunConfig, sections, where), data.get("task_state", {})
+    state = data.get("task_state", {})
+    if not isinstance(state, dict):
+        raise AttnkitError(f"{where}: task_state: expected a mapping, got {state!r}")
+    for key in ("labels", "tags"):  # what a classifier and a tagger name their outputs with
+        names = state.get(key, [])
+        if not (isinstance(names, list) and all(isinstance(n, str) for n in names) and len(set(names)) == len(names)):
+            raise AttnkitError(f"{where}: task_state.{key}: expected a list of distinct names, got {names!r}")
+    return from_dict(RunConfig, sections, where), state
 
 
 @torch.no_grad()

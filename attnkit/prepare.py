@@ -60,7 +60,10 @@ def prepare(run: RunConfig, resume: bool, overwrite: bool) -> Prepared:
     model_config = _model_config(run, resume, source, tokenizer)
     task = make_task(run.task, data, tokenizer, model_config, read_run(out)[1] if resume else None)
     if not resume:
-        task.fit(held_out["train"])
+        try:
+            task.fit(held_out["train"])
+        except AttnkitError as error:  # what the training file as a whole lacks (a second label)
+            raise AttnkitError(f"{data.train}: {error}") from None
     for path, examples in given.items():
         task.check(examples, path)
     dev_examples, test_examples = held_out["dev"] or given.get(data.dev), held_out["test"] or given.get(data.test)

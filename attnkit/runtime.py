@@ -33,7 +33,7 @@ def resolve_device(name: str = "auto") -> torch.device:
     except RuntimeError:
         device = None
     if device is None or device.type not in ("cpu", "cuda", "mps"):
-        raise AttnkitError(f"device {name!r}: expected one of {', '.join(DEVICES)}")
+        raise AttnkitError(f"device {name!r} (--device, train.device): expected one of {', '.join(DEVICES)}")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise AttnkitError(f"device {name!r}: torch sees no CUDA GPU here; use cpu or auto")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():

@@ -47,6 +47,7 @@ from attnkit.optim import Average, learning_rate, make_optimizer
 from attnkit.pipeline import predict_items
 from attnkit.prepare import prepare
 
+GONE = "it cannot be resumed (--overwrite starts the run again)"  # a trainer state that is not what attnkit wrote
 TRIM_EVERY = 10  # optimizer steps between returns of freed memory to the system
 # what unset settings become: derived from the data and the run's length, so that every size of data learns;
 # a setting given in the config is used as it is
@@ -429,16 +430,23 @@ class Trainer:
         wrong = wrong or [
             f"progress.{key}" for key, value in state["progress"].items() if not _progress_value(key, value)
         ]
-        again = "it cannot be resumed (--overwrite starts the run again)"
         if wrong:
-            raise AttnkitError(f"{state_dir / STATE_FILE}: damaged ({wrong[0]} is not what attnkit writes); {again}")
+            raise AttnkitError(f"{state_dir / STATE_FILE}: damaged ({wrong[0]} is not what attnkit writes); {GONE}")
+        optimizer_file = state_dir / "optimizer.safetensors"
         try:
-            self._restore_state(state, state_dir)
-        except (KeyError, TypeError, ValueError, RuntimeError, SafetensorError) as error:
-            raise AttnkitError(f"{state_dir}: damaged ({type(error).__name__}: {error}); {again}") from None
+            tensors = safetensors.torch.load_file(str(optimizer_file))
+        except (OSError, SafetensorError) as error:
+            raise AttnkitError(f"{optimizer_file}: unreadable ({error}); {GONE}") from None
+        poisoned = next((k for k, t in tensors.items() if t.is_floating_point() and not bool(t.isfinite().all())), None)
+        if poisoned is not None:
+            raise AttnkitError(f"{optimizer_file}: tensor {poisoned!r} holds NaN or infinity; {GONE}")
+        try:
+            self._restore_state(state, state_dir, tensors)
+        except (KeyError, TypeError, ValueError, RuntimeError) as error:
+            where = f"{optimizer_file} (with {STATE_FILE})"
+            raise AttnkitError(f"{where}: damaged ({type(error).__name__}: {error}); {GONE}") from None
 
-    def _restore_state(self, state: dict, state_dir: Path) -> None:
-        tensors = safetensors.torch.load_file(str(state_dir / "optimizer.safetensors"))
+    def _restore_state(self, state: dict, state_dir: Path, tensors: dict[str, torch.Tensor]) -> None:
         generators = {
             tuple(map(int, k.split(".")[1:])): tensors.pop(k) for k in [k for k in tensors if k.startswith("rng.")]
         }
@@ -459,6 +467,11 @@ class Trainer:
             runtime.load_optimizer_state(
                 self.module, self.optimizer, {"state": slots, "param_groups": state["param_groups"]}
             )
+            for group in self.optimizer.param_groups:  # torch takes slots of any shape, and fails at the next step
+                for parameter in group["params"]:
+                    for slot, value in self.optimizer.state.get(parameter, {}).items():
+                        if torch.is_tensor(value) and value.dim() > 0 and value.shape != parameter.shape:
+                            raise ValueError(f"a {slot} of shape {list(value.shape)} for {list(parameter.shape)}")
         self.scaler.load_state_dict(state["scaler"])
         self.progress = state["progress"]
         self.rng_after_step = self._rng_state()

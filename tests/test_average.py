@@ -94,8 +94,11 @@ def test_an_existing_out_is_replaced_only_when_asked(two_models, tmp_path, capsy
     first, second = two_models
     (tmp_path / "mean").mkdir()
     (tmp_path / "mean" / "notes.txt").write_text("precious")
-    assert main(["average", str(first), str(second), "--out", str(tmp_path / "mean")]) == 2
-    assert "already exists; pass --overwrite" in capsys.readouterr().err
+    for flags in ([], ["--overwrite"]):  # a user's folder: never replaced, and no hint that --overwrite would
+        assert main(["average", str(first), str(second), "--out", str(tmp_path / "mean"), *flags]) == 2
+        assert "mean: exists and is not an attnkit checkpoint; refusing to overwrite it" in capsys.readouterr().err
     assert (tmp_path / "mean" / "notes.txt").read_text() == "precious"
     average([first, second], tmp_path / "again")
+    assert main(["average", str(first), str(second), "--out", str(tmp_path / "again")]) == 2
+    assert "again: already exists; pass --overwrite to replace it" in capsys.readouterr().err
     assert main(["average", str(first), str(second), "--out", str(tmp_path / "again"), "--overwrite"]) == 0

@@ -189,6 +189,14 @@ def test_blank_lines_of_stdin_give_json_records_with_a_null_prediction(classifie
     assert records[1]["probability"] is None
 
 
+def test_a_bad_byte_on_standard_input_is_one_line_naming_its_line(classifier, capsys, monkeypatch):
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"red happy\ngood \xff film\n")))
+    code, _, err = run(capsys, "predict", classifier)
+    assert code == 2 and err == "attnkit: error: standard input:2: not valid UTF-8 (byte 0xff)\n"
+
+
 def test_python_predict_gives_none_for_a_blank_text(classifier):
     from attnkit import load
 

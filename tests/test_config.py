@@ -98,6 +98,7 @@ def test_an_unknown_key_without_a_close_match_points_to_the_reference():
     [
         ("train:\n  epochs: 3\n  lr: fast\n", r":3: train.lr: expected a finite float, got 'fast'"),
         ("train:\n  lr: .nan\n", r":2: train.lr: expected a finite float, got nan"),
+        ("train:\n  seed: -1\n", r":2: train.seed must be in \[0, 4294967295\], got -1"),
         (
             "task: {name: classify}\nmodel:\n  dim: 64\n  num_heads: 0\n",
             r":4: model.num_heads must be at least 1, got 0",

@@ -7,6 +7,7 @@ import copy
 import dataclasses
 import json
 import random
+import re
 import shutil
 import typing
 from collections.abc import Callable
@@ -175,7 +176,7 @@ def _safetensors_mutations() -> dict[str, Mutation]:
     def reshaped(data: bytes, draw: random.Random) -> bytes:
         tensors = load_file_bytes(data)
         name = draw.choice(sorted(tensors))
-        tensors[name] = torch.zeros(*[size + 1 for size in tensors[name].shape])
+        tensors[name] = torch.zeros([size + 1 for size in tensors[name].shape] or [2])
         return save_file_bytes(tensors)
 
     def renamed(data: bytes, draw: random.Random) -> bytes:
@@ -208,6 +209,7 @@ CHECKPOINT_FILES = {
     "model/model.safetensors": {**BYTE_MUTATIONS, **_safetensors_mutations()},
     "model/tokenizer.json": {**BYTE_MUTATIONS, **_json_mutations()},
     "model/trainer_state/state.json": {**BYTE_MUTATIONS, **_json_mutations()},
+    "model/trainer_state/optimizer.safetensors": {**BYTE_MUTATIONS, **_safetensors_mutations()},
 }
 CHECKPOINT_CASES = [
     (file, mutation, seed)
@@ -439,3 +441,21 @@ def test_a_malformed_request_gets_a_4xx_with_a_one_line_detail(client, method, p
         detail = response.json()["detail"]
         assert isinstance(detail, str) and "\n" not in detail, detail
     assert client.post("/predict", json={"text": "happy red"}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("state", "message"),
+    [
+        ({"labels": ["bad", "bad"]}, r"task_state.labels: expected a list of distinct names, got \['bad', 'bad'\]"),
+        ({"labels": [1, 2]}, r"task_state.labels: expected a list of distinct names, got \[1, 2\]"),
+        ({"labels": "ab"}, r"task_state.labels: expected a list of distinct names, got 'ab'"),
+        ([], r"task_state: expected a mapping, got \[\]"),
+    ],
+)
+def test_a_checkpoints_label_names_are_checked(tmp_path, capsys, checkpoint, state, message):
+    folder = tmp_path / "copy"
+    shutil.copytree(checkpoint, folder)
+    config = folder / "model" / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "task_state": state}))
+    code, err = run_cli(["evaluate", folder / "model", "--data", folder / "dev.tsv", "--device", "cpu"], capsys)
+    assert code == 2 and re.search(f"config.json: {message}", err), err

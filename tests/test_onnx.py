@@ -159,15 +159,17 @@ def test_a_graph_that_differs_from_attnkit_is_refused_and_nothing_is_written(cla
 
 def test_cli_exports_replaces_its_own_export_and_refuses_other_folders(classifier_dir, tmp_path, capsys):
     out = tmp_path / "onnx"
-    for _ in range(2):  # a second export replaces the first
-        assert main(["export", str(classifier_dir), "--onnx", "--int8", "--out", str(out)]) == 0
+    assert main(["export", str(classifier_dir), "--onnx", "--int8", "--out", str(out)]) == 0
+    assert main(["export", str(classifier_dir), "--onnx", "--int8", "--out", str(out)]) == 2  # without --overwrite
+    assert f"attnkit: error: {out}: already exists; pass --overwrite to replace it" in capsys.readouterr().err
+    assert main(["export", str(classifier_dir), "--onnx", "--int8", "--out", str(out), "--overwrite"]) == 0
     line = capsys.readouterr().out.strip()
     assert line.startswith(f"wrote {out} (model.onnx, tokenizer.json, onnx.json); largest difference from float32")
     assert sorted(p.name for p in out.iterdir()) == ["model.onnx", "onnx.json", "tokenizer.json"]
     other = tmp_path / "mine"
     other.mkdir()
     (other / "notes.txt").write_text("keep me")
-    assert main(["export", str(classifier_dir), "--onnx", "--out", str(other)]) == 2
+    assert main(["export", str(classifier_dir), "--onnx", "--out", str(other), "--overwrite"]) == 2
     assert "refusing to overwrite it" in capsys.readouterr().err
     assert (other / "notes.txt").read_text() == "keep me"
     assert main(["export", str(classifier_dir), "--int8", "--out", str(tmp_path / "hf")]) == 2

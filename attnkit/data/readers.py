@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,15 +56,28 @@ def read_text(path: str | os.PathLike) -> str:
         raise AttnkitError(f"{path}: no such file")
     if not path.is_file():
         raise AttnkitError(f"{path}: not a file")
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        raise AttnkitError(f"{path}:{line}: not valid UTF-8 (byte 0x{data[error.start]:02x})") from None
+    text = decode(path.read_bytes(), str(path))
     if not text.strip():
         raise AttnkitError(f"{path}: empty file")
     return text.removeprefix("\ufeff")
+
+
+def decode(data: bytes, where: str) -> str:
+    """UTF-8 `data` read from `where` (a file, standard input) as text; a bad byte is an error naming its line."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise AttnkitError(f"{where}:{line}: not valid UTF-8 (byte 0x{data[error.start]:02x})") from None
+
+
+def stdin_lines() -> list[str]:
+    """Standard input, one line per item without its line end, its bytes decoded here (Python's own reading turns
+    a bad byte into a lone surrogate, which tokenizers cannot take); a stdin of text alone (a notebook's) is read
+    as it is."""
+    stream = getattr(sys.stdin, "buffer", None)
+    text = decode(stream.read(), "standard input") if stream is not None else sys.stdin.read()
+    return [line.rstrip("\n") for line in io.StringIO(text, newline=None)]
 
 
 def read_labelled(
@@ -148,6 +162,8 @@ def _table_rows(path: str | os.PathLike, columns: dict[str, str], optional: list
     """(line, row) for each row of a TSV/CSV/JSONL file, with the required `columns` checked; each maps to the
     setting that names it (data.text_column), for the error message."""
     path = Path(path)
+    if path.is_dir():
+        raise AttnkitError(f"{path}: not a file")
     if path.suffix not in TABLE_FORMATS:
         known = ", ".join(TABLE_FORMATS)
         raise AttnkitError(f"{path}: unknown format {path.suffix or '(no extension)'!r}; use one of {known}")
@@ -183,7 +199,9 @@ def _missing(
 
 
 def _delimited_rows(path: Path, text: str, delimiter: str, columns: dict[str, str]) -> Iterator[tuple[int, dict]]:
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    # strict: a quote that opens a field and never closes is an error, not the rest of the file read as that field
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    line = 1
     try:
         header = next(fields for fields in reader if fields)
         names = [name.strip() for name in header]
@@ -199,10 +217,23 @@ def _delimited_rows(path: Path, text: str, delimiter: str, columns: dict[str, st
                         f"{path}:{line}: expected {len(names)} {sep}-separated fields ({', '.join(names)}), "
                         f"found {len(fields)}"
                     )
+                if delimiter == "\t" and reader.line_num > line:  # a CSV field may hold line breaks; a TSV row not
+                    raise AttnkitError(
+                        f"{path}:{line}: a quote opens a field that runs on to line {reader.line_num}; a TSV row is "
+                        "one line (remove the quote, or close it on this line)"
+                    )
                 yield line, dict(zip(names, fields))
             line = reader.line_num + 1
     except csv.Error as error:
-        raise AttnkitError(f"{path}:{reader.line_num}: malformed line ({error})") from None
+        if "unexpected end of data" in str(error):
+            raise AttnkitError(
+                f"{path}:{line}: a quote opens a field here and never closes (remove it, or quote the whole field "
+                'and double each " inside it)'
+            ) from None
+        raise AttnkitError(
+            f"{path}:{line}: malformed quoting ({error}): a field that starts with a quote ends with one, and a quote "
+            "inside it is doubled"
+        ) from None
 
 
 def _json_rows(path: Path, text: str, columns: dict[str, str]) -> Iterator[tuple[int, dict]]:
@@ -212,7 +243,7 @@ def _json_rows(path: Path, text: str, columns: dict[str, str]) -> Iterator[tuple
         try:
             row = json.loads(line)
         except json.JSONDecodeError as error:
-            raise AttnkitError(f"{path}:{number}: invalid JSON ({error.msg})") from None
+            raise AttnkitError(f"{path}:{number}: invalid JSON ({error.msg}, column {error.colno})") from None
         if not isinstance(row, dict):
             raise AttnkitError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
         missing = [key for key in columns if key not in row]

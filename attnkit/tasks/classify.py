@@ -75,7 +75,7 @@ class ClassifyTask(Task):
     def fit(self, examples: list[Labelled]) -> None:
         self.labels = sorted({e.label for e in examples})
         if len(self.labels) < 2:
-            raise AttnkitError(f"training data: need at least two labels, found {self.labels}")
+            raise AttnkitError(f"need at least two labels, found {self.labels}")
 
     def check(self, examples: list[Labelled], path: str | os.PathLike) -> None:
         known = set(self.labels)

@@ -90,7 +90,7 @@ class TagTask(Task):
         counts = Counter(tag for e in examples for tag in e.tags)
         self.tags = [tag for tag, _ in counts.most_common()]
         if len(self.tags) < 2:
-            raise AttnkitError(f"training data: need at least two tags, found {self.tags}")
+            raise AttnkitError(f"need at least two tags, found {self.tags}")
 
     def check(self, examples: list[Tagged], path: str | os.PathLike) -> None:
         known = set(self.tags)

@@ -31,9 +31,31 @@ def test_csv_and_jsonl_and_custom_columns(tmp_path):
 
 
 def test_multiline_field_reports_the_line_where_the_row_starts(tmp_path):
-    path = write(tmp_path, "a.tsv", 'label\ttext\npos\t"two\nlines"\nneg\n')
-    with pytest.raises(AttnkitError, match=r"a.tsv:4: expected 2 tab-separated fields \(label, text\), found 1"):
+    path = write(tmp_path, "a.csv", 'label,text\npos,"two\nlines"\nneg\n')
+    with pytest.raises(AttnkitError, match=r"a.csv:4: expected 2 comma-separated fields \(label, text\), found 1"):
         read_labelled(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        (
+            "a.tsv",
+            'label\ttext\npos\tfine\nneg\t"Wow, just wow\npos\tnice\n',
+            r"a.tsv:3: a quote opens a field here and ",
+        ),
+        ("a.csv", 'label,text\npos,fine\nneg,"Wow, just wow\npos,nice\n', r"a.csv:3: a quote opens a field here and "),
+        (
+            "b.tsv",
+            'label\ttext\nneg\t"two\nlines"\npos\tnice\n',
+            r"b.tsv:2: a quote opens a field that runs on to line 3",
+        ),
+        ("c.tsv", 'label\ttext\nneg\t"Wow\npos\tsaid "hi"\n', r"c.tsv:2: malformed quoting"),
+    ],
+)
+def test_a_quote_that_never_closes_is_refused_not_left_to_swallow_the_rows_after_it(tmp_path, name, content, message):
+    with pytest.raises(AttnkitError, match=message):
+        read_labelled(write(tmp_path, name, content))
 
 
 @pytest.mark.parametrize(
