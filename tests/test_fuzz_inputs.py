@@ -14,10 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import safetensors.torch
 import torch
 import yaml
 from fastapi.testclient import TestClient
+from safetensors.torch import load as tensors_from_bytes
+from safetensors.torch import save as tensors_to_bytes
 
 from attnkit.cli import main
 from attnkit.config import RunConfig, TokenizerConfig
@@ -197,11 +198,11 @@ def _safetensors_mutations() -> dict[str, Mutation]:
 
 
 def load_file_bytes(data: bytes) -> dict[str, torch.Tensor]:
-    return dict(safetensors.torch.load(data))
+    return dict(tensors_from_bytes(data))  # safetensors: a header and raw tensor bytes, nothing unpickled
 
 
 def save_file_bytes(tensors: dict[str, torch.Tensor]) -> bytes:
-    return safetensors.torch.save(tensors)
+    return tensors_to_bytes(tensors)
 
 
 CHECKPOINT_FILES = {
