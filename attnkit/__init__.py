@@ -1,13 +1,16 @@
-"""attnkit: the Transformer of "Attention Is All You Need", made usable."""
+"""attnkit: the Transformer of "Attention Is All You Need", made usable. This is its face: what a user imports.
+docs/architecture.md shows the wings behind it."""
 
-from attnkit.config import DataConfig, ModelConfig, RunConfig, TaskConfig, TokenizerConfig, TrainConfig
+from attnkit.apps.attention_maps import attention
+from attnkit.apps.export import export
+from attnkit.config import DataConfig, ModelConfig, TaskConfig, TokenizerConfig, TrainConfig
 from attnkit.errors import AttnkitError
-from attnkit.export import export
-from attnkit.generate import Sampling
+from attnkit.inference.pipeline import Pipeline, load
 from attnkit.nn import build_model
-from attnkit.pipeline import Pipeline, load
-from attnkit.pretrain import pretrain
-from attnkit.train import train
+from attnkit.nn.decoding import Sampling
+from attnkit.training.corpus import pretrain
+from attnkit.training.loop import train
+from attnkit.training.run import RunConfig
 
 __version__ = "0.1.0"
 __all__ = [
@@ -20,6 +23,7 @@ __all__ = [
     "TaskConfig",
     "TokenizerConfig",
     "TrainConfig",
+    "attention",
     "build_model",
     "export",
     "load",

@@ -2,6 +2,6 @@
 
 import sys
 
-from attnkit.cli import main
+from attnkit.apps.cli import main
 
 sys.exit(main())

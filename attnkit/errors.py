@@ -20,3 +20,7 @@ def require_finite(scores: Tensor) -> Tensor:
             "overflowed (train.precision float16: use bfloat16 or float32)"
         )
     return scores
+
+
+class AttnkitWarning(UserWarning):
+    """Something a user should change, though attnkit can go on (a setting under its old name)."""

@@ -1,7 +1,6 @@
-"""File names of a checkpoint directory and the helpers that write them: JSON in and out, and directories that
-appear whole (written beside their place and renamed into it), so that a crash never leaves half a checkpoint.
-
-A leaf module: checkpoints, training, pretraining and the Hugging Face interop all write through it.
+"""Files as attnkit reads and writes them: text read as UTF-8 with errors that name the line, JSON in and out, the
+file names of a checkpoint directory, the one rule for where a command may write (`check_output`), and directories
+that appear whole (written beside their place and renamed into it), so that a crash never leaves half a checkpoint.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ from pathlib import Path
 
 import safetensors
 
-from attnkit.data.readers import read_text
 from attnkit.errors import AttnkitError
 
 CONFIG_FILE = "config.json"
@@ -28,12 +26,46 @@ ONNX_FILE = "onnx.json"  # what `attnkit export --onnx` wrote
 FORMAT = "attnkit"  # the "format" of config.json and state.json; a Hugging Face config.json has none
 
 
+def read_text(path: str | os.PathLike) -> str:
+    """A whole UTF-8 file; errors say which line holds a bad byte, and an empty file is an error."""
+    path = Path(path)
+    if not path.exists():
+        raise AttnkitError(f"{path}: no such file")
+    if not path.is_file():
+        raise AttnkitError(f"{path}: not a file")
+    text = decode(path.read_bytes(), str(path))
+    if not text.strip():
+        raise AttnkitError(f"{path}: empty file")
+    return text.removeprefix("\ufeff")
+
+
+def decode(data: bytes, where: str) -> str:
+    """UTF-8 `data` read from `where` (a file, standard input) as text; a bad byte is an error naming its line."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise AttnkitError(f"{where}:{line}: not valid UTF-8 (byte 0x{data[error.start]:02x})") from None
+
+
+def check_output(path: str | os.PathLike, overwrite: bool, hint: str = "pass --overwrite to replace it") -> None:
+    """Whether a command may write `path`: a new path or an empty directory, always; an attnkit directory (a
+    checkpoint, an export), with `overwrite`; anything else, never: a user's own files are not attnkit's to
+    replace. `hint` says what to do when `path` exists and `overwrite` is not given."""
+    path = Path(path)
+    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+        return
+    if not replaceable(path):
+        raise AttnkitError(f"{path}: exists and is not an attnkit checkpoint; refusing to overwrite it")
+    if not overwrite:
+        raise AttnkitError(f"{path}: already exists; {hint}")
+
+
 @contextlib.contextmanager
 def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     """Yields an empty temporary directory beside `path`; when the block succeeds it replaces `path`."""
     path = Path(path)
-    if path.exists() and not replaceable(path):
-        raise AttnkitError(f"{path}: exists and is not an attnkit checkpoint; refusing to overwrite it")
+    check_output(path, overwrite=True)
     with write_errors(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         recover(path)

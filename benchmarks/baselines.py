@@ -27,9 +27,9 @@ from machine import machine
 
 import attnkit
 from attnkit.config import DataConfig
-from attnkit.prepare import hold_out
 from attnkit.tasks.classify import ClassifyTask
 from attnkit.tasks.tag import TagTask
+from attnkit.training.prepare import hold_out
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -30,7 +30,7 @@ from machine import machine
 
 import attnkit
 from attnkit.data.readers import read_labelled
-from attnkit.tokenization import Tokenizer
+from attnkit.data.tokenizer import Tokenizer
 
 LR, WEIGHT_DECAY, BATCH, MAX_LENGTH = 5e-5, 0.01, 32, 128
 
@@ -74,7 +74,7 @@ def fine_tune_attnkit(data: Path, out: Path, epochs: int, precision: str) -> dic
         "benchmark",
     )
     started = time.perf_counter()
-    summary = attnkit.train(run, overwrite=True)
+    summary = attnkit.training.loop(run, overwrite=True)
     total = time.perf_counter() - started
     return {
         "test_accuracy": summary["test"]["accuracy"],

@@ -30,7 +30,7 @@ from machine import machine
 
 import attnkit
 from attnkit.data.batching import pad
-from attnkit.generate import generate
+from attnkit.nn.decoding import generate
 
 VOCAB, BOS, PAD, EOS = 8000, 0, 1, 2
 BART_FIELDS = {  # what CTranslate2's converter still reads from a BART config

@@ -17,7 +17,7 @@ import random
 from pathlib import Path
 
 import attnkit
-from attnkit.plots import learning_curve
+from attnkit.apps.plots import learning_curve
 
 FRACTIONS = [0.1, 0.3, 1.0]
 TRAIN = {"epochs": 20, "max_minutes": 25, "warmup_steps": 100, "patience": 4}
@@ -64,7 +64,7 @@ def run(train_file: Path, data: Path, out: Path, pretrained: Path, fine_tune: bo
             if k not in ("arch", "vocab_size", "target_vocab_size", "pad_id")
         }
         values.update(model={**config, **model}, tokenizer={"path": str(pretrained / "tokenizer.json")}, train=SCRATCH)
-    summary = attnkit.train(attnkit.RunConfig.from_values(values, "benchmark"), overwrite=True)
+    summary = attnkit.training.loop(attnkit.RunConfig.from_values(values, "benchmark"), overwrite=True)
     return summary["test"]["accuracy"]
 
 

@@ -26,8 +26,8 @@ from machine import machine
 from torch import nn
 
 import attnkit
+from attnkit.data.token_files import Blocks
 from attnkit.nn import count_parameters
-from attnkit.tasks.pretrain import Blocks
 
 BLOCK, BATCH_TOKENS = 128, 4096
 DECODER = {"dim": 256, "num_heads": 4, "ff_dim": 1024, "num_layers": 4, "dropout": 0.2, "positions": "rotary"}
@@ -61,7 +61,7 @@ def train_attnkit(data: Path, out: Path, minutes: float) -> dict:
         },
         "benchmark",
     )
-    summary = attnkit.pretrain(run, overwrite=True)
+    summary = attnkit.training.corpus(run, overwrite=True)
     model = attnkit.load(out).model
     return {
         "test_perplexity": summary["test"]["perplexity"],

@@ -27,9 +27,9 @@ import torch
 from machine import machine
 
 import attnkit
+from attnkit.apps.onnx_export import export_onnx
 from attnkit.data.batching import BATCH_TOKENS, batches_by_tokens
-from attnkit.onnx import export_onnx
-from attnkit.tasks.seq2seq import suppressed
+from attnkit.tasks.generation import suppressed
 
 
 class OnnxModel:
@@ -53,7 +53,7 @@ class OnnxModel:
     def _greedy(self, source: np.ndarray, mask: np.ndarray) -> list[str]:
         task, tokenizer = self.pipeline.task, self.pipeline.tokenizer
         memory = self._run("encoder", input_ids=source, attention_mask=mask)
-        limit = min(task.data.max_target_length, 2 * int(mask.sum(1).max()) + 10)
+        limit = min(task.data.max_new_tokens, 2 * int(mask.sum(1).max()) + 10)
         target = np.full((len(source), 1), self.manifest["decoder_start_id"], dtype=np.int64)
         done = np.zeros(len(source), dtype=bool)
         eos = self.manifest["eos_id"]

@@ -7,7 +7,7 @@ Two workloads, each in float32 and in bfloat16 autocast:
   en-es    English -> Spanish Bible verses (28,084 pairs): an encoder-decoder of 3 + 3 layers, dim 256, 4 heads,
            feed-forward 1024 (model.preset bart) against BartForConditionalGeneration of that shape.
 
-attnkit runs its real training loop (`attnkit.train.Trainer`, the code `attnkit train` runs) with its defaults:
+attnkit runs its real training loop (`attnkit.training.loop.Trainer`, the code `attnkit train` runs) with its defaults:
 batches of up to 4,096 tokens (padding included), examples sorted by length. transformers gets the batching its
 Trainer recommends for such data, `group_by_length` (its LengthGroupedSampler) with `DataCollatorWithPadding`
 (movies) or `DataCollatorForSeq2Seq` (en-es), at a batch size of the mean number of examples in attnkit's batches,
@@ -66,9 +66,8 @@ COMMON = [
 
 def attnkit_trainer(workload: str, precision: str, steps: int, out: Path, data: Path = DATA):
     """attnkit's own Trainer for `steps` steps of `workload`, built (tokenizer trained, data encoded)."""
-    from attnkit import runtime
-    from attnkit.config import RunConfig
-    from attnkit.train import Trainer
+    from attnkit import RunConfig, runtime
+    from attnkit.training.loop import Trainer
 
     spec = WORKLOADS[workload]
     overrides = [*COMMON, *spec["settings"], f"train.precision={precision}", f"train.max_steps={steps}"]

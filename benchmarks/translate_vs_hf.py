@@ -6,7 +6,7 @@ Both sides use the same BPE tokenizer (the one attnkit trains on the training pa
 output), label smoothing 0.1, AdamW with inverse-square-root decay after warmup, bfloat16 autocast, and the same
 training wall time; neither looks at dev data while training. Then each decodes the test set with beam 4 and
 sacreBLEU scores both the same way. transformers trains with its Seq2SeqTrainer (batches of sentences grouped
-by length); attnkit with `attnkit.train` (batches by token budget).
+by length); attnkit with `attnkit.training.loop` (batches by token budget).
 
     python benchmarks/translate_vs_hf.py --minutes 30 [--data ../shared/data/translation] [--out runs/bench-mt]
 
@@ -26,8 +26,8 @@ from machine import machine
 import attnkit
 from attnkit.data.batching import pad
 from attnkit.data.readers import read_pairs
-from attnkit.metrics import generation
-from attnkit.tokenization import Tokenizer
+from attnkit.data.tokenizer import Tokenizer
+from attnkit.tasks.metrics import generation
 
 SIZE = {"dim": 256, "num_heads": 4, "ff_dim": 1024, "num_layers": 3, "num_decoder_layers": 3, "dropout": 0.1}
 # A 30-minute CPU run makes under 1,000 steps, so the warmup is short for both sides.
@@ -43,7 +43,7 @@ def train_attnkit(data: Path, out: Path, minutes: float) -> dict:
                 "train": str(data / "en-es.bible.train.tsv"),
                 "test": str(data / "en-es.bible.test.tsv"),
                 "max_length": MAX_LENGTH,
-                "max_target_length": MAX_LENGTH,
+                "max_new_tokens": MAX_LENGTH,
             },
             "tokenizer": {"vocab_size": 10000},
             "model": dict(SIZE),
@@ -61,7 +61,7 @@ def train_attnkit(data: Path, out: Path, minutes: float) -> dict:
         },
         "benchmark",
     )
-    summary = attnkit.train(run, overwrite=True)
+    summary = attnkit.training.loop(run, overwrite=True)
     return {
         "bleu": summary["test"]["bleu"],
         "chrf": summary["test"]["chrf"],

@@ -19,7 +19,7 @@ import time
 
 from machine import machine
 
-from attnkit.cli import main as attnkit_main
+from attnkit.apps.cli import main as attnkit_main
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Writes attnkit/demo_data/ from ../shared/data: small samples of the sets whose licences allow bundling
+"""Writes attnkit/apps/demo_data/ from ../shared/data: small samples of the sets whose licences allow bundling
 (MIT, Apache-2.0, public domain). Run from the repository root: python scripts/make_demo_data.py"""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 SHARED = Path("../shared/data")
-OUT = Path("attnkit/demo_data")
+OUT = Path("attnkit/apps/demo_data")
 
 
 def sample_tsv(source: Path, target: Path, count: int, seed: int) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from attnkit.config import RunConfig
+from attnkit import RunConfig
 
 TINY = [
     "model.dim=32",

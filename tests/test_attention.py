@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from attnkit.attention import attention
-from attnkit.cli import main
+from attnkit.apps.attention_maps import attention
+from attnkit.apps.cli import main
+from attnkit.inference.pipeline import Pipeline
 from attnkit.nn import MultiHeadAttention
-from attnkit.pipeline import Pipeline
-from attnkit.pretrain import pretrain
+from attnkit.training.corpus import pretrain
 from tests.conftest import TINY, copy_pairs, corpus, pretrain_config, sentiment_rows, write_tsv
 from tests.numerics import assert_close
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attnkit.attention_page import render_page
+from attnkit.apps.attention_page import render_page
 
 NASTY = "</script><b>x&amp;"
 SOURCE = ["<s>", "▁The", "▁cat", NASTY, "猫", "</s>"]
@@ -225,9 +225,9 @@ def test_screenshot_writes_a_png(tmp_path):
 
 def test_the_page_of_a_trained_model_shows_its_maps(browser, tmp_path_factory):
     """End to end: `attnkit attention` on a tiny encoder-decoder, its page in the browser."""
-    from attnkit.attention import attention
-    from attnkit.cli import main
-    from attnkit.pipeline import Pipeline
+    from attnkit.apps.attention_maps import attention
+    from attnkit.apps.cli import main
+    from attnkit.inference.pipeline import Pipeline
     from tests.conftest import copy_pairs
     from tests.test_attention import trained
 

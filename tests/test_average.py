@@ -8,12 +8,12 @@ import pytest
 import safetensors.torch
 import torch
 
-from attnkit.average import average
-from attnkit.cli import main
+from attnkit.apps.average import average
+from attnkit.apps.cli import main
 from attnkit.errors import AttnkitError
 from attnkit.files import CONFIG_FILE, WEIGHTS_FILE
-from attnkit.pipeline import Pipeline
-from attnkit.train import train
+from attnkit.inference.pipeline import Pipeline
+from attnkit.training.loop import train
 from tests.conftest import run_config
 
 

@@ -8,13 +8,13 @@ import pytest
 import safetensors.torch
 import torch
 
-from attnkit.checkpoint import load_model, save_checkpoint
-from attnkit.cli import main
+from attnkit.apps.cli import main
 from attnkit.config import ModelConfig, TokenizerConfig
+from attnkit.data.tokenizer import Tokenizer
 from attnkit.errors import AttnkitError
 from attnkit.files import CONFIG_FILE, WEIGHTS_FILE, atomic_directory, recover
+from attnkit.inference.checkpoint import load_model, save_checkpoint
 from attnkit.nn import build_model
-from attnkit.tokenization import Tokenizer
 
 SMALL = dict(vocab_size=40, dim=16, num_heads=2, ff_dim=32, num_layers=2)
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from attnkit.cli import main
+from attnkit.apps.cli import main
 from attnkit.errors import AttnkitError
-from attnkit.pipeline import Pipeline
+from attnkit.inference.pipeline import Pipeline
 from tests.conftest import TAG_OF, TINY, sentiment_rows, tagging_sentences, write_conll, write_tsv
 
 SETS = [arg for setting in TINY for arg in ("--set", setting)]

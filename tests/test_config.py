@@ -39,7 +39,7 @@ def test_a_mask_fraction_outside_0_1_is_refused():
 
 
 def test_run_config_leaves_the_callers_values_alone():
-    from attnkit.config import RunConfig
+    from attnkit import RunConfig
 
     model = {"dim": 64, "num_heads": 4}
     values = {"task": {"name": "classify"}, "model": model}
@@ -48,7 +48,7 @@ def test_run_config_leaves_the_callers_values_alone():
 
 
 def test_paths_from_python_are_accepted_where_text_is(tmp_path):
-    from attnkit.config import RunConfig
+    from attnkit import RunConfig
 
     run = RunConfig.from_values({"task": {"name": "classify"}, "out": tmp_path, "train": {"init": tmp_path / "m"}}, "x")
     assert (run.out, run.train.init) == (str(tmp_path), str(tmp_path / "m"))
@@ -57,7 +57,7 @@ def test_paths_from_python_are_accepted_where_text_is(tmp_path):
 
 
 def test_yaml_floats_without_a_dot_and_overrides(tmp_path):
-    from attnkit.config import RunConfig
+    from attnkit import RunConfig
 
     path = tmp_path / "run.yaml"
     path.write_text("train:\n  lr: 3e-4\n  warmup_steps: 10\n")
@@ -69,7 +69,7 @@ def test_yaml_floats_without_a_dot_and_overrides(tmp_path):
 
 
 def test_every_unknown_key_is_reported_with_a_did_you_mean(tmp_path):
-    from attnkit.config import RunConfig
+    from attnkit import RunConfig
 
     path = tmp_path / "run.yaml"
     path.write_text("train:\n  learning_rate: 0.1\nmodel:\n  layers: 2\n")
@@ -82,7 +82,7 @@ def test_every_unknown_key_is_reported_with_a_did_you_mean(tmp_path):
 
 
 def test_an_unknown_section_gets_a_did_you_mean():
-    from attnkit.config import RunConfig
+    from attnkit import RunConfig
 
     with pytest.raises(AttnkitError, match=r"^x: unknown setting: trian \(did you mean train\?\)$"):
         RunConfig.from_values({"trian": {"lr": 0.1}}, "x")
@@ -111,7 +111,7 @@ def test_an_unknown_key_without_a_close_match_points_to_the_reference():
     ],
 )
 def test_a_mistake_in_a_yaml_file_names_its_line(tmp_path, text, message):
-    from attnkit.config import RunConfig
+    from attnkit import RunConfig
 
     config = tmp_path / "run.yaml"
     config.write_text(text)

@@ -27,7 +27,7 @@ ENVIRONMENT = {**os.environ, "OMP_NUM_THREADS": "1"}
 KILLED_WHILE_WRITING = """
 import os, signal, sys
 import safetensors.torch
-from attnkit.cli import main
+from attnkit.apps.cli import main
 
 name, when, calls = sys.argv[1], int(sys.argv[2]), [0]
 save_file, replace = safetensors.torch.save_file, os.replace

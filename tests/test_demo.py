@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from attnkit.demo import _compare, demo
+from attnkit.apps.demo import _compare, demo
 
 
 def test_demo_runs_every_step_and_writes_the_plot(tmp_path, capsys, monkeypatch):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from attnkit.cli import build_parser
+from attnkit.apps.cli import build_parser
 from attnkit.config import DataConfig, ModelConfig, TaskConfig, TokenizerConfig, TrainConfig
 
 ROOT = Path(__file__).parents[1]

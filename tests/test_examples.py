@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from attnkit.config import RunConfig
+from attnkit import RunConfig
 
 ROOT = Path(__file__).parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))

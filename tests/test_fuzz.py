@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from attnkit.cli import main
+from attnkit.apps.cli import main
 from tests.conftest import TINY, copy_pairs, sentiment_rows, tagging_sentences
 
 FAST = [*TINY, "train.max_steps=1", "train.patience=null"]

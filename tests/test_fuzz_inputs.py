@@ -20,11 +20,12 @@ from fastapi.testclient import TestClient
 from safetensors.torch import load as tensors_from_bytes
 from safetensors.torch import save as tensors_to_bytes
 
-from attnkit.cli import main
-from attnkit.config import RunConfig, TokenizerConfig
-from attnkit.pipeline import Pipeline
-from attnkit.serve import Limits, create_app
-from attnkit.tokenization import Tokenizer
+from attnkit import RunConfig
+from attnkit.apps.cli import main
+from attnkit.apps.serve import Limits, create_app
+from attnkit.config import TokenizerConfig
+from attnkit.data.tokenizer import Tokenizer
+from attnkit.inference.pipeline import Pipeline
 from tests.conftest import TINY, sentiment_rows, write_tsv
 
 transformers = pytest.importorskip("transformers")

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from attnkit.cli import main
+from attnkit.apps.cli import main
 from attnkit.config import ModelConfig
 from attnkit.errors import AttnkitError
-from attnkit.generate import Sampling, generate
+from attnkit.inference.pipeline import Pipeline
 from attnkit.nn import EncoderDecoder
-from attnkit.pipeline import Pipeline
-from attnkit.pretrain import pretrain
+from attnkit.nn.decoding import Sampling, generate
+from attnkit.training.corpus import pretrain
 from tests.conftest import TINY, copy_pairs, corpus, pretrain_config, write_tsv
 
 PAD, BOS, EOS, VOCAB = 0, 1, 2, 6
@@ -274,8 +274,8 @@ def test_the_command_streams_text_or_writes_json(language_model, capsys, monkeyp
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--prompt", "x", "--top-k", "5"], "give --temperature above 0 to sample"),
-        (["--prompt", "x", "--temperature", "-1"], "--temperature must be 0 (no sampling) or more"),
+        (["--prompt", "x", "--top-k", "5"], "give a temperature above 0 to sample"),
+        (["--prompt", "x", "--temperature", "-1"], "temperature must be 0 (no sampling) or more"),
         (["--prompt", "x", "--temperature", "1", "--top-p", "0"], "top-p must be above 0"),
         (["--prompt", "x", "--temperature", "1", "--beam-size", "4"], "beam search (beam_size > 1) and sampling"),
         (["--prompt", "  "], "--prompt: no prompt to continue"),

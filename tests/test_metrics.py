@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from attnkit import metrics
+from attnkit.tasks import metrics
 
 
 def test_classification_matches_scikit_learn():

@@ -5,10 +5,10 @@ naming the cause, not a label picked from NaNs."""
 import pytest
 import torch
 
-from attnkit.checkpoint import save_weights
-from attnkit.cli import main
+from attnkit.apps.cli import main
 from attnkit.errors import AttnkitError
-from attnkit.pipeline import Pipeline
+from attnkit.inference.checkpoint import save_weights
+from attnkit.inference.pipeline import Pipeline
 from tests.conftest import TINY, copy_pairs, sentiment_rows, write_tsv
 
 SETS = [word for setting in [*TINY, "train.patience=null"] for word in ("--set", setting)]

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from attnkit import onnx as attnkit_onnx
-from attnkit.cli import main
+from attnkit.apps import onnx_export
+from attnkit.apps.cli import main
+from attnkit.apps.onnx_export import export_onnx
 from attnkit.errors import AttnkitError
-from attnkit.onnx import export_onnx
-from attnkit.pipeline import Pipeline
-from attnkit.pretrain import pretrain
+from attnkit.inference.pipeline import Pipeline
+from attnkit.training.corpus import pretrain
 from tests import numerics
 from tests.conftest import copy_pairs, corpus, pretrain_config, sentiment_rows, tagging_sentences
 from tests.test_serve import trained
@@ -150,7 +150,7 @@ def test_pretrained_models_export_their_hidden_states_or_next_token_logits(tmp_p
 
 
 def test_a_graph_that_differs_from_attnkit_is_refused_and_nothing_is_written(classifier_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(attnkit_onnx, "TOLERANCE", 0.0)  # float32 in another order always differs a little
+    monkeypatch.setattr(onnx_export, "TOLERANCE", 0.0)  # float32 in another order always differs a little
     with pytest.raises(AttnkitError, match=r"model.onnx differs from attnkit by .* nothing was written"):
         export_onnx(classifier_dir, tmp_path / "onnx")
     assert not (tmp_path / "onnx").exists()

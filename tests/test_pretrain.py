@@ -6,8 +6,8 @@ import os
 import pytest
 
 from attnkit.errors import AttnkitError
-from attnkit.pipeline import Pipeline
-from attnkit.pretrain import pretrain
+from attnkit.inference.pipeline import Pipeline
+from attnkit.training.corpus import pretrain
 from tests.conftest import corpus, pretrain_config
 
 

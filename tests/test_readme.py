@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from attnkit.cli import main
-from attnkit.pipeline import Pipeline
+from attnkit.apps.cli import main
+from attnkit.inference.pipeline import Pipeline
 from tests.conftest import sentiment_rows, write_tsv
 
 ROOT = Path(__file__).parents[1]

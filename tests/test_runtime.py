@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from attnkit import runtime
-from attnkit.cli import main
+from attnkit.apps.cli import main
 from attnkit.errors import AttnkitError
-from attnkit.pipeline import Pipeline
-from attnkit.train import train
+from attnkit.inference.pipeline import Pipeline
+from attnkit.training.loop import train
 from tests.conftest import run_config
 
 
@@ -66,7 +66,7 @@ def test_a_checkpoint_loads_onto_the_device_asked_for(sentiment_files, tmp_path,
     device. The meta device stands in for a GPU this machine lacks."""
     train(run_config(sentiment_files, tmp_path / "out", "classify", "train.max_steps=2", "train.device=cpu"))
     assert {p.device.type for p in Pipeline.load(tmp_path / "out", device="cpu").model.parameters()} == {"cpu"}
-    monkeypatch.setattr("attnkit.pipeline.resolve_device", lambda name: torch.device("meta"))
+    monkeypatch.setattr("attnkit.inference.pipeline.resolve_device", lambda name: torch.device("meta"))
     assert {p.device.type for p in Pipeline.load(tmp_path / "out", device="cuda").model.parameters()} == {"meta"}
 
 

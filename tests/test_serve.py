@@ -18,12 +18,12 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from attnkit.cli import build_parser, main
+from attnkit.apps.cli import build_parser, main
+from attnkit.apps.serve import Batcher, Limits, create_app, startup_line
 from attnkit.errors import AttnkitError
-from attnkit.generate import Sampling
-from attnkit.pipeline import Pipeline
-from attnkit.pretrain import pretrain
-from attnkit.serve import Batcher, Limits, create_app, startup_line
+from attnkit.inference.pipeline import Pipeline
+from attnkit.nn.decoding import Sampling
+from attnkit.training.corpus import pretrain
 from tests.conftest import (
     TINY,
     WORDS,
@@ -216,7 +216,7 @@ def test_a_422_is_one_line_naming_the_field(client, body, detail):
 
 @pytest.mark.parametrize(
     ("endpoint", "field"),
-    [("/predict", "label"), ("/generate", "max_new_tokens"), ("/encode", "pooling"), ("/generate", "beam")],
+    [("/predict", "label"), ("/generate", "max_tokens"), ("/encode", "pooling"), ("/generate", "beam")],
 )
 def test_an_unknown_field_is_refused_not_ignored(client, endpoint, field):
     response = client.post(endpoint, json={"text": "happy red", field: 5})

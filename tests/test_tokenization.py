@@ -7,8 +7,8 @@ import unicodedata
 import pytest
 
 from attnkit.config import TokenizerConfig
+from attnkit.data.tokenizer import Tokenizer
 from attnkit.errors import AttnkitError
-from attnkit.tokenization import Tokenizer
 
 SENTENCES = {
     "en": [["The", "unbelievably", "tall", "giraffes", "walked", "."], ["It", "rains", "."]],
@@ -82,7 +82,7 @@ def test_vocabulary_size_covers_every_id_even_with_holes():
 GIGANTIC_WORD = """
 import random
 from attnkit.config import TokenizerConfig
-from attnkit.tokenization import Tokenizer
+from attnkit.data.tokenizer import Tokenizer
 word = "".join(random.Random(0).choice("abcdefghijklmnopqrstuvwxyz") for _ in range(2_000_000))
 for kind in ("bpe", "wordpiece", "word"):
     tokenizer = Tokenizer.train(["the cat sat on the mat"] * 50 + [word], TokenizerConfig(kind=kind, vocab_size=200))

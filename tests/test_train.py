@@ -8,13 +8,15 @@ import pytest
 import safetensors.torch
 import torch
 
-from attnkit.config import RunConfig, TrainConfig
+from attnkit import RunConfig
+from attnkit.config import TrainConfig
 from attnkit.errors import AttnkitError
-from attnkit.optim import learning_rate
-from attnkit.pipeline import Pipeline
+from attnkit.inference.pipeline import Pipeline
 from attnkit.tasks import TASKS
 from attnkit.tasks.classify import ClassifyTask
-from attnkit.train import MIN_BATCHES, plan_run, train
+from attnkit.training.loop import train
+from attnkit.training.optim import learning_rate
+from attnkit.training.plan import MIN_BATCHES, plan_run
 from tests.conftest import TINY, copy_pairs, run_config, sentiment_rows, tagging_sentences, write_conll, write_tsv
 
 
@@ -363,7 +365,7 @@ def test_a_skipped_step_leaves_the_weights_as_they_were(sentiment_files, tmp_pat
 
 
 def test_nan_losses_in_a_row_stop_the_run_and_say_what_is_saved(sentiment_files, tmp_path, monkeypatch, capsys):
-    from attnkit.cli import main
+    from attnkit.apps.cli import main
 
     poison_batches(set(range(5, 100)), monkeypatch)
     out = tmp_path / "out"

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from attnkit.errors import AttnkitError
+from attnkit.files import decode, read_text
 
 csv.field_size_limit(2**31 - 1)  # news articles exceed the default 128 KiB field limit
 
@@ -23,6 +24,16 @@ class Labelled:
     """N->1: a text and its label ("" when the file has no label column, for prediction)."""
 
     text: str
+    label: str
+    line: int
+
+
+@dataclass
+class TextPair:
+    """Two texts -> 1: a pair (premise and hypothesis, question and answer) and its label ("" for prediction)."""
+
+    text_a: str
+    text_b: str
     label: str
     line: int
 
@@ -49,28 +60,6 @@ TABLE_FORMATS = {".tsv": "\t", ".csv": ",", ".jsonl": None}
 TAGGED_FORMATS = (".conll", ".conllu")
 
 
-def read_text(path: str | os.PathLike) -> str:
-    """A whole UTF-8 file; errors say which line holds a bad byte, and an empty file is an error."""
-    path = Path(path)
-    if not path.exists():
-        raise AttnkitError(f"{path}: no such file")
-    if not path.is_file():
-        raise AttnkitError(f"{path}: not a file")
-    text = decode(path.read_bytes(), str(path))
-    if not text.strip():
-        raise AttnkitError(f"{path}: empty file")
-    return text.removeprefix("\ufeff")
-
-
-def decode(data: bytes, where: str) -> str:
-    """UTF-8 `data` read from `where` (a file, standard input) as text; a bad byte is an error naming its line."""
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        raise AttnkitError(f"{where}:{line}: not valid UTF-8 (byte 0x{data[error.start]:02x})") from None
-
-
 def stdin_lines() -> list[str]:
     """Standard input, one line per item without its line end, its bytes decoded here (Python's own reading turns
     a bad byte into a lone surrogate, which tokenizers cannot take); a stdin of text alone (a notebook's) is read
@@ -92,6 +81,44 @@ def read_labelled(
     columns = {text_column: settings[0], label_column: settings[1]} if need_labels else {text_column: settings[0]}
     rows = _table_rows(path, columns, [label_column])
     return [Labelled(row[text_column], row[label_column] if need_labels else "", line) for line, row in rows]
+
+
+def read_text_pairs(
+    path: str | os.PathLike,
+    a_column: str = "text_a",
+    b_column: str = "text_b",
+    label_column: str = "label",
+    need_labels: bool = True,
+    settings: tuple[str, str, str] = ("data.text_a_column", "data.text_b_column", "data.label_column"),
+) -> list[TextPair]:
+    """Pairs of texts with a label from .tsv, .csv or .jsonl, like read_labelled."""
+    columns = {a_column: settings[0], b_column: settings[1]}
+    if need_labels:
+        columns[label_column] = settings[2]
+    rows = _table_rows(path, columns, [label_column])
+    return [
+        TextPair(row[a_column], row[b_column], row[label_column] if need_labels else "", line) for line, row in rows
+    ]
+
+
+def table_columns(path: str | os.PathLike) -> list[str]:
+    """The column names of a .tsv or .csv file's header, or the keys of a .jsonl file's first object (empty if
+    there is none to read: the readers then say what is wrong)."""
+    path = Path(path)
+    if path.suffix not in TABLE_FORMATS or not path.is_file():
+        return []
+    try:
+        first = next((line for line in read_text(path).splitlines() if line.strip()), "")
+    except AttnkitError:
+        return []
+    if TABLE_FORMATS[path.suffix] is None:
+        try:
+            row = json.loads(first)
+        except json.JSONDecodeError:
+            return []
+        return list(row) if isinstance(row, dict) else []
+    fields = next(csv.reader([first], delimiter=TABLE_FORMATS[path.suffix]), [])
+    return [name.strip() for name in fields]
 
 
 def read_pairs(

@@ -1,4 +1,5 @@
-"""The Transformer architecture and nothing else: no I/O, no tokenizers, no tasks."""
+"""The Transformer architecture and its decoding (greedy, sampling, beam search), and nothing else: no I/O, no
+tokenizers, no tasks."""
 
 from attnkit.nn.attention import DecoderCache, KVCache, MultiHeadAttention, causal_mask, record_attention
 from attnkit.nn.layers import DecoderLayer, EncoderLayer, FeedForward
@@ -10,7 +11,7 @@ from attnkit.nn.positions import (
     RotaryPositions,
     SinusoidalPositions,
 )
-from attnkit.nn.transformer import Decoder, Encoder, EncoderDecoder, build_model, count_parameters
+from attnkit.nn.transformer import Decoder, Encoder, EncoderDecoder, build_model, count_parameters, describe, encoder_of
 
 __all__ = [
     "ALiBi",
@@ -31,5 +32,7 @@ __all__ = [
     "build_model",
     "causal_mask",
     "count_parameters",
+    "describe",
+    "encoder_of",
     "record_attention",
 ]

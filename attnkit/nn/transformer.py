@@ -43,18 +43,34 @@ class _Stack(nn.Module):
 
 
 class Encoder(_Stack):
-    """N bidirectional layers over the source; returns the hidden states (batch, time, dim)."""
+    """N bidirectional layers over the source; returns the hidden states (batch, time, dim). With
+    `config.segments`, an embedding of each token's segment (BERT's token type: the first or the second text of a
+    pair) is added to its token's."""
 
     def __init__(self, config: ModelConfig, embedding: nn.Embedding | None = None) -> None:
         super().__init__(config, embedding or nn.Embedding(config.vocab_size, config.dim), bidirectional=True)
         self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.num_layers))
         if embedding is None:
             init_weights(self, config)
+        # made after the others, at zero, so that a model with segments starts as one without them would
+        self.segments = nn.Embedding(config.segments, config.dim) if config.segments else None
+        if self.segments is not None:
+            nn.init.zeros_(self.segments.weight)
 
-    def forward(self, tokens: Tensor, mask: Tensor | None = None, features: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        tokens: Tensor,
+        mask: Tensor | None = None,
+        features: Tensor | None = None,
+        segments: Tensor | None = None,
+    ) -> Tensor:
         # tokens: (batch, time) ids; mask: (batch, time), True for real tokens; None when nothing is padded;
-        # features: (batch, time, dim), added to the token embeddings (a tagger's word shapes)
+        # features: (batch, time, dim), added to the token embeddings (a tagger's word shapes);
+        # segments: (batch, time) segment ids (None: all 0), read with config.segments only
         time = tokens.shape[1]
+        if self.segments is not None:
+            segment = self.segments(segments if segments is not None else torch.zeros_like(tokens))
+            features = segment if features is None else features + segment
         x = self._embed(tokens, 0, features)
         attn_mask = None if mask is None else mask[:, None, None, :]
         bias = self.positions.score_bias(time, time, 0)
@@ -198,5 +214,34 @@ def build_model(config: ModelConfig) -> nn.Module:
 
 
 def count_parameters(model: nn.Module) -> int:
-    """Trainable parameters, counting a tied matrix once."""
+    """Parameters, frozen ones too, counting a tied matrix once."""
     return sum(p.numel() for p in model.parameters())
+
+
+def encoder_of(model: nn.Module) -> Encoder | None:
+    """The encoder inside a model: itself, an encoder-decoder's, or a task model's."""
+    if isinstance(model, Encoder):
+        return model
+    inner = getattr(model, "encoder", None)
+    return inner if isinstance(inner, Encoder) else None
+
+
+def describe(config: ModelConfig) -> list[tuple[str, str]]:
+    """The architecture of `config` in a few rows (`attnkit info`): layers, width, norm, positions, vocabulary."""
+    c = config
+    if c.arch == "encoder-decoder":
+        layers = f"{c.num_layers} encoder + {c.decoder_layers} decoder layers"
+        vocab = f"{c.vocab_size} source / {c.output_vocab_size} target"
+        vocab += ", shared embeddings" if c.share_embeddings else ", separate embeddings"
+    else:
+        layers = f"{c.num_layers} {'causal ' if c.arch == 'decoder' else ''}layers"
+        vocab = str(c.vocab_size)
+    if c.arch != "encoder":
+        vocab += ", tied output projection" if c.tie_output else ", separate output projection"
+    return [
+        ("arch", f"{c.arch}, {layers}"),
+        ("width", f"dim {c.dim}, {c.num_heads} heads of {c.head_dim}, feed-forward {c.ff_dim} ({c.activation})"),
+        ("norm", f"{c.norm}, {'pre-norm' if c.norm_first else 'post-norm'}"),
+        ("positions", c.positions + (f" (up to {c.max_positions})" if c.positions == "learned" else "")),
+        ("vocabulary", vocab + (f", {c.segments} segments" if c.segments else "")),
+    ]

@@ -1,20 +1,45 @@
-"""What every task shape provides to the trainer and the pipeline. The trainer knows nothing about labels,
-tags or targets: it asks the task to read, encode, collate, compute the loss, decode and score."""
+"""What every task shape knows, and what the loop, the pipeline, the server, the exporters and the attention maps ask
+it: how its examples are read, tokenized, batched, scored and decoded; its input limit and token count; which verbs
+it serves; how it starts from a pretrained checkpoint; its Hugging Face head and ONNX graphs. Nothing outside
+attnkit.tasks branches on a task's name or a model's class: a new shape is a file here and a line in TASKS.
+
+The defaults are those of an encoder that reads one text and gives one output per text (classify); a shape
+overrides what it does otherwise."""
 
 from __future__ import annotations
 
 import os
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
+import torch
 from torch import Tensor, nn
 
 from attnkit.config import DataConfig, ModelConfig, TaskConfig
-from attnkit.data.batching import Size
-from attnkit.tokenization import Tokenizer
+from attnkit.data.batching import BATCH_TOKENS, Size, batches_by_tokens
+from attnkit.data.tokenizer import Tokenizer
+from attnkit.errors import AttnkitError
+from attnkit.interop.hf import TaskExport
+from attnkit.nn import Encoder, encoder_of
+from attnkit.runtime import to_device
 
 Batch = dict[str, Tensor]
 IGNORE_INDEX = -100  # a target position without anything to learn (padding, a later subword): cross_entropy skips it
+FEW = 20_000  # training from scratch on fewer examples than this, a pretrained checkpoint usually does better
+NO_DECODER = "this model has no decoder: it cannot generate text (an encoder classifies and tags)"
+
+
+@dataclass
+class AttentionInput:
+    """One input as `attnkit attention` reads it: a batch of one that the task's `forward` runs, the token ids of
+    each sequence in it ("ids", or "source" and "target"), and what the model made of the input."""
+
+    batch: Batch
+    tokens: dict[str, list[int]]
+    prediction: str | None = None
+    target: str | None = None
+    stack: str = "encoder"  # the stack whose layers' names carry no prefix in the model (a bare decoder's)
 
 
 class Task:
@@ -23,11 +48,15 @@ class Task:
     Reading data and the tokenizer's training texts need no task (`TASKS[name].read(data, path)`): a new run reads
     its training examples before the tokenizer they train exists."""
 
-    name = ""
+    name: str | None = ""
+    arch: str | None = "encoder"  # the architecture of this task's models; None: any (pretraining)
     main_metric = ""
-    gold_unit, gold_name = "example", "label"  # what carries a gold label, and what one is called (for warnings)
     lower_is_better: frozenset[str] = frozenset()
+    gold_unit, gold_name = "example", "label"  # what carries a gold label, and what one is called (for warnings)
     specials = "both"  # special tokens around an input: both (<s> text </s>), end (text </s>) or none
+    input_fields: tuple[str, ...] = ("text",)  # one input's fields in a request; the plural form is input_name + s
+    input_name = "text"
+    few_examples: int | None = FEW  # fewer training examples than this: advise a pretrained checkpoint
 
     def __init__(
         self,
@@ -43,6 +72,11 @@ class Task:
         self.model_config = model_config
 
     @property
+    def verbs(self) -> frozenset[str]:
+        """What a model of this task serves: predict, generate (a decoder), encode (an encoder), attention."""
+        return frozenset({"predict", "encode", "attention"})
+
+    @property
     def metric(self) -> str:
         """The dev metric that picks the best checkpoint (see `better`)."""
         return self.config.metric or self.main_metric
@@ -54,15 +88,37 @@ class Task:
     def state(self) -> dict:
         return {}
 
+    @property
+    def output_names(self) -> list[str] | None:
+        """The names of the model's outputs (a classifier's labels, a tagger's tags), if it has names."""
+        return None
+
+    def describe(self) -> str:
+        """The task in a few words, its outputs named: "classify: bad, good"."""
+        names = self.output_names
+        if not names:
+            return str(self.name)
+        return f"{self.name}: {', '.join(names[:8])}" + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
+
     # data
     @staticmethod
     def read(data: DataConfig, path: str | os.PathLike, need_targets: bool = True) -> Sequence:
         """The examples of a data file, read as `data` says (its columns, its block length)."""
         raise NotImplementedError
 
-    def inputs(self, texts: list[str]) -> list:
-        """Examples for prediction from raw input lines."""
+    def inputs(self, raw: list, where: str = "input") -> list:
+        """Examples to predict for, one per raw input (a text; a pair task also takes pairs), numbered from 1;
+        `where` names where they came from, for errors. A blank input gives an example too, which the pipeline
+        does not run (see `blank`)."""
+        return [self.example(text, i + 1) for i, text in enumerate(raw)]
+
+    def example(self, text: str, line: int) -> object:
+        """The example of one text to predict for, without its gold label."""
         raise NotImplementedError
+
+    def blank(self, raw: object) -> bool:
+        """Whether a raw input holds nothing to predict for (no prediction is made: it gives None)."""
+        return not raw.strip()
 
     def fit(self, examples: list) -> None:
         """Learn what the training data decides (labels); the default learns nothing."""
@@ -86,7 +142,7 @@ class Task:
     def size(self, item: dict) -> Size:
         """Tokens of one encoded example, for batching by token budget; a tuple where a batch pads more than one
         tensor (see batches_by_tokens)."""
-        raise NotImplementedError
+        return len(item["ids"])
 
     def sizes(self, items: Sequence[dict]) -> list[Size]:
         return [self.size(item) for item in items]
@@ -95,10 +151,34 @@ class Task:
         """One batch of encoded items, token ids padded with the tokenizer's padding id."""
         raise NotImplementedError
 
+    # limits
+    @property
+    def max_input_tokens(self) -> int | None:
+        """The most tokens of one input the model reads, special tokens included (a longer one is cut), or None
+        when it reads any length."""
+        return self.data.max_length
+
+    def count_tokens(self, raw: list) -> list[int]:
+        """The tokens of each raw input, uncut, that prediction reads (special tokens included)."""
+        specials = len(self.tokenizer.add_specials([]))
+        return [len(ids) + specials for ids in self.tokenizer.encode_batch(list(raw))]
+
     # model
     def build_model(self) -> nn.Module:
         """A new model of the task's model_config (freshly initialized)."""
         raise NotImplementedError
+
+    def initialize(self, model: nn.Module, source: nn.Module, where: str, trust_pickle: bool = False) -> None:
+        """Copy the pretrained part of `source` (a checkpoint's model, read from `where`) into a new task model:
+        its encoder."""
+        encoder = encoder_of(source)
+        if encoder is None:
+            raise AttnkitError(f"{where}: has no encoder to start a {type(model).__name__.lower()} from")
+        model.encoder.load_state_dict(encoder.state_dict())
+
+    def forward(self, model: nn.Module, batch: Batch) -> Tensor:
+        """The model's outputs for a collated batch."""
+        return model(batch["ids"], batch["mask"])
 
     def loss(self, model: nn.Module, batch: Batch, label_smoothing: float) -> tuple[Tensor, Tensor]:
         """The summed loss over the batch's targets and their count: the trainer divides the sum over a whole
@@ -109,6 +189,21 @@ class Task:
     def decode(self, model: nn.Module, batch: Batch) -> list:
         raise NotImplementedError
 
+    @torch.no_grad()
+    def predict(self, model: nn.Module, items: list[dict], batch_tokens: int = BATCH_TOKENS) -> list:
+        """Predictions for encoded items, in their order, batched by length for speed, on the model's device."""
+        was_training = model.training
+        model.eval()
+        device = next(model.parameters()).device
+        predictions: list = [None] * len(items)
+        for indices in batches_by_tokens(self.sizes(items), batch_tokens, shuffle=False):
+            batch = to_device(self.collate([items[i] for i in indices]), device)
+            for index, prediction in zip(indices, self.decode(model, batch)):
+                predictions[index] = prediction
+        model.train(was_training)
+        return predictions
+
+    # results
     def metrics(self, predictions: list, examples: list) -> dict[str, float]:
         raise NotImplementedError
 
@@ -120,6 +215,48 @@ class Task:
         """One prediction as a line of `attnkit predict` output."""
         raise NotImplementedError
 
+    def caption(self, prediction: object) -> str:
+        """One prediction in a few words, beside the attention maps."""
+        return self.render(prediction)
+
     def record(self, example: object, prediction: object) -> dict:
         """One prediction as a JSON object (`attnkit predict --json`)."""
         raise NotImplementedError
+
+    # generation
+    def generate(self, model: nn.Module, prompts: list[str], **options: object) -> list[str | None]:
+        """One output per prompt (see Pipeline.generate); a task whose model has no decoder refuses."""
+        raise AttnkitError(NO_DECODER)
+
+    def with_decoding(self, beam_size: int | None = None, max_new_tokens: int | None = None) -> Task:
+        """The same task decoding with another beam size or number of new tokens (a task that generates)."""
+        raise AttnkitError(f"this is {_article(self.describe())}; only a seq2seq model generates text")
+
+    # attention
+    def attention_input(self, model: nn.Module, text: str, target: str | None = None) -> AttentionInput:
+        """The batch of one that the attention maps of `text` are read from, with the model's prediction."""
+        if target is not None:
+            raise AttnkitError("--target is for encoder-decoder models; this model reads one text")
+        items = self.encode(self.inputs([text], "text"), training=False)
+        prediction = self.predict(model, items)[0]
+        return AttentionInput(self.collate(items), {"ids": items[0]["ids"]}, self.caption(prediction))
+
+    # exports
+    def hf_export(self, model: nn.Module) -> TaskExport:
+        """What a Hugging Face directory must hold for transformers to predict as this task's `model` does."""
+        raise AttnkitError(f"a {self.name} model has no Hugging Face form")
+
+    def onnx_graphs(self, model: nn.Module) -> tuple[list, dict]:
+        """The ONNX graphs (attnkit.tasks.graphs.Graph) of `model`, and what onnx.json says of its outputs."""
+        raise AttnkitError(f"a {self.name} model has no ONNX form")
+
+
+def encoder_model(model: nn.Module) -> Encoder:
+    """The encoder of a task model (the part a checkpoint of the task's architecture holds)."""
+    encoder = encoder_of(model)
+    assert encoder is not None, "every task model of an encoder arch holds an encoder"
+    return encoder
+
+
+def _article(words: str) -> str:
+    return ("an " if words[:1] in "aeiou" else "a ") + words + " model"

@@ -10,19 +10,24 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnkit import metrics as scoring
 from attnkit.config import DataConfig, ModelConfig
 from attnkit.data.batching import pad
 from attnkit.data.readers import Labelled, read_labelled
 from attnkit.errors import AttnkitError, require_finite
+from attnkit.interop.hf import FAMILIES, TaskExport, is_hf_directory, read_hf_pooler
 from attnkit.nn import Encoder
 from attnkit.nn.dropout import Dropout
+from attnkit.tasks import metrics as scoring
 from attnkit.tasks.base import IGNORE_INDEX, Batch, Task
+from attnkit.tasks.graphs import IdsAndMask, encoder_graph
 
 
 def default_pooling(config: ModelConfig) -> str:
-    """The architecture's own pooling: BERT's pooler for a BERT-shaped model, else the mean."""
-    return "pooler" if config.preset == "bert" else "mean"
+    """The architecture's own pooling: what its Hugging Face family's sequence classifier computes (BERT's pooler
+    for a BERT-shaped model), else the mean."""
+    family = FAMILIES.get(config.preset or "")
+    head = family.heads.get("sequence") if family is not None else None
+    return head.pooling if head is not None and head.pooling else "mean"
 
 
 class Classifier(nn.Module):
@@ -38,9 +43,9 @@ class Classifier(nn.Module):
         self.dropout = Dropout(config.dropout)
         self.head = nn.Linear(config.dim, num_labels)
 
-    def forward(self, ids: Tensor, mask: Tensor) -> Tensor:
-        # ids, mask: (batch, time) -> logits (batch, labels)
-        hidden = self.encoder(ids, mask)
+    def forward(self, ids: Tensor, mask: Tensor, segments: Tensor | None = None) -> Tensor:
+        # ids, mask, segments: (batch, time) -> logits (batch, labels)
+        hidden = self.encoder(ids, mask, segments=segments)
         if self.pooler is not None:
             pooled = torch.tanh(self.pooler(hidden[:, 0]))
         elif self.pooling == "first":
@@ -51,6 +56,17 @@ class Classifier(nn.Module):
             weights = mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * weights).sum(1) / weights.sum(1)
         return self.head(self.dropout(pooled))
+
+
+def copy_pooler(model: Classifier, source: nn.Module, where: str, trust_pickle: bool = False) -> None:
+    """BERT's pooler, from the checkpoint `source` read from `where`, into a classifier that pools with one (when
+    the checkpoint has it: a classifier of its own, or a Hugging Face BERT)."""
+    if model.pooler is None:
+        return
+    if getattr(source, "pooler", None) is not None:
+        model.pooler.load_state_dict(source.pooler.state_dict())
+    elif is_hf_directory(where) and (pooler := read_hf_pooler(where, trust_pickle)) is not None:
+        model.pooler.load_state_dict(pooler)
 
 
 class ClassifyTask(Task):
@@ -64,20 +80,28 @@ class ClassifyTask(Task):
     def state(self) -> dict:
         return {"labels": self.labels}
 
+    @property
+    def output_names(self) -> list[str]:
+        return self.labels
+
+    @property
+    def pooling(self) -> str:
+        return self.config.pooling or default_pooling(self.model_config)
+
     @staticmethod
     def read(data: DataConfig, path: str | os.PathLike, need_targets: bool = True) -> list[Labelled]:
         settings = ("data.text_column", "data.label_column")
         return read_labelled(path, data.text_column, data.label_column, need_targets, settings)
 
-    def inputs(self, texts: list[str]) -> list[Labelled]:
-        return [Labelled(text, "", i + 1) for i, text in enumerate(texts)]
+    def example(self, text: str, line: int) -> Labelled:
+        return Labelled(text, "", line)
 
-    def fit(self, examples: list[Labelled]) -> None:
+    def fit(self, examples: list) -> None:
         self.labels = sorted({e.label for e in examples})
         if len(self.labels) < 2:
             raise AttnkitError(f"need at least two labels, found {self.labels}")
 
-    def check(self, examples: list[Labelled], path: str | os.PathLike) -> None:
+    def check(self, examples: list, path: str | os.PathLike) -> None:
         known = set(self.labels)
         for e in examples:
             if e.label and e.label not in known:
@@ -85,7 +109,7 @@ class ClassifyTask(Task):
                     f"{path}:{e.line}: label {e.label!r} never seen in training (known: {', '.join(self.labels)})"
                 )
 
-    def unseen(self, examples: list[Labelled]) -> Counter[str]:
+    def unseen(self, examples: list) -> Counter[str]:
         known = set(self.labels)
         return Counter(e.label for e in examples if e.label not in known)
 
@@ -101,28 +125,29 @@ class ClassifyTask(Task):
             for e, ids in zip(examples, tokenizer.encode_batch([e.text for e in examples]))
         ]
 
-    def size(self, item: dict) -> int:
-        return len(item["ids"])
-
     def collate(self, items: list[dict]) -> Batch:
         ids, mask = pad([item["ids"] for item in items], self.tokenizer.pad_id)
         return {"ids": ids, "mask": mask, "labels": torch.tensor([item["label"] for item in items])}
 
     def build_model(self) -> Classifier:
-        config = self.model_config
-        return Classifier(config, len(self.labels), self.config.pooling or default_pooling(config))
+        return Classifier(self.model_config, len(self.labels), self.pooling)
+
+    def initialize(self, model: nn.Module, source: nn.Module, where: str, trust_pickle: bool = False) -> None:
+        """The encoder, and BERT's pooler into a classifier that pools with one, when the checkpoint has it."""
+        super().initialize(model, source, where, trust_pickle)
+        copy_pooler(model, source, where, trust_pickle)
 
     def loss(self, model: nn.Module, batch: Batch, label_smoothing: float) -> tuple[Tensor, Tensor]:
-        logits, labels = model(batch["ids"], batch["mask"]), batch["labels"]
+        logits, labels = self.forward(model, batch), batch["labels"]
         total = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing, reduction="sum")
         return total, (labels != IGNORE_INDEX).sum()
 
     def decode(self, model: nn.Module, batch: Batch) -> list[dict]:
-        probabilities = require_finite(model(batch["ids"], batch["mask"]).float()).softmax(-1)
+        probabilities = require_finite(self.forward(model, batch).float()).softmax(-1)
         best = probabilities.argmax(-1)
         return [{"label": self.labels[int(b)], "probability": float(p[b])} for b, p in zip(best, probabilities)]
 
-    def metrics(self, predictions: list[dict], examples: list[Labelled]) -> dict:
+    def metrics(self, predictions: list[dict], examples: list) -> dict:
         return scoring.classification([p["label"] for p in predictions], [e.label for e in examples], self.labels)
 
     def report(self, result: dict) -> str:
@@ -145,5 +170,25 @@ class ClassifyTask(Task):
     def render(self, prediction: dict) -> str:
         return prediction["label"]
 
+    def caption(self, prediction: dict) -> str:
+        return f"{prediction['label']} ({prediction['probability']:.2f})"
+
     def record(self, example: Labelled, prediction: dict | None) -> dict:
         return {"text": example.text, **(prediction or {"label": None, "probability": None})}
+
+    def hf_export(self, model: nn.Module) -> TaskExport:
+        return TaskExport(
+            model,
+            self.name,
+            head="sequence",
+            specials=self.specials,
+            labels=list(self.labels),
+            max_length=self.data.max_length,
+            config={"problem_type": "single_label_classification"},
+            pooling=model.pooling,
+        )
+
+    def onnx_graphs(self, model: nn.Module) -> tuple[list, dict]:
+        vocab, pad_id = self.tokenizer.vocab_size, self.tokenizer.pad_id
+        graph = encoder_graph(IdsAndMask(model), vocab, pad_id, "logits", "logits (batch, labels)", per_token=False)
+        return [graph], {"labels": list(self.labels)}

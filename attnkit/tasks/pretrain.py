@@ -3,57 +3,34 @@ masked, 10% replaced at random, 10% kept), span infilling for encoder-decoders (
 of Poisson(3) length, each replaced by one <mask>, the decoder restores the text), next-token prediction for
 decoders. task.mask_fraction changes the 15% or 30%.
 
-Examples are fixed-length blocks of a token file that attnkit.pretrain wrote once and reads memory-mapped,
-so that memory does not grow with the corpus. The dev metric is held-out perplexity."""
+Examples are fixed-length blocks of a token file that attnkit.training.corpus wrote once and reads memory-mapped,
+so that memory does not grow with the corpus. The dev metric is held-out perplexity.
+
+A model that no attnkit run trained for a task (a Hugging Face checkpoint, a bare model) has this task too, as
+NoTask: what such a model can do follows from its architecture, as its pretraining does."""
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnkit.config import DataConfig, ModelConfig
+from attnkit.config import DataConfig, ModelConfig, TaskConfig
 from attnkit.data.batching import pad
+from attnkit.data.token_files import Blocks
+from attnkit.data.tokenizer import Tokenizer
 from attnkit.errors import AttnkitError, require_finite
-from attnkit.nn import Decoder, Encoder, EncoderDecoder
-from attnkit.tasks.base import IGNORE_INDEX, Batch, Task
-from attnkit.tokenization import Tokenizer
-
-
-class Blocks(Sequence):
-    """Consecutive blocks of `length` tokens from a memory-mapped token file (the last one may be shorter)."""
-
-    def __init__(self, ids: np.ndarray, length: int, indices: range | None = None) -> None:
-        self.ids, self.length = ids, length
-        # every full block, and the rest if it holds at least two tokens (one prediction for a causal LM)
-        count = len(ids) // length + (len(ids) % length >= 2)
-        self.indices = indices if indices is not None else range(count)
-
-    @classmethod
-    def open(cls, path: str | os.PathLike, length: int) -> Blocks:
-        dtype = np.uint32 if str(path).endswith(".u32") else np.uint16
-        try:
-            ids = np.memmap(path, dtype=dtype, mode="r")
-        except (OSError, ValueError) as error:
-            raise AttnkitError(f"{path}: unreadable token file ({error})") from None
-        if len(ids) < 2:
-            raise AttnkitError(f"{path}: fewer than two tokens")
-        return cls(ids, length)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i):  # type: ignore[override]
-        if isinstance(i, slice):
-            return Blocks(self.ids, self.length, self.indices[i])
-        index = self.indices[i]
-        start = index * self.length
-        return {"ids": self.ids[start : start + self.length].astype(np.int64), "index": index}
+from attnkit.interop.hf import TaskExport
+from attnkit.nn import Decoder, Encoder, EncoderDecoder, encoder_of
+from attnkit.nn.decoding import Sampling
+from attnkit.tasks.base import IGNORE_INDEX, NO_DECODER, AttentionInput, Batch, Task
+from attnkit.tasks.generation import Stream, generate_texts
+from attnkit.tasks.graphs import IdsAndMask, encoder_graph
+from attnkit.tasks.seq2seq import Seq2SeqTask, decoder_start
 
 
 class MaskedLM(nn.Module):
@@ -124,9 +101,25 @@ def infill_spans(
 
 class PretrainTask(Task):
     name = "pretrain"
+    arch = None  # any: the architecture decides the objective
     main_metric = "perplexity"
     lower_is_better = frozenset({"perplexity", "loss"})
     mean_span = 3.0  # span infilling
+    few_examples = None  # raw text is never too little to say so: it is what there is
+
+    @property
+    def verbs(self) -> frozenset[str]:
+        arch = self.model_config.arch
+        return frozenset(
+            {"attention"}
+            | ({"encode"} if arch != "decoder" else set())
+            | ({"generate"} if arch != "encoder" else set())
+        )
+
+    @property
+    def specials(self) -> str | None:  # type: ignore[override]
+        """An encoder reads <s> text </s>; a language model continues a prompt as it is (None: the tokenizer's)."""
+        return None if self.model_config.arch == "decoder" else "both"
 
     def _fraction(self, default: float) -> float:
         """Share of tokens corrupted: task.mask_fraction if set, else the objective's default."""
@@ -136,8 +129,21 @@ class PretrainTask(Task):
     def read(data: DataConfig, path: str | os.PathLike, need_targets: bool = True) -> Blocks:
         return Blocks.open(path, data.max_length)
 
-    def inputs(self, texts: list[str]) -> list:
+    def example(self, text: str, line: int) -> object:
         raise AttnkitError("a pretrained model predicts nothing itself; fine-tune it: attnkit train ... --init PATH")
+
+    @property
+    def max_input_tokens(self) -> int | None:
+        """The learned-position table, or None when positions extrapolate to any length."""
+        config = self.model_config
+        return config.max_positions if config.positions == "learned" else None
+
+    def count_tokens(self, raw: list) -> list[int]:
+        """The tokens a text is read as: an encoder's <s> text </s>, a language model's <s> prompt, an
+        encoder-decoder's text </s>."""
+        arch, tokenizer = self.model_config.arch, self.tokenizer
+        around = {"encoder": len(tokenizer.add_specials([])), "decoder": int(tokenizer.bos_id is not None)}
+        return [len(ids) + around.get(arch, 1) for ids in tokenizer.encode_batch(list(raw))]
 
     def encode(self, examples: Blocks, training: bool) -> Blocks:
         """The blocks are their own items: token ids already."""
@@ -145,9 +151,6 @@ class PretrainTask(Task):
 
     def sizes(self, items: Blocks) -> list[int]:
         return [items.length] * len(items)
-
-    def size(self, item: dict) -> int:
-        return len(item["ids"])
 
     def collate(self, items: list[dict]) -> Batch:
         ids, mask = pad([item["ids"].tolist() for item in items], self.tokenizer.pad_id)
@@ -175,8 +178,6 @@ class PretrainTask(Task):
     def _infilling_scores(
         self, model: nn.Module, ids: Tensor, mask: Tensor, generator: torch.Generator | None
     ) -> tuple[Tensor, Tensor, Tensor]:
-        from attnkit.tasks.seq2seq import decoder_start
-
         if self.tokenizer.mask_id is None:
             raise AttnkitError("tokenizer: no mask token (<mask> or [MASK]) for span infilling")
         rows = [row[m].tolist() for row, m in zip(ids, mask)]
@@ -208,3 +209,97 @@ class PretrainTask(Task):
         nll = sum(p[0] for p in predictions)
         count = max(sum(p[1] for p in predictions), 1)
         return {"perplexity": math.exp(min(nll / count, 50.0)), "loss": nll / count}
+
+    def forward(self, model: nn.Module, batch: Batch) -> Tensor:
+        """The hidden states of an encoder, the next-token logits of a language model, for the whole input."""
+        if self.model_config.arch == "decoder":
+            return model(batch["ids"])
+        return model(batch["ids"], batch["mask"])
+
+    def _transducer(self) -> Seq2SeqTask:
+        """How an encoder-decoder without a trained task reads and writes: seq2seq's defaults."""
+        return Seq2SeqTask(TaskConfig(name="seq2seq"), DataConfig(), self.tokenizer, self.model_config)
+
+    def generate(
+        self,
+        model: nn.Module,
+        prompts: list[str],
+        *,
+        max_new_tokens: int | None = None,
+        beam_size: int | None = None,
+        sampling: Sampling | None = None,
+        stream: Stream | None = None,
+    ) -> list[str | None]:
+        """An encoder-decoder's output for each input, as seq2seq's defaults write it; a language model's
+        continuation of each prompt, greedy unless told otherwise, at most `max_new_tokens` (default 64, fewer
+        where its learned positions run out)."""
+        arch, tokenizer = self.model_config.arch, self.tokenizer
+        if arch == "encoder-decoder":
+            options = {"max_new_tokens": max_new_tokens, "beam_size": beam_size, "sampling": sampling}
+            return self._transducer().generate(model, prompts, **options, stream=stream)
+        if arch == "encoder":
+            raise AttnkitError(NO_DECODER)
+        start = [tokenizer.bos_id] if tokenizer.bos_id is not None else []
+        rows = [None if self.blank(prompt) else start + tokenizer.encode(prompt) for prompt in prompts]
+        limit = lambda longest: self._room(longest, max_new_tokens or 64)  # noqa: E731
+        return generate_texts(
+            model, tokenizer, rows, limit=limit, beam_size=beam_size or 1, sampling=sampling, stream=stream
+        )
+
+    def _room(self, prompt_tokens: int, wanted: int) -> int:
+        """New tokens a language model can add to a prompt: `wanted`, or fewer when its learned positions run out."""
+        config = self.model_config
+        if config.positions != "learned":
+            return wanted
+        if prompt_tokens >= config.max_positions:
+            raise AttnkitError(
+                f"a prompt of {prompt_tokens} tokens leaves no room in this model's {config.max_positions} positions"
+            )
+        return min(wanted, config.max_positions - prompt_tokens)
+
+    def attention_input(self, model: nn.Module, text: str, target: str | None = None) -> AttentionInput:
+        """The text as in pretraining: an encoder reads it between its start and end tokens, a language model
+        after its start token, an encoder-decoder as seq2seq does."""
+        config, tokenizer = self.model_config, self.tokenizer
+        if config.arch == "encoder-decoder":
+            return self._transducer().attention_input(model, text, target)
+        if target is not None:
+            raise AttnkitError("--target is for encoder-decoder models; this model reads one text")
+        ids = tokenizer.encode(text)
+        ids = (
+            ([tokenizer.bos_id] if tokenizer.bos_id is not None else []) + ids
+            if config.arch == "decoder"
+            else tokenizer.add_specials(ids)
+        )
+        ids = ids[: config.max_positions] if config.positions == "learned" else ids
+        batch = {"ids": torch.tensor([ids]), "mask": torch.ones(1, len(ids), dtype=torch.bool)}
+        stack = "decoder" if config.arch == "decoder" else "encoder"
+        return AttentionInput(batch, {"ids": ids}, stack=stack)
+
+    def bare(self, model: nn.Module) -> nn.Module:
+        """The architecture without the pretraining head: a masked LM's encoder; a decoder, an encoder-decoder."""
+        return encoder_of(model) if isinstance(model, MaskedLM) else model
+
+    def hf_export(self, model: nn.Module) -> TaskExport:
+        return TaskExport(self.bare(model), "pretrained model")
+
+    def onnx_graphs(self, model: nn.Module) -> tuple[list, dict]:
+        arch, vocab, pad_id = self.model_config.arch, self.tokenizer.vocab_size, self.tokenizer.pad_id
+        if arch == "encoder-decoder":
+            return self._transducer().onnx_graphs(model)
+        if arch == "decoder":
+            meaning = "logits (batch, time, vocab): the next token after each position"
+            return [encoder_graph(IdsAndMask(model), vocab, pad_id, "logits", meaning, per_token=True)], {}
+        meaning = "last_hidden_state (batch, time, dim)"
+        graph = encoder_graph(IdsAndMask(self.bare(model)), vocab, pad_id, "last_hidden_state", meaning, per_token=True)
+        return [graph], {}
+
+
+class NoTask(PretrainTask):
+    """A model that no attnkit run trained for a task (a Hugging Face checkpoint, or a bare model): it encodes,
+    generates and shows its attention as its architecture allows, and fine-tunes with --init."""
+
+    name = None
+
+    def describe(self) -> str:
+        return f"{self.model_config.arch}, no task"

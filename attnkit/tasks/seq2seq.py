@@ -3,21 +3,26 @@ teacher forcing and label smoothing, decoded by beam search."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
+from copy import copy
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnkit import metrics as scoring
 from attnkit.config import DataConfig, ModelConfig
 from attnkit.data.batching import pad
 from attnkit.data.readers import Pair, read_pairs
+from attnkit.data.tokenizer import Tokenizer
 from attnkit.errors import AttnkitError
-from attnkit.generate import generate
+from attnkit.interop.hf import TaskExport
 from attnkit.nn import EncoderDecoder
-from attnkit.tasks.base import Batch, Task
-from attnkit.tokenization import Tokenizer
+from attnkit.nn.decoding import Sampling, generate
+from attnkit.tasks import metrics as scoring
+from attnkit.tasks.base import AttentionInput, Batch, Task
+from attnkit.tasks.generation import Stream, generate_texts, suppressed
+from attnkit.tasks.graphs import seq2seq_graphs
 
 
 def decoder_start(config: ModelConfig, tokenizer: Tokenizer) -> int:
@@ -29,23 +34,23 @@ def decoder_start(config: ModelConfig, tokenizer: Tokenizer) -> int:
     return tokenizer.bos_id
 
 
-def suppressed(tokenizer: Tokenizer) -> list[int]:
-    """The tokens an output never holds: padding and the start token (unless it also ends a sequence)."""
-    return sorted({tokenizer.pad_id, tokenizer.bos_id} - {None, tokenizer.eos_id})
-
-
 class Seq2SeqTask(Task):
     name = "seq2seq"
+    arch = "encoder-decoder"
     specials = "end"
     main_metric = "bleu"
+
+    @property
+    def verbs(self) -> frozenset[str]:
+        return frozenset({"generate", "encode", "attention"})
 
     @staticmethod
     def read(data: DataConfig, path: str | os.PathLike, need_targets: bool = True) -> list[Pair]:
         settings = ("data.source_column", "data.target_column")
         return read_pairs(path, data.source_column, data.target_column, need_targets, settings)
 
-    def inputs(self, texts: list[str]) -> list[Pair]:
-        return [Pair(text, "", i + 1) for i, text in enumerate(texts)]
+    def example(self, text: str, line: int) -> Pair:
+        return Pair(text, "", line)
 
     @staticmethod
     def tokenizer_texts(examples: list[Pair]) -> Iterator[str]:
@@ -53,11 +58,15 @@ class Seq2SeqTask(Task):
             yield e.source
             yield e.target
 
+    def count_tokens(self, raw: list) -> list[int]:
+        """The source's tokens and </s>."""
+        return [len(ids) + 1 for ids in self.tokenizer.encode_batch(list(raw))]
+
     def encode(self, examples: list[Pair], training: bool) -> list[dict]:
         tokenizer = self.tokenizer
         sources = tokenizer.encode_batch([e.source for e in examples])
         targets = tokenizer.encode_batch([e.target for e in examples])
-        source_keep, target_keep = self.data.max_length - 1, self.data.max_target_length
+        source_keep, target_keep = self.data.max_length - 1, self.data.max_new_tokens
         start = decoder_start(self.model_config, tokenizer)
         return [
             {
@@ -76,8 +85,18 @@ class Seq2SeqTask(Task):
         return {"source": source, "source_mask": source_mask, "target": target, "target_mask": target_mask}
 
     def build_model(self) -> EncoderDecoder:
-        config = self.model_config
-        return EncoderDecoder(config)
+        return EncoderDecoder(self.model_config)
+
+    def initialize(self, model: nn.Module, source: nn.Module, where: str, trust_pickle: bool = False) -> None:
+        """The whole encoder-decoder."""
+        if not isinstance(source, EncoderDecoder):
+            raise AttnkitError(f"{where}: a seq2seq model needs an encoder-decoder checkpoint to start from")
+        model.load_state_dict(source.state_dict())
+
+    def forward(self, model: nn.Module, batch: Batch) -> Tensor:
+        """Teacher forcing: next-token logits (batch, tgt - 1, vocab) for target[:-1] read after the source."""
+        inputs, mask = batch["target"][:, :-1], batch["target_mask"][:, :-1]
+        return model(batch["source"], inputs, batch["source_mask"], mask)
 
     def loss(self, model: nn.Module, batch: Batch, label_smoothing: float) -> tuple[Tensor, Tensor]:
         """Teacher forcing: the decoder reads target[:-1] and predicts target[1:]."""
@@ -98,12 +117,59 @@ class Seq2SeqTask(Task):
             start_id=decoder_start(self.model_config, tokenizer),
             eos_id=tokenizer.eos_id,
             suppress=suppressed(tokenizer),
-            max_length=min(self.data.max_target_length, 2 * source_length + 10),
+            max_length=min(self.data.max_new_tokens, 2 * source_length + 10),
             beam_size=self.config.beam_size,
             length_penalty=self.config.length_penalty,
             no_repeat_ngram=self.config.no_repeat_ngram,
         )
         return [tokenizer.decode(ids) for ids in outputs]
+
+    def generate(
+        self,
+        model: nn.Module,
+        prompts: list[str],
+        *,
+        max_new_tokens: int | None = None,
+        beam_size: int | None = None,
+        sampling: Sampling | None = None,
+        stream: Stream | None = None,
+    ) -> list[str | None]:
+        """The output for each input text, by the task's own beam search unless told otherwise; at most
+        `max_new_tokens`, by default data.max_new_tokens and twice the input's length plus ten."""
+        items = self.encode(self.inputs(prompts), training=False)
+        rows = [None if self.blank(prompt) else item["source"] for prompt, item in zip(prompts, items)]
+        most = self.data.max_new_tokens
+        return generate_texts(
+            model,
+            self.tokenizer,
+            rows,
+            limit=lambda longest: max_new_tokens or min(most, 2 * longest + 10),
+            start_id=decoder_start(self.model_config, self.tokenizer),
+            beam_size=1 if sampling is not None else beam_size or self.config.beam_size,
+            sampling=sampling,
+            stream=stream,
+            length_penalty=self.config.length_penalty,
+            no_repeat_ngram=self.config.no_repeat_ngram,
+        )
+
+    def with_decoding(self, beam_size: int | None = None, max_new_tokens: int | None = None) -> Seq2SeqTask:
+        changed = copy(self)
+        if beam_size is not None:
+            changed.config = dataclasses.replace(self.config, beam_size=beam_size)
+        if max_new_tokens is not None:
+            changed.data = dataclasses.replace(self.data, max_new_tokens=max_new_tokens)
+        return changed
+
+    def attention_input(self, model: nn.Module, text: str, target: str | None = None) -> AttentionInput:
+        """The decoder reads the target as in training (teacher forcing): the start token and the target's
+        tokens, each position attending as it does when predicting the next one; the target is the model's own
+        output unless one is given."""
+        prediction = None
+        if target is None:
+            target = prediction = self.predict(model, self.encode(self.inputs([text]), training=False))[0]
+        item = self.encode([Pair(text, target, 1)], training=False)[0]
+        tokens = {"source": item["source"], "target": item["target"][:-1]}  # </s> is predicted, never read
+        return AttentionInput(self.collate([item]), tokens, prediction, target)
 
     def metrics(self, predictions: list[str], examples: list[Pair]) -> dict:
         return scoring.generation(predictions, [e.target for e in examples])
@@ -113,3 +179,31 @@ class Seq2SeqTask(Task):
 
     def record(self, example: Pair, prediction: str) -> dict:
         return {"source": example.source, "output": prediction}
+
+    def hf_export(self, model: nn.Module) -> TaskExport:
+        """attnkit's beam search as transformers' generate: the same start, end and suppressed tokens (as
+        `decode`), log-probabilities renormalized after suppression, no forced tokens."""
+        tokenizer, config = self.tokenizer, self.config
+        generation = {
+            "decoder_start_token_id": decoder_start(self.model_config, tokenizer),
+            "bos_token_id": tokenizer.bos_id,
+            "eos_token_id": tokenizer.eos_id,
+            "pad_token_id": tokenizer.pad_id,
+            "num_beams": config.beam_size,
+            "no_repeat_ngram_size": config.no_repeat_ngram,
+            "max_length": self.data.max_new_tokens + 1,  # the start token counts in transformers' max_length
+            "suppress_tokens": suppressed(tokenizer),
+            "renormalize_logits": True,
+            "forced_bos_token_id": None,
+            "forced_eos_token_id": None,
+            "do_sample": False,
+        }
+        if config.beam_size > 1:  # transformers refuses beam settings without beams
+            generation.update(length_penalty=config.length_penalty, early_stopping=False)
+        return TaskExport(
+            model, self.name, specials=self.specials, max_length=self.data.max_length, generation=generation
+        )
+
+    def onnx_graphs(self, model: nn.Module) -> tuple[list, dict]:
+        graphs = seq2seq_graphs(model, self.tokenizer.vocab_size, self.tokenizer.pad_id)
+        return graphs, {"decoder_start_id": decoder_start(self.model_config, self.tokenizer)}

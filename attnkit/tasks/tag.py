@@ -13,15 +13,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnkit import metrics as scoring
 from attnkit.config import DataConfig, ModelConfig
 from attnkit.data.batching import pad
 from attnkit.data.readers import Tagged, read_tagged
 from attnkit.errors import AttnkitError, require_finite
+from attnkit.interop.hf import TaskExport
 from attnkit.nn import Encoder
 from attnkit.nn.dropout import Dropout
 from attnkit.runtime import to_device
+from attnkit.tasks import metrics as scoring
 from attnkit.tasks.base import IGNORE_INDEX, Batch, Task
+from attnkit.tasks.graphs import IdsAndMask, encoder_graph
 
 # the shape of a word, which every one of its subwords reads (with task.word_shapes); "none" marks special tokens
 SHAPES = ("none", "lower", "title", "upper", "mixed", "digits", "uncased", "symbol")
@@ -79,12 +81,27 @@ class TagTask(Task):
     def state(self) -> dict:
         return {"tags": self.tags, "specials": self.specials}
 
+    @property
+    def output_names(self) -> list[str]:
+        return self.tags
+
+    @property
+    def max_input_tokens(self) -> int | None:
+        """The learned-position table, or None when positions extrapolate to any length: a longer sentence is
+        read in windows (see `decode`), every word tagged."""
+        config = self.model_config
+        return config.max_positions if config.positions == "learned" else None
+
+    def count_tokens(self, raw: list) -> list[int]:
+        """The subwords of each text's words, with the special tokens around them."""
+        return [len(item["ids"]) for item in self.encode(self.inputs(raw), training=False)]
+
     @staticmethod
     def read(data: DataConfig, path: str | os.PathLike, need_targets: bool = True) -> list[Tagged]:
         return read_tagged(path, need_targets)
 
-    def inputs(self, texts: list[str]) -> list[Tagged]:
-        return [Tagged(text.split(), [], i + 1) for i, text in enumerate(texts)]
+    def example(self, text: str, line: int) -> Tagged:
+        return Tagged(text.split(), [], line)
 
     def fit(self, examples: list[Tagged]) -> None:
         counts = Counter(tag for e in examples for tag in e.tags)
@@ -140,9 +157,6 @@ class TagTask(Task):
             shapes = [0] * before + shapes + [0] * after
             starts = [start + before for start in starts]
         return {"ids": ids, "labels": labels, "starts": starts, "shapes": shapes}
-
-    def size(self, item: dict) -> int:
-        return len(item["ids"])
 
     def collate(self, items: list[dict]) -> Batch:
         ids, mask = pad([item["ids"] for item in items], self.tokenizer.pad_id)
@@ -205,6 +219,19 @@ class TagTask(Task):
 
     def record(self, example: Tagged, prediction: list[str]) -> dict:
         return {"words": example.words, "tags": prediction}
+
+    def hf_export(self, model: nn.Module) -> TaskExport:
+        refused = "a tagger trained with task.word_shapes reads word shapes" if self.config.word_shapes else None
+        return TaskExport(
+            model, self.name, head="token", specials=self.specials, labels=list(self.tags), refused=refused
+        )
+
+    def onnx_graphs(self, model: nn.Module) -> tuple[list, dict]:
+        if self.config.word_shapes:
+            raise AttnkitError("a tagger trained with task.word_shapes reads word shapes; no ONNX export for it")
+        vocab, pad_id = self.tokenizer.vocab_size, self.tokenizer.pad_id
+        meaning = "logits (batch, time, tags)"
+        return [encoder_graph(IdsAndMask(model), vocab, pad_id, "logits", meaning, per_token=True)], {"tags": self.tags}
 
 
 def windows(starts: list[int], length: int, limit: int) -> list[tuple[int, int, int, int]]:

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from attnkit.cli import main
-from attnkit.config import RunConfig
+from attnkit import RunConfig
+from attnkit.apps.cli import main
+from attnkit.apps.export import export
 from attnkit.errors import AttnkitError
-from attnkit.export import export
-from attnkit.pipeline import Pipeline
-from attnkit.pretrain import pretrain
-from attnkit.train import train
+from attnkit.inference.pipeline import Pipeline
+from attnkit.training.corpus import pretrain
+from attnkit.training.loop import train
 from tests import numerics
 from tests.conftest import TINY, corpus, pretrain_config
 
@@ -99,7 +99,7 @@ def test_tagger_exports_as_bert_for_token_classification(tagging_files, tmp_path
     ],
 )
 def test_seq2seq_exports_with_attnkits_decoding(copy_files, tmp_path, preset, auto, decoding):
-    settings = ["data.max_target_length=12", "train.label_smoothing=0.0", "train.lr=5e-3"]
+    settings = ["data.max_new_tokens=12", "train.label_smoothing=0.0", "train.lr=5e-3"]
     settings += [f"task.{key}={value}" for key, value in decoding.items()]
     model = trained(copy_files, tmp_path / "model", "seq2seq", 300, f"model.preset={preset}", *settings)
     assert export(model, tmp_path / "hf") == preset

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from attnkit.errors import AttnkitError
-from attnkit.generate import generate
-from attnkit.interop.hf import export_hf, load_hf_model
+from attnkit.interop.hf import TaskExport, export_hf, load_hf_model
 from attnkit.nn import Decoder, EncoderDecoder
+from attnkit.nn.decoding import generate
 from tests.numerics import assert_close
 
 transformers = pytest.importorskip("transformers")
@@ -191,7 +191,7 @@ class FakeTokenizer:
 )
 def test_export_loads_in_transformers_with_the_same_outputs(tmp_path, family, auto):
     ours = load_hf_model(saved(tiny(family), tmp_path / "original"))
-    assert export_hf(ours, FakeTokenizer(), tmp_path / "exported") == family
+    assert export_hf(TaskExport(ours), FakeTokenizer(), tmp_path / "exported") == family
     theirs = getattr(transformers, auto).from_pretrained(tmp_path / "exported").eval()
     ids, mask = inputs()
     if family == "bert":
@@ -219,7 +219,7 @@ class RunsCode:
 
 @pytest.mark.parametrize("trusted", [False, True])
 def test_a_pickle_that_would_run_code_is_refused_even_when_trusted(tmp_path, capsys, trusted):
-    from attnkit.cli import main
+    from attnkit.apps.cli import main
 
     tiny("bert").save_pretrained(tmp_path / "planted")
     (tmp_path / "planted" / "model.safetensors").unlink()

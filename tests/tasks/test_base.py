@@ -7,9 +7,9 @@ from tokenizers import models, pre_tokenizers
 
 from attnkit.config import DataConfig, ModelConfig, TaskConfig
 from attnkit.data.readers import Labelled, Pair, Tagged
+from attnkit.data.token_files import Blocks
+from attnkit.data.tokenizer import Tokenizer
 from attnkit.tasks import make_task
-from attnkit.tasks.pretrain import Blocks
-from attnkit.tokenization import Tokenizer
 
 
 def bart_numbered_tokenizer() -> Tokenizer:

@@ -5,9 +5,9 @@ import torch
 
 from attnkit.config import DataConfig, ModelConfig, TaskConfig, TokenizerConfig
 from attnkit.data.readers import Labelled
+from attnkit.data.tokenizer import Tokenizer
 from attnkit.errors import AttnkitError
 from attnkit.tasks.classify import Classifier, ClassifyTask
-from attnkit.tokenization import Tokenizer
 from tests.numerics import assert_close
 
 

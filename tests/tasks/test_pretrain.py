@@ -5,9 +5,10 @@ import pytest
 import torch
 
 from attnkit.config import DataConfig, ModelConfig, TaskConfig, TokenizerConfig
+from attnkit.data.token_files import Blocks
+from attnkit.data.tokenizer import Tokenizer
 from attnkit.tasks import IGNORE_INDEX
-from attnkit.tasks.pretrain import Blocks, PretrainTask, infill_spans, mask_tokens
-from attnkit.tokenization import Tokenizer
+from attnkit.tasks.pretrain import PretrainTask, infill_spans, mask_tokens
 
 MASK = 4
 

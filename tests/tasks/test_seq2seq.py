@@ -4,9 +4,9 @@ import pytest
 
 from attnkit.config import DataConfig
 from attnkit.errors import AttnkitError
-from attnkit.pipeline import Pipeline
+from attnkit.inference.pipeline import Pipeline
 from attnkit.tasks.seq2seq import Seq2SeqTask
-from attnkit.train import train
+from attnkit.training.loop import train
 from tests.conftest import run_config
 
 

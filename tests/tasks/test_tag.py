@@ -5,12 +5,12 @@ import torch
 
 from attnkit.config import DataConfig, ModelConfig, TaskConfig, TokenizerConfig
 from attnkit.data.readers import Tagged
+from attnkit.data.tokenizer import Tokenizer
 from attnkit.errors import AttnkitError
-from attnkit.pipeline import Pipeline
+from attnkit.inference.pipeline import Pipeline
 from attnkit.tasks import IGNORE_INDEX
 from attnkit.tasks.tag import SHAPES, Tagger, TagTask, windows, word_shape
-from attnkit.tokenization import Tokenizer
-from attnkit.train import train
+from attnkit.training.loop import train
 from tests.conftest import TAG_OF, WORDS, run_config, tagging_sentences, write_conll
 
 

@@ -7,12 +7,28 @@ import torch
 
 from attnkit.config import ModelConfig
 from attnkit.errors import AttnkitError
-from attnkit.interop.hf.base import ACTIVATIONS, Convert, Family, Field, Rule, concat, copy, linear, norm
+from attnkit.interop.hf.family import ACTIVATIONS, Convert, Family, Field, Rule, concat, copy, linear, norm
 
 
 class Bart(Family):
     model_type = "bart"
     architecture = "BartForConditionalGeneration"
+    preset = dict(
+        arch="encoder-decoder",
+        norm="layernorm",
+        norm_first=False,
+        positions="learned",
+        embedding_norm=True,
+        bias=True,
+        attention_scale=None,
+        share_embeddings=True,
+        tie_output=True,
+        output_bias=True,
+        norm_eps=1e-5,
+        output_scale=1.0,
+        activation=("gelu", "gelu_tanh", "relu", "silu"),
+        segments=0,
+    )
     prefixes = ("model.", "")
     top_level = frozenset({"final_logits_bias"})
     fields = (
@@ -72,6 +88,13 @@ def _replaced(fields: tuple[Field, ...], *changes: Field) -> tuple[Field, ...]:
 class Marian(Bart):
     model_type = "marian"
     architecture = "MarianMTModel"
+    # BART's layout with sinusoidal positions, no embedding norm, and (by default) swish
+    preset = {
+        **Bart.preset,
+        "positions": "sinusoidal",
+        "embedding_norm": False,
+        "activation": ("silu", "gelu", "gelu_tanh", "relu"),
+    }
     # MarianConfig scales embeddings unless told not to, and names the decoder's vocabulary size too
     fields = _replaced(
         Bart.fields,

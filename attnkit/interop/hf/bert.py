@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+from torch import Tensor
+
 from attnkit.config import ModelConfig
 from attnkit.errors import AttnkitError
-from attnkit.interop.hf.base import ACTIVATIONS, Convert, Family, Field, Head, Rule, concat, copy, linear, norm
+from attnkit.interop.hf.family import ACTIVATIONS, Convert, Family, Field, Head, Rule, concat, copy, linear, norm
 
 
 class Bert(Family):
     model_type = "bert"
     architecture = "BertModel"
+    preset = dict(
+        arch="encoder",
+        norm="layernorm",
+        norm_first=False,
+        positions="learned",
+        embedding_norm=True,
+        scale_embeddings=False,
+        bias=True,
+        attention_scale=None,
+        activation=("gelu", "gelu_tanh", "relu", "silu"),
+        segments=(2, 0),  # token types: sentence A and B (a model without them exports with zero ones)
+    )
     prefixes = ("", "bert.")
     fields = (
         Field("vocab_size", "vocab_size"),
@@ -23,20 +37,21 @@ class Bert(Family):
         Field("norm_eps", "layer_norm_eps", 1e-12),
         Field("max_positions", "max_position_embeddings", 512),
         Field("pad_id", "pad_token_id", 0, Convert(lambda pad: pad or 0)),  # null too
+        # a model without token types writes BERT's two, zero (attnkit folds type 0 into the positions)
+        Field("segments", "type_vocab_size", 2, Convert(lambda types: types, lambda segments: segments or 2)),
     )
-    constants = {"type_vocab_size": 2, "position_embedding_type": "absolute"}
+    constants = {"position_embedding_type": "absolute"}
     pooler = linear("pooler", "pooler.dense")  # BertModel's pooler <-> attnkit's Classifier.pooler
     classifier = frozenset({"classifier.weight", "classifier.bias"})
     heads = {
-        "classify": Head(
+        "sequence": Head(
             "BertForSequenceClassification",
             "bert.",
             [*pooler, *linear("head", "classifier")],
             classifier,
-            {"problem_type": "single_label_classification"},
             pooling="pooler",
         ),
-        "tag": Head("BertForTokenClassification", "bert.", linear("head", "classifier"), classifier),
+        "token": Head("BertForTokenClassification", "bert.", linear("head", "classifier"), classifier),
     }
 
     def config(self, hf: dict) -> ModelConfig:
@@ -45,17 +60,16 @@ class Bert(Family):
         return super().config(hf)
 
     def rules(self, config: ModelConfig) -> list[Rule]:
-        # BERT adds a token-type embedding; attnkit has one segment, so type 0 is folded into the positions
         rules = [
             copy("embedding.weight", "embeddings.word_embeddings.weight"),
-            Rule(
-                "positions.table.weight",
-                ("embeddings.position_embeddings.weight", "embeddings.token_type_embeddings.weight"),
-                lambda t: t[0] + t[1][0],
-                lambda t: [t, t.new_zeros(2, t.shape[1])],
-            ),
             *norm("embed_norm", "embeddings.LayerNorm"),
         ]
+        positions, types = "embeddings.position_embeddings.weight", "embeddings.token_type_embeddings.weight"
+        if config.segments:
+            rules += [copy("positions.table.weight", positions), copy("segments.weight", types)]
+        else:  # a model of one segment holds BERT's type 0 in its positions, and exports zero types
+            fold = Rule("positions.table.weight", (positions, types), lambda t: t[0] + t[1][0], _unfolded)
+            rules.append(fold)
         for i in range(config.num_layers):
             ours, theirs = f"layers.{i}", f"encoder.layer.{i}"
             rules += [
@@ -73,3 +87,7 @@ class Bert(Family):
                 *norm(f"{ours}.ff_norm", f"{theirs}.output.LayerNorm"),
             ]
         return rules
+
+
+def _unfolded(positions: Tensor) -> list[Tensor]:
+    return [positions, positions.new_zeros(2, positions.shape[1])]

@@ -4,12 +4,27 @@ from __future__ import annotations
 
 from attnkit.config import ModelConfig
 from attnkit.errors import AttnkitError
-from attnkit.interop.hf.base import ACTIVATIONS, Family, Field, Rule, copy, norm
+from attnkit.interop.hf.family import ACTIVATIONS, Family, Field, Rule, copy, norm
 
 
 class GPT2(Family):
     model_type = "gpt2"
     architecture = "GPT2LMHeadModel"
+    preset = dict(
+        arch="decoder",
+        norm="layernorm",
+        norm_first=True,
+        positions="learned",
+        embedding_norm=False,
+        scale_embeddings=False,
+        bias=True,
+        attention_scale=None,
+        tie_output=True,
+        output_bias=False,
+        output_scale=1.0,
+        activation=("gelu_tanh", "gelu", "relu", "silu"),
+        segments=0,
+    )
     prefixes = ("transformer.", "")
     fields = (
         Field("vocab_size", "vocab_size"),

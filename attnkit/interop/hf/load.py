@@ -16,14 +16,9 @@ import torch
 from attnkit.config import ModelConfig
 from attnkit.errors import AttnkitError
 from attnkit.files import CONFIG_FILE, FORMAT, WEIGHTS_FILE, read_json
-from attnkit.interop.hf.bart import Bart, Marian
-from attnkit.interop.hf.base import Family, Tensors
-from attnkit.interop.hf.bert import Bert
-from attnkit.interop.hf.gpt2 import GPT2
-from attnkit.interop.hf.t5 import T5
+from attnkit.interop.hf.families import FAMILIES
+from attnkit.interop.hf.family import Family, Tensors
 from attnkit.nn import build_model
-
-FAMILIES: dict[str, Family] = {f.model_type: f for f in (Bert(), GPT2(), Bart(), Marian(), T5())}
 
 
 def is_hf_directory(path: str | os.PathLike) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from attnkit.config import ModelConfig
 from attnkit.errors import AttnkitError
-from attnkit.interop.hf.base import Family, Field, Rule, concat, copy, names, norm
+from attnkit.interop.hf.family import Family, Field, Rule, concat, copy, names, norm
 
 FEED_FORWARD = names(
     {"relu": "relu", "gated-gelu": "geglu_tanh", "gated-silu": "swiglu", "gelu": "gelu"},
@@ -15,6 +15,20 @@ FEED_FORWARD = names(
 class T5(Family):
     model_type = "t5"
     architecture = "T5ForConditionalGeneration"
+    preset = dict(
+        arch="encoder-decoder",
+        norm="rmsnorm",
+        norm_first=True,
+        positions="relative",
+        embedding_norm=False,
+        scale_embeddings=False,
+        bias=False,
+        attention_scale=1.0,
+        share_embeddings=True,
+        output_bias=False,
+        activation=("relu", "geglu_tanh", "swiglu", "gelu"),
+        segments=0,
+    )
     top_level = frozenset({"lm_head.weight"})
     fields = (
         Field("vocab_size", "vocab_size"),

@@ -1,0 +1,403 @@
+"""The `attnkit` command: each subcommand reads its flags and calls one public function of attnkit (train, pretrain,
+Pipeline, export, serve, ...). A user's mistake exits with code 2 and one line; a warning is one line too."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import typing
+import warnings
+from pathlib import Path
+
+from attnkit.errors import AttnkitError, AttnkitWarning
+
+# flags that are shorthands for --set KEY=VALUE
+SHORTHANDS = {
+    "task": "task.name",
+    "train": "data.train",
+    "text": "data.train",
+    "arch": "model.arch",
+    "dev": "data.dev",
+    "test": "data.test",
+    "out": "out",
+    "epochs": "train.epochs",
+    "max_steps": "train.max_steps",
+    "max_minutes": "train.max_minutes",
+    "init": "train.init",
+    "preset": "model.preset",
+    "device": "train.device",
+}
+DEVICE_HELP = "auto (default: cuda if there is a GPU, else mps, else cpu), cpu, cuda, cuda:N or mps"
+INT8_HELP = "int8 linear layers, on the CPU: about 2-3x faster, a little less accurate (docs/benchmarks.md)"
+# named here so that --help answers without loading torch; tests/test_docs.py keeps them equal to attnkit.tasks.TASKS
+# and attnkit.interop.hf.FAMILIES
+TASK_HELP = "the task shape: classify, tag, seq2seq, pair or regress (docs/configuration.md)"
+PRESET_HELP = "bert, bart, marian, t5 or gpt2: that Hugging Face family's architecture, so that the model exports"
+
+
+def _run_config(args: argparse.Namespace, *fixed: str):
+    from attnkit.config import read_yaml
+    from attnkit.training.run import RunConfig
+
+    given = [
+        f"{key}={getattr(args, flag)}" for flag, key in SHORTHANDS.items() if getattr(args, flag, None) is not None
+    ]
+    overrides = [*fixed, *given, *(args.set or [])]
+    if getattr(args, "trust_pickle", False):
+        overrides.append("train.trust_pickle=true")
+    values = read_yaml(Path(args.config)) if args.config else {}
+    return RunConfig.from_values(values, args.config or "command line", overrides)
+
+
+def _train(args: argparse.Namespace) -> None:
+    from attnkit.training.loop import train
+
+    run = _run_config(args)
+    summary = train(run, resume=args.resume, overwrite=args.overwrite)
+    _print_summary(args, run.out, summary)
+
+
+def _pretrain(args: argparse.Namespace) -> None:
+    from attnkit.training.corpus import pretrain
+
+    run = _run_config(args, "task.name=pretrain")
+    summary = pretrain(run, resume=args.resume, overwrite=args.overwrite)
+    _print_summary(args, run.out, summary)
+
+
+def _print_summary(args: argparse.Namespace, out: str, summary: dict) -> None:
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, the first process speaks for all
+        print(json.dumps(summary) if args.json else _summary_text(out, summary))
+
+
+def _summary_text(out: str, summary: dict) -> str:
+    memory = "" if summary.get("peak_memory_mib") is None else f", peak memory {summary['peak_memory_mib']:,.0f} MiB"
+    took = f"{summary['epochs']} epochs, {summary['minutes']:.1f} min{memory}"
+    lines = [f"trained {summary['steps']} steps ({took}) -> {out}"]
+    for split in ("dev", "test"):
+        if summary.get(split):
+            lines.append(f"{split}: " + "  ".join(f"{k} {v:.4f}" for k, v in summary[split].items()))
+    return "\n".join(lines)
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from attnkit.inference.pipeline import Pipeline
+
+    pipeline = Pipeline.load(args.path, device=args.device, int8=args.int8)
+    metrics, _, _ = pipeline.evaluate(args.data, warn=_warn)
+    print(json.dumps(metrics) if args.json else pipeline.task.report(metrics))
+
+
+def _average(args: argparse.Namespace) -> None:
+    from attnkit.apps.average import average
+
+    average(args.paths, args.out, overwrite=args.overwrite)
+    print(f"averaged the weights of {len(args.paths)} models -> {args.out}")
+
+
+def _warn(message: str) -> None:
+    print(f"attnkit: warning: {message}", file=sys.stderr)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    """attnkit's own warnings in one line, as its errors; other libraries' as Python shows them."""
+    if issubclass(category, AttnkitWarning):
+        _warn(str(message))
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+def _predict(args: argparse.Namespace) -> None:
+    """One output line per input line; a blank input line gives an empty line (JSON: the prediction is null)."""
+    from attnkit.data.readers import stdin_lines
+    from attnkit.inference.pipeline import Pipeline
+
+    pipeline = Pipeline.load(args.path, device=args.device, int8=args.int8)
+    task = pipeline.task
+    if args.data:
+        examples, predictions = pipeline.predict_file(args.data)
+    else:
+        examples, predictions = pipeline.predict_lines(stdin_lines(), "standard input")
+    for example, prediction in zip(examples, predictions):
+        if args.json:
+            print(json.dumps(task.record(example, prediction), ensure_ascii=False))
+        else:
+            print("" if prediction is None else task.render(prediction))
+
+
+def _export(args: argparse.Namespace) -> None:
+    from attnkit.files import check_output
+
+    check_output(args.out, args.overwrite)
+    if args.onnx:
+        from attnkit.apps.onnx_export import export_onnx
+
+        manifest = export_onnx(args.path, args.out, args.int8, args.trust_pickle)
+        graphs = ", ".join(f"{name}.onnx" for name in manifest["graphs"])
+        worst = max(manifest["max_difference"].values())
+        against = "float32 (int8 graphs)" if args.int8 else "attnkit"
+        print(f"wrote {args.out} ({graphs}, tokenizer.json, onnx.json); largest difference from {against}: {worst:.1e}")
+        return
+    if args.int8:
+        raise AttnkitError("--int8 quantizes an ONNX export: add --onnx (a Hugging Face directory stays float32)")
+    from attnkit.apps.export import export
+
+    family = export(args.path, args.out, args.trust_pickle)
+    print(f"wrote {args.out} (Hugging Face {family})")
+
+
+def _serve(args: argparse.Namespace) -> None:
+    from attnkit.apps.limits import FLAGS, Limits
+
+    try:
+        from attnkit.apps.serve import serve
+    except ImportError:
+        raise AttnkitError("attnkit serve needs the serve extra: pip install 'attnkit[serve]'") from None
+
+    limits = Limits(**{name: getattr(args, name) for name in FLAGS})
+    serve(args.path, args.host, args.port, args.device, limits, args.int8)
+
+
+def _attention(args: argparse.Namespace) -> None:
+    from attnkit.apps.attention_maps import attention, write_attention
+    from attnkit.inference.pipeline import Pipeline
+
+    pipeline = Pipeline.load(args.path, device=args.device)
+    result = attention(pipeline, args.text, args.target, args.path)
+    page, *heatmaps = write_attention(result, args.out, png=not args.no_png)
+    if result.prediction is not None:
+        print(f"{'output' if result.target is not None else 'prediction'}: {result.prediction}")
+    maps = ", ".join(f"{m.name} ({m.weights.shape[0]} layers x {m.weights.shape[1]} heads)" for m in result.maps)
+    print(f"maps: {maps}")
+    print(f"wrote {page} (open it in a browser)")
+    if heatmaps:
+        print(f"wrote {len(heatmaps)} heatmaps: {heatmaps[0].parent.parent}/*/layerL-headH.png")
+
+
+def _generate(args: argparse.Namespace) -> None:
+    """Text: each output streams as it is decoded, one line per prompt (a blank prompt gives a blank line)."""
+    from attnkit.data.readers import stdin_lines
+    from attnkit.inference.pipeline import Pipeline
+    from attnkit.nn.decoding import sampling_of
+
+    sampling = sampling_of(args.temperature, args.top_k, args.top_p, args.seed, args.beam_size)
+    pipeline = Pipeline.load(args.path, device=args.device, int8=args.int8)
+    prompts = [args.prompt] if args.prompt is not None else stdin_lines()
+    if not any(prompt.strip() for prompt in prompts):
+        where = "--prompt" if args.prompt is not None else "standard input"
+        raise AttnkitError(f"{where}: no prompt to continue (one per line)")
+    options = {"max_new_tokens": args.max_new_tokens, "beam_size": args.beam_size, "sampling": sampling}
+    if args.json:
+        for prompt, output in zip(prompts, pipeline.generate(prompts, **options)):
+            print(json.dumps({"prompt": prompt, "output": output}, ensure_ascii=False))
+        return
+    for prompt in prompts:
+        pipeline.generate([prompt], **options, stream=lambda _, piece: print(piece, end="", flush=True))
+        print(flush=True)
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from attnkit.apps.demo import demo
+
+    demo(args.out)
+
+
+def _info(args: argparse.Namespace) -> None:
+    from attnkit.inference.pipeline import Pipeline
+
+    pipeline = Pipeline.load(args.path, device=args.device)
+    device = next(pipeline.model.parameters()).device
+    print(
+        f"{'checkpoint':<11} {args.path}\n{pipeline.describe()}\n{'device':<11} {device}"
+        + (" (auto)" if args.device == "auto" else "")
+    )
+
+
+def _common_training_flags(parser: argparse.ArgumentParser, kind: str) -> None:
+    parser.add_argument("--dev", metavar=kind, help="development data: picks the best checkpoint, stops early")
+    parser.add_argument("--test", metavar=kind, help="test data, scored once at the end with the best checkpoint")
+    parser.add_argument("--out", metavar="DIR", help="output directory (default runs/model)")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--max-steps", type=int)
+    parser.add_argument("--max-minutes", type=float)
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting, e.g. train.lr=3e-4")
+    either = parser.add_mutually_exclusive_group()
+    either.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    either.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    device_flags(parser, default=None)  # None: train.device, whose default is auto
+
+
+def device_flags(parser: argparse.ArgumentParser, int8: bool = False, default: str | None = "auto") -> None:
+    """--device (and with `int8`, --int8): where a command runs its model."""
+    parser.add_argument("--device", default=default, help=DEVICE_HELP)
+    if int8:
+        parser.add_argument("--int8", action="store_true", help=INT8_HELP)
+
+
+def limit_flags(parser: argparse.ArgumentParser) -> None:
+    """--max-batch, --max-wait-ms, ...: the server's limits (attnkit.apps.limits), with their defaults."""
+    import dataclasses
+
+    from attnkit.apps.limits import FLAGS, Limits
+
+    defaults, kinds = {f.name: f.default for f in dataclasses.fields(Limits)}, typing.get_type_hints(Limits)
+    for name, help in FLAGS.items():
+        literal = typing.get_origin(kinds[name]) is typing.Literal
+        choices, kind = (typing.get_args(kinds[name]), None) if literal else (None, type(defaults[name]))
+        flag = f"--{name.replace('_', '-')}"
+        parser.add_argument(
+            flag, type=kind, choices=choices, default=defaults[name], help=f"{help} (default {defaults[name]})"
+        )
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a mistake said in one line like attnkit's other errors (argparse prints the usage first)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        command = self.prog.removeprefix("attnkit").strip()
+        said = f"{command}: {message}" if command else message
+        self.exit(2, f"attnkit: error: {said} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="attnkit", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train a model on labelled data (YAML config and/or flags)")
+    train.add_argument("config", nargs="?", help="run configuration (YAML); flags and --set override it")
+    train.add_argument("--task", help=TASK_HELP)
+    train.add_argument("--train", metavar="FILE", help="training data")
+    train.add_argument("--init", metavar="DIR", help="fine-tune this checkpoint (attnkit or Hugging Face directory)")
+    train.add_argument("--trust-pickle", action="store_true", help="with --init: allow a pytorch_model.bin")
+    train.add_argument("--preset", metavar="NAME", help=PRESET_HELP)
+    _common_training_flags(train, "FILE")
+    train.set_defaults(run=_train)
+
+    pretrain = commands.add_parser("pretrain", help="pretrain on raw text: masked LM, span infilling or causal LM")
+    pretrain.add_argument("config", nargs="?", help="run configuration (YAML); flags and --set override it")
+    pretrain.add_argument("--text", metavar="PATH", help="a .txt file or a folder of them")
+    pretrain.add_argument(
+        "--arch",
+        choices=["encoder", "decoder", "encoder-decoder"],
+        help="encoder: masked LM; encoder-decoder: span infilling; decoder: causal LM",
+    )
+    pretrain.add_argument("--preset", metavar="NAME", help=PRESET_HELP)
+    _common_training_flags(pretrain, "PATH")
+    pretrain.set_defaults(run=_pretrain)
+
+    evaluate = commands.add_parser("evaluate", help="score a trained model on a labelled file")
+    evaluate.add_argument("path", help="trained model directory")
+    evaluate.add_argument("--data", required=True, metavar="FILE")
+    evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    device_flags(evaluate, int8=True)
+    evaluate.set_defaults(run=_evaluate)
+
+    mean = commands.add_parser(
+        "average",
+        help="average the weights of models fine-tuned from one checkpoint (a model soup): often more accurate than "
+        "each, and one model to serve",
+    )
+    mean.add_argument("paths", nargs="+", metavar="DIR", help="trained model directories (two or more)")
+    mean.add_argument("--out", required=True, metavar="DIR", help="the averaged model's directory")
+    mean.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    mean.set_defaults(run=_average)
+
+    predict = commands.add_parser(
+        "predict", help="predict for a file or standard input: one result per input line, blank for a blank line"
+    )
+    predict.add_argument("path", help="trained model directory")
+    predict.add_argument(
+        "--data", metavar="FILE", help="a data file (its gold column is ignored), or .txt with one input per line"
+    )
+    predict.add_argument(
+        "--json", action="store_true", help="JSON lines with the input and the prediction (null for a blank line)"
+    )
+    device_flags(predict, int8=True)
+    predict.set_defaults(run=_predict)
+
+    export = commands.add_parser(
+        "export",
+        help="write a model as a Hugging Face directory (config.json, model.safetensors, tokenizer.json) or, with "
+        "--onnx, as ONNX graphs for onnxruntime",
+    )
+    export.add_argument("path", help="model directory (attnkit or Hugging Face)")
+    export.add_argument("--out", required=True, metavar="DIR")
+    export.add_argument(
+        "--onnx",
+        action="store_true",
+        help="ONNX graphs (model.onnx, or encoder.onnx and decoder.onnx), checked against attnkit in onnxruntime",
+    )
+    export.add_argument("--int8", action="store_true", help="with --onnx: quantize the graphs' matrix products to int8")
+    export.add_argument("--trust-pickle", action="store_true", help="allow reading a pytorch_model.bin")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing --out (an attnkit directory)")
+    export.set_defaults(run=_export)
+
+    serve = commands.add_parser("serve", help="serve a model over HTTP: /predict, /generate, /encode, /docs")
+    serve.add_argument("path", help="model directory (attnkit, or a Hugging Face directory for /encode)")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: all)"
+    )
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    device_flags(serve, int8=True)
+    limit_flags(serve)
+    serve.set_defaults(run=_serve)
+
+    attend = commands.add_parser(
+        "attention", help="what the model attends to: heatmaps per layer and head (PNG) and an HTML page"
+    )
+    attend.add_argument("path", help="model directory (attnkit or Hugging Face)")
+    attend.add_argument("text", help="the input text (at most 128 tokens)")
+    attend.add_argument("--target", help="encoder-decoder models: the target text (default: the model's output)")
+    attend.add_argument("--out", required=True, metavar="DIR", help="where attention.html and the PNGs go")
+    attend.add_argument("--no-png", action="store_true", help="only the HTML page (no matplotlib needed)")
+    device_flags(attend)
+    attend.set_defaults(run=_attention)
+
+    make = commands.add_parser(
+        "generate", help="continue a prompt (a decoder) or write the output for an input (an encoder-decoder)"
+    )
+    make.add_argument("path", help="model directory with a decoder (attnkit or Hugging Face: GPT-2, BART, Marian, T5)")
+    make.add_argument("--prompt", help="the prompt (default: standard input, one prompt per line)")
+    make.add_argument("--max-new-tokens", type=int, help="most tokens to add (default: a seq2seq model's own; 64)")
+    make.add_argument("--beam-size", type=int, help="beams (default: a seq2seq model's own, else 1: greedy)")
+    make.add_argument("--temperature", type=float, default=0.0, help="above 0: sample (default 0: no sampling)")
+    make.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest tokens (default 0: all)")
+    make.add_argument("--top-p", type=float, default=1.0, help="sample among the likeliest tokens of this much mass")
+    make.add_argument("--seed", type=int, help="the same seed draws the same samples (default: a fresh one)")
+    make.add_argument("--json", action="store_true", help="JSON lines with the prompt and the output (no streaming)")
+    device_flags(make, int8=True)
+    make.set_defaults(run=_generate)
+
+    demo = commands.add_parser("demo", help="train, score and use a model on bundled data, in minutes")
+    demo.add_argument("--out", default="runs/demo", metavar="DIR", help="where the demo's models go")
+    demo.set_defaults(run=_demo)
+
+    info = commands.add_parser(
+        "info", help="print a checkpoint's architecture, parameter count and the device it would run on"
+    )
+    info.add_argument("path", help="checkpoint directory")
+    device_flags(info)
+    info.set_defaults(run=_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            args.run(args)
+    except AttnkitError as error:
+        sys.stderr.write(f"attnkit: error: {error}\n")  # one write: under torchrun each process says it
+        return 2
+    except KeyboardInterrupt:
+        print("attnkit: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

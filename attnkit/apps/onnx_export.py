@@ -1,0 +1,139 @@
+"""`attnkit export DIR --onnx`: a model as ONNX graphs that onnxruntime runs, checked against attnkit itself.
+
+What is written (OUT/onnx.json says which, with the inputs, outputs and what the numbers mean):
+  model.onnx    an encoder task model (classify: logits per text; tag: logits per token), a pretrained encoder
+                (last hidden states) or a decoder-only language model (next-token logits);
+  encoder.onnx  and decoder.onnx for an encoder-decoder: the source's hidden states, then next-token logits for
+                a whole target prefix (no cache; onnx.json names the start and end tokens for the decoding loop);
+  tokenizer.json, which the `tokenizers` package reads: its encode adds the special tokens attnkit gives the
+                model's inputs (classify, tag and encoders: <s> text </s>, a tag model saved before 2026-11-29
+                the words' subwords alone; seq2seq: text </s>; a language model's prompt: none).
+Token ids and masks are int64 (batch, time), 1 on real tokens. Every graph is run by onnxruntime on a padded
+batch before the export counts as done; its outputs must equal attnkit's within TOLERANCE (float32). With
+`int8`, the graphs' matrix products are quantized dynamically (onnxruntime.quantization) after that check,
+and the largest difference from float32 is reported instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import warnings
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torch.export import Dim
+
+from attnkit.errors import AttnkitError
+from attnkit.files import FORMAT, ONNX_FILE, atomic_directory, write_json
+from attnkit.inference.pipeline import Pipeline
+from attnkit.interop.hf.save import save_with_specials
+from attnkit.tasks.graphs import Graph, Inputs
+
+TOLERANCE = 1e-4  # of the outputs' scale (their largest magnitude, at least 1), float32 against float32
+OPSET = 18
+
+
+def export_onnx(
+    path: str | os.PathLike, out: str | os.PathLike, int8: bool = False, trust_pickle: bool = False
+) -> dict:
+    """Write the model at `path` as ONNX graphs in `out` (replaced whole, only once every graph checks out);
+    returns what onnx.json says, with the largest difference from attnkit per graph."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        raise AttnkitError("ONNX export needs the onnx extra: pip install 'attnkit[onnx]'") from None
+    pipeline = Pipeline.load(path, trust_pickle, device="cpu")
+    model, task, tokenizer = pipeline.model.eval(), pipeline.task, pipeline.tokenizer
+    try:
+        with torch.no_grad():
+            graphs, outputs = task.onnx_graphs(model)
+    except AttnkitError as error:
+        raise AttnkitError(f"{path}: {error}") from None
+    special = {"pad_id": tokenizer.pad_id, "eos_id": tokenizer.eos_id, "bos_id": tokenizer.bos_id}
+    manifest = {"task": task.config.name, **special, **outputs}
+    if pipeline.max_input_tokens is not None:
+        manifest["max_input_tokens"] = pipeline.max_input_tokens
+    manifest["graphs"] = {graph.name: graph.describe() for graph in graphs}
+    with atomic_directory(out) as staging:
+        differences = {}
+        for graph in graphs:
+            file = staging / f"{graph.name}.onnx"
+            _export_graph(graph, file, where=str(path))
+            differences[graph.name] = _check(graph, file, where=str(path))
+            if int8:
+                differences[graph.name] = _quantize(graph, file)
+        if task.specials is None:  # a prompt is continued as it is
+            tokenizer.save(staging / "tokenizer.json")
+        else:
+            save_with_specials(tokenizer, staging / "tokenizer.json", task.specials, len(task.input_fields) > 1)
+        manifest = {"format": FORMAT, **manifest, "int8": int8, "max_difference": differences}
+        write_json(staging / ONNX_FILE, manifest)
+    return manifest
+
+
+def _export_graph(graph: Graph, file: Path, where: str) -> None:
+    """torch.onnx's exporter (torch.export underneath), every input's batch and time axes dynamic."""
+    inputs = graph.examples[0][0]
+    dynamic = {name: {0: Dim.DYNAMIC, 1: Dim.DYNAMIC} for name in inputs}
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's notes on its own internals say nothing to a user
+        try:
+            torch.onnx.export(
+                graph.module.eval(),
+                tuple(inputs.values()),
+                str(file),
+                input_names=list(inputs),
+                output_names=[graph.output],
+                dynamic_shapes=dynamic,
+                opset_version=OPSET,
+                dynamo=True,
+                external_data=False,
+                verbose=False,
+            )
+        except Exception as error:  # the exporter's failures are many and deep; the first line says which
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise AttnkitError(f"{where}: torch.onnx could not export {graph.name}.onnx: {reason}") from None
+
+
+def _run(file: Path, inputs: Inputs) -> Tensor:
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(file), providers=["CPUExecutionProvider"])
+    return torch.from_numpy(session.run(None, {k: v.numpy() for k, v in inputs.items()})[0])
+
+
+def _check(graph: Graph, file: Path, where: str) -> float:
+    """onnxruntime's outputs of the example batches against attnkit's, on real positions; refuses a mismatch."""
+    differences = []
+    for inputs, real in graph.examples:
+        with torch.no_grad():
+            expected = graph.module(*inputs.values())
+        differences.append(_difference(_run(file, inputs), expected, real))
+    difference = max(differences)
+    if difference > TOLERANCE:
+        raise AttnkitError(
+            f"{where}: the exported {graph.name}.onnx differs from attnkit by {difference:.2e} of the output's scale "
+            f"(at most {TOLERANCE:g} allowed); nothing was written"
+        )
+    return difference
+
+
+def _quantize(graph: Graph, file: Path) -> float:
+    """Replace `file` by its int8 version; returns the largest difference from the float32 graph."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    expected = [_run(file, inputs) for inputs, _ in graph.examples]
+    quantized = file.with_suffix(".int8.onnx")
+    quantize_dynamic(str(file), str(quantized), weight_type=QuantType.QInt8)
+    shutil.move(quantized, file)
+    return max(_difference(_run(file, inputs), full, real) for (inputs, real), full in zip(graph.examples, expected))
+
+
+def _difference(actual: Tensor, expected: Tensor, real: Tensor | None) -> float:
+    """The largest difference on real rows, as a fraction of the expected values' scale (at least 1)."""
+    if real is not None:
+        actual, expected = actual[real], expected[real]
+    scale = max(float(expected.abs().max()), 1.0)
+    return float((actual - expected).abs().max()) / scale

@@ -1,0 +1,247 @@
+"""Subword tokenizers from the `tokenizers` library: trained on the training data or loaded from a
+tokenizer.json, saved in every checkpoint. Words map to subwords so that word-level tags can be aligned."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from tokenizers import Tokenizer as Backend
+from tokenizers import decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+from attnkit.config import TokenizerConfig
+from attnkit.errors import AttnkitError
+
+TOKENIZER_FILE = "tokenizer.json"
+PAD, UNK, BOS, EOS, MASK = "<pad>", "<unk>", "<s>", "</s>", "<mask>"
+SPECIALS = [PAD, UNK, BOS, EOS, MASK]  # ids 0..4 in every tokenizer attnkit trains
+# The trainers of `tokenizers` take time growing with the square of a word's length (BPE: 160,000 characters
+# without a space, 1.2 s; two million, many minutes), and the Unigram trainer once died of a segmentation fault on
+# a word of 160,000; no subword is that long, so while the vocabulary is learned, longer runs of non-spaces are cut
+# into pieces of this length.
+LONGEST_TRAINING_WORD = 100
+_LONG_RUN = re.compile(rf"\S{{{LONGEST_TRAINING_WORD}}}(?=\S)")
+
+
+# what each role is called in the tokenizers people publish: attnkit's own, BERT's, GPT-2's
+ROLE_NAMES = {
+    "pad": ["<pad>", "[PAD]"],
+    "unk": ["<unk>", "[UNK]", "<|endoftext|>"],
+    "bos": ["<s>", "[CLS]", "<|endoftext|>"],
+    "eos": ["</s>", "[SEP]", "<|endoftext|>"],
+    "mask": ["<mask>", "[MASK]"],
+}
+
+
+class Tokenizer:
+    """A `tokenizers.Tokenizer` and the ids of its special tokens; encodes without adding any of them.
+    A tokenizer without a padding token pads with its end token; one without a start token (T5) has bos_id None."""
+
+    def __init__(self, backend: Backend, where: str = "tokenizer") -> None:
+        self.backend = backend
+        self.backend.no_truncation()
+        self.backend.no_padding()
+        ids = {role: _first_id(backend, names) for role, names in ROLE_NAMES.items()}
+        if ids["eos"] is None:
+            raise AttnkitError(f"{where}: no end-of-sequence token ({', '.join(ROLE_NAMES['eos'])}) in the vocabulary")
+        self.eos_id: int = ids["eos"]
+        self.pad_id: int = ids["pad"] if ids["pad"] is not None else self.eos_id
+        self.unk_id: int | None = ids["unk"]
+        self.bos_id: int | None = ids["bos"]
+        self.mask_id: int | None = ids["mask"]
+        self.special_ids = {i for i in ids.values() if i is not None}
+
+    @classmethod
+    def train(cls, texts: Iterable[str], config: TokenizerConfig) -> Tokenizer:
+        """Learn a vocabulary of `config.kind` from `texts` (sentencepiece-style word boundaries for BPE and
+        Unigram, so decoding restores the spacing; BERT-style for WordPiece; whole words for word)."""
+        if config.kind == "wordpiece":
+            backend = Backend(models.WordPiece(unk_token=UNK))
+            backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+            backend.decoder = decoders.WordPiece()
+            trainer = trainers.WordPieceTrainer(
+                vocab_size=config.vocab_size,
+                min_frequency=config.min_frequency,
+                special_tokens=SPECIALS,
+                show_progress=False,
+            )
+        elif config.kind == "word":
+            backend = Backend(models.WordLevel(unk_token=UNK))
+            backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+            backend.decoder = decoders.WordPiece(prefix="\x00")  # joins words with spaces
+            trainer = trainers.WordLevelTrainer(
+                vocab_size=config.vocab_size,
+                min_frequency=config.min_frequency,
+                special_tokens=SPECIALS,
+                show_progress=False,
+            )
+        elif config.kind == "unigram":
+            backend = Backend(models.Unigram())
+            backend.pre_tokenizer = pre_tokenizers.Metaspace()
+            backend.decoder = decoders.Metaspace()
+            trainer = trainers.UnigramTrainer(
+                vocab_size=config.vocab_size, special_tokens=SPECIALS, unk_token=UNK, show_progress=False
+            )
+        else:
+            backend = Backend(models.BPE(unk_token=UNK))
+            backend.pre_tokenizer = pre_tokenizers.Metaspace()
+            backend.decoder = decoders.Metaspace()
+            trainer = trainers.BpeTrainer(
+                vocab_size=config.vocab_size,
+                min_frequency=config.min_frequency,
+                special_tokens=SPECIALS,
+                show_progress=False,
+            )
+        steps = [normalizers.NFKC()] + ([normalizers.Lowercase()] if config.lowercase else [])
+        backend.normalizer = normalizers.Sequence(steps)
+        # attnkit adds <s> and </s> itself; the template tells other libraries reading tokenizer.json to do so too
+        backend.post_processor = processors.TemplateProcessing(
+            single=f"{BOS} $A {EOS}",
+            pair=f"{BOS} $A {EOS} $B {EOS}",
+            special_tokens=[(BOS, SPECIALS.index(BOS)), (EOS, SPECIALS.index(EOS))],
+        )
+        try:
+            backend.train_from_iterator((_LONG_RUN.sub(r"\g<0> ", text) for text in texts), trainer=trainer)
+        except Exception as error:  # tokenizers raises bare Exceptions, e.g. for a vocabulary under the alphabet
+            raise AttnkitError(
+                f"tokenizer: cannot train a {config.kind} vocabulary of {config.vocab_size} ({error})"
+            ) from None
+        return cls(backend)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Tokenizer:
+        """From a tokenizer.json, or a directory holding one (or, as published checkpoints may instead ship,
+        a WordPiece vocab.txt or a byte-level BPE vocab.json + merges.txt)."""
+        path = Path(path)
+        if path.is_dir() and not (path / TOKENIZER_FILE).is_file():
+            return cls._from_vocabulary_files(path)
+        file = path / TOKENIZER_FILE if path.is_dir() else path
+        if not file.is_file():
+            raise AttnkitError(f"{file}: missing (a tokenizer.json is needed)")
+        try:
+            backend = Backend.from_file(str(file))
+        except Exception as error:  # tokenizers raises a bare Exception for malformed files
+            raise AttnkitError(f"{file}: not a valid tokenizer.json ({str(error).splitlines()[0]})") from None
+        return cls(backend, str(file))
+
+    @classmethod
+    def _from_vocabulary_files(cls, directory: Path) -> Tokenizer:
+        from tokenizers.implementations import BertWordPieceTokenizer, ByteLevelBPETokenizer
+
+        settings = _json_or_empty(directory / "tokenizer_config.json")
+        vocab, merges = directory / "vocab.json", directory / "merges.txt"
+        if (directory / "vocab.txt").is_file():
+            files = str(directory / "vocab.txt")
+            lowercase = bool(settings.get("do_lower_case", True))
+            build = functools.partial(BertWordPieceTokenizer, files, lowercase=lowercase)
+        elif vocab.is_file() and merges.is_file():
+            files = f"{vocab} with merges.txt"
+            build = functools.partial(ByteLevelBPETokenizer, str(vocab), str(merges))
+        else:
+            raise AttnkitError(
+                f"{directory}: no tokenizer (needs tokenizer.json, vocab.txt, or vocab.json with merges.txt)"
+            )
+        try:
+            built = build()
+        except Exception as error:  # tokenizers raises bare Exceptions (bad UTF-8), TypeError for a vocab without [SEP]
+            raise AttnkitError(f"{files}: not a valid vocabulary ({str(error).splitlines()[0]})") from None
+        return cls(built._tokenizer, str(directory))
+
+    def save(self, path: str | os.PathLike) -> None:
+        self.backend.save(str(path))
+
+    @property
+    def vocab_size(self) -> int:
+        """One more than the largest id (a vocabulary can have holes, e.g. when a corpus word is also a special
+        token, so its entry count is not enough for an embedding table)."""
+        return max(self.backend.get_vocab(with_added_tokens=True).values()) + 1
+
+    def encode(self, text: str) -> list[int]:
+        return self.backend.encode(text, add_special_tokens=False).ids
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return [e.ids for e in self.backend.encode_batch(texts, add_special_tokens=False)]
+
+    def add_specials(self, ids: list[int]) -> list[int]:
+        """<s> ids </s> (BERT's [CLS] ids [SEP]; T5 has no start token)."""
+        return ([self.bos_id] if self.bos_id is not None else []) + ids + [self.eos_id]
+
+    def add_pair_specials(self, first: list[int], second: list[int]) -> tuple[list[int], list[int]]:
+        """<s> first </s> second </s> (BERT's [CLS] a [SEP] b [SEP]), and each token's segment: 0 up to the first
+        </s>, 1 after it (BERT's token types)."""
+        ids = [*self.add_specials(first), *second, self.eos_id]
+        return ids, [0] * (len(ids) - len(second) - 1) + [1] * (len(second) + 1)
+
+    def encode_words(self, words: list[str]) -> tuple[list[int], list[int]]:
+        """Subword ids of a pre-split sentence, and the position of each word's first subword. A word that
+        yields no subword at all (nothing left after normalization) gets <unk>, so that every word has one."""
+        return self.encode_words_batch([words])[0]
+
+    def encode_words_batch(self, sentences: list[list[str]]) -> list[tuple[list[int], list[int]]]:
+        results = []
+        for words, encoding in zip(
+            sentences, self.backend.encode_batch(sentences, is_pretokenized=True, add_special_tokens=False)
+        ):
+            ids: list[int] = []
+            starts: list[int] = []
+            word_ids = encoding.word_ids
+            position = 0
+            for word in range(len(words)):
+                starts.append(len(ids))
+                while position < len(word_ids) and word_ids[position] == word:
+                    ids.append(encoding.ids[position])
+                    position += 1
+                if starts[-1] == len(ids):
+                    ids.append(self.unk_id)
+            results.append((ids, starts))
+        return results
+
+    def decode(self, ids: list[int]) -> str:
+        return self.backend.decode([i for i in ids if i not in self.special_ids], skip_special_tokens=True)
+
+
+def _json_or_empty(file: Path) -> dict:
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _first_id(backend: Backend, names: list[str]) -> int | None:
+    for name in names:
+        token_id = backend.token_to_id(name)
+        if token_id is not None:
+            return token_id
+    return None
+
+
+class TextStream:
+    """Token ids of one output in, text pieces out: `emit` receives each new piece once the text decoded so far
+    extends what was shown (a subword can change how earlier ones read, a multi-byte character may be half there).
+    Tokens after </s> are ignored; `finish` shows whatever is left."""
+
+    def __init__(self, tokenizer: Tokenizer, emit: Callable[[str], None]) -> None:
+        self.tokenizer, self.emit = tokenizer, emit
+        self.ids: list[int] = []
+        self.shown = ""
+        self.ended = False
+
+    def __call__(self, token: int) -> None:
+        if self.ended or token == self.tokenizer.eos_id:
+            self.ended = True
+            return
+        self.ids.append(token)
+        self._show(self.tokenizer.decode(self.ids))
+
+    def finish(self) -> None:
+        self._show(self.tokenizer.decode(self.ids))
+
+    def _show(self, text: str) -> None:
+        if text.startswith(self.shown) and not text.endswith("\ufffd") and len(text) > len(self.shown):
+            self.emit(text[len(self.shown) :])
+            self.shown = text

@@ -1,0 +1,155 @@
+"""One checkpoint directory format: config.json (the configs as JSON) + model.safetensors (the weights) +
+tokenizer.json, written by `save_checkpoint` and read back by `load_model` (a bare model), `read_trained` (what a
+trained one's task is) and attnkit.load.
+
+Directories are written to a temporary sibling and renamed into place, so a crash never leaves half a
+checkpoint; nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import safetensors
+import safetensors.torch
+from torch import nn
+
+from attnkit.config import DataConfig, ModelConfig, TaskConfig, TrainConfig, from_dict, to_dict
+from attnkit.data.tokenizer import TOKENIZER_FILE, Tokenizer
+from attnkit.errors import AttnkitError
+from attnkit.files import (
+    CONFIG_FILE,
+    FORMAT,
+    WEIGHTS_FILE,
+    atomic_directory,
+    current_umask,
+    read_json,
+    sync,
+    write_json,
+)
+from attnkit.nn.transformer import build_model
+
+
+def save_checkpoint(
+    path: str | os.PathLike, model: nn.Module, tokenizer: Tokenizer | None = None, sections: dict | None = None
+) -> None:
+    """The one writer of checkpoint directories, which attnkit.load, `--init`, `--resume` and export read:
+    config.json ({"format": "attnkit", "model": model.config, **sections}: the task, data and training settings of
+    a run), model.safetensors and, when given, tokenizer.json. The directory appears whole or not at all."""
+    with atomic_directory(path) as tmp:
+        write_checkpoint(tmp, model, tokenizer, sections)
+
+
+def write_checkpoint(
+    directory: Path, model: nn.Module, tokenizer: Tokenizer | None = None, sections: dict | None = None
+) -> None:
+    """The files of a checkpoint, written into `directory` (a temporary one, which the caller renames)."""
+    write_json(directory / CONFIG_FILE, {"format": FORMAT, "model": to_dict(model.config), **(sections or {})})
+    save_weights(model, directory)
+    if tokenizer is not None:
+        tokenizer.save(directory / TOKENIZER_FILE)
+
+
+def save_weights(model: nn.Module, directory: str | os.PathLike) -> None:
+    """model.safetensors in `directory`, replaced whole: written beside its place and renamed into it."""
+    directory = Path(directory)
+    tmp = directory / f".{WEIGHTS_FILE}.tmp"
+    try:
+        safetensors.torch.save_model(model, str(tmp))
+        tmp.chmod(0o666 & ~current_umask())  # safetensors creates its files readable by their owner only
+        sync(tmp)
+        os.replace(tmp, directory / WEIGHTS_FILE)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_model(path: str | os.PathLike) -> nn.Module:
+    """Rebuild the bare model (no task) saved at `path`, in evaluation mode."""
+    path = Path(path)
+    config = read_model_config(path)
+    model = build_model(config)
+    load_weights(model, path / WEIGHTS_FILE)
+    return model.eval()
+
+
+def read_checkpoint_json(path: str | os.PathLike) -> dict:
+    """The parsed config.json of the checkpoint directory `path`."""
+    path = Path(path)
+    if not (path / CONFIG_FILE).is_file():
+        why = f"no {CONFIG_FILE}" if path.is_dir() else "a file" if path.exists() else "no such directory"
+        raise AttnkitError(
+            f"{path}: not a model directory ({why}); train one with attnkit train, or pass a Hugging Face directory"
+        )
+    data = read_json(path / CONFIG_FILE)
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise AttnkitError(f'{path / CONFIG_FILE}: not an attnkit config (no "format": "{FORMAT}")')
+    return data
+
+
+def read_model_config(path: str | os.PathLike) -> ModelConfig:
+    data = read_checkpoint_json(path)
+    return from_dict(ModelConfig, data.get("model"), str(Path(path) / CONFIG_FILE), "model.")
+
+
+@dataclass
+class Trained:
+    """What a trained checkpoint's config.json says of its run: the task and how it reads its data, the model,
+    what the task learned from the training data (its labels), and the batch size it was trained with."""
+
+    task: TaskConfig
+    data: DataConfig
+    model: ModelConfig
+    state: dict
+    batch_tokens: int | None
+
+
+def read_trained(path: str | os.PathLike) -> Trained | None:
+    """The run saved in the checkpoint directory `path`, or None for a bare model (saved without a task)."""
+    data = read_checkpoint_json(path)
+    where = str(Path(path) / CONFIG_FILE)
+    if "task" not in data:
+        return None
+    state = data.get("task_state", {})
+    if not isinstance(state, dict):
+        raise AttnkitError(f"{where}: task_state: expected a mapping, got {state!r}")
+    for key in ("labels", "tags"):  # what a classifier and a tagger name their outputs with
+        names = state.get(key, [])
+        if not (isinstance(names, list) and all(isinstance(n, str) for n in names) and len(set(names)) == len(names)):
+            raise AttnkitError(f"{where}: task_state.{key}: expected a list of distinct names, got {names!r}")
+    sections = {
+        name: from_dict(kind, {} if data.get(name) is None else data[name], where, f"{name}.")
+        for name, kind in (("task", TaskConfig), ("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig))
+    }
+    return Trained(sections["task"], sections["data"], sections["model"], state, sections["train"].batch_tokens)
+
+
+def load_weights(model: nn.Module, file: Path) -> None:
+    """Fill `model` from a safetensors file, checking names and shapes first so that errors say which tensor."""
+    if not file.is_file():
+        raise AttnkitError(f"{file}: missing (a checkpoint needs its weights)")
+    try:
+        with safetensors.safe_open(str(file), framework="pt") as f:
+            shapes = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
+    except (safetensors.SafetensorError, OSError, ValueError) as error:
+        raise AttnkitError(f"{file}: unreadable, truncated or not safetensors ({error})") from None
+    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    unknown = sorted(shapes.keys() - expected.keys())
+    if unknown:
+        raise AttnkitError(f"{file}: tensor {unknown[0]!r} does not belong to the model that config.json describes")
+    for name, shape in expected.items():
+        if name in shapes and shapes[name] != shape:
+            raise AttnkitError(
+                f"{file}: tensor {name!r} has shape {list(shapes[name])}, config.json implies {list(shape)}"
+            )
+    try:
+        safetensors.torch.load_model(model, str(file), strict=True)
+    except (safetensors.SafetensorError, OSError) as error:
+        raise AttnkitError(f"{file}: unreadable, truncated or not safetensors ({error})") from None
+    except RuntimeError as error:  # tensors the model needs are absent
+        missing = str(error).splitlines()[1:2]
+        raise AttnkitError(f"{file}: incomplete weights; {' '.join(missing).strip()}") from None
+    damaged = next((name for name, t in model.named_parameters() if not bool(t.isfinite().all())), None)
+    if damaged is not None:
+        raise AttnkitError(f"{file}: tensor {damaged!r} holds NaN or infinity; these weights cannot predict")

@@ -1,0 +1,230 @@
+"""A checkpoint as something that predicts, evaluates, encodes and generates: `attnkit.load(path).predict(texts)`.
+What the model does with an input is its task's business (attnkit.tasks); the pipeline loads, checks and batches."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from attnkit.data.batching import BATCH_TOKENS, batches_by_tokens, pad
+from attnkit.data.readers import read_lines
+from attnkit.data.tokenizer import Tokenizer
+from attnkit.errors import AttnkitError
+from attnkit.files import WEIGHTS_FILE
+from attnkit.inference.checkpoint import load_model, load_weights, read_trained
+from attnkit.interop.hf import is_hf_directory, load_hf_model, read_hf_config
+from attnkit.nn import count_parameters, describe, encoder_of
+from attnkit.nn.decoding import Sampling, check_beam
+from attnkit.runtime import quantize_int8, resolve_device
+from attnkit.tasks import Task, make_task, no_task
+from attnkit.tasks.generation import Stream
+
+
+class Pipeline:
+    """A model with its tokenizer and its task: the one it was trained for (`attnkit train`), or for a pretrained or
+    imported model, what its architecture allows (it encodes, or generates, and fine-tunes with --init)."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer: Tokenizer,
+        task: Task,
+        origin: str = "attnkit",
+        batch_tokens: int = BATCH_TOKENS,
+    ) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.task = task
+        self.origin = origin  # "attnkit", or the Hugging Face model_type the checkpoint was read from
+        self.batch_tokens = batch_tokens  # tokens in one batch of predictions: what the model was trained with
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike, trust_pickle: bool = False, device: str = "auto", int8: bool = False
+    ) -> Pipeline:
+        """The checkpoint at `path` on `device` (auto: a GPU if there is one), wherever it was trained; with
+        `int8`, its linear layers in int8 (on the CPU: faster, at a small cost in accuracy)."""
+        pipeline = cls._load(Path(path), trust_pickle, resolve_device("cpu" if int8 and device == "auto" else device))
+        if int8:
+            quantize_int8(pipeline.model)
+        return pipeline
+
+    @classmethod
+    def _load(cls, path: Path, trust_pickle: bool, place: torch.device) -> Pipeline:
+        if is_hf_directory(path):
+            model_type = read_hf_config(path)[0].model_type
+            model, tokenizer = load_hf_model(path, trust_pickle), Tokenizer.load(path)
+            return cls(model.to(place), tokenizer, no_task(tokenizer, model.config), origin=model_type)
+        trained = read_trained(path)
+        if trained is None:
+            model, tokenizer = load_model(path), Tokenizer.load(path)
+            return cls(model.to(place), tokenizer, no_task(tokenizer, model.config))
+        tokenizer = Tokenizer.load(path)
+        task = make_task(trained.task, trained.data, tokenizer, trained.model, trained.state)
+        model = task.build_model()
+        load_weights(model, path / WEIGHTS_FILE)
+        return cls(model.to(place), tokenizer, task, batch_tokens=trained.batch_tokens or BATCH_TOKENS)
+
+    def predict(self, texts: list) -> list:
+        """One prediction per input text: classify gives {"label", "probability"}; tag, a tag per
+        whitespace-separated word; seq2seq, the output text; a pair model takes (text_a, text_b) pairs. A blank
+        input gives None (the model is not run)."""
+        _refuse_a_string(texts)
+        return self._predict(list(texts), "input")[1]
+
+    def predict_lines(self, lines: Iterable[str], where: str = "input") -> tuple[list, list]:
+        """The examples and predictions for one input per line (its line ending dropped), as `predict`: a blank
+        line gives None. Input with no text on any line is an error that names `where` it came from."""
+        _refuse_a_string(lines)
+        texts = [line.rstrip("\n") for line in lines]
+        if not any(text.strip() for text in texts):
+            raise AttnkitError(f"{where}: no text to predict (one input per line)")
+        return self._predict(texts, where)
+
+    def _predict(self, raw: list, where: str) -> tuple[list, list]:
+        examples = self.task.inputs(raw, where)
+        kept = [i for i, item in enumerate(raw) if not self.task.blank(item)]
+        predictions: list = [None] * len(raw)
+        if kept:
+            for i, prediction in zip(kept, self.predict_examples([examples[i] for i in kept])):
+                predictions[i] = prediction
+        return examples, predictions
+
+    def predict_file(self, path: str | os.PathLike) -> tuple[list, list]:
+        """The examples and predictions for a file: a .txt holds one input per line (see `predict_lines`); any
+        other file is data in the task's format (.tsv, .csv, .jsonl, .conll), whose gold column is never read."""
+        if Path(path).suffix == ".txt":
+            return self.predict_lines(read_lines(path), str(path))
+        examples = self.task.read(self.task.data, path, need_targets=False)
+        return examples, self.predict_examples(examples)
+
+    def predict_examples(self, examples: list) -> list:
+        items = self.task.encode(examples, training=False)
+        return self.task.predict(self.model, items, self.batch_tokens)
+
+    def evaluate(self, path: str | os.PathLike, warn: Callable[[str], None] | None = None) -> tuple[dict, list, list]:
+        """Metrics on a labelled file, with its examples and the predictions. Gold labels the model never saw
+        count as errors, and `warn` (default: warnings.warn) gets one line saying how many and which."""
+        task = self.task
+        examples = task.read(task.data, path)
+        unseen = task.unseen(examples)
+        if unseen:
+            (warn or warnings.warn)(unseen_message(path, unseen, task.gold_unit, task.gold_name))
+        predictions = self.predict_examples(examples)
+        return task.metrics(predictions, examples), examples, predictions
+
+    @torch.no_grad()
+    def encode(self, texts: list[str]) -> tuple[Tensor, Tensor]:
+        """The encoder's last-layer states (batch, time, dim) for `texts`, each wrapped in its start and end
+        tokens as in training and cut to `max_input_tokens`, and the mask (batch, time) that is True on real tokens."""
+        return self._encode_ids(self.tokenizer.encode_batch(texts))
+
+    def _encode_ids(self, token_ids: list[list[int]]) -> tuple[Tensor, Tensor]:
+        if "encode" not in self.task.verbs:
+            raise AttnkitError("this model has no encoder (a decoder-only model cannot encode)")
+        encoder = encoder_of(self.model)
+        limit, specials = self.max_input_tokens, len(self.tokenizer.add_specials([]))
+        keep = None if limit is None else limit - specials
+        ids, mask = pad([self.tokenizer.add_specials(t[:keep]) for t in token_ids], self.tokenizer.pad_id)
+        device = next(encoder.parameters()).device
+        ids, mask = ids.to(device), mask.to(device)
+        return encoder(ids, mask), mask
+
+    def embed(self, texts: list[str], normalize: bool = False) -> list[list[float]]:
+        """One vector per text: the mean of the encoder's last-layer states over its real tokens (what
+        sentence-embedding checkpoints such as all-MiniLM-L6-v2 are trained for), of unit length with `normalize`.
+        A blank text (empty, or only spaces) gives the vector of the empty input, <s> </s>."""
+        _refuse_a_string(texts)
+        texts = [text if text.strip() else "" for text in texts]
+        vectors: list = [None] * len(texts)
+        token_ids = self.tokenizer.encode_batch(texts)
+        sizes = [len(ids) + 2 for ids in token_ids]
+        for indices in batches_by_tokens(sizes, BATCH_TOKENS, shuffle=False):  # similar lengths: little padding
+            states, mask = self._encode_ids([token_ids[i] for i in indices])
+            weights = mask.unsqueeze(-1).to(states.dtype)
+            pooled = (states * weights).sum(1) / weights.sum(1)
+            if normalize:
+                pooled = torch.nn.functional.normalize(pooled, dim=-1)
+            for i, vector in zip(indices, pooled.float().cpu().tolist()):
+                vectors[i] = vector
+        return vectors
+
+    @property
+    def max_input_tokens(self) -> int | None:
+        """The most tokens of one input the model reads, start and end tokens included (the task's limit: a longer
+        input is cut, or a tagger reads it in windows), or None when it reads any length."""
+        return self.task.max_input_tokens
+
+    def count_tokens(self, texts: list, encoding: bool = False) -> list[int]:
+        """The tokens of each input, uncut, that `predict` and `generate` read (the task says how), or with
+        `encoding` that `encode` reads (<s> text </s>)."""
+        if not encoding:
+            return self.task.count_tokens(texts)
+        specials = len(self.tokenizer.add_specials([]))
+        return [len(ids) + specials for ids in self.tokenizer.encode_batch(texts)]
+
+    @torch.no_grad()
+    def generate(
+        self,
+        prompts: list[str],
+        *,
+        max_new_tokens: int | None = None,
+        beam_size: int | None = None,
+        sampling: Sampling | None = None,
+        stream: Stream | None = None,
+    ) -> list[str | None]:
+        """One output per prompt: an encoder-decoder's output for its input text, a decoder's continuation of the
+        prompt. Greedy or beam search (`beam_size`; default: a seq2seq model's own setting, else 1), or drawn with
+        `sampling`; at most `max_new_tokens` (default: a seq2seq model's own limit; 64 for a decoder). A blank prompt
+        gives None. `stream(i, text)` receives each new piece of output i as it is decoded (beam search: the whole
+        output at its end); prompts are then generated one at a time, in order, else in batches."""
+        _refuse_a_string(prompts)
+        if max_new_tokens is not None and max_new_tokens < 1:
+            raise AttnkitError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+        check_beam(beam_size, sampling)
+        options = {"max_new_tokens": max_new_tokens, "beam_size": beam_size, "sampling": sampling, "stream": stream}
+        return self.task.generate(self.model, list(prompts), **options)
+
+    def with_decoding(self, beam_size: int | None = None, max_new_tokens: int | None = None) -> Pipeline:
+        """The same model decoding with another beam size or number of new tokens (seq2seq)."""
+        task = self.task.with_decoding(beam_size, max_new_tokens)
+        return Pipeline(self.model, self.tokenizer, task, self.origin, self.batch_tokens)
+
+    def describe(self) -> str:
+        """A few lines on the model: origin, task, architecture, sizes and parameter count (`attnkit info`)."""
+        if self.origin != "attnkit":
+            origin = [("format", f"Hugging Face {self.origin}")]
+        else:
+            hint = "" if "predict" in self.task.verbs else " (fine-tune it with attnkit train --init)"
+            origin = [("task", self.task.describe() + hint)]
+        rows = [*origin, *describe(self.model.config), ("parameters", f"{count_parameters(self.model):,}")]
+        return "\n".join(f"{key:<11} {value}" for key, value in rows)
+
+
+def _refuse_a_string(texts: object) -> None:
+    """A str is iterable too, and would be predicted one character at a time."""
+    if isinstance(texts, str):
+        raise AttnkitError("expected a list of texts, got one string; wrap it: predict([text])")
+
+
+def unseen_message(path: str | os.PathLike, unseen: dict[str, int], unit: str, name: str, shown: int = 5) -> str:
+    """E.g. "test.conll: 37 tokens carry 2 tags the model never saw ('HYPH', 'NFP'); they count as errors"."""
+    count = sum(unseen.values())
+    names = sorted(unseen, key=lambda label: -unseen[label])
+    listed = ", ".join(repr(label) for label in names[:shown]) + (", ..." if len(names) > shown else "")
+    carry = f"{count} {unit}{'s carry' if count != 1 else ' carries'}"
+    labels = f"{len(names)} {name}{'s' if len(names) != 1 else ''}"
+    verdict = "it counts as an error" if count == 1 else "they count as errors"
+    return f"{path}: {carry} {labels} the model never saw ({listed}); {verdict}"
+
+
+def load(path: str | os.PathLike, trust_pickle: bool = False, device: str = "auto", int8: bool = False) -> Pipeline:
+    """The model at `path` (trained by attnkit, pretrained by attnkit, or a Hugging Face directory) on `device`,
+    e.g. `attnkit.load("runs/sentiment").predict(["Great fun."])` or `attnkit.load(minilm_dir).encode(texts)`;
+    `int8=True` for int8 linear layers on the CPU."""
+    return Pipeline.load(path, trust_pickle, device, int8)

@@ -1,0 +1,13 @@
+"""Every Hugging Face family attnkit reads and writes. A new family is a module of its own (a Family: its preset,
+config fields and weight rules) and one entry here."""
+
+from __future__ import annotations
+
+from attnkit.interop.hf.bart import Bart, Marian
+from attnkit.interop.hf.bert import Bert
+from attnkit.interop.hf.family import Family
+from attnkit.interop.hf.gpt2 import GPT2
+from attnkit.interop.hf.t5 import T5
+
+FAMILIES: dict[str, Family] = {f.model_type: f for f in (Bert(), Bart(), Marian(), T5(), GPT2())}
+PRESETS: dict[str, dict[str, object]] = {name: family.preset for name, family in FAMILIES.items()}

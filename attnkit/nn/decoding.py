@@ -1,0 +1,240 @@
+"""Decoding for encoder-decoder and decoder-only models: greedy, sampling (temperature, top-k, top-p, a seed) and
+beam search, batched, each step reusing the KV cache so that only the newest token passes through the decoder."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from attnkit.errors import AttnkitError, require_finite
+from attnkit.nn.transformer import Decoder, EncoderDecoder
+
+
+@torch.no_grad()
+def generate(
+    model: EncoderDecoder | Decoder,
+    source: Tensor,
+    source_mask: Tensor | None = None,
+    *,
+    eos_id: int,
+    max_length: int,
+    start_id: int | None = None,
+    beam_size: int = 1,
+    length_penalty: float = 1.0,
+    suppress: Sequence[int] = (),
+    no_repeat_ngram: int = 0,
+    sampling: Sampling | None = None,
+    stream: Callable[[Tensor], None] | None = None,
+) -> list[list[int]]:
+    """The output for each row, at most `max_length` tokens, without the start token and </s>: the most likely
+    token at each step (greedy), a drawn one (`sampling`), or the best of `beam_size` hypotheses.
+
+    An EncoderDecoder reads `source` (batch, src) with `source_mask` and starts its output with `start_id`.
+    A Decoder continues `source` as a prompt (rows of equal length, unpadded) and returns only the new tokens.
+    Beam hypotheses are ranked by log-probability / length ** length_penalty; `suppress` ids are never chosen,
+    and with no_repeat_ngram = n no n-gram occurs twice in an output. `stream` (greedy and sampling) receives
+    each step's tokens (rows, 1) as they are chosen; a row that has ended receives eos_id.
+    """
+    if isinstance(model, EncoderDecoder):
+        if start_id is None:
+            raise ValueError("an encoder-decoder needs start_id")
+        step = _Step(model.decoder, model.encode(source, source_mask), source_mask, suppress, no_repeat_ngram)
+        first = torch.full((source.shape[0], 1), start_id, dtype=torch.long, device=source.device)
+    else:
+        step = _Step(model, None, None, suppress, no_repeat_ngram)
+        first = source
+    if beam_size == 1:
+        choose = _most_likely if sampling is None else sampling.chooser(source.device)
+        return _one_path(step, first, eos_id, max_length, choose, stream)
+    if sampling is not None or stream is not None:
+        raise ValueError("beam search neither samples nor streams")
+    return _beam_search(step, first, eos_id, max_length, beam_size, length_penalty)
+
+
+@dataclasses.dataclass(frozen=True)
+class Sampling:
+    """Draw each token from the model's distribution sharpened by `temperature` (< 1: surer, > 1: more varied),
+    among the `top_k` most likely tokens (0: all) and the smallest set whose probability reaches `top_p` (1: all).
+    The same `seed` with the same inputs draws the same outputs; None draws a fresh seed."""
+
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.temperature > 0:
+            raise AttnkitError(f"sampling needs a temperature above 0, got {self.temperature}")
+        if self.top_k < 0:
+            raise AttnkitError(f"top-k must be 0 (no cut) or more, got {self.top_k}")
+        if not 0 < self.top_p <= 1:
+            raise AttnkitError(f"top-p must be above 0 and at most 1 (no cut), got {self.top_p}")
+
+    def chooser(self, device: torch.device) -> Callable[[Tensor], Tensor]:
+        generator = torch.Generator(device=device)
+        if self.seed is None:
+            generator.seed()
+        else:
+            generator.manual_seed(self.seed)
+
+        def choose(log_probs: Tensor) -> Tensor:
+            return torch.multinomial(self.filtered(log_probs).softmax(-1), 1, generator=generator)
+
+        return choose
+
+    def filtered(self, log_probs: Tensor) -> Tensor:
+        """(rows, vocab) log-probabilities -> scaled logits, -inf outside the top-k and the top-p nucleus."""
+        logits = log_probs / self.temperature
+        if 0 < self.top_k < logits.shape[-1]:
+            kth = logits.topk(self.top_k, dim=-1).values[:, -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        if self.top_p < 1:
+            ordered, order = logits.sort(dim=-1, descending=True)
+            probs = ordered.softmax(-1)
+            outside = probs.cumsum(-1) - probs >= self.top_p  # the mass before a token already reaches top_p
+            logits = logits.masked_fill(outside.scatter(-1, order, outside), float("-inf"))
+        return logits
+
+
+def sampling_of(
+    temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, seed: int | None = None, beam_size: int | None = None
+) -> Sampling | None:
+    """The sampling these settings ask for (None for a temperature of 0: greedy or beam search), or one line on
+    what is wrong with them; `attnkit generate`, the server's /generate and Pipeline.generate all ask here."""
+    if not temperature >= 0:
+        raise AttnkitError(f"temperature must be 0 (no sampling) or more, got {temperature}")
+    if temperature == 0:
+        if top_k or top_p != 1.0 or seed is not None:
+            raise AttnkitError("top_k, top_p and seed shape sampling: give a temperature above 0 to sample")
+        return None
+    sampling = Sampling(temperature, top_k, top_p, seed)
+    check_beam(beam_size, sampling)
+    return sampling
+
+
+def check_beam(beam_size: int | None, sampling: Sampling | None) -> None:
+    """Beam search keeps the likeliest hypotheses; sampling draws one: a decoding does one or the other."""
+    if sampling is not None and (beam_size or 1) > 1:
+        raise AttnkitError("beam search (beam_size > 1) and sampling (temperature > 0) exclude each other: choose one")
+
+
+def _most_likely(log_probs: Tensor) -> Tensor:
+    return log_probs.argmax(-1, keepdim=True)
+
+
+class _Step:
+    """One decoding step: the next-token log-probabilities of each row given its newest tokens, via the cache."""
+
+    def __init__(
+        self,
+        decoder: Decoder,
+        memory: Tensor | None,
+        source_mask: Tensor | None,
+        suppress: Sequence[int],
+        no_repeat_ngram: int,
+    ) -> None:
+        self.decoder, self.memory, self.source_mask = decoder, memory, source_mask
+        self.suppress = list(suppress)
+        self.no_repeat_ngram = no_repeat_ngram
+        self.cache = decoder.new_cache()
+
+    def expand(self, times: int) -> None:
+        """Repeat every source row `times` times (row b * times + k is copy k of source b)."""
+        if self.memory is not None:
+            self.memory = self.memory.repeat_interleave(times, dim=0)
+        if self.source_mask is not None:
+            self.source_mask = self.source_mask.repeat_interleave(times, dim=0)
+
+    def __call__(self, newest: Tensor, history: Tensor) -> Tensor:
+        # newest: (rows, new) tokens to feed; history: (rows, all so far) -> log-probs of the next token (rows, vocab)
+        logits = require_finite(
+            self.decoder(newest, None, self.memory, self.source_mask, cache=self.cache)[:, -1].float()
+        )
+        if self.suppress:
+            logits[:, self.suppress] = float("-inf")
+        if self.no_repeat_ngram:
+            for row, banned in enumerate(_repeating(history.tolist(), self.no_repeat_ngram)):
+                logits[row, banned] = float("-inf")
+        return logits.log_softmax(-1)
+
+
+def _repeating(rows: list[list[int]], n: int) -> list[list[int]]:
+    """For each row, the tokens that would end an n-gram the row already holds."""
+    banned = []
+    for row in rows:
+        prefix = row[len(row) - n + 1 :] if n > 1 else []
+        banned.append([row[i + n - 1] for i in range(len(row) - n + 1) if row[i : i + n - 1] == prefix])
+    return banned
+
+
+def _one_path(
+    step: _Step,
+    first: Tensor,
+    eos_id: int,
+    max_length: int,
+    choose: Callable[[Tensor], Tensor],
+    stream: Callable[[Tensor], None] | None,
+) -> list[list[int]]:
+    """Greedy decoding or sampling: one token per row and step, chosen by `choose` from the log-probabilities."""
+    token, history = first, first
+    outputs = []
+    done = torch.zeros(first.shape[0], dtype=torch.bool, device=first.device)
+    for _ in range(max_length):
+        token = choose(step(token, history)).masked_fill(done[:, None], eos_id)
+        history = torch.cat([history, token], dim=1)
+        outputs.append(token)
+        if stream is not None:
+            stream(token)
+        done |= token[:, 0] == eos_id
+        if done.all():
+            break
+    rows = torch.cat(outputs, dim=1).tolist()
+    return [row[: row.index(eos_id)] if eos_id in row else row for row in rows]
+
+
+def _beam_search(
+    step: _Step, first: Tensor, eos_id: int, max_length: int, beam_size: int, length_penalty: float
+) -> list[list[int]]:
+    batch, device, given = first.shape[0], first.device, first.shape[1]
+    step.expand(beam_size)  # row b * beam_size + k is beam k of source b
+    tokens = first.repeat_interleave(beam_size, dim=0)
+    scores = torch.zeros(batch, beam_size, device=device)
+    scores[:, 1:] = float("-inf")  # all beams start identical: let only the first one expand
+    finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(batch)]
+    done = [False] * batch
+    offsets = (torch.arange(batch, device=device) * beam_size)[:, None]
+
+    for length in range(1, max_length + 2):  # tokens generated so far, counting the one chosen now
+        log_probs = step(tokens if length == 1 else tokens[:, -1:], tokens)
+        vocab = log_probs.shape[-1]
+        candidates = scores[:, :, None] + log_probs.view(batch, beam_size, vocab)
+        flat = candidates.view(batch, -1)
+        # hypotheses that end here, if they rank among the best beam_size continuations
+        top_scores, top_index = flat.topk(beam_size, dim=1)
+        for b, k in (top_index % vocab == eos_id).nonzero().tolist():
+            if not done[b] and top_scores[b, k] > float("-inf"):
+                row = int(offsets[b, 0] + top_index[b, k] // vocab)
+                normalized = float(top_scores[b, k]) / length**length_penalty
+                finished[b].append((normalized, tokens[row, given:].tolist()))
+        # the beams that go on: the best continuations other than </s>
+        candidates[:, :, eos_id] = float("-inf")
+        scores, index = candidates.view(batch, -1).topk(beam_size, dim=1)
+        rows = (offsets + index // vocab).view(-1)
+        tokens = torch.cat([tokens[rows], (index % vocab).view(-1, 1)], dim=1)
+        step.cache.reorder(rows, same_sources=True)  # rows moves beams within each source's group
+        # done when the beam_size best finished hypotheses all rank above the best live beam (as transformers)
+        best_alive = (scores[:, 0] / length**length_penalty).tolist()
+        for b in range(batch):
+            if len(finished[b]) >= beam_size and sorted(f[0] for f in finished[b])[-beam_size] >= best_alive[b]:
+                done[b] = True
+        if all(done) or length > max_length:
+            break
+    results = []
+    for b in range(batch):
+        if not finished[b]:  # nothing ended within max_length: take the best unfinished beam
+            finished[b].append((0.0, tokens[b * beam_size, given : given + max_length].tolist()))
+        results.append(max(finished[b], key=lambda f: f[0])[1])
+    return results

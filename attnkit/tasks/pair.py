@@ -1,0 +1,149 @@
+"""Two texts -> 1: a label for a pair of texts (natural-language inference, paraphrase, question-answer relevance).
+Both are read as one sequence, <s> a </s> b </s> (BERT's [CLS] a [SEP] b [SEP]), the second text and its end marked
+as segment 1 where the architecture has segments (BERT's token types); a pair longer than data.max_length is cut
+from the longer text first. The helpers here serve the regress task's pairs too."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor, nn
+
+from attnkit.config import DataConfig
+from attnkit.data.batching import pad
+from attnkit.data.readers import TextPair, read_text_pairs
+from attnkit.data.tokenizer import Tokenizer
+from attnkit.errors import AttnkitError
+from attnkit.interop.hf import TaskExport
+from attnkit.tasks.base import IGNORE_INDEX, Batch
+from attnkit.tasks.classify import ClassifyTask
+from attnkit.tasks.graphs import Graph, IdsMaskAndSegments, encoder_graph
+
+FIELDS = ("text_a", "text_b")  # a pair's two texts, as a request and a JSON record name them
+
+
+def read_pairs_of(data: DataConfig, path: str | os.PathLike, need_labels: bool) -> list[TextPair]:
+    settings = ("data.text_a_column", "data.text_b_column", "data.label_column")
+    return read_text_pairs(path, data.text_a_column, data.text_b_column, data.label_column, need_labels, settings)
+
+
+def pair_inputs(raw: list, where: str) -> list[TextPair]:
+    """A pair per raw input: (text_a, text_b), or a line "text_a<TAB>text_b"; a blank line is a blank pair."""
+    pairs = []
+    for line, item in enumerate(raw, start=1):
+        if isinstance(item, str):
+            fields = item.split("\t") if item.strip() else ["", ""]
+        elif isinstance(item, (tuple, list)) and all(isinstance(text, str) for text in item):
+            fields = list(item)
+        else:
+            fields = []
+        if len(fields) != 2:
+            raise AttnkitError(
+                f"{where}:{line}: a pair model reads two texts: (text_a, text_b), or a line of both separated by "
+                f"one tab (found {len(fields)} field{'s' if len(fields) != 1 else ''})"
+            )
+        if bool(fields[0].strip()) != bool(fields[1].strip()):
+            raise AttnkitError(f"{where}:{line}: one text of the pair is blank; a pair model reads two")
+        pairs.append(TextPair(fields[0], fields[1], "", line))
+    return pairs
+
+
+def blank_pair(raw: object) -> bool:
+    """A blank line, or a pair of blank texts."""
+    texts = [raw] if isinstance(raw, str) else list(raw) if isinstance(raw, (tuple, list)) else ["?"]
+    return not any(isinstance(text, str) and text.strip() for text in texts)
+
+
+def pair_texts(examples: list[TextPair]) -> Iterator[str]:
+    for e in examples:
+        yield e.text_a
+        yield e.text_b
+
+
+def encode_pairs(tokenizer: Tokenizer, examples: list[TextPair], max_length: int | None) -> list[tuple[list, list]]:
+    """Each pair's ids, <s> a </s> b </s>, and segment ids (0 up to the first </s>, 1 after), within `max_length`
+    tokens (None: uncut)."""
+    firsts = tokenizer.encode_batch([e.text_a for e in examples])
+    seconds = tokenizer.encode_batch([e.text_b for e in examples])
+    specials = len(tokenizer.add_pair_specials([], [])[0])
+    keep = None if max_length is None else max(max_length - specials, 0)
+    return [tokenizer.add_pair_specials(*_cut(a, b, keep)) for a, b in zip(firsts, seconds)]
+
+
+def _cut(first: list[int], second: list[int], keep: int | None) -> tuple[list[int], list[int]]:
+    """The two texts' tokens within `keep`, cut from the longer first (transformers' "longest_first"): a text of
+    at most half of `keep` stays whole; otherwise both get half, the first the odd token."""
+    if keep is None or len(first) + len(second) <= keep:
+        return first, second
+    if min(len(first), len(second)) * 2 <= keep:
+        if len(first) <= len(second):
+            return first, second[: keep - len(first)]
+        return first[: keep - len(second)], second
+    return first[: (keep + 1) // 2], second[: keep // 2]
+
+
+def collate_pairs(items: list[dict], pad_id: int) -> Batch:
+    ids, mask = pad([item["ids"] for item in items], pad_id)
+    segments, _ = pad([item["segments"] for item in items], 0)
+    return {"ids": ids, "mask": mask, "segments": segments}
+
+
+class PairTask(ClassifyTask):
+    name = "pair"
+    input_fields = FIELDS
+    input_name = "pair"
+
+    @staticmethod
+    def read(data: DataConfig, path: str | os.PathLike, need_targets: bool = True) -> list[TextPair]:
+        return read_pairs_of(data, path, need_targets)
+
+    def inputs(self, raw: list, where: str = "input") -> list[TextPair]:
+        return pair_inputs(raw, where)
+
+    def blank(self, raw: object) -> bool:
+        return blank_pair(raw)
+
+    @staticmethod
+    def tokenizer_texts(examples: list[TextPair]) -> Iterator[str]:
+        return pair_texts(examples)
+
+    def count_tokens(self, raw: list) -> list[int]:
+        return [len(ids) for ids, _ in encode_pairs(self.tokenizer, self.inputs(raw), None)]
+
+    def encode(self, examples: list[TextPair], training: bool) -> list[dict]:
+        index = {label: i for i, label in enumerate(self.labels)}
+        encoded = encode_pairs(self.tokenizer, examples, self.data.max_length)
+        return [
+            {"ids": ids, "segments": segments, "label": index.get(e.label, IGNORE_INDEX)}
+            for e, (ids, segments) in zip(examples, encoded)
+        ]
+
+    def collate(self, items: list[dict]) -> Batch:
+        batch = collate_pairs(items, self.tokenizer.pad_id)
+        return {**batch, "labels": torch.tensor([item["label"] for item in items])}
+
+    def forward(self, model: nn.Module, batch: Batch) -> Tensor:
+        return model(batch["ids"], batch["mask"], batch["segments"])
+
+    def record(self, example: TextPair, prediction: dict | None) -> dict:
+        texts = {"text_a": example.text_a, "text_b": example.text_b}
+        return {**texts, **(prediction or {"label": None, "probability": None})}
+
+    def hf_export(self, model: nn.Module) -> TaskExport:
+        export = super().hf_export(model)
+        export.pair = True
+        return export
+
+    def onnx_graphs(self, model: nn.Module) -> tuple[list, dict]:
+        graphs, outputs = super().onnx_graphs(model)
+        if self.model_config.segments:  # the second text's segment is an input of its own
+            graphs[0] = pair_graph(model, self.tokenizer, "logits", "logits (batch, labels)")
+        return graphs, outputs
+
+
+def pair_graph(module: nn.Module, tokenizer: Tokenizer, output: str, meaning: str) -> Graph:
+    """model.onnx of a pair model with segments: input_ids, attention_mask and token_type_ids."""
+    wrapped = IdsMaskAndSegments(module)
+    return encoder_graph(wrapped, tokenizer.vocab_size, tokenizer.pad_id, output, meaning, per_token=False)

@@ -1,0 +1,195 @@
+"""N->a number: a score for a text, or for a pair of texts (a rating, a similarity). A file with data.text_a_column
+and data.text_b_column but no data.text_column holds pairs, read as the pair task reads them. The model predicts the
+standardized target (mean 0 and deviation 1 over the training data) under a squared error, and its predictions are
+scaled back; the dev metric is Pearson's correlation."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor, nn
+
+from attnkit.config import DataConfig
+from attnkit.data.batching import pad
+from attnkit.data.readers import Labelled, TextPair, read_labelled, table_columns
+from attnkit.errors import AttnkitError, require_finite
+from attnkit.interop.hf import TaskExport
+from attnkit.tasks import metrics as scoring
+from attnkit.tasks.base import Batch, Task
+from attnkit.tasks.classify import Classifier, copy_pooler, default_pooling
+from attnkit.tasks.graphs import Graph, IdsAndMask, IdsMaskAndSegments, encoder_graph
+from attnkit.tasks.pair import FIELDS, blank_pair, collate_pairs, encode_pairs, pair_inputs, pair_texts, read_pairs_of
+
+Example = Labelled | TextPair
+
+
+class Scaled(nn.Module):
+    """A regressor whose output is in the targets' units: its standardized score times `std`, plus `mean`."""
+
+    def __init__(self, model: nn.Module, mean: float, std: float) -> None:
+        super().__init__()
+        self.model, self.mean, self.std = model, mean, std
+
+    def forward(self, *inputs: Tensor) -> Tensor:
+        # ids, mask (and a pair's segments): (batch, time) -> scores (batch,)
+        return self.model(*inputs).squeeze(-1) * self.std + self.mean
+
+
+class RegressTask(Task):
+    name = "regress"
+    main_metric = "pearson"
+    lower_is_better = frozenset({"rmse", "mae"})
+    gold_name = "score"
+
+    def __init__(self, config, data, tokenizer, model_config, state=None) -> None:
+        super().__init__(config, data, tokenizer, model_config, state)
+        state = state or {}
+        self.mean, self.std, self.pair = state.get("mean", 0.0), state.get("std", 1.0), state.get("pair", False)
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (self.mean, self.std))
+        if not (numbers and self.std > 0 and isinstance(self.pair, bool)):
+            raise AttnkitError(f"task_state: expected a mean, a deviation above 0 and pair true or false, got {state!r}")
+
+    def state(self) -> dict:
+        return {"mean": self.mean, "std": self.std, "pair": self.pair}
+
+    @property
+    def input_fields(self) -> tuple[str, ...]:  # type: ignore[override]
+        return FIELDS if self.pair else ("text",)
+
+    @property
+    def input_name(self) -> str:  # type: ignore[override]
+        return "pair" if self.pair else "text"
+
+    @staticmethod
+    def read(data: DataConfig, path: str | os.PathLike, need_targets: bool = True) -> list[Example]:
+        """Texts and their numbers, or pairs (a file with both pair columns and no text column)."""
+        columns = table_columns(path)
+        pairs = data.text_column not in columns and {data.text_a_column, data.text_b_column} <= set(columns)
+        if pairs:
+            examples: list = read_pairs_of(data, path, need_targets)
+        else:
+            settings = ("data.text_column", "data.label_column")
+            examples = read_labelled(path, data.text_column, data.label_column, need_targets, settings)
+        for e in examples if need_targets else []:
+            if _number(e.label) is None:
+                raise AttnkitError(f"{path}:{e.line}: column {data.label_column!r} holds {e.label!r}, not a number")
+        return examples
+
+    def inputs(self, raw: list, where: str = "input") -> list[Example]:
+        if self.pair:
+            return pair_inputs(raw, where)
+        return [Labelled(text, "", line) for line, text in enumerate(raw, start=1)]
+
+    def blank(self, raw: object) -> bool:
+        return blank_pair(raw)
+
+    def fit(self, examples: list[Example]) -> None:
+        targets = [float(e.label) for e in examples]
+        mean = sum(targets) / len(targets)
+        std = math.sqrt(sum((t - mean) ** 2 for t in targets) / len(targets))
+        if std == 0:
+            raise AttnkitError(f"every one of the {len(targets)} targets is {targets[0]:g}: nothing to learn")
+        self.mean, self.std, self.pair = mean, std, isinstance(examples[0], TextPair)
+
+    def check(self, examples: list[Example], path: str | os.PathLike) -> None:
+        if examples and isinstance(examples[0], TextPair) != self.pair:
+            wanted = "pairs (text_a, text_b)" if self.pair else "single texts"
+            raise AttnkitError(f"{path}: the training data holds {wanted}, and this file does not")
+
+    @staticmethod
+    def tokenizer_texts(examples: list[Example]) -> Iterator[str]:
+        if examples and isinstance(examples[0], TextPair):
+            return pair_texts(examples)
+        return (e.text for e in examples)
+
+    def count_tokens(self, raw: list) -> list[int]:
+        if self.pair:
+            return [len(ids) for ids, _ in encode_pairs(self.tokenizer, self.inputs(raw), None)]
+        return super().count_tokens(raw)
+
+    def encode(self, examples: list[Example], training: bool) -> list[dict]:
+        """Token ids (and a pair's segments) and the standardized target (NaN without one: prediction)."""
+        targets = [(float(e.label) - self.mean) / self.std if e.label != "" else math.nan for e in examples]
+        if self.pair:
+            encoded = encode_pairs(self.tokenizer, examples, self.data.max_length)
+            return [{"ids": ids, "segments": segments, "target": t} for (ids, segments), t in zip(encoded, targets)]
+        keep, tokenizer = self.data.max_length - 2, self.tokenizer
+        texts = tokenizer.encode_batch([e.text for e in examples])
+        return [{"ids": tokenizer.add_specials(ids[:keep]), "target": t} for ids, t in zip(texts, targets)]
+
+    def collate(self, items: list[dict]) -> Batch:
+        if self.pair:
+            batch = collate_pairs(items, self.tokenizer.pad_id)
+        else:
+            ids, mask = pad([item["ids"] for item in items], self.tokenizer.pad_id)
+            batch = {"ids": ids, "mask": mask}
+        return {**batch, "targets": torch.tensor([item["target"] for item in items], dtype=torch.float32)}
+
+    def build_model(self) -> Classifier:
+        return Classifier(self.model_config, 1, self.config.pooling or default_pooling(self.model_config))
+
+    def initialize(self, model: nn.Module, source: nn.Module, where: str, trust_pickle: bool = False) -> None:
+        """The encoder, and BERT's pooler when the regressor pools with one and the checkpoint has it."""
+        super().initialize(model, source, where, trust_pickle)
+        copy_pooler(model, source, where, trust_pickle)
+
+    def forward(self, model: nn.Module, batch: Batch) -> Tensor:
+        """Standardized scores (batch, 1)."""
+        return model(batch["ids"], batch["mask"], batch.get("segments"))
+
+    def loss(self, model: nn.Module, batch: Batch, label_smoothing: float) -> tuple[Tensor, Tensor]:
+        """The squared error on standardized targets (label smoothing has no meaning here)."""
+        scores, targets = self.forward(model, batch).squeeze(-1).float(), batch["targets"]
+        known = targets.isfinite()
+        return ((scores - targets)[known] ** 2).sum(), known.sum()
+
+    def decode(self, model: nn.Module, batch: Batch) -> list[float]:
+        scores = require_finite(self.forward(model, batch).squeeze(-1).float())
+        return [float(score) * self.std + self.mean for score in scores]
+
+    def metrics(self, predictions: list[float], examples: list[Example]) -> dict:
+        return scoring.regression(predictions, [float(e.label) for e in examples])
+
+    def report(self, metrics: dict) -> str:
+        return "   ".join(f"{name} {metrics[name]:.4f}" for name in ("pearson", "spearman", "rmse", "mae"))
+
+    def render(self, prediction: float) -> str:
+        return f"{prediction:.6g}"
+
+    def record(self, example: Example, prediction: float | None) -> dict:
+        texts = {"text_a": example.text_a, "text_b": example.text_b} if self.pair else {"text": example.text}
+        return {**texts, "score": prediction}
+
+    def hf_export(self, model: nn.Module) -> TaskExport:
+        """BERT's sequence classifier with one output, its head scaled so that it gives the targets' units."""
+        head = {"head.weight": model.head.weight * self.std, "head.bias": model.head.bias * self.std + self.mean}
+        return TaskExport(
+            model,
+            self.name,
+            head="sequence",
+            specials=self.specials,
+            labels=["score"],
+            max_length=self.data.max_length,
+            config={"problem_type": "regression"},
+            pooling=model.pooling,
+            pair=self.pair,
+            head_state={name: tensor.detach() for name, tensor in head.items()},
+        )
+
+    def onnx_graphs(self, model: nn.Module) -> tuple[list[Graph], dict]:
+        scaled, meaning = Scaled(model, self.mean, self.std), "scores (batch,), in the targets' units"
+        wrapped = IdsMaskAndSegments(scaled) if self.pair else IdsAndMask(scaled)
+        vocab, pad_id = self.tokenizer.vocab_size, self.tokenizer.pad_id
+        return [encoder_graph(wrapped, vocab, pad_id, "scores", meaning, per_token=False)], {}
+
+
+def _number(text: str) -> float | None:
+    """`text` as a finite number, or None."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None

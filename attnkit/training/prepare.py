@@ -1,0 +1,140 @@
+"""Everything a training run needs before its first step, read and checked before anything is written: the task
+and its data, the tokenizer, and the model (new, resumed, or started from a pretrained checkpoint)."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from pathlib import Path
+
+from torch import nn
+
+from attnkit.config import ModelConfig
+from attnkit.data.tokenizer import Tokenizer
+from attnkit.errors import AttnkitError
+from attnkit.files import STATE_DIR, STATE_FILE, check_output
+from attnkit.inference.checkpoint import Trained, read_trained
+from attnkit.inference.pipeline import Pipeline
+from attnkit.tasks import TASKS, Task, make_task
+from attnkit.training.run import FINE_TUNABLE, RunConfig
+
+
+@dataclasses.dataclass
+class Prepared:
+    """A run's inputs: examples as read (for metrics) and encoded (items, for batches)."""
+
+    task: Task
+    tokenizer: Tokenizer
+    model: nn.Module
+    train_items: list
+    dev_examples: list | None
+    dev_items: list | None
+    test_examples: list | None
+
+
+def prepare(run: RunConfig, resume: bool, overwrite: bool) -> Prepared:
+    """Read and check the run's inputs; with `resume`, the task state, tokenizer and model configuration come
+    from the interrupted run in run.out."""
+    out = Path(run.out)
+    if resume and not (out / STATE_DIR / STATE_FILE).is_file():
+        raise AttnkitError(f"{out}: nothing to resume (no {STATE_DIR}/{STATE_FILE})")
+    if not resume:  # checked here, by every process, before any writes
+        check_output(out, overwrite, "pass --resume to continue it or --overwrite to replace it")
+    if not run.data.train:
+        raise AttnkitError("data.train: no training file given")
+    data, shape = run.data, TASKS[run.task.name]
+    # read before any task exists: a new tokenizer learns from the training examples, and the task needs it
+    held_out = hold_out(shape.read(data, data.train), data.dev_fraction, data.test_fraction, run.train.seed)
+    given = {
+        path: shape.read(data, path)
+        for split, path in (("dev", data.dev), ("test", data.test))
+        if path and not held_out[split]
+    }
+    init = run.train.init
+    source = Pipeline.load(init, run.train.trust_pickle, device="cpu") if init and not resume else None
+    tokenizer = _tokenizer(run, resume, source, shape, held_out["train"])
+    model_config = _model_config(run, resume, source, tokenizer)
+    task = make_task(run.task, data, tokenizer, model_config, _trained(out).state if resume else None)
+    if not resume:
+        try:
+            task.fit(held_out["train"])
+        except AttnkitError as error:  # what the training file as a whole lacks (a second label)
+            raise AttnkitError(f"{data.train}: {error}") from None
+    for path, examples in given.items():
+        task.check(examples, path)
+    dev_examples, test_examples = held_out["dev"] or given.get(data.dev), held_out["test"] or given.get(data.test)
+    if dev_examples is not None and run.train.eval_examples:
+        dev_examples = dev_examples[: run.train.eval_examples]
+
+    model = task.build_model()
+    if source is not None:
+        task.initialize(model, source.model, init, run.train.trust_pickle)
+    if run.train.freeze_embeddings:
+        for name, module in model.named_modules():
+            if name.split(".")[-1] in ("embedding", "positions"):
+                module.requires_grad_(False)
+
+    return Prepared(
+        task=task,
+        tokenizer=tokenizer,
+        model=model,
+        train_items=task.encode(held_out["train"], training=True),
+        dev_examples=dev_examples,
+        dev_items=task.encode(dev_examples, training=False) if dev_examples else None,
+        test_examples=test_examples,
+    )
+
+
+def _tokenizer(run: RunConfig, resume: bool, source: Pipeline | None, shape: type[Task], examples: list) -> Tokenizer:
+    """The init checkpoint's, the interrupted run's, or tokenizer.path's; else one trained on the texts of the
+    training `examples`."""
+    if source is not None:
+        return source.tokenizer
+    if resume:
+        return Tokenizer.load(run.out)
+    if run.tokenizer.path:
+        return Tokenizer.load(run.tokenizer.path)
+    return Tokenizer.train(shape.tokenizer_texts(examples), run.tokenizer)
+
+
+def _model_config(run: RunConfig, resume: bool, source: Pipeline | None, tokenizer: Tokenizer) -> ModelConfig:
+    """The saved one when resuming; the init checkpoint's (with this run's dropout) when fine-tuning; else the
+    run's, sized to the tokenizer."""
+    if resume:
+        return _trained(Path(run.out)).model
+    if source is not None:
+        dropouts = {name: getattr(run.model, name) for name in FINE_TUNABLE}
+        arch = run.model.arch  # the task's: an encoder-decoder's encoder can start a classifier
+        same = arch == source.model.config.arch  # a BART encoder alone is no family's architecture
+        preset = source.model.config.preset if same else None
+        return dataclasses.replace(source.model.config, arch=arch, preset=preset, **dropouts)
+    return dataclasses.replace(run.model, vocab_size=tokenizer.vocab_size, pad_id=tokenizer.pad_id)
+
+
+def hold_out(examples: list, dev_fraction: float | None, test_fraction: float | None, seed: int) -> dict:
+    """Split one file into train/dev/test at random (the same split for the same seed); the held-out parts are
+    None when their fraction is unset."""
+    if not dev_fraction and not test_fraction:
+        return {"train": examples, "dev": None, "test": None}
+    shuffled = list(examples)
+    random.Random(seed).shuffle(shuffled)
+    dev_count, test_count = (round(len(shuffled) * (f or 0)) for f in (dev_fraction, test_fraction))
+    if (
+        len(shuffled) - dev_count - test_count < 1
+        or (dev_fraction and not dev_count)
+        or (test_fraction and not test_count)
+    ):
+        raise AttnkitError(f"data: {len(examples)} examples are too few to hold out dev/test fractions")
+    return {
+        "dev": shuffled[:dev_count] or None,
+        "test": shuffled[dev_count : dev_count + test_count] or None,
+        "train": shuffled[dev_count + test_count :],
+    }
+
+
+def _trained(out: Path) -> Trained:
+    """The interrupted run's saved configuration (its task state and model), which --resume continues."""
+    trained = read_trained(out)
+    if trained is None:
+        raise AttnkitError(f"{out}: a bare model without a task; nothing to resume")
+    return trained
