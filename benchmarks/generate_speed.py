@@ -95,7 +95,7 @@ def contenders(folder: Path, scratch: Path, threads: int, new_tokens: int) -> di
 
         def run(rows: list[list[int]], beams: int) -> list[list[int]]:
             ids, mask = pad(rows, PAD)
-            return generate(model, ids, mask, start_id=EOS, eos_id=EOS, max_length=new_tokens, beam_size=beams,
+            return generate(model, ids, mask, start_id=EOS, eos_id=EOS, max_new_tokens=new_tokens, beam_size=beams,
                             suppress=[EOS])  # fmt: skip
 
         return run

@@ -1,12 +1,21 @@
-"""Small learnable data sets written to temporary directories, tiny model settings, and the run configurations
-built from them, shared by the tests."""
+"""What the tests share: small learnable data sets written to temporary directories, tiny model settings, the run
+configurations built from them, tiny models trained with `attnkit train`, and a real `attnkit serve` process."""
 
+import contextlib
 import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from attnkit import RunConfig
+from attnkit.apps.cli import main
 
 TINY = [
     "model.dim=32",
@@ -21,6 +30,7 @@ TINY = [
     "train.batch_tokens=512",
     "train.log_every=5",
 ]
+SETS = [word for setting in TINY for word in ("--set", setting)]  # TINY as flags of `attnkit train`
 PRETRAIN_SETTINGS = [
     "model.dim=32",
     "model.num_heads=2",
@@ -70,8 +80,46 @@ def copy_pairs(count: int, seed: int) -> list[tuple[str, str]]:
     return pairs
 
 
-def write_tsv(path: Path, header: tuple[str, str], rows: list[tuple[str, str]]) -> Path:
-    path.write_text("\t".join(header) + "\n" + "".join(f"{a}\t{b}\n" for a, b in rows), encoding="utf-8")
+def pair_rows(count: int, seed: int) -> list[tuple[str, str, str]]:
+    """(text_a, text_b, label): "same" when the second text holds the first's words in another order, "different"
+    when it holds other words: learnable only by comparing the two texts."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(count):
+        first = rng.sample(WORDS, rng.randint(2, 5))
+        if i % 2:
+            second, label = rng.sample(first, len(first)), "same"
+        else:
+            second, label = rng.sample([w for w in WORDS if w not in first], len(first)), "different"
+        rows.append((" ".join(first), " ".join(second), label))
+    return rows
+
+
+def score_rows(count: int, seed: int) -> list[tuple[str, str]]:
+    """(text, score): each "happy" adds 1, each "sad" takes 1 away, each "warm" adds a half."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(count):
+        words = rng.choices(WORDS, k=rng.randint(3, 8))
+        rows.append((" ".join(words), f"{words.count('happy') - words.count('sad') + 0.5 * words.count('warm'):g}"))
+    return rows
+
+
+def similarity_rows(count: int, seed: int) -> list[tuple[str, str, str]]:
+    """(text_a, text_b, score): the share of the first text's words that the second holds, from 0 to 1."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(count):
+        first = rng.sample(WORDS, 4)
+        shared = rng.randint(0, 4)
+        second = rng.sample(first, shared) + rng.sample([w for w in WORDS if w not in first], 4 - shared)
+        rng.shuffle(second)
+        rows.append((" ".join(first), " ".join(second), f"{shared / 4:g}"))
+    return rows
+
+
+def write_tsv(path: Path, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> Path:
+    path.write_text("\t".join(header) + "\n" + "".join("\t".join(row) + "\n" for row in rows), encoding="utf-8")
     return path
 
 
@@ -126,4 +174,70 @@ def pretrain_config(text: str, out: Path, arch: str, *extra: str) -> RunConfig:
         {},
         "test",
         ["task.name=pretrain", f"model.arch={arch}", f"data.train={text}", f"out={out}", *PRETRAIN_SETTINGS, *extra],
+    )
+
+
+def trained(
+    folder: Path,
+    task: str,
+    rows: list | Path,
+    header: tuple = (),
+    steps: int = 20,
+    *settings: str,
+    dev: Path | None = None,
+    base: list[str] = TINY,
+) -> Path:
+    """A tiny model of `task` (`base`, then `settings`) trained by `attnkit train` for `steps` steps on `rows`,
+    written as the task's kind of file in `folder` (CoNLL for tag, else TSV with `header`), or on the file `rows`
+    names; with `dev`, evaluated on it. Returns the model's directory, folder/model."""
+    if isinstance(rows, Path):
+        train = rows
+    elif task == "tag":
+        train = write_conll(folder / "train.conll", rows)
+    else:
+        train = write_tsv(folder / "train.tsv", header, rows)
+    args = ["train", "--task", task, "--train", train, "--out", folder / "model", "--max-steps", str(steps)]
+    args += ["--dev", dev] if dev is not None else []
+    args += [item for setting in [*base, *settings] for item in ("--set", setting)]
+    assert main([str(a) for a in args]) == 0
+    return folder / "model"
+
+
+@contextlib.contextmanager
+def running(model: Path, *options: str):
+    """`attnkit serve MODEL` on a free port of 127.0.0.1, answering /health; yields its URL and process, then
+    stops it with SIGTERM (the process's output, kept in a file so that a long run's access log never fills a pipe
+    and stalls the server, is left in `server.output`)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "attnkit", "serve", str(model), "--port", str(port), "--device", "cpu"]
+    log = tempfile.TemporaryFile()
+    server = subprocess.Popen([*command, *options], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                assert httpx.get(f"{url}/health").json() == {"status": "ok"}
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and server.poll() is None, "the server did not start"
+                time.sleep(0.2)
+        yield url, server
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+        log.seek(0)
+        server.output = log.read().decode(errors="replace")
+        log.close()
+
+
+def stopped_cleanly(server: subprocess.Popen) -> bool:
+    """uvicorn finishes the requests in flight, then exits by the signal it was sent (-15), as a service should."""
+    output = server.output
+    return (
+        server.returncode in (0, -signal.SIGTERM)
+        and "Application shutdown complete" in output
+        and "Traceback" not in output
     )

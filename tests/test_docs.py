@@ -42,3 +42,21 @@ def test_ci_runs_the_readme_test_command():
         line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line.startswith("python3 -m venv")
     )
     assert command in readme
+
+
+def test_the_help_names_every_task_and_family():
+    """attnkit's --help answers without loading torch, so it names the tasks and families itself: all of them."""
+    from attnkit.apps import cli
+    from attnkit.interop.hf import FAMILIES
+    from attnkit.tasks import TASKS
+
+    assert all(name in cli.TASK_HELP for name in TASKS if name != "pretrain")  # pretraining has its own command
+    assert all(name in cli.PRESET_HELP for name in FAMILIES)
+
+
+def test_every_task_has_a_row_in_the_readme():
+    from attnkit.tasks import TASKS
+
+    readme = (ROOT / "README.md").read_text()
+    for name in TASKS:
+        assert f"\n| {name} |" in readme, name

@@ -26,7 +26,7 @@ from attnkit.apps.serve import Limits, create_app
 from attnkit.config import TokenizerConfig
 from attnkit.data.tokenizer import Tokenizer
 from attnkit.inference.pipeline import Pipeline
-from tests.conftest import TINY, sentiment_rows, write_tsv
+from tests.conftest import SETS, TINY, sentiment_rows, write_tsv
 
 transformers = pytest.importorskip("transformers")
 
@@ -141,7 +141,7 @@ def test_a_broken_config_file_is_refused_in_one_line_naming_it(run_folder, capsy
 
 # --- trained checkpoints: their config, weights, tokenizer and trainer state ---------------------------------------
 
-SETS = [word for setting in [*TINY, "train.patience=null"] for word in ("--set", setting)]
+FLAGS = [*SETS, "--set", "train.patience=null"]
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +151,9 @@ def checkpoint(tmp_path_factory) -> Path:
     write_tsv(folder / "train.tsv", ("label", "text"), sentiment_rows(30, 1))
     write_tsv(folder / "dev.tsv", ("label", "text"), sentiment_rows(10, 2))
     args = ["train", "--task", "classify", "--train", folder / "train.tsv", "--dev", folder / "dev.tsv"]
-    assert main([str(a) for a in [*args, "--out", folder / "model", "--max-steps", "2", "--device", "cpu", *SETS]]) == 0
+    assert (
+        main([str(a) for a in [*args, "--out", folder / "model", "--max-steps", "2", "--device", "cpu", *FLAGS]]) == 0
+    )
     return folder
 
 
@@ -238,7 +240,7 @@ def test_a_damaged_checkpoint_is_read_or_refused_in_one_line_naming_the_file(
     before = set(folder.rglob("*"))
     if "trainer_state" in file:  # read by --resume
         args = ["train", "--task", "classify", "--train", folder / "train.tsv", "--dev", folder / "dev.tsv"]
-        command = [*args, "--out", folder / "model", "--max-steps", "3", "--device", "cpu", "--resume", *SETS]
+        command = [*args, "--out", folder / "model", "--max-steps", "3", "--device", "cpu", "--resume", *FLAGS]
     else:
         command = ["evaluate", folder / "model", "--data", folder / "dev.tsv", "--device", "cpu"]
     code, err = run_cli(command, capsys)

@@ -15,7 +15,7 @@ from attnkit.data.batching import BATCH_TOKENS, batches_by_tokens, pad
 from attnkit.data.readers import read_lines
 from attnkit.data.tokenizer import Tokenizer
 from attnkit.errors import AttnkitError
-from attnkit.files import WEIGHTS_FILE
+from attnkit.files import CONFIG_FILE, WEIGHTS_FILE
 from attnkit.inference.checkpoint import load_model, load_weights, read_trained
 from attnkit.interop.hf import is_hf_directory, load_hf_model, read_hf_config
 from attnkit.nn import count_parameters, describe, encoder_of
@@ -65,7 +65,10 @@ class Pipeline:
             model, tokenizer = load_model(path), Tokenizer.load(path)
             return cls(model.to(place), tokenizer, no_task(tokenizer, model.config))
         tokenizer = Tokenizer.load(path)
-        task = make_task(trained.task, trained.data, tokenizer, trained.model, trained.state)
+        try:
+            task = make_task(trained.task, trained.data, tokenizer, trained.model, trained.state)
+        except AttnkitError as error:  # what config.json says of the task cannot be what attnkit wrote
+            raise AttnkitError(f"{path / CONFIG_FILE}: {error}") from None
         model = task.build_model()
         load_weights(model, path / WEIGHTS_FILE)
         return cls(model.to(place), tokenizer, task, batch_tokens=trained.batch_tokens or BATCH_TOKENS)

@@ -20,7 +20,7 @@ def generate(
     source_mask: Tensor | None = None,
     *,
     eos_id: int,
-    max_length: int,
+    max_new_tokens: int,
     start_id: int | None = None,
     beam_size: int = 1,
     length_penalty: float = 1.0,
@@ -29,7 +29,7 @@ def generate(
     sampling: Sampling | None = None,
     stream: Callable[[Tensor], None] | None = None,
 ) -> list[list[int]]:
-    """The output for each row, at most `max_length` tokens, without the start token and </s>: the most likely
+    """The output for each row, at most `max_new_tokens` tokens, without the start token and </s>: the most likely
     token at each step (greedy), a drawn one (`sampling`), or the best of `beam_size` hypotheses.
 
     An EncoderDecoder reads `source` (batch, src) with `source_mask` and starts its output with `start_id`.
@@ -48,10 +48,10 @@ def generate(
         first = source
     if beam_size == 1:
         choose = _most_likely if sampling is None else sampling.chooser(source.device)
-        return _one_path(step, first, eos_id, max_length, choose, stream)
+        return _one_path(step, first, eos_id, max_new_tokens, choose, stream)
     if sampling is not None or stream is not None:
         raise ValueError("beam search neither samples nor streams")
-    return _beam_search(step, first, eos_id, max_length, beam_size, length_penalty)
+    return _beam_search(step, first, eos_id, max_new_tokens, beam_size, length_penalty)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,7 +174,7 @@ def _one_path(
     step: _Step,
     first: Tensor,
     eos_id: int,
-    max_length: int,
+    max_new_tokens: int,
     choose: Callable[[Tensor], Tensor],
     stream: Callable[[Tensor], None] | None,
 ) -> list[list[int]]:
@@ -182,7 +182,7 @@ def _one_path(
     token, history = first, first
     outputs = []
     done = torch.zeros(first.shape[0], dtype=torch.bool, device=first.device)
-    for _ in range(max_length):
+    for _ in range(max_new_tokens):
         token = choose(step(token, history)).masked_fill(done[:, None], eos_id)
         history = torch.cat([history, token], dim=1)
         outputs.append(token)
@@ -196,7 +196,7 @@ def _one_path(
 
 
 def _beam_search(
-    step: _Step, first: Tensor, eos_id: int, max_length: int, beam_size: int, length_penalty: float
+    step: _Step, first: Tensor, eos_id: int, max_new_tokens: int, beam_size: int, length_penalty: float
 ) -> list[list[int]]:
     batch, device, given = first.shape[0], first.device, first.shape[1]
     step.expand(beam_size)  # row b * beam_size + k is beam k of source b
@@ -207,7 +207,7 @@ def _beam_search(
     done = [False] * batch
     offsets = (torch.arange(batch, device=device) * beam_size)[:, None]
 
-    for length in range(1, max_length + 2):  # tokens generated so far, counting the one chosen now
+    for length in range(1, max_new_tokens + 2):  # tokens generated so far, counting the one chosen now
         log_probs = step(tokens if length == 1 else tokens[:, -1:], tokens)
         vocab = log_probs.shape[-1]
         candidates = scores[:, :, None] + log_probs.view(batch, beam_size, vocab)
@@ -230,11 +230,11 @@ def _beam_search(
         for b in range(batch):
             if len(finished[b]) >= beam_size and sorted(f[0] for f in finished[b])[-beam_size] >= best_alive[b]:
                 done[b] = True
-        if all(done) or length > max_length:
+        if all(done) or length > max_new_tokens:
             break
     results = []
     for b in range(batch):
-        if not finished[b]:  # nothing ended within max_length: take the best unfinished beam
-            finished[b].append((0.0, tokens[b * beam_size, given : given + max_length].tolist()))
+        if not finished[b]:  # nothing ended within max_new_tokens: take the best unfinished beam
+            finished[b].append((0.0, tokens[b * beam_size, given : given + max_new_tokens].tolist()))
         results.append(max(finished[b], key=lambda f: f[0])[1])
     return results

@@ -57,7 +57,7 @@ def generate_texts(
             mask.to(device) if start_id is not None else None,
             start_id=start_id,
             eos_id=tokenizer.eos_id,
-            max_length=limit(ids.shape[1]),
+            max_new_tokens=limit(ids.shape[1]),
             beam_size=beam_size,
             suppress=suppressed(tokenizer),
             sampling=sampling,

@@ -117,7 +117,7 @@ class Seq2SeqTask(Task):
             start_id=decoder_start(self.model_config, tokenizer),
             eos_id=tokenizer.eos_id,
             suppress=suppressed(tokenizer),
-            max_length=min(self.data.max_new_tokens, 2 * source_length + 10),
+            max_new_tokens=min(self.data.max_new_tokens, 2 * source_length + 10),
             beam_size=self.config.beam_size,
             length_penalty=self.config.length_penalty,
             no_repeat_ngram=self.config.no_repeat_ngram,

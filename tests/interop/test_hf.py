@@ -121,7 +121,7 @@ def test_gpt2_logits_and_greedy_generation_match(tmp_path):
     ids, _ = inputs()
     assert_close(ours(ids), theirs(input_ids=ids).logits, tolerance=1e-4)
     expected = theirs.generate(ids[:1], max_new_tokens=12, do_sample=False, eos_token_id=None, pad_token_id=2)
-    assert generate(ours, ids[:1], eos_id=-1, max_length=12)[0] == expected[0, 9:].tolist()
+    assert generate(ours, ids[:1], eos_id=-1, max_new_tokens=12)[0] == expected[0, 9:].tolist()
 
 
 def seq2seq_parity(theirs, ours: EncoderDecoder, start: int, eos: int) -> None:
@@ -139,7 +139,7 @@ def seq2seq_parity(theirs, ours: EncoderDecoder, start: int, eos: int) -> None:
         min_length=0,
         no_repeat_ngram_size=0,
     )
-    for row, found in enumerate(generate(ours, ids, mask, start_id=start, eos_id=eos, max_length=10)):
+    for row, found in enumerate(generate(ours, ids, mask, start_id=start, eos_id=eos, max_new_tokens=10)):
         want = expected[row, 1:].tolist()
         want = want[: want.index(eos)] if eos in want else want
         assert found == want

@@ -104,7 +104,7 @@ def _save_tokenizer(tokenizer: object, directory: Path, task: TaskExport) -> Non
     """tokenizer.json and tokenizer_config.json; tokenizer.json adds the special tokens that the task's inputs
     have, so that transformers' tokenizer(text) (or tokenizer(text_a, text_b)) gives the ids attnkit gives the
     model."""
-    settings = _tokenizer_config(tokenizer)
+    settings = _tokenizer_config(tokenizer, task.pair)
     if task.specials is None:  # a bare model: the tokenizer as it came
         tokenizer.save(directory / "tokenizer.json")
     else:
@@ -136,9 +136,9 @@ def _template(tokenizer: object, specials: str, pair: bool) -> processors.Templa
     )
 
 
-def _tokenizer_config(tokenizer: object) -> dict:
+def _tokenizer_config(tokenizer: object, pair: bool = False) -> dict:
     """Enough for transformers' AutoTokenizer to use tokenizer.json with the right special tokens (and to give
-    the inputs every family's model takes)."""
+    the inputs every family's model takes; a pair model's, the token types too)."""
     backend = tokenizer.backend
     names = {
         role: backend.id_to_token(getattr(tokenizer, f"{role}_id"))
@@ -147,6 +147,6 @@ def _tokenizer_config(tokenizer: object) -> dict:
     }
     return {
         "tokenizer_class": "PreTrainedTokenizerFast",
-        "model_input_names": ["input_ids", "attention_mask"],
+        "model_input_names": ["input_ids", "attention_mask", *(["token_type_ids"] if pair else [])],
         **{f"{role}_token": t for role, t in names.items()},
     }

@@ -14,6 +14,7 @@ from attnkit.data.tokenizer import Tokenizer
 from attnkit.errors import AttnkitError
 from attnkit.files import CONFIG_FILE, WEIGHTS_FILE, atomic_directory, recover
 from attnkit.inference.checkpoint import load_model, save_checkpoint
+from attnkit.inference.pipeline import Pipeline
 from attnkit.nn import build_model
 
 SMALL = dict(vocab_size=40, dim=16, num_heads=2, ff_dim=32, num_layers=2)
@@ -167,3 +168,20 @@ def test_recover_puts_back_what_a_kill_left_aside_and_touches_nothing_else(tmp_p
     recover(tmp_path / "state")
     assert (tmp_path / "state" / "state.json").read_text() == "{}"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["state", *(p.name for p in others)])
+
+
+BEFORE = Path(__file__).parents[1] / "fixtures" / "before-redesign"  # see its README: written by an earlier attnkit
+
+
+@pytest.mark.parametrize("task", ["classify", "tag", "seq2seq"])
+def test_a_checkpoint_written_before_the_redesign_loads_and_predicts_the_same(task, recwarn):
+    expected = json.loads((BEFORE / "expected.json").read_text())[task]
+    found = Pipeline.load(BEFORE / task, device="cpu").predict(expected["inputs"])
+    assert len(recwarn) == 0  # its old setting names (data.max_target_length) load without a word
+    for ours, theirs in zip(found, expected["predictions"]):
+        if isinstance(theirs, dict):
+            assert ours["label"] == theirs["label"] and ours["probability"] == pytest.approx(
+                theirs["probability"], 1e-5
+            )
+        else:
+            assert ours == theirs

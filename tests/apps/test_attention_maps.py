@@ -12,28 +12,24 @@ from attnkit.apps.cli import main
 from attnkit.inference.pipeline import Pipeline
 from attnkit.nn import MultiHeadAttention
 from attnkit.training.corpus import pretrain
-from tests.conftest import TINY, copy_pairs, corpus, pretrain_config, sentiment_rows, write_tsv
+from tests.conftest import copy_pairs, corpus, pretrain_config, sentiment_rows, trained
 from tests.numerics import assert_close
 
-TWO_LAYERS = [*TINY, "model.num_layers=2"]
-
-
-def trained(folder: Path, task: str, rows: list, header: tuple, steps: int) -> Path:
-    train = write_tsv(folder / "train.tsv", header, rows)
-    sets = [item for setting in TWO_LAYERS for item in ("--set", setting)]
-    args = ["train", "--task", task, "--train", train, "--out", folder / "model", "--max-steps", str(steps), *sets]
-    assert main([str(a) for a in args]) == 0
-    return folder / "model"
+TWO_LAYERS = "model.num_layers=2"  # two layers, for maps of more than one
 
 
 @pytest.fixture(scope="module")
 def classifier(tmp_path_factory) -> Path:
-    return trained(tmp_path_factory.mktemp("classifier"), "classify", sentiment_rows(200, 1), ("label", "text"), 40)
+    return trained(
+        tmp_path_factory.mktemp("classifier"), "classify", sentiment_rows(200, 1), ("label", "text"), 40, TWO_LAYERS
+    )
 
 
 @pytest.fixture(scope="module")
 def translator(tmp_path_factory) -> Path:
-    return trained(tmp_path_factory.mktemp("translator"), "seq2seq", copy_pairs(200, 1), ("source", "target"), 40)
+    return trained(
+        tmp_path_factory.mktemp("translator"), "seq2seq", copy_pairs(200, 1), ("source", "target"), 40, TWO_LAYERS
+    )
 
 
 def recomputed(model: torch.nn.Module, run) -> dict[str, torch.Tensor]:

@@ -17,8 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import sentiment_rows
-from tests.test_serve import running, stopped_cleanly, trained
+from tests.conftest import running, sentiment_rows, stopped_cleanly, trained
 
 TEXTS = [text for _, text in sentiment_rows(200, 3)]
 MAX_TEXT_CHARS = 500

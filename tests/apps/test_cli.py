@@ -10,9 +10,7 @@ import pytest
 from attnkit.apps.cli import main
 from attnkit.errors import AttnkitError
 from attnkit.inference.pipeline import Pipeline
-from tests.conftest import TAG_OF, TINY, sentiment_rows, tagging_sentences, write_conll, write_tsv
-
-SETS = [arg for setting in TINY for arg in ("--set", setting)]
+from tests.conftest import SETS, TAG_OF, sentiment_rows, tagging_sentences, write_conll, write_tsv
 
 
 def run(capsys, *args: str) -> tuple[int, str, str]:

@@ -2,6 +2,7 @@
 
 import random
 
+import numpy as np
 import pytest
 
 from attnkit.tasks import metrics
@@ -46,3 +47,13 @@ def test_classification_counts_gold_labels_outside_the_known_ones_as_errors():
     assert result["accuracy"] == 0.5 and result["macro_f1"] == pytest.approx((2 / 3 + 2 / 3) / 3)
     assert result["confusion"] == {"labels": ["a", "b"], "matrix": [[1, 0], [0, 1]], "unseen": {"z": [1, 1]}}
     assert result["per_class"]["a"]["precision"] == 0.5 and "z" not in result["per_class"]
+
+
+def test_regression_scores_agree_with_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    predicted, gold = [0.1, 0.4, 0.4, 0.9, 0.3, 0.7], [0.0, 0.5, 0.2, 1.0, 0.5, 0.5]  # ties on both sides
+    result = metrics.regression(predicted, gold)
+    assert result["pearson"] == pytest.approx(stats.pearsonr(predicted, gold)[0])
+    assert result["spearman"] == pytest.approx(stats.spearmanr(predicted, gold)[0])
+    assert result["rmse"] == pytest.approx(((np.array(predicted) - gold) ** 2).mean() ** 0.5)
+    assert metrics.regression([1.0, 1.0], [0.0, 2.0])["pearson"] == 0.0  # a constant prediction correlates with nothing

@@ -2,8 +2,10 @@
 
 import pytest
 
+from attnkit import RunConfig
+from attnkit.apps.cli import main
 from attnkit.config import ModelConfig, TaskConfig, from_dict, to_dict
-from attnkit.errors import AttnkitError
+from attnkit.errors import AttnkitError, AttnkitWarning
 
 
 def test_round_trip_through_a_dict():
@@ -39,7 +41,6 @@ def test_a_mask_fraction_outside_0_1_is_refused():
 
 
 def test_run_config_leaves_the_callers_values_alone():
-    from attnkit import RunConfig
 
     model = {"dim": 64, "num_heads": 4}
     values = {"task": {"name": "classify"}, "model": model}
@@ -48,7 +49,6 @@ def test_run_config_leaves_the_callers_values_alone():
 
 
 def test_paths_from_python_are_accepted_where_text_is(tmp_path):
-    from attnkit import RunConfig
 
     run = RunConfig.from_values({"task": {"name": "classify"}, "out": tmp_path, "train": {"init": tmp_path / "m"}}, "x")
     assert (run.out, run.train.init) == (str(tmp_path), str(tmp_path / "m"))
@@ -57,7 +57,6 @@ def test_paths_from_python_are_accepted_where_text_is(tmp_path):
 
 
 def test_yaml_floats_without_a_dot_and_overrides(tmp_path):
-    from attnkit import RunConfig
 
     path = tmp_path / "run.yaml"
     path.write_text("train:\n  lr: 3e-4\n  warmup_steps: 10\n")
@@ -69,7 +68,6 @@ def test_yaml_floats_without_a_dot_and_overrides(tmp_path):
 
 
 def test_every_unknown_key_is_reported_with_a_did_you_mean(tmp_path):
-    from attnkit import RunConfig
 
     path = tmp_path / "run.yaml"
     path.write_text("train:\n  learning_rate: 0.1\nmodel:\n  layers: 2\n")
@@ -82,7 +80,6 @@ def test_every_unknown_key_is_reported_with_a_did_you_mean(tmp_path):
 
 
 def test_an_unknown_section_gets_a_did_you_mean():
-    from attnkit import RunConfig
 
     with pytest.raises(AttnkitError, match=r"^x: unknown setting: trian \(did you mean train\?\)$"):
         RunConfig.from_values({"trian": {"lr": 0.1}}, "x")
@@ -111,9 +108,35 @@ def test_an_unknown_key_without_a_close_match_points_to_the_reference():
     ],
 )
 def test_a_mistake_in_a_yaml_file_names_its_line(tmp_path, text, message):
-    from attnkit import RunConfig
 
     config = tmp_path / "run.yaml"
     config.write_text(text)
     with pytest.raises(AttnkitError, match=f"^{config}{message}"):
         RunConfig.from_yaml(config)
+
+
+def test_an_old_setting_name_loads_with_a_warning_naming_the_new_one(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("task: {name: seq2seq}\ndata:\n  max_target_length: 12\n")
+    with pytest.warns(AttnkitWarning, match=r"run.yaml:3: data.max_target_length is now called data.max_new_tokens"):
+        run = RunConfig.from_yaml(config)
+    assert run.data.max_new_tokens == 12
+
+
+def test_an_old_and_a_new_name_together_are_refused(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("data:\n  max_target_length: 12\n  max_new_tokens: 8\n")
+    with pytest.raises(AttnkitError, match=r"run.yaml:2: data.max_target_length is the old name of data.max_new_"):
+        RunConfig.from_yaml(config)
+
+
+def test_the_command_says_the_warning_in_one_line(tmp_path, capsys):
+    config = tmp_path / "run.yaml"
+    config.write_text("task: {name: seq2seq}\ndata:\n  max_target_length: 12\n")
+    assert main(["train", str(config)]) == 2  # no training file: the run stops after reading the config
+    warning, error = capsys.readouterr().err.splitlines()
+    assert (
+        warning
+        == f"attnkit: warning: {config}:3: data.max_target_length is now called data.max_new_tokens; read as that"
+    )
+    assert error == "attnkit: error: data.train: no training file given"

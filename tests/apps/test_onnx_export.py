@@ -15,8 +15,7 @@ from attnkit.errors import AttnkitError
 from attnkit.inference.pipeline import Pipeline
 from attnkit.training.corpus import pretrain
 from tests import numerics
-from tests.conftest import copy_pairs, corpus, pretrain_config, sentiment_rows, tagging_sentences
-from tests.test_serve import trained
+from tests.conftest import copy_pairs, corpus, pretrain_config, sentiment_rows, tagging_sentences, trained
 
 onnx = pytest.importorskip("onnx")
 onnxruntime = pytest.importorskip("onnxruntime")

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from attnkit.apps.attention_page import render_page
+from tests.conftest import copy_pairs, trained
 
 NASTY = "</script><b>x&amp;"
 SOURCE = ["<s>", "▁The", "▁cat", NASTY, "猫", "</s>"]
@@ -228,10 +229,15 @@ def test_the_page_of_a_trained_model_shows_its_maps(browser, tmp_path_factory):
     from attnkit.apps.attention_maps import attention
     from attnkit.apps.cli import main
     from attnkit.inference.pipeline import Pipeline
-    from tests.conftest import copy_pairs
-    from tests.test_attention import trained
 
-    model = trained(tmp_path_factory.mktemp("translator"), "seq2seq", copy_pairs(100, 1), ("source", "target"), 10)
+    model = trained(
+        tmp_path_factory.mktemp("translator"),
+        "seq2seq",
+        copy_pairs(100, 1),
+        ("source", "target"),
+        10,
+        "model.num_layers=2",
+    )
     out = tmp_path_factory.mktemp("maps")
     assert main(["attention", str(model), "red green blue", "--target", "blue red", "--out", str(out), "--no-png"]) == 0
     result = attention(Pipeline.load(model, device="cpu"), "red green blue", "blue red")

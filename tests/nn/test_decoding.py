@@ -63,7 +63,7 @@ def test_wide_beam_finds_the_exhaustive_best(model):
             start_id=BOS,
             eos_id=EOS,
             suppress=[PAD, BOS],
-            max_length=3,
+            max_new_tokens=3,
             beam_size=64,
             length_penalty=1.0,
         )
@@ -73,7 +73,7 @@ def test_wide_beam_finds_the_exhaustive_best(model):
 def test_beam_of_one_is_greedy(model):
     source = torch.randint(3, VOCAB, (3, 5), generator=torch.Generator().manual_seed(1))
     mask = torch.ones_like(source, dtype=torch.bool)
-    greedy = generate(model, source, mask, start_id=BOS, eos_id=EOS, suppress=[PAD, BOS], max_length=6)
+    greedy = generate(model, source, mask, start_id=BOS, eos_id=EOS, suppress=[PAD, BOS], max_new_tokens=6)
     with torch.no_grad():  # step-by-step argmax without the cache
         for row in range(3):
             tokens = [BOS]
@@ -93,7 +93,9 @@ def test_batched_beam_search_equals_one_at_a_time_with_padding(model):
     mask = torch.zeros(3, 5, dtype=torch.bool)
     for i, s in enumerate(sources):
         batch[i, : len(s)], mask[i, : len(s)] = torch.tensor(s), True
-    together = generate(model, batch, mask, start_id=BOS, eos_id=EOS, suppress=[PAD, BOS], max_length=8, beam_size=3)
+    together = generate(
+        model, batch, mask, start_id=BOS, eos_id=EOS, suppress=[PAD, BOS], max_new_tokens=8, beam_size=3
+    )
     for i, s in enumerate(sources):
         alone = generate(
             model,
@@ -102,13 +104,13 @@ def test_batched_beam_search_equals_one_at_a_time_with_padding(model):
             start_id=BOS,
             eos_id=EOS,
             suppress=[PAD, BOS],
-            max_length=8,
+            max_new_tokens=8,
             beam_size=3,
         )
         assert together[i] == alone[0]
 
 
-def test_outputs_never_exceed_max_length(model):
+def test_outputs_never_exceed_max_new_tokens(model):
     source = torch.randint(3, VOCAB, (4, 5), generator=torch.Generator().manual_seed(2))
     mask = torch.ones_like(source, dtype=torch.bool)
     with torch.no_grad():
@@ -116,7 +118,7 @@ def test_outputs_never_exceed_max_length(model):
         model.decoder.output.bias[EOS] = -1e4  # never ends by itself
     for beam in (1, 3):
         outputs = generate(
-            model, source, mask, start_id=BOS, eos_id=EOS, suppress=[PAD, BOS], max_length=4, beam_size=beam
+            model, source, mask, start_id=BOS, eos_id=EOS, suppress=[PAD, BOS], max_new_tokens=4, beam_size=beam
         )
         assert all(len(o) == 4 for o in outputs)
 
@@ -134,7 +136,7 @@ def test_no_repeat_ngram_forbids_repeated_ngrams(model, n):
         model.decoder.output.bias = torch.nn.Parameter(torch.zeros(VOCAB))
         model.decoder.output.bias[EOS] = -1e4  # long outputs, where a tiny vocabulary must repeat itself
     for beam in (1, 3):
-        settings = dict(start_id=BOS, eos_id=EOS, max_length=12, beam_size=beam, suppress=[PAD, BOS])
+        settings = dict(start_id=BOS, eos_id=EOS, max_new_tokens=12, beam_size=beam, suppress=[PAD, BOS])
         free = generate(model, source, mask, **settings)
         assert any(repeated(row, n) for row in free)  # without the setting they repeat, or this proves nothing
         outputs = generate(model, source, mask, **settings, no_repeat_ngram=n)
@@ -149,9 +151,9 @@ def test_no_repeat_ngram_forbids_repeated_ngrams(model, n):
 def test_sampling_among_the_top_one_or_nearly_no_temperature_is_greedy(model):
     source = torch.tensor([[3, 4, 5, EOS], [5, 3, EOS, PAD]])
     mask = source != PAD
-    greedy = generate(model, source, mask, start_id=BOS, eos_id=EOS, max_length=6)
+    greedy = generate(model, source, mask, start_id=BOS, eos_id=EOS, max_new_tokens=6)
     for sampling in (Sampling(top_k=1, seed=0), Sampling(temperature=1e-4, seed=0), Sampling(top_p=1e-6, seed=0)):
-        assert generate(model, source, mask, start_id=BOS, eos_id=EOS, max_length=6, sampling=sampling) == greedy
+        assert generate(model, source, mask, start_id=BOS, eos_id=EOS, max_new_tokens=6, sampling=sampling) == greedy
 
 
 def test_the_same_seed_draws_the_same_outputs_and_another_seed_others(model):
@@ -160,7 +162,7 @@ def test_the_same_seed_draws_the_same_outputs_and_another_seed_others(model):
     source = torch.tensor([[3, 4, 5, EOS]] * 8)
 
     def drawn(seed: int) -> list[list[int]]:
-        return generate(model, source, start_id=BOS, eos_id=EOS, max_length=8, sampling=Sampling(seed=seed))
+        return generate(model, source, start_id=BOS, eos_id=EOS, max_new_tokens=8, sampling=Sampling(seed=seed))
 
     assert drawn(1) == drawn(1) and drawn(1) != drawn(2)
     assert len({tuple(row) for row in drawn(1)}) > 1  # the rows of one batch draw independently
@@ -200,7 +202,9 @@ def test_bad_sampling_settings_are_refused(settings, message):
 def test_streaming_sends_each_token_as_it_is_chosen(model):
     source = torch.tensor([[3, 4, 5, EOS]])
     seen: list[int] = []
-    out = generate(model, source, start_id=BOS, eos_id=EOS, max_length=6, stream=lambda t: seen.append(int(t[0, 0])))
+    out = generate(
+        model, source, start_id=BOS, eos_id=EOS, max_new_tokens=6, stream=lambda t: seen.append(int(t[0, 0]))
+    )
     assert seen[: len(out[0])] == out[0] and (len(seen) == len(out[0]) or seen[len(out[0])] == EOS)
 
 

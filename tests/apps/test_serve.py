@@ -2,14 +2,9 @@
 kind of bad input answered with its status code and a message naming the field, never a 500."""
 
 import asyncio
-import contextlib
 import logging
 import math
-import signal
 import socket
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -25,29 +20,16 @@ from attnkit.inference.pipeline import Pipeline
 from attnkit.nn.decoding import Sampling
 from attnkit.training.corpus import pretrain
 from tests.conftest import (
-    TINY,
     WORDS,
     copy_pairs,
     corpus,
     pretrain_config,
+    running,
     sentiment_rows,
+    stopped_cleanly,
     tagging_sentences,
-    write_conll,
-    write_tsv,
+    trained,
 )
-
-SETS = [item for setting in TINY for item in ("--set", setting)]
-
-
-def trained(folder: Path, task: str, rows: list, header: tuple, steps: int, *settings: str) -> Path:
-    if task == "tag":
-        train = write_conll(folder / "train.conll", rows)
-    else:
-        train = write_tsv(folder / "train.tsv", header, rows)
-    args = ["train", "--task", task, "--train", train, "--out", folder / "model", "--max-steps", str(steps), *SETS]
-    args += [item for setting in settings for item in ("--set", setting)]
-    assert main([str(a) for a in args]) == 0
-    return folder / "model"
 
 
 @pytest.fixture(scope="module")
@@ -407,46 +389,6 @@ def test_no_texts_give_no_predictions(request, model, endpoint, key):
 def test_the_startup_line_names_the_model_its_endpoints_and_url(request, model, line):
     pipeline = request.getfixturevalue(model)
     assert startup_line(pipeline, "runs/m", "127.0.0.1", 8000) == line + "; GET /attention, /info, /docs"
-
-
-@contextlib.contextmanager
-def running(model: Path, *options: str):
-    """`attnkit serve MODEL` on a free port of 127.0.0.1, answering /health; yields its URL and process, then
-    stops it with SIGTERM (the process's output, kept in a file so that a long run's access log never fills a pipe
-    and stalls the server, is left in `server.output`)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "attnkit", "serve", str(model), "--port", str(port), "--device", "cpu"]
-    log = tempfile.TemporaryFile()
-    server = subprocess.Popen([*command, *options], stdout=log, stderr=subprocess.STDOUT)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                assert httpx.get(f"{url}/health").json() == {"status": "ok"}
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline and server.poll() is None, "the server did not start"
-                time.sleep(0.2)
-        yield url, server
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
-        log.seek(0)
-        server.output = log.read().decode(errors="replace")
-        log.close()
-
-
-def stopped_cleanly(server: subprocess.Popen) -> bool:
-    """uvicorn finishes the requests in flight, then exits by the signal it was sent (-15), as a service should."""
-    output = server.output
-    return (
-        server.returncode in (0, -signal.SIGTERM)
-        and "Application shutdown complete" in output
-        and "Traceback" not in output
-    )
 
 
 @pytest.fixture(scope="module")

