@@ -274,7 +274,8 @@ def create_app(pipeline: Pipeline, limits: Limits | None = None, where: str = ""
         """The request's inputs, each within the limits (413 naming the first one over), before any is batched."""
         inputs, names = body.all(), body.names()
         if len(inputs) > limits.max_texts:
-            raise HTTPException(413, f"{body.PLURAL}: {len(inputs)} {body.PLURAL}, at most {limits.max_texts} in one request")
+            many = f"{len(inputs)} {body.PLURAL}, at most {limits.max_texts} in one request"
+            raise HTTPException(413, f"{body.PLURAL}: {many}")
         for name, item in zip(names, inputs):
             pieces = [item] if isinstance(item, str) else item
             fields = [name] if isinstance(item, str) else [f"{name}.{f}".lstrip(".") for f in body.FIELDS]

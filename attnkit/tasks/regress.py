@@ -48,9 +48,9 @@ class RegressTask(Task):
         super().__init__(config, data, tokenizer, model_config, state)
         state = state or {}
         self.mean, self.std, self.pair = state.get("mean", 0.0), state.get("std", 1.0), state.get("pair", False)
-        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (self.mean, self.std))
-        if not (numbers and self.std > 0 and isinstance(self.pair, bool)):
-            raise AttnkitError(f"task_state: expected a mean, a deviation above 0 and pair true or false, got {state!r}")
+        if not (_finite(self.mean) and _finite(self.std) and self.std > 0 and isinstance(self.pair, bool)):
+            wanted = "a mean, a deviation above 0 and pair true or false"
+            raise AttnkitError(f"task_state: expected {wanted}, got {state!r}")
 
     def state(self) -> dict:
         return {"mean": self.mean, "std": self.std, "pair": self.pair}
@@ -184,6 +184,10 @@ class RegressTask(Task):
         wrapped = IdsMaskAndSegments(scaled) if self.pair else IdsAndMask(scaled)
         vocab, pad_id = self.tokenizer.vocab_size, self.tokenizer.pad_id
         return [encoder_graph(wrapped, vocab, pad_id, "scores", meaning, per_token=False)], {}
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _number(text: str) -> float | None:

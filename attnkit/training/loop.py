@@ -27,14 +27,14 @@ from attnkit import runtime
 from attnkit.config import to_dict
 from attnkit.data.batching import batches_by_tokens, tokens_in
 from attnkit.errors import AttnkitError
-from attnkit.files import STATE_DIR, WEIGHTS_FILE, atomic_directory, recover, write_errors
-from attnkit.inference.checkpoint import load_weights, save_weights, write_checkpoint
+from attnkit.files import STATE_DIR, WEIGHTS_FILE, recover
+from attnkit.inference.checkpoint import load_weights
 from attnkit.training.optim import Average, learning_rate, make_optimizer
 from attnkit.training.plan import plan_run
 from attnkit.training.prepare import prepare
 from attnkit.training.records import Meter, Records
 from attnkit.training.run import RunConfig
-from attnkit.training.state import GONE, OPTIMIZER_FILE, Progress, read_state, restore, rng_state, write_state
+from attnkit.training.state import Checkpointer, Progress, rng_state
 
 TRIM_EVERY = 10  # optimizer steps between returns of freed memory to the system
 
@@ -89,18 +89,23 @@ class Trainer:
         self.optimizer = make_optimizer(self.module, self.config)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.config.precision == "float16")
         self.average = Average(self.module, self.config.ema) if self.config.ema else None
+        self.files = Checkpointer(
+            self.out, processes, self.module, self.optimizer, self.scaler, self.average, self.task.build_model
+        )
         self.sizes = self.task.sizes(self.train_items)
         self.plan = plan_run(self.config, self.sizes)
         self.progress = Progress()
         self.rng_after_step = rng_state(device)
         if self.resumed:
-            self._load_state()
+            self._resume()
         self.evaluated_at = self.progress.step if self.resumed else -1
 
     def fit(self) -> dict:
         self.processes.barrier()  # every process has read and checked its inputs before the output appears
         if not self.resumed:
-            self._save_state(create=True)
+            sections = {**to_dict(self.run), "task_state": self.task.state()}
+            del sections["model"]  # the model's own configuration (an init checkpoint's) is written
+            self._save_state(create=(self.tokenizer, sections))
         say, plan = self.records.say, self.plan
         self.records.open(plan.total_steps, self.progress.step)
         if self.resumed:
@@ -237,7 +242,7 @@ class Trainer:
         p, metric = self.progress, self.task.metric
         self.evaluated_at = p.step
         if self.dev_examples is None:
-            self._save_weights()
+            self.files.save_weights()
         else:
             metrics = self._score(self.dev_items, self.dev_examples)
             improved = p.best is None or self.task.better(metrics[metric], p.best[metric])
@@ -246,7 +251,7 @@ class Trainer:
             self.records.say(f"step {p.step}: dev {summary}" + ("  (best)" if improved else ""))
             if improved:
                 p.best, p.bad_evals = metrics, 0
-                self._save_weights()
+                self.files.save_weights()
             elif p.step >= self.plan.warmup_steps:  # a rate still rising is no reason to stop
                 p.bad_evals += 1
         self._save_state()
@@ -257,43 +262,19 @@ class Trainer:
         """The task's metrics on encoded `items`; each process predicts every world-th item and all of them get
         every prediction, so the figure is the one a single process gives."""
         world, rank = self.processes.world, self.processes.rank
-        weights = self._averaged() if averaged else contextlib.nullcontext()
-        with weights, self._whole() as model, runtime.autocast(self.device, self.config.precision):
+        weights = self.files.averaged() if averaged else contextlib.nullcontext()
+        with weights, self.files.whole() as model, runtime.autocast(self.device, self.config.precision):
             mine = self.task.predict(model, items[rank::world], self.plan.batch_tokens)
         shares = self.processes.gather(mine)
         predictions = [shares[i % world][i // world] for i in range(len(items))]
         return _numbers(self.task.metrics(predictions, examples))
-
-    @contextlib.contextmanager
-    def _whole(self):
-        """The model with all its weights on this process: itself, or with FSDP a full copy gathered from the
-        shards (every process must enter the block together)."""
-        if not self.processes.sharded:
-            yield self.module
-            return
-        copy = self.task.build_model().to(self.device)
-        copy.load_state_dict(runtime.full_state(self.module))
-        yield copy
-
-    def _load_best(self) -> None:
-        """The model takes the best weights saved (for the test score)."""
-        if not self.processes.sharded:
-            load_weights(self.module, self.out / WEIGHTS_FILE)
-            return
-        copy = self.task.build_model()
-        load_weights(copy, self.out / WEIGHTS_FILE)
-        runtime.load_full_state(self.module, copy.to(self.device).state_dict())
-
-    def _averaged(self) -> contextlib.AbstractContextManager:
-        """The model holds the averaged weights inside the block (with train.ema), its own ones after."""
-        return self.average.swapped() if self.average is not None else contextlib.nullcontext()
 
     def _finish(self) -> dict:
         p = self.progress
         summary: dict = {"steps": p.step, "epochs": p.epoch, "minutes": p.elapsed / 60, "dev": p.best}
         if self.test_examples is not None:
             self.processes.barrier()  # the best weights are written
-            self._load_best()
+            self.files.load_best()
             items = self.task.encode(self.test_examples, training=False)
             summary["test"] = self._score(items, self.test_examples, averaged=False)  # the best ones are averaged
             self.records.record({"step": p.step, "test": summary["test"]})
@@ -301,52 +282,19 @@ class Trainer:
         self.records.record({"summary": summary})
         return summary
 
-    # files (the first process writes them)
+    def _save_state(self, create: tuple | None = None) -> None:
+        plan = dataclasses.asdict(self.plan)
+        self.files.save_state(self.progress, plan, self.rng_after_step, create)
 
-    def _save_weights(self) -> None:
-        with self._averaged(), self._whole() as model:
-            if self.processes.main:
-                with write_errors(self.out / WEIGHTS_FILE):
-                    save_weights(model, self.out)
-
-    def _save_state(self, create: bool = False) -> None:
-        """The trainer state, for --resume. With `create`, the output directory appears whole: config, tokenizer,
-        the initial weights and their state."""
-        generators = self.processes.gather(self.rng_after_step)  # each process's: cpu (and cuda)
-        # before the first step the optimizer has no state, and asking torch for it would make one with a step
-        empty = {"state": {}, "param_groups": []}
-        optimizer = runtime.optimizer_state(self.module, self.optimizer) if self.optimizer.state else empty
-        with self._whole() as model:
-            if not self.processes.main:
-                return
-            with atomic_directory(self.out if create else self.out / STATE_DIR) as tmp:
-                if create:
-                    sections = {**to_dict(self.run), "task_state": self.task.state()}
-                    del sections["model"]  # the model's own configuration (an init checkpoint's) is written
-                    write_checkpoint(tmp, model, self.tokenizer, sections)
-                    tmp = tmp / STATE_DIR
-                    tmp.mkdir()
-                plan = dataclasses.asdict(self.plan)
-                scaler = self.scaler.state_dict()
-                write_state(tmp, model, optimizer, scaler, self.average, generators, self.progress, plan)
-
-    def _load_state(self) -> None:
-        """What `_save_state` wrote (the weights are loaded before the model is placed and wrapped); a state that
-        is not what it wrote (damaged, edited) is one line naming it."""
-        directory = self.out / STATE_DIR
-        saved = read_state(directory)
-        try:
-            restore(
-                directory, saved, self.module, self.optimizer, self.scaler, self.average, self.processes, self.device
-            )
-        except (KeyError, TypeError, ValueError, RuntimeError) as error:
-            where = f"{directory / OPTIMIZER_FILE} (with state.json)"
-            raise AttnkitError(f"{where}: damaged ({type(error).__name__}: {error}); {GONE}") from None
+    def _resume(self) -> None:
+        """Continue from the saved trainer state; a plan that differs from the saved one (a larger max_steps, other
+        batches) is allowed, with a warning."""
+        saved = self.files.load_state(self.device)
         self.progress = saved.progress
         self.rng_after_step = rng_state(self.device)
         plan = dataclasses.asdict(self.plan)
         changed = [f"{k} {v} -> {plan[k]}" for k, v in saved.plan.items() if k in plan and plan[k] != v]
-        if changed:  # e.g. a larger max_steps to train on: allowed, but the batches or the schedule move
+        if changed:
             self.records.say(f"warning: the run's plan differs from the one it was started with ({', '.join(changed)})")
 
 

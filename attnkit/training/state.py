@@ -1,11 +1,14 @@
-"""What `--resume` reads: OUT/trainer_state, replaced whole after each evaluation, with the latest weights, the
+"""A run's directory as training keeps it: complete from its first moment, the best weights replaced after each
+better evaluation, and OUT/trainer_state, replaced whole after each evaluation, with the latest weights, the
 optimizer's slots, the gradient scaler, every process's random generators and the run's progress, so that a resumed
 run continues exactly where the saved step left it; and the checks that refuse a state attnkit did not write."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import safetensors.torch
@@ -14,9 +17,19 @@ from safetensors import SafetensorError
 from torch import Tensor, nn
 
 from attnkit import runtime
+from attnkit.data.tokenizer import Tokenizer
 from attnkit.errors import AttnkitError
-from attnkit.files import FORMAT, STATE_FILE, read_json, write_json
-from attnkit.inference.checkpoint import save_weights
+from attnkit.files import (
+    FORMAT,
+    STATE_DIR,
+    STATE_FILE,
+    WEIGHTS_FILE,
+    atomic_directory,
+    read_json,
+    write_errors,
+    write_json,
+)
+from attnkit.inference.checkpoint import load_weights, save_weights, write_checkpoint
 from attnkit.training.optim import Average
 
 STATE_VERSION = 2  # optimizer state keyed by parameter name (version 1: by position)
@@ -65,6 +78,94 @@ class Saved:
     slots: dict[str, dict[str, Tensor]]  # the optimizer's, by parameter name
     average: dict[int, Tensor]  # the weight average's (train.ema), by position
     generators: dict[tuple[int, int], Tensor]  # (process, generator) -> its state
+
+
+class Checkpointer:
+    """Writes the run's directory `out` (the first process does; every process takes part in gathering what a
+    sharded model holds) and reads it back for --resume."""
+
+    def __init__(
+        self,
+        out: Path,
+        processes: runtime.Processes,
+        module: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scaler: torch.amp.GradScaler,
+        average: Average | None,
+        build: Callable[[], nn.Module],
+    ) -> None:
+        self.out, self.processes, self.module, self.build = out, processes, module, build
+        self.optimizer, self.scaler, self.average = optimizer, scaler, average
+
+    @contextlib.contextmanager
+    def whole(self) -> Iterator[nn.Module]:
+        """The model with all its weights on this process: itself, or with FSDP a full copy gathered from the
+        shards (every process must enter the block together)."""
+        if not self.processes.sharded:
+            yield self.module
+            return
+        copy = self.build().to(next(self.module.parameters()).device)
+        copy.load_state_dict(runtime.full_state(self.module))
+        yield copy
+
+    def averaged(self) -> contextlib.AbstractContextManager:
+        """The model holds the averaged weights inside the block (with train.ema), its own ones after."""
+        return self.average.swapped() if self.average is not None else contextlib.nullcontext()
+
+    def save_weights(self) -> None:
+        """The best weights so far (the averaged ones, with train.ema), replacing the last."""
+        with self.averaged(), self.whole() as model:
+            if self.processes.main:
+                with write_errors(self.out / WEIGHTS_FILE):
+                    save_weights(model, self.out)
+
+    def load_best(self) -> None:
+        """The model takes the best weights saved (for the test score)."""
+        if not self.processes.sharded:
+            load_weights(self.module, self.out / WEIGHTS_FILE)
+            return
+        copy = self.build()
+        load_weights(copy, self.out / WEIGHTS_FILE)
+        runtime.load_full_state(self.module, copy.to(next(self.module.parameters()).device).state_dict())
+
+    def save_state(
+        self,
+        progress: Progress,
+        plan: dict,
+        generators: list[Tensor],
+        create: tuple[Tokenizer, dict] | None = None,
+    ) -> None:
+        """The trainer state, for --resume; `generators` are this process's. With `create` (the tokenizer and the
+        config.json sections of the run), the whole directory appears at once: config, tokenizer, the initial
+        weights and their state."""
+        every = self.processes.gather(generators)  # each process's: cpu (and cuda)
+        # before the first step the optimizer has no state, and asking torch for it would make one with a step
+        empty = {"state": {}, "param_groups": []}
+        optimizer = runtime.optimizer_state(self.module, self.optimizer) if self.optimizer.state else empty
+        with self.whole() as model:
+            if not self.processes.main:
+                return
+            with atomic_directory(self.out if create else self.out / STATE_DIR) as tmp:
+                if create is not None:
+                    tokenizer, sections = create
+                    write_checkpoint(tmp, model, tokenizer, sections)
+                    tmp = tmp / STATE_DIR
+                    tmp.mkdir()
+                scaler = self.scaler.state_dict()
+                write_state(tmp, model, optimizer, scaler, self.average, every, progress, plan)
+
+    def load_state(self, device: torch.device) -> Saved:
+        """What `save_state` wrote, put back into the optimizer, scaler, weight average and random generators
+        (the weights are loaded before the model is placed and wrapped); a state that is not what it wrote
+        (damaged, edited) is one line naming it."""
+        directory = self.out / STATE_DIR
+        saved = read_state(directory)
+        try:
+            restore(directory, saved, self.module, self.optimizer, self.scaler, self.average, self.processes, device)
+        except (KeyError, TypeError, ValueError, RuntimeError) as error:
+            where = f"{directory / OPTIMIZER_FILE} (with {STATE_FILE})"
+            raise AttnkitError(f"{where}: damaged ({type(error).__name__}: {error}); {GONE}") from None
+        return saved
 
 
 def write_state(
