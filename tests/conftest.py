@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -116,6 +117,14 @@ def similarity_rows(count: int, seed: int) -> list[tuple[str, str, str]]:
         rng.shuffle(second)
         rows.append((" ".join(first), " ".join(second), f"{shared / 4:g}"))
     return rows
+
+
+SPLITS = (("train", 400, 1), ("dev", 100, 2), ("test", 200, 3))  # the pair and regress sets: (split, rows, seed)
+
+
+def split_files(folder: Path, rows: Callable[[int, int], list], header: tuple[str, ...]) -> dict[str, Path]:
+    """The SPLITS of a generated set (`rows(count, seed)`) as TSV files with `header` in `folder`."""
+    return {split: write_tsv(folder / f"{split}.tsv", header, rows(count, seed)) for split, count, seed in SPLITS}
 
 
 def write_tsv(path: Path, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> Path:

@@ -1,6 +1,6 @@
-"""Malformed variants of every data format a user gives `attnkit train` and `attnkit evaluate`: each is either read
-(a BOM, CRLF line ends) or refused with exit code 2 and one line naming the file; never a traceback, never an
-output directory for a refused file."""
+"""Malformed variants of every data format a user gives `attnkit train` and `attnkit evaluate`, for every task shape:
+each is either read (a BOM, CRLF line ends) or refused with exit code 2 and one line naming the file; never a
+traceback, never an output directory for a refused file."""
 
 import json
 import random
@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from attnkit.apps.cli import main
-from tests.conftest import TINY, copy_pairs, sentiment_rows, tagging_sentences
+from tests.conftest import TINY, copy_pairs, pair_rows, score_rows, sentiment_rows, tagging_sentences
 
 FAST = [*TINY, "train.max_steps=1", "train.patience=null"]
 
@@ -27,6 +27,11 @@ def valid_files() -> dict[str, tuple[str, bytes]]:
             "seq2seq",
             ("source\ttarget\n" + "".join(f"{s}\t{t}\n" for s, t in copy_pairs(30, 1))).encode(),
         ),
+        "two-texts.tsv": (
+            "pair",
+            ("text_a\ttext_b\tlabel\n" + "".join(f"{a}\t{b}\t{c}\n" for a, b, c in pair_rows(30, 1))).encode(),
+        ),
+        "scores.csv": ("regress", ("text,label\n" + "".join(f"{t},{n}\n" for t, n in score_rows(30, 1))).encode()),
     }
 
 

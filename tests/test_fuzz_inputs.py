@@ -22,7 +22,8 @@ from safetensors.torch import save as tensors_to_bytes
 
 from attnkit import RunConfig
 from attnkit.apps.cli import main
-from attnkit.apps.serve import Limits, create_app
+from attnkit.apps.limits import Limits
+from attnkit.apps.serve import create_app
 from attnkit.config import TokenizerConfig
 from attnkit.data.tokenizer import Tokenizer
 from attnkit.inference.pipeline import Pipeline

@@ -36,7 +36,7 @@ def test_the_readme_sequence_runs_as_written(tmp_path, monkeypatch):
     ran = []
     for line in readme_commands():
         words = shlex.split(line)[1:]
-        if words[0] in ("demo", "serve") or "run.yaml" in line:  # serve runs until stopped: tests/test_serve.py
+        if words[0] in ("demo", "serve") or "run.yaml" in line:  # serve runs until stopped: tests/apps/test_serve.py
             continue
         if "<" in words:
             stdin = words.index("<")

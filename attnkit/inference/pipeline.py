@@ -19,10 +19,10 @@ from attnkit.files import CONFIG_FILE, WEIGHTS_FILE
 from attnkit.inference.checkpoint import load_model, load_weights, read_trained
 from attnkit.interop.hf import is_hf_directory, load_hf_model, read_hf_config
 from attnkit.nn import count_parameters, describe, encoder_of
-from attnkit.nn.decoding import Sampling, check_beam
+from attnkit.nn.decoding import Sampling
 from attnkit.runtime import quantize_int8, resolve_device
 from attnkit.tasks import Task, make_task, no_task
-from attnkit.tasks.generation import Stream
+from attnkit.tasks.generation import Generation, Stream
 
 
 class Pipeline:
@@ -187,11 +187,8 @@ class Pipeline:
         gives None. `stream(i, text)` receives each new piece of output i as it is decoded (beam search: the whole
         output at its end); prompts are then generated one at a time, in order, else in batches."""
         _refuse_a_string(prompts)
-        if max_new_tokens is not None and max_new_tokens < 1:
-            raise AttnkitError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
-        check_beam(beam_size, sampling)
-        options = {"max_new_tokens": max_new_tokens, "beam_size": beam_size, "sampling": sampling, "stream": stream}
-        return self.task.generate(self.model, list(prompts), **options)
+        how = Generation(max_new_tokens, beam_size, sampling, stream)
+        return self.task.generate(self.model, list(prompts), how)
 
     def with_decoding(self, beam_size: int | None = None, max_new_tokens: int | None = None) -> Pipeline:
         """The same model decoding with another beam size or number of new tokens (seq2seq)."""

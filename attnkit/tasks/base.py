@@ -21,8 +21,10 @@ from attnkit.data.batching import BATCH_TOKENS, Size, batches_by_tokens
 from attnkit.data.tokenizer import Tokenizer
 from attnkit.errors import AttnkitError
 from attnkit.interop.hf import TaskExport
-from attnkit.nn import Encoder, encoder_of
+from attnkit.nn import encoder_of
 from attnkit.runtime import to_device
+from attnkit.tasks.generation import Generation
+from attnkit.tasks.graphs import Graph
 
 Batch = dict[str, Tensor]
 IGNORE_INDEX = -100  # a target position without anything to learn (padding, a later subword): cross_entropy skips it
@@ -224,13 +226,14 @@ class Task:
         raise NotImplementedError
 
     # generation
-    def generate(self, model: nn.Module, prompts: list[str], **options: object) -> list[str | None]:
-        """One output per prompt (see Pipeline.generate); a task whose model has no decoder refuses."""
+    def generate(self, model: nn.Module, prompts: list[str], how: Generation) -> list[str | None]:
+        """One output per prompt, generated `how` the user asks (a blank prompt gives None); a task whose model has
+        no decoder refuses."""
         raise AttnkitError(NO_DECODER)
 
     def with_decoding(self, beam_size: int | None = None, max_new_tokens: int | None = None) -> Task:
         """The same task decoding with another beam size or number of new tokens (a task that generates)."""
-        raise AttnkitError(f"this is {_article(self.describe())}; only a seq2seq model generates text")
+        raise AttnkitError(f"this model ({self.describe()}) generates no text: only a seq2seq model decodes so")
 
     # attention
     def attention_input(self, model: nn.Module, text: str, target: str | None = None) -> AttentionInput:
@@ -246,17 +249,6 @@ class Task:
         """What a Hugging Face directory must hold for transformers to predict as this task's `model` does."""
         raise AttnkitError(f"a {self.name} model has no Hugging Face form")
 
-    def onnx_graphs(self, model: nn.Module) -> tuple[list, dict]:
-        """The ONNX graphs (attnkit.tasks.graphs.Graph) of `model`, and what onnx.json says of its outputs."""
+    def onnx_graphs(self, model: nn.Module) -> tuple[list[Graph], dict]:
+        """The ONNX graphs of `model`, and what onnx.json says of its outputs (its labels, its decoder's start)."""
         raise AttnkitError(f"a {self.name} model has no ONNX form")
-
-
-def encoder_model(model: nn.Module) -> Encoder:
-    """The encoder of a task model (the part a checkpoint of the task's architecture holds)."""
-    encoder = encoder_of(model)
-    assert encoder is not None, "every task model of an encoder arch holds an encoder"
-    return encoder
-
-
-def _article(words: str) -> str:
-    return ("an " if words[:1] in "aeiou" else "a ") + words + " model"

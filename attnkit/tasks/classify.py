@@ -19,7 +19,7 @@ from attnkit.nn import Encoder
 from attnkit.nn.dropout import Dropout
 from attnkit.tasks import metrics as scoring
 from attnkit.tasks.base import IGNORE_INDEX, Batch, Task
-from attnkit.tasks.graphs import IdsAndMask, encoder_graph
+from attnkit.tasks.graphs import Graph, IdsAndMask, encoder_graph
 
 
 def default_pooling(config: ModelConfig) -> str:
@@ -188,7 +188,7 @@ class ClassifyTask(Task):
             pooling=model.pooling,
         )
 
-    def onnx_graphs(self, model: nn.Module) -> tuple[list, dict]:
+    def onnx_graphs(self, model: nn.Module) -> tuple[list[Graph], dict]:
         vocab, pad_id = self.tokenizer.vocab_size, self.tokenizer.pad_id
         graph = encoder_graph(IdsAndMask(model), vocab, pad_id, "logits", "logits (batch, labels)", per_token=False)
         return [graph], {"labels": list(self.labels)}

@@ -4,14 +4,33 @@ time while streaming) through attnkit.nn.decoding, decoded back to text."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from torch import nn
 
 from attnkit.data.batching import BATCH_TOKENS, batches_by_tokens, pad
 from attnkit.data.tokenizer import TextStream, Tokenizer
-from attnkit.nn.decoding import Sampling, generate
+from attnkit.errors import AttnkitError
+from attnkit.nn.decoding import Sampling, check_beam, generate
 
 Stream = Callable[[int, str], None]  # (input's index, a new piece of its output)
+
+
+@dataclass(frozen=True)
+class Generation:
+    """How to generate, as a user asks: at most `max_new_tokens` (None: the task's default), the best of
+    `beam_size` hypotheses (None: the task's default) or drawn with `sampling`; `stream(i, piece)` receives each
+    new piece of output i as it is decoded."""
+
+    max_new_tokens: int | None = None
+    beam_size: int | None = None
+    sampling: Sampling | None = None
+    stream: Stream | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
+            raise AttnkitError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
+        check_beam(self.beam_size, self.sampling)
 
 
 def suppressed(tokenizer: Tokenizer) -> list[int]:

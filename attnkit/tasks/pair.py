@@ -136,7 +136,7 @@ class PairTask(ClassifyTask):
         export.pair = True
         return export
 
-    def onnx_graphs(self, model: nn.Module) -> tuple[list, dict]:
+    def onnx_graphs(self, model: nn.Module) -> tuple[list[Graph], dict]:
         graphs, outputs = super().onnx_graphs(model)
         if self.model_config.segments:  # the second text's segment is an input of its own
             graphs[0] = pair_graph(model, self.tokenizer, "logits", "logits (batch, labels)")

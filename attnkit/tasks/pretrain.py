@@ -26,10 +26,9 @@ from attnkit.data.tokenizer import Tokenizer
 from attnkit.errors import AttnkitError, require_finite
 from attnkit.interop.hf import TaskExport
 from attnkit.nn import Decoder, Encoder, EncoderDecoder, encoder_of
-from attnkit.nn.decoding import Sampling
 from attnkit.tasks.base import IGNORE_INDEX, NO_DECODER, AttentionInput, Batch, Task
-from attnkit.tasks.generation import Stream, generate_texts
-from attnkit.tasks.graphs import IdsAndMask, encoder_graph
+from attnkit.tasks.generation import Generation, generate_texts
+from attnkit.tasks.graphs import Graph, IdsAndMask, encoder_graph
 from attnkit.tasks.seq2seq import Seq2SeqTask, decoder_start
 
 
@@ -220,30 +219,21 @@ class PretrainTask(Task):
         """How an encoder-decoder without a trained task reads and writes: seq2seq's defaults."""
         return Seq2SeqTask(TaskConfig(name="seq2seq"), DataConfig(), self.tokenizer, self.model_config)
 
-    def generate(
-        self,
-        model: nn.Module,
-        prompts: list[str],
-        *,
-        max_new_tokens: int | None = None,
-        beam_size: int | None = None,
-        sampling: Sampling | None = None,
-        stream: Stream | None = None,
-    ) -> list[str | None]:
+    def generate(self, model: nn.Module, prompts: list[str], how: Generation) -> list[str | None]:
         """An encoder-decoder's output for each input, as seq2seq's defaults write it; a language model's
-        continuation of each prompt, greedy unless told otherwise, at most `max_new_tokens` (default 64, fewer
+        continuation of each prompt, greedy unless told otherwise, at most `how.max_new_tokens` (default 64, fewer
         where its learned positions run out)."""
         arch, tokenizer = self.model_config.arch, self.tokenizer
         if arch == "encoder-decoder":
-            options = {"max_new_tokens": max_new_tokens, "beam_size": beam_size, "sampling": sampling}
-            return self._transducer().generate(model, prompts, **options, stream=stream)
+            return self._transducer().generate(model, prompts, how)
         if arch == "encoder":
             raise AttnkitError(NO_DECODER)
         start = [tokenizer.bos_id] if tokenizer.bos_id is not None else []
         rows = [None if self.blank(prompt) else start + tokenizer.encode(prompt) for prompt in prompts]
-        limit = lambda longest: self._room(longest, max_new_tokens or 64)  # noqa: E731
+        limit = lambda longest: self._room(longest, how.max_new_tokens or 64)  # noqa: E731
+        beam_size, sampling, stream = how.beam_size or 1, how.sampling, how.stream
         return generate_texts(
-            model, tokenizer, rows, limit=limit, beam_size=beam_size or 1, sampling=sampling, stream=stream
+            model, tokenizer, rows, limit=limit, beam_size=beam_size, sampling=sampling, stream=stream
         )
 
     def _room(self, prompt_tokens: int, wanted: int) -> int:
@@ -283,7 +273,7 @@ class PretrainTask(Task):
     def hf_export(self, model: nn.Module) -> TaskExport:
         return TaskExport(self.bare(model), "pretrained model")
 
-    def onnx_graphs(self, model: nn.Module) -> tuple[list, dict]:
+    def onnx_graphs(self, model: nn.Module) -> tuple[list[Graph], dict]:
         arch, vocab, pad_id = self.model_config.arch, self.tokenizer.vocab_size, self.tokenizer.pad_id
         if arch == "encoder-decoder":
             return self._transducer().onnx_graphs(model)

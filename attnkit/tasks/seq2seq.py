@@ -18,11 +18,11 @@ from attnkit.data.tokenizer import Tokenizer
 from attnkit.errors import AttnkitError
 from attnkit.interop.hf import TaskExport
 from attnkit.nn import EncoderDecoder
-from attnkit.nn.decoding import Sampling, generate
+from attnkit.nn.decoding import generate
 from attnkit.tasks import metrics as scoring
 from attnkit.tasks.base import AttentionInput, Batch, Task
-from attnkit.tasks.generation import Stream, generate_texts, suppressed
-from attnkit.tasks.graphs import seq2seq_graphs
+from attnkit.tasks.generation import Generation, generate_texts, suppressed
+from attnkit.tasks.graphs import Graph, seq2seq_graphs
 
 
 def decoder_start(config: ModelConfig, tokenizer: Tokenizer) -> int:
@@ -124,18 +124,9 @@ class Seq2SeqTask(Task):
         )
         return [tokenizer.decode(ids) for ids in outputs]
 
-    def generate(
-        self,
-        model: nn.Module,
-        prompts: list[str],
-        *,
-        max_new_tokens: int | None = None,
-        beam_size: int | None = None,
-        sampling: Sampling | None = None,
-        stream: Stream | None = None,
-    ) -> list[str | None]:
+    def generate(self, model: nn.Module, prompts: list[str], how: Generation) -> list[str | None]:
         """The output for each input text, by the task's own beam search unless told otherwise; at most
-        `max_new_tokens`, by default data.max_new_tokens and twice the input's length plus ten."""
+        `how.max_new_tokens`, by default data.max_new_tokens and twice the input's length plus ten."""
         items = self.encode(self.inputs(prompts), training=False)
         rows = [None if self.blank(prompt) else item["source"] for prompt, item in zip(prompts, items)]
         most = self.data.max_new_tokens
@@ -143,11 +134,11 @@ class Seq2SeqTask(Task):
             model,
             self.tokenizer,
             rows,
-            limit=lambda longest: max_new_tokens or min(most, 2 * longest + 10),
+            limit=lambda longest: how.max_new_tokens or min(most, 2 * longest + 10),
             start_id=decoder_start(self.model_config, self.tokenizer),
-            beam_size=1 if sampling is not None else beam_size or self.config.beam_size,
-            sampling=sampling,
-            stream=stream,
+            beam_size=1 if how.sampling is not None else how.beam_size or self.config.beam_size,
+            sampling=how.sampling,
+            stream=how.stream,
             length_penalty=self.config.length_penalty,
             no_repeat_ngram=self.config.no_repeat_ngram,
         )
@@ -204,6 +195,6 @@ class Seq2SeqTask(Task):
             model, self.name, specials=self.specials, max_length=self.data.max_length, generation=generation
         )
 
-    def onnx_graphs(self, model: nn.Module) -> tuple[list, dict]:
+    def onnx_graphs(self, model: nn.Module) -> tuple[list[Graph], dict]:
         graphs = seq2seq_graphs(model, self.tokenizer.vocab_size, self.tokenizer.pad_id)
         return graphs, {"decoder_start_id": decoder_start(self.model_config, self.tokenizer)}

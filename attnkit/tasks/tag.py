@@ -23,7 +23,7 @@ from attnkit.nn.dropout import Dropout
 from attnkit.runtime import to_device
 from attnkit.tasks import metrics as scoring
 from attnkit.tasks.base import IGNORE_INDEX, Batch, Task
-from attnkit.tasks.graphs import IdsAndMask, encoder_graph
+from attnkit.tasks.graphs import Graph, IdsAndMask, encoder_graph
 
 # the shape of a word, which every one of its subwords reads (with task.word_shapes); "none" marks special tokens
 SHAPES = ("none", "lower", "title", "upper", "mixed", "digits", "uncased", "symbol")
@@ -226,7 +226,7 @@ class TagTask(Task):
             model, self.name, head="token", specials=self.specials, labels=list(self.tags), refused=refused
         )
 
-    def onnx_graphs(self, model: nn.Module) -> tuple[list, dict]:
+    def onnx_graphs(self, model: nn.Module) -> tuple[list[Graph], dict]:
         if self.config.word_shapes:
             raise AttnkitError("a tagger trained with task.word_shapes reads word shapes; no ONNX export for it")
         vocab, pad_id = self.tokenizer.vocab_size, self.tokenizer.pad_id

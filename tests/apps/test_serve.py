@@ -14,7 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from attnkit.apps.cli import build_parser, main
-from attnkit.apps.serve import Batcher, Limits, create_app, startup_line
+from attnkit.apps.limits import Limits
+from attnkit.apps.serve import Batcher, create_app, startup_line
 from attnkit.errors import AttnkitError
 from attnkit.inference.pipeline import Pipeline
 from attnkit.nn.decoding import Sampling

@@ -5,7 +5,7 @@ gets its 200, every bad one its 4xx, none a 5xx, and the server's memory does no
 CI runs a 20-second version at 8 clients. The soak itself, 10 minutes at 32 clients, is run by hand and prints
 the figures that docs/benchmarks.md quotes:
 
-    .venv/bin/python -m pytest -m slow tests/test_serve_soak.py -s
+    .venv/bin/python -m pytest -m slow tests/apps/test_serve_soak.py -s
 """
 
 import asyncio

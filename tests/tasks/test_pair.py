@@ -22,18 +22,12 @@ from attnkit.data.tokenizer import Tokenizer
 from attnkit.errors import AttnkitError
 from attnkit.inference.pipeline import Pipeline
 from attnkit.tasks.pair import PairTask, _cut
-from tests.conftest import pair_rows, trained, write_tsv
-
-HEADER = ("text_a", "text_b", "label")
+from tests.conftest import pair_rows, split_files, trained
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("pairs")
-    return {
-        split: write_tsv(folder / f"{split}.tsv", HEADER, pair_rows(count, seed))
-        for split, count, seed in (("train", 400, 1), ("dev", 100, 2), ("test", 200, 3))
-    }
+    return split_files(tmp_path_factory.mktemp("pairs"), pair_rows, ("text_a", "text_b", "label"))
 
 
 @pytest.fixture(scope="module")

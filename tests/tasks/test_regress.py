@@ -23,22 +23,17 @@ from attnkit.data.readers import Labelled, TextPair
 from attnkit.errors import AttnkitError
 from attnkit.inference.pipeline import Pipeline
 from attnkit.tasks.regress import RegressTask
-from tests.conftest import score_rows, similarity_rows, trained, write_tsv
-
-SPLITS = (("train", 400, 1), ("dev", 100, 2), ("test", 200, 3))
+from tests.conftest import score_rows, similarity_rows, split_files, trained
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("scores")
-    return {split: write_tsv(folder / f"{split}.tsv", ("text", "label"), score_rows(n, s)) for split, n, s in SPLITS}
+    return split_files(tmp_path_factory.mktemp("scores"), score_rows, ("text", "label"))
 
 
 @pytest.fixture(scope="module")
 def pair_files(tmp_path_factory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("similarities")
-    header = ("text_a", "text_b", "label")
-    return {split: write_tsv(folder / f"{split}.tsv", header, similarity_rows(n, s)) for split, n, s in SPLITS}
+    return split_files(tmp_path_factory.mktemp("similarities"), similarity_rows, ("text_a", "text_b", "label"))
 
 
 @pytest.fixture(scope="module")

@@ -146,7 +146,7 @@ class Family:
     fields: tuple[Field, ...] = ()
     tokens: dict[str, str] = {}  # config.json keys that export writes from the tokenizer: key -> bos or eos
     constants: dict[str, object] = {}  # config.json keys that export writes as they are and import does not read
-    heads: dict[str, Head] = {}  # task name -> the family's model class for it, when it is not the plain model
+    heads: dict[str, Head] = {}  # "sequence" (an output per input), "token" (per token) -> the class for it
 
     def config(self, hf: dict) -> ModelConfig:
         """The ModelConfig of config.json `hf`."""
