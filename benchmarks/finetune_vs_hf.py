@@ -74,7 +74,7 @@ def fine_tune_attnkit(data: Path, out: Path, epochs: int, precision: str) -> dic
         "benchmark",
     )
     started = time.perf_counter()
-    summary = attnkit.training.loop(run, overwrite=True)
+    summary = attnkit.train(run, overwrite=True)
     total = time.perf_counter() - started
     return {
         "test_accuracy": summary["test"]["accuracy"],

@@ -64,7 +64,7 @@ def run(train_file: Path, data: Path, out: Path, pretrained: Path, fine_tune: bo
             if k not in ("arch", "vocab_size", "target_vocab_size", "pad_id")
         }
         values.update(model={**config, **model}, tokenizer={"path": str(pretrained / "tokenizer.json")}, train=SCRATCH)
-    summary = attnkit.training.loop(attnkit.RunConfig.from_values(values, "benchmark"), overwrite=True)
+    summary = attnkit.train(attnkit.RunConfig.from_values(values, "benchmark"), overwrite=True)
     return summary["test"]["accuracy"]
 
 

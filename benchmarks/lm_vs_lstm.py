@@ -61,7 +61,7 @@ def train_attnkit(data: Path, out: Path, minutes: float) -> dict:
         },
         "benchmark",
     )
-    summary = attnkit.training.corpus(run, overwrite=True)
+    summary = attnkit.pretrain(run, overwrite=True)
     model = attnkit.load(out).model
     return {
         "test_perplexity": summary["test"]["perplexity"],

@@ -31,7 +31,7 @@ started = time.perf_counter()
 files = {"train": text_files(text)}
 prepare_corpus(files, run, __import__("pathlib").Path(out + ".corpus"))
 tokenize = time.perf_counter() - started
-summary = attnkit.training.corpus(run, overwrite=True, quiet=True)
+summary = attnkit.pretrain(run, overwrite=True, quiet=True)
 status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
 print(json.dumps({"tokenize_seconds": tokenize, "peak_rss_mib": int(status["VmHWM"].split()[0]) / 1024,
                   "steps": summary["steps"], "dev_perplexity": summary["dev"]["perplexity"]}))

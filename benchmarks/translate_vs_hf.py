@@ -6,7 +6,7 @@ Both sides use the same BPE tokenizer (the one attnkit trains on the training pa
 output), label smoothing 0.1, AdamW with inverse-square-root decay after warmup, bfloat16 autocast, and the same
 training wall time; neither looks at dev data while training. Then each decodes the test set with beam 4 and
 sacreBLEU scores both the same way. transformers trains with its Seq2SeqTrainer (batches of sentences grouped
-by length); attnkit with `attnkit.training.loop` (batches by token budget).
+by length); attnkit with `attnkit.train` (batches by token budget).
 
     python benchmarks/translate_vs_hf.py --minutes 30 [--data ../shared/data/translation] [--out runs/bench-mt]
 
@@ -61,7 +61,7 @@ def train_attnkit(data: Path, out: Path, minutes: float) -> dict:
         },
         "benchmark",
     )
-    summary = attnkit.training.loop(run, overwrite=True)
+    summary = attnkit.train(run, overwrite=True)
     return {
         "bleu": summary["test"]["bleu"],
         "chrf": summary["test"]["chrf"],

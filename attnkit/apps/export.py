@@ -12,7 +12,7 @@ from attnkit.interop.hf import export_hf
 
 def export(path: str | os.PathLike, out: str | os.PathLike, trust_pickle: bool = False) -> str:
     """Write the model at `path` as a Hugging Face checkpoint in `out`; returns the family it was written as.
-    A task model goes with its head (classify and pair as the family's sequence classifier, tag as its token
-    classifier), seq2seq with its decoding; a pretrained one as the family's plain model."""
+    A task model goes with its head (classify, pair and regress as the family's sequence classifier, tag as its
+    token classifier), seq2seq with its decoding; a pretrained one as the family's plain model."""
     pipeline = Pipeline.load(path, trust_pickle)
     return export_hf(pipeline.task.hf_export(pipeline.model), pipeline.tokenizer, out, where=str(path))

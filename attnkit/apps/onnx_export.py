@@ -1,13 +1,16 @@
 """`attnkit export DIR --onnx`: a model as ONNX graphs that onnxruntime runs, checked against attnkit itself.
 
-What is written (OUT/onnx.json says which, with the inputs, outputs and what the numbers mean):
-  model.onnx    an encoder task model (classify: logits per text; tag: logits per token), a pretrained encoder
-                (last hidden states) or a decoder-only language model (next-token logits);
+What is written (OUT/onnx.json says which, with the inputs, outputs and what the numbers mean), as the model's task
+says (Task.onnx_graphs):
+  model.onnx    an encoder task model (classify and pair: logits per input; regress: the scores in their units; tag:
+                logits per token), a pretrained encoder (last hidden states) or a decoder-only language model
+                (next-token logits); a model of pairs with segments also reads token_type_ids;
   encoder.onnx  and decoder.onnx for an encoder-decoder: the source's hidden states, then next-token logits for
                 a whole target prefix (no cache; onnx.json names the start and end tokens for the decoding loop);
   tokenizer.json, which the `tokenizers` package reads: its encode adds the special tokens attnkit gives the
-                model's inputs (classify, tag and encoders: <s> text </s>, a tag model saved before 2026-11-29
-                the words' subwords alone; seq2seq: text </s>; a language model's prompt: none).
+                model's inputs (<s> text </s> for encoders, a tag model saved before 2026-11-29 the words' subwords
+                alone; <s> a </s> b </s> with type ids for a pair; text </s> for a seq2seq source; a language
+                model's prompt: none).
 Token ids and masks are int64 (batch, time), 1 on real tokens. Every graph is run by onnxruntime on a padded
 batch before the export counts as done; its outputs must equal attnkit's within TOLERANCE (float32). With
 `int8`, the graphs' matrix products are quantized dynamically (onnxruntime.quantization) after that check,

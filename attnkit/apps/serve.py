@@ -58,7 +58,8 @@ def startup_line(pipeline: Pipeline, where: str, host: str, port: int) -> str:
     """The line `attnkit serve` prints before it starts: the model, what it is, where and which endpoints."""
     posts = posts_served(pipeline)
     url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
-    endpoints = (f"POST {', '.join(posts)}; " if posts else "") + "GET /attention, /info, /docs"
+    gets = (["/attention"] if "attention" in pipeline.task.verbs else []) + ["/info", "/docs"]
+    endpoints = (f"POST {', '.join(posts)}; " if posts else "") + f"GET {', '.join(gets)}"
     return f"attnkit serve: {where} ({pipeline.task.describe()}) on {url} - {endpoints}"
 
 
@@ -233,6 +234,8 @@ def create_app(pipeline: Pipeline, limits: Limits | None = None, where: str = ""
 
     @app.get("/attention", response_class=HTMLResponse, summary="the attention page of `attnkit attention`")
     async def attention_page(text: str, target: str | None = None) -> HTMLResponse:
+        if "attention" not in task.verbs:
+            raise HTTPException(400, f"/attention: this model ({task.describe()}) has no attention page")
         for name, value in (("text", text), ("target", target or "")):
             if len(value) > limits.max_text_chars:
                 raise HTTPException(413, f"{name}: {len(value):,} characters, at most {limits.max_text_chars:,}")

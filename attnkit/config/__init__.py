@@ -2,13 +2,12 @@
 name the key and line (fields.py, loader.py). A run's whole configuration, `RunConfig`, is attnkit.training's:
 making one from a user's YAML needs the tasks and the Hugging Face families' presets."""
 
-from attnkit.config.fields import Located, describe_type, from_dict, located, to_dict, value_matches
+from attnkit.config.fields import describe_type, from_dict, located, to_dict, value_matches
 from attnkit.config.loader import apply_override, read_yaml
 from attnkit.config.schema import DataConfig, ModelConfig, TaskConfig, TokenizerConfig, TrainConfig
 
 __all__ = [
     "DataConfig",
-    "Located",
     "ModelConfig",
     "TaskConfig",
     "TokenizerConfig",

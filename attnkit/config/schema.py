@@ -61,6 +61,8 @@ class ModelConfig:
         at_least(0, "model", self, "pad_id", "decoder_start_id", "segments")
         in_range("model", self, "norm_eps", 0, None, low_open=True)
         in_range("model", self, "rotary_base", 1, None, low_open=True)
+        if self.segments and self.arch != "encoder":
+            raise AttnkitError(f"model.segments ({self.segments}): only an encoder reads segments, not {self.arch!r}")
         if self.dim % self.num_heads:
             raise AttnkitError(f"model.dim ({self.dim}) must be divisible by model.num_heads ({self.num_heads})")
         if self.positions == "rotary" and (self.dim // self.num_heads) % 2:

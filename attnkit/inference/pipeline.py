@@ -22,6 +22,7 @@ from attnkit.nn import count_parameters, describe, encoder_of
 from attnkit.nn.decoding import Sampling
 from attnkit.runtime import quantize_int8, resolve_device
 from attnkit.tasks import Task, make_task, no_task
+from attnkit.tasks.base import NOT_TRAINED
 from attnkit.tasks.generation import Generation, Stream
 
 
@@ -74,9 +75,9 @@ class Pipeline:
         return cls(model.to(place), tokenizer, task, batch_tokens=trained.batch_tokens or BATCH_TOKENS)
 
     def predict(self, texts: list) -> list:
-        """One prediction per input text: classify gives {"label", "probability"}; tag, a tag per
-        whitespace-separated word; seq2seq, the output text; a pair model takes (text_a, text_b) pairs. A blank
-        input gives None (the model is not run)."""
+        """One prediction per input text: classify and pair give {"label", "probability"}; tag, a tag per
+        whitespace-separated word; seq2seq, the output text; regress, a number. A pair model takes (text_a, text_b)
+        pairs. A blank input gives None (the model is not run)."""
         _refuse_a_string(texts)
         return self._predict(list(texts), "input")[1]
 
@@ -103,8 +104,16 @@ class Pipeline:
         other file is data in the task's format (.tsv, .csv, .jsonl, .conll), whose gold column is never read."""
         if Path(path).suffix == ".txt":
             return self.predict_lines(read_lines(path), str(path))
-        examples = self.task.read(self.task.data, path, need_targets=False)
+        examples = self._read(path, need_targets=False)
         return examples, self.predict_examples(examples)
+
+    def _read(self, path: str | os.PathLike, need_targets: bool) -> list:
+        """The examples of a data file that this model can read (a pair model's, pairs)."""
+        if self.task.pretraining:
+            raise AttnkitError(NOT_TRAINED)
+        examples = self.task.read(self.task.data, path, need_targets)
+        self.task.readable(examples, path)
+        return examples
 
     def predict_examples(self, examples: list) -> list:
         items = self.task.encode(examples, training=False)
@@ -114,7 +123,7 @@ class Pipeline:
         """Metrics on a labelled file, with its examples and the predictions. Gold labels the model never saw
         count as errors, and `warn` (default: warnings.warn) gets one line saying how many and which."""
         task = self.task
-        examples = task.read(task.data, path)
+        examples = self._read(path, need_targets=True)
         unseen = task.unseen(examples)
         if unseen:
             (warn or warnings.warn)(unseen_message(path, unseen, task.gold_unit, task.gold_name))
@@ -200,7 +209,7 @@ class Pipeline:
         if self.origin != "attnkit":
             origin = [("format", f"Hugging Face {self.origin}")]
         else:
-            hint = "" if "predict" in self.task.verbs else " (fine-tune it with attnkit train --init)"
+            hint = " (fine-tune it with attnkit train --init)" if self.task.pretraining else ""
             origin = [("task", self.task.describe() + hint)]
         rows = [*origin, *describe(self.model.config), ("parameters", f"{count_parameters(self.model):,}")]
         return "\n".join(f"{key:<11} {value}" for key, value in rows)

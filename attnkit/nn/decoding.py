@@ -103,7 +103,8 @@ def sampling_of(
     temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, seed: int | None = None, beam_size: int | None = None
 ) -> Sampling | None:
     """The sampling these settings ask for (None for a temperature of 0: greedy or beam search), or one line on
-    what is wrong with them; `attnkit generate`, the server's /generate and Pipeline.generate all ask here."""
+    what is wrong with them: `attnkit generate` and the server's /generate ask here (and every generation checks
+    beams against sampling with `check_beam`)."""
     if not temperature >= 0:
         raise AttnkitError(f"temperature must be 0 (no sampling) or more, got {temperature}")
     if temperature == 0:

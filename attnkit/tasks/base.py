@@ -30,6 +30,7 @@ Batch = dict[str, Tensor]
 IGNORE_INDEX = -100  # a target position without anything to learn (padding, a later subword): cross_entropy skips it
 FEW = 20_000  # training from scratch on fewer examples than this, a pretrained checkpoint usually does better
 NO_DECODER = "this model has no decoder: it cannot generate text (an encoder classifies and tags)"
+NOT_TRAINED = "this model was not trained for a task; fine-tune it first: attnkit train ... --init PATH"
 
 
 @dataclass
@@ -59,6 +60,7 @@ class Task:
     input_fields: tuple[str, ...] = ("text",)  # one input's fields in a request; the plural form is input_name + s
     input_name = "text"
     few_examples: int | None = FEW  # fewer training examples than this: advise a pretrained checkpoint
+    pretraining = False  # a model of this task is a starting point: it predicts nothing until fine-tuned
 
     def __init__(
         self,
@@ -110,8 +112,8 @@ class Task:
 
     def inputs(self, raw: list, where: str = "input") -> list:
         """Examples to predict for, one per raw input (a text; a pair task also takes pairs), numbered from 1;
-        `where` names where they came from, for errors. A blank input gives an example too, which the pipeline
-        does not run (see `blank`)."""
+        `where` names where they came from, for the errors of a shape that can refuse one (a pair's). A blank input
+        gives an example too, which the pipeline does not run (see `blank`)."""
         return [self.example(text, i + 1) for i, text in enumerate(raw)]
 
     def example(self, text: str, line: int) -> object:
@@ -124,6 +126,9 @@ class Task:
 
     def fit(self, examples: list) -> None:
         """Learn what the training data decides (labels); the default learns nothing."""
+
+    def readable(self, examples: list, path: str | os.PathLike) -> None:
+        """Refuse examples this model cannot read (a model of pairs given single texts); the default reads any."""
 
     def check(self, examples: list, path: str | os.PathLike) -> None:
         """Refuse dev or test data of a training run whose labels the training data lacks (a label never seen)."""
@@ -233,7 +238,7 @@ class Task:
 
     def with_decoding(self, beam_size: int | None = None, max_new_tokens: int | None = None) -> Task:
         """The same task decoding with another beam size or number of new tokens (a task that generates)."""
-        raise AttnkitError(f"this model ({self.describe()}) generates no text: only a seq2seq model decodes so")
+        raise AttnkitError(f"this model ({self.describe()}) has no decoding settings to change (a seq2seq model has)")
 
     # attention
     def attention_input(self, model: nn.Module, text: str, target: str | None = None) -> AttentionInput:

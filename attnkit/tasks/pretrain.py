@@ -26,7 +26,7 @@ from attnkit.data.tokenizer import Tokenizer
 from attnkit.errors import AttnkitError, require_finite
 from attnkit.interop.hf import TaskExport
 from attnkit.nn import Decoder, Encoder, EncoderDecoder, encoder_of
-from attnkit.tasks.base import IGNORE_INDEX, NO_DECODER, AttentionInput, Batch, Task
+from attnkit.tasks.base import IGNORE_INDEX, NO_DECODER, NOT_TRAINED, AttentionInput, Batch, Task
 from attnkit.tasks.generation import Generation, generate_texts
 from attnkit.tasks.graphs import Graph, IdsAndMask, encoder_graph
 from attnkit.tasks.seq2seq import Seq2SeqTask, decoder_start
@@ -105,6 +105,7 @@ class PretrainTask(Task):
     lower_is_better = frozenset({"perplexity", "loss"})
     mean_span = 3.0  # span infilling
     few_examples = None  # raw text is never too little to say so: it is what there is
+    pretraining = True
 
     @property
     def verbs(self) -> frozenset[str]:
@@ -117,8 +118,9 @@ class PretrainTask(Task):
 
     @property
     def specials(self) -> str | None:  # type: ignore[override]
-        """An encoder reads <s> text </s>; a language model continues a prompt as it is (None: the tokenizer's)."""
-        return None if self.model_config.arch == "decoder" else "both"
+        """An encoder reads <s> text </s>, an encoder-decoder text </s> (as seq2seq); a language model continues a
+        prompt as it is (None: the tokenizer's)."""
+        return {"encoder": "both", "encoder-decoder": "end"}.get(self.model_config.arch)
 
     def _fraction(self, default: float) -> float:
         """Share of tokens corrupted: task.mask_fraction if set, else the objective's default."""
@@ -129,7 +131,7 @@ class PretrainTask(Task):
         return Blocks.open(path, data.max_length)
 
     def example(self, text: str, line: int) -> object:
-        raise AttnkitError("a pretrained model predicts nothing itself; fine-tune it: attnkit train ... --init PATH")
+        raise AttnkitError(NOT_TRAINED)
 
     @property
     def max_input_tokens(self) -> int | None:
@@ -210,10 +212,12 @@ class PretrainTask(Task):
         return {"perplexity": math.exp(min(nll / count, 50.0)), "loss": nll / count}
 
     def forward(self, model: nn.Module, batch: Batch) -> Tensor:
-        """The hidden states of an encoder, the next-token logits of a language model, for the whole input."""
-        if self.model_config.arch == "decoder":
-            return model(batch["ids"])
-        return model(batch["ids"], batch["mask"])
+        """The hidden states of an encoder, the next-token logits of a language model, for the whole input; an
+        encoder-decoder reads as seq2seq does (teacher forcing)."""
+        arch = self.model_config.arch
+        if arch == "encoder-decoder":
+            return self._transducer().forward(model, batch)
+        return model(batch["ids"]) if arch == "decoder" else model(batch["ids"], batch["mask"])
 
     def _transducer(self) -> Seq2SeqTask:
         """How an encoder-decoder without a trained task reads and writes: seq2seq's defaults."""

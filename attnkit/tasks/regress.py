@@ -94,7 +94,7 @@ class RegressTask(Task):
             raise AttnkitError(f"every one of the {len(targets)} targets is {targets[0]:g}: nothing to learn")
         self.mean, self.std, self.pair = mean, std, isinstance(examples[0], TextPair)
 
-    def check(self, examples: list[Example], path: str | os.PathLike) -> None:
+    def readable(self, examples: list[Example], path: str | os.PathLike) -> None:
         if examples and isinstance(examples[0], TextPair) != self.pair:
             wanted = "pairs (text_a, text_b)" if self.pair else "single texts"
             raise AttnkitError(f"{path}: the training data holds {wanted}, and this file does not")
@@ -181,7 +181,7 @@ class RegressTask(Task):
 
     def onnx_graphs(self, model: nn.Module) -> tuple[list[Graph], dict]:
         scaled, meaning = Scaled(model, self.mean, self.std), "scores (batch,), in the targets' units"
-        wrapped = IdsMaskAndSegments(scaled) if self.pair else IdsAndMask(scaled)
+        wrapped = IdsMaskAndSegments(scaled) if self.pair and self.model_config.segments else IdsAndMask(scaled)
         vocab, pad_id = self.tokenizer.vocab_size, self.tokenizer.pad_id
         return [encoder_graph(wrapped, vocab, pad_id, "scores", meaning, per_token=False)], {}
 

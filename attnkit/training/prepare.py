@@ -61,6 +61,7 @@ def prepare(run: RunConfig, resume: bool, overwrite: bool) -> Prepared:
         except AttnkitError as error:  # what the training file as a whole lacks (a second label)
             raise AttnkitError(f"{data.train}: {error}") from None
     for path, examples in given.items():
+        task.readable(examples, path)
         task.check(examples, path)
     dev_examples, test_examples = held_out["dev"] or given.get(data.dev), held_out["test"] or given.get(data.test)
     if dev_examples is not None and run.train.eval_examples:

@@ -169,3 +169,11 @@ def test_an_out_that_is_a_file_or_under_one_is_one_line(classifier, tmp_path, ca
     assert main(["attention", str(classifier), "happy", "--out", str(tmp_path / "file.tsv" / "o"), "--no-png"]) == 2
     assert "cannot write the maps there (Not a directory)" in capsys.readouterr().err
     assert (tmp_path / "file.tsv").read_text() == "data"
+
+
+def test_a_pretrained_encoder_decoder_shows_its_three_maps_over_its_own_output(tmp_path):
+    run = pretrain_config(corpus(tmp_path / "text"), tmp_path / "model", "encoder-decoder", "train.max_steps=3")
+    pretrain(run)
+    result = attention(Pipeline.load(tmp_path / "model", device="cpu"), "the cat sat on the mat", "the cat")
+    assert [m.name for m in result.maps] == ["encoder self-attention", "decoder self-attention", "cross-attention"]
+    assert result.target == "the cat" and "cat" in result.maps[2].queries

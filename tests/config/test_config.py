@@ -140,3 +140,8 @@ def test_the_command_says_the_warning_in_one_line(tmp_path, capsys):
         == f"attnkit: warning: {config}:3: data.max_target_length is now called data.max_new_tokens; read as that"
     )
     assert error == "attnkit: error: data.train: no training file given"
+
+
+def test_segments_are_an_encoders_alone():
+    with pytest.raises(AttnkitError, match=r"model.segments \(2\): only an encoder reads segments, not 'decoder'"):
+        ModelConfig(arch="decoder", segments=2)

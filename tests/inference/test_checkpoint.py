@@ -16,6 +16,8 @@ from attnkit.files import CONFIG_FILE, WEIGHTS_FILE, atomic_directory, recover
 from attnkit.inference.checkpoint import load_model, save_checkpoint
 from attnkit.inference.pipeline import Pipeline
 from attnkit.nn import build_model
+from attnkit.training.corpus import pretrain
+from tests.conftest import corpus, pretrain_config
 
 SMALL = dict(vocab_size=40, dim=16, num_heads=2, ff_dim=32, num_layers=2)
 
@@ -185,3 +187,13 @@ def test_a_checkpoint_written_before_the_redesign_loads_and_predicts_the_same(ta
             )
         else:
             assert ours == theirs
+
+
+def test_a_pretrained_model_refuses_to_evaluate_and_info_says_to_fine_tune_it(tmp_path, capsys):
+
+    pretrain(pretrain_config(corpus(tmp_path / "text"), tmp_path / "model", "encoder", "train.max_steps=2"))
+    (tmp_path / "dev.tsv").write_text("label\ttext\ngood\thappy\n")
+    assert main(["evaluate", str(tmp_path / "model"), "--data", str(tmp_path / "dev.tsv")]) == 2
+    assert "this model was not trained for a task; fine-tune it first" in capsys.readouterr().err
+    assert main(["info", str(tmp_path / "model")]) == 0
+    assert "task        pretrain (fine-tune it with attnkit train --init)" in capsys.readouterr().out

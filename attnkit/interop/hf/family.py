@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -55,8 +55,7 @@ class Head:
     prefix: str  # where the family's own tensors, and the head's outside `top_level`, sit in this class
     rules: list[Rule]
     top_level: frozenset[str] = frozenset()
-    config: dict = field(default_factory=dict)  # config.json fields of the class
-    pooling: str | None = None  # classify: the Classifier pooling that the class computes
+    pooling: str | None = None  # a sequence head: the Classifier pooling that the class computes
 
 
 def _same(value: Any) -> Any:

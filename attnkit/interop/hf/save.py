@@ -50,7 +50,7 @@ def export_hf(task: TaskExport, tokenizer: object, out: str | os.PathLike, where
     if head is not None:
         state = {**task.model.state_dict(), **(task.head_state or {})}
         tensors.update(_hf_tensors(head.rules, state, head.prefix, head.top_level))
-        config.update(architectures=[head.architecture], **head.config, **task.config)
+        config.update(architectures=[head.architecture], **task.config)
         labels = task.labels
         config.update(id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)})
     with atomic_directory(out) as tmp:
