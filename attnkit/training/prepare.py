@@ -106,9 +106,12 @@ def _model_config(run: RunConfig, resume: bool, source: Pipeline | None, tokeniz
     if source is not None:
         dropouts = {name: getattr(run.model, name) for name in FINE_TUNABLE}
         arch = run.model.arch  # the task's: an encoder-decoder's encoder can start a classifier
-        same = arch == source.model.config.arch  # a BART encoder alone is no family's architecture
-        preset = source.model.config.preset if same else None
-        return dataclasses.replace(source.model.config, arch=arch, preset=preset, **dropouts)
+        # a BART encoder alone is no family's architecture; a BERT's segments stay with an encoder of its own
+        same = arch == source.model.config.arch
+        kept = {"preset": source.model.config.preset, "segments": source.model.config.segments} if same else {}
+        return dataclasses.replace(
+            source.model.config, arch=arch, **{"preset": None, "segments": 0, **kept}, **dropouts
+        )
     return dataclasses.replace(run.model, vocab_size=tokenizer.vocab_size, pad_id=tokenizer.pad_id)
 
 
