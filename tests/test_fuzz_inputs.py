@@ -257,8 +257,9 @@ def test_a_damaged_checkpoint_is_read_or_refused_in_one_line_naming_the_file(
 
 @pytest.fixture(scope="module")
 def hf_directories(tmp_path_factory) -> dict[str, Path]:
-    """Tiny random models as save_pretrained writes them, each with its family's usual tokenizer files: BERT with a
-    WordPiece vocab.txt, GPT-2 with a byte-level vocab.json and merges.txt, T5 with a tokenizer.json."""
+    """Tiny random models as save_pretrained writes them, each with its family's usual tokenizer files: BERT,
+    DistilBERT and ELECTRA with a WordPiece vocab.txt, GPT-2 and RoBERTa with a byte-level vocab.json and
+    merges.txt, T5, XLM-R and MPNet with a tokenizer.json."""
     from tokenizers import BertWordPieceTokenizer, ByteLevelBPETokenizer
 
     folder = tmp_path_factory.mktemp("hf")
@@ -269,9 +270,33 @@ def hf_directories(tmp_path_factory) -> dict[str, Path]:
     gpt2 = ByteLevelBPETokenizer()
     gpt2.train_from_iterator(text, vocab_size=270, special_tokens=["<|endoftext|>"])
     t5 = Tokenizer.train(text, TokenizerConfig(kind="unigram", vocab_size=40))
+    fairseq = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    roberta = ByteLevelBPETokenizer()
+    roberta.train_from_iterator(text, vocab_size=270, special_tokens=fairseq)
+    mpnet = Tokenizer.train(text, TokenizerConfig(kind="wordpiece", vocab_size=40), fairseq)
     t = transformers
     small = {"num_hidden_layers": 1, "num_attention_heads": 2}
+    encoder = {"vocab_size": bert.get_vocab_size(), "hidden_size": 16, "intermediate_size": 20, **small}
     models = {
+        "roberta": (
+            t.RobertaModel(t.RobertaConfig(**{**encoder, "vocab_size": roberta.get_vocab_size()}, type_vocab_size=1)),
+            roberta.save_model,
+        ),
+        "xlm-roberta": (
+            t.XLMRobertaModel(t.XLMRobertaConfig(**{**encoder, "vocab_size": mpnet.vocab_size}, type_vocab_size=1)),
+            lambda path: mpnet.save(Path(path) / "tokenizer.json"),
+        ),
+        "distilbert": (
+            t.DistilBertModel(
+                t.DistilBertConfig(vocab_size=bert.get_vocab_size(), dim=16, hidden_dim=20, n_layers=1, n_heads=2)
+            ),
+            bert.save_model,
+        ),
+        "mpnet": (
+            t.MPNetModel(t.MPNetConfig(**{**encoder, "vocab_size": mpnet.vocab_size})),
+            lambda path: mpnet.save(Path(path) / "tokenizer.json"),
+        ),
+        "electra": (t.ElectraModel(t.ElectraConfig(**encoder, embedding_size=8)), bert.save_model),
         "bert": (
             t.BertModel(t.BertConfig(vocab_size=bert.get_vocab_size(), hidden_size=16, intermediate_size=20, **small)),
             bert.save_model,
@@ -293,7 +318,16 @@ def hf_directories(tmp_path_factory) -> dict[str, Path]:
     return {family: folder / family for family in models}
 
 
-TOKENIZER_FILES = {"bert": ["vocab.txt"], "gpt2": ["vocab.json", "merges.txt"], "t5": ["tokenizer.json"]}
+TOKENIZER_FILES = {
+    "bert": ["vocab.txt"],
+    "gpt2": ["vocab.json", "merges.txt"],
+    "t5": ["tokenizer.json"],
+    "roberta": ["vocab.json", "merges.txt"],
+    "xlm-roberta": ["tokenizer.json"],
+    "distilbert": ["vocab.txt"],
+    "mpnet": ["tokenizer.json"],
+    "electra": ["vocab.txt"],
+}
 HF_CASES = [
     (family, file, mutation, seed)
     for family, tokenizer in TOKENIZER_FILES.items()

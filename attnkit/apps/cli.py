@@ -34,7 +34,10 @@ INT8_HELP = "int8 linear layers, on the CPU: about 2-3x faster, a little less ac
 # named here, so that building the parser reads no task or family module; tests/test_docs.py keeps them equal to
 # attnkit.tasks.TASKS and attnkit.interop.hf.FAMILIES
 TASK_HELP = "the task shape: classify, tag, seq2seq, pair or regress (docs/configuration.md)"
-PRESET_HELP = "bert, bart, marian, t5 or gpt2: that Hugging Face family's architecture, so that the model exports"
+PRESET_HELP = (
+    "bert, roberta, xlm-roberta, distilbert, mpnet, electra, bart, marian, t5 or gpt2: that Hugging Face family's "
+    "architecture, so that the model exports"
+)
 
 
 def _run_config(args: argparse.Namespace, *fixed: str):

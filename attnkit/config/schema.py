@@ -14,7 +14,7 @@ from attnkit.errors import AttnkitError
 Arch = Literal["encoder", "decoder", "encoder-decoder"]
 Activation = Literal["relu", "gelu", "gelu_tanh", "silu", "swiglu", "geglu", "geglu_tanh"]
 Norm = Literal["layernorm", "rmsnorm"]
-Positions = Literal["none", "sinusoidal", "learned", "relative", "rotary", "alibi"]
+Positions = Literal["none", "sinusoidal", "learned", "relative", "learned+relative", "rotary", "alibi"]
 
 
 @dataclass
@@ -38,11 +38,13 @@ class ModelConfig:
     norm_first: bool = True  # pre-norm (stable without warmup tricks); False is the paper's post-norm
     positions: Positions = "sinusoidal"
     max_positions: int = 512  # size of the learned position table; other schemes extrapolate beyond it
+    # learned+relative (MPNet) adds both: a learned vector per position and the relative bias in the scores
     relative_buckets: int = 32
     relative_max_distance: int = 128
     rotary_base: float = 10000.0
     scale_embeddings: bool = True  # multiply token embeddings by sqrt(dim) (the paper): unit scale beside sinusoids
     embedding_norm: bool = False  # a norm right after the embeddings (BERT, BART)
+    embedding_dim: int | None = None  # encoder: embeddings this wide, projected up to dim (ELECTRA); None: dim
     bias: bool = True  # biases in the attention and feed-forward projections
     attention_scale: float | None = None  # None is 1/sqrt(head_dim); T5 uses 1.0
     share_embeddings: bool = True  # encoder-decoder: source and target share one embedding table
@@ -56,13 +58,15 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         positive = ("vocab_size", "target_vocab_size", "dim", "num_heads", "ff_dim", "num_layers")
-        at_least(1, "model", self, *positive, "num_decoder_layers", "max_positions")
+        at_least(1, "model", self, *positive, "num_decoder_layers", "max_positions", "embedding_dim")
         at_least(1, "model", self, "relative_buckets", "relative_max_distance")
         at_least(0, "model", self, "pad_id", "decoder_start_id", "segments")
         in_range("model", self, "norm_eps", 0, None, low_open=True)
         in_range("model", self, "rotary_base", 1, None, low_open=True)
         if self.segments and self.arch != "encoder":
             raise AttnkitError(f"model.segments ({self.segments}): only an encoder reads segments, not {self.arch!r}")
+        if self.embedding_dim is not None and self.arch != "encoder":
+            raise AttnkitError(f"model.embedding_dim ({self.embedding_dim}): only an encoder has it, not {self.arch!r}")
         if self.dim % self.num_heads:
             raise AttnkitError(f"model.dim ({self.dim}) must be divisible by model.num_heads ({self.num_heads})")
         if self.positions == "rotary" and (self.dim // self.num_heads) % 2:
@@ -86,6 +90,16 @@ class ModelConfig:
         return self.dim // self.num_heads
 
     @property
+    def embedding_width(self) -> int:
+        """The width of the embeddings (tokens, positions, segments), before any projection to dim."""
+        return self.embedding_dim if self.embedding_dim is not None else self.dim
+
+    @property
+    def position_limit(self) -> int | None:
+        """The longest sequence the positions allow: a learned table's size; None: any length."""
+        return self.max_positions if self.positions in ("learned", "learned+relative") else None
+
+    @property
     def decoder_layers(self) -> int:
         return self.num_decoder_layers if self.num_decoder_layers is not None else self.num_layers
 
@@ -99,9 +113,10 @@ class TaskConfig:
     """What the model is trained to do, and the options of that task shape."""
 
     name: str = "classify"  # a task shape of attnkit.tasks.TASKS
-    # classify, pair, regress: average or maximum of the states, the first, or BERT's pooler (first, dense, tanh);
-    # None: the architecture's own (pooler for model.preset bert, else mean)
-    pooling: Literal["mean", "max", "first", "pooler"] | None = None
+    # classify, pair, regress: average or maximum of the states, the first, or a pooler (the first, a dense layer,
+    # then tanh as BERT, RoBERTa and MPNet; ReLU as DistilBERT; GELU as ELECTRA); None: the architecture's own (its
+    # model.preset family's, else mean)
+    pooling: Literal["mean", "max", "first", "pooler", "pooler_relu", "pooler_gelu"] | None = None
     beam_size: int = 4  # seq2seq decoding; 1 is greedy
     length_penalty: float = 1.0  # seq2seq: hypotheses are ranked by log-probability / length ** length_penalty
     no_repeat_ngram: int = 0  # seq2seq: if n > 0, no n-gram occurs twice in an output

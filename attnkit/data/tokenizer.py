@@ -56,9 +56,10 @@ class Tokenizer:
         self.special_ids = {i for i in ids.values() if i is not None}
 
     @classmethod
-    def train(cls, texts: Iterable[str], config: TokenizerConfig) -> Tokenizer:
+    def train(cls, texts: Iterable[str], config: TokenizerConfig, specials: list[str] = SPECIALS) -> Tokenizer:
         """Learn a vocabulary of `config.kind` from `texts` (sentencepiece-style word boundaries for BPE and
-        Unigram, so decoding restores the spacing; BERT-style for WordPiece; whole words for word)."""
+        Unigram, so decoding restores the spacing; BERT-style for WordPiece; whole words for word). The `specials`
+        (SPECIALS in another order, where a family's code expects one) take the first ids."""
         if config.kind == "wordpiece":
             backend = Backend(models.WordPiece(unk_token=UNK))
             backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
@@ -66,7 +67,7 @@ class Tokenizer:
             trainer = trainers.WordPieceTrainer(
                 vocab_size=config.vocab_size,
                 min_frequency=config.min_frequency,
-                special_tokens=SPECIALS,
+                special_tokens=specials,
                 show_progress=False,
             )
         elif config.kind == "word":
@@ -76,7 +77,7 @@ class Tokenizer:
             trainer = trainers.WordLevelTrainer(
                 vocab_size=config.vocab_size,
                 min_frequency=config.min_frequency,
-                special_tokens=SPECIALS,
+                special_tokens=specials,
                 show_progress=False,
             )
         elif config.kind == "unigram":
@@ -84,7 +85,7 @@ class Tokenizer:
             backend.pre_tokenizer = pre_tokenizers.Metaspace()
             backend.decoder = decoders.Metaspace()
             trainer = trainers.UnigramTrainer(
-                vocab_size=config.vocab_size, special_tokens=SPECIALS, unk_token=UNK, show_progress=False
+                vocab_size=config.vocab_size, special_tokens=specials, unk_token=UNK, show_progress=False
             )
         else:
             backend = Backend(models.BPE(unk_token=UNK))
@@ -93,7 +94,7 @@ class Tokenizer:
             trainer = trainers.BpeTrainer(
                 vocab_size=config.vocab_size,
                 min_frequency=config.min_frequency,
-                special_tokens=SPECIALS,
+                special_tokens=specials,
                 show_progress=False,
             )
         steps = [normalizers.NFKC()] + ([normalizers.Lowercase()] if config.lowercase else [])
@@ -102,7 +103,7 @@ class Tokenizer:
         backend.post_processor = processors.TemplateProcessing(
             single=f"{BOS} $A {EOS}",
             pair=f"{BOS} $A {EOS} $B {EOS}",
-            special_tokens=[(BOS, SPECIALS.index(BOS)), (EOS, SPECIALS.index(EOS))],
+            special_tokens=[(BOS, specials.index(BOS)), (EOS, specials.index(EOS))],
         )
         try:
             backend.train_from_iterator((_LONG_RUN.sub(r"\g<0> ", text) for text in texts), trainer=trainer)
@@ -141,6 +142,12 @@ class Tokenizer:
         elif vocab.is_file() and merges.is_file():
             files = f"{vocab} with merges.txt"
             build = functools.partial(ByteLevelBPETokenizer, str(vocab), str(merges))
+        elif sentencepiece := sorted(directory.glob("*.model")):
+            raise AttnkitError(
+                f"{sentencepiece[0]}: a SentencePiece model alone is not read (each family numbers its pieces its "
+                "own way); write its tokenizer.json with transformers: "
+                f"AutoTokenizer.from_pretrained('{directory}').save_pretrained('{directory}')"
+            )
         else:
             raise AttnkitError(
                 f"{directory}: no tokenizer (needs tokenizer.json, vocab.txt, or vocab.json with merges.txt)"

@@ -46,10 +46,12 @@ class FeedForward(nn.Module):
         return self.out_proj(hidden)
 
 
-def build_norm(config: ModelConfig) -> nn.Module:
+def build_norm(config: ModelConfig, width: int | None = None) -> nn.Module:
+    """The norm of `config` over `width` features (None: config.dim)."""
+    size = config.dim if width is None else width
     if config.norm == "rmsnorm":
-        return nn.RMSNorm(config.dim, eps=config.norm_eps)
-    return nn.LayerNorm(config.dim, eps=config.norm_eps)
+        return nn.RMSNorm(size, eps=config.norm_eps)
+    return nn.LayerNorm(size, eps=config.norm_eps)
 
 
 class _ResidualLayer(nn.Module):

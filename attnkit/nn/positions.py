@@ -54,13 +54,17 @@ class LearnedPositions(Positions):
         self.table = nn.Embedding(max_positions, dim)
 
     def add_to(self, x: Tensor, offset: int) -> Tensor:
-        end = offset + x.shape[1]
-        if end > self.table.num_embeddings:
-            raise AttnkitError(
-                f"a sequence of {end} tokens is longer than this model's {self.table.num_embeddings} learned "
-                "positions (model.max_positions); truncate the input or use relative, rotary or alibi positions"
-            )
-        return x + self.table.weight[offset:end]
+        return _add_learned(self.table, x, offset)
+
+
+def _add_learned(table: nn.Embedding, x: Tensor, offset: int) -> Tensor:
+    end = offset + x.shape[1]
+    if end > table.num_embeddings:
+        raise AttnkitError(
+            f"a sequence of {end} tokens is longer than this model's {table.num_embeddings} learned "
+            "positions (model.max_positions); truncate the input or use relative, rotary or alibi positions"
+        )
+    return x + table.weight[offset:end]
 
 
 class RelativePositionBias(Positions):
@@ -99,6 +103,18 @@ class RelativePositionBias(Positions):
             ).long()
         )
         return bucket + torch.where(distance < exact, distance, log_bucket.clamp(max=buckets - 1))
+
+
+class LearnedAndRelativePositions(RelativePositionBias):
+    """MPNet's two at once: a learned vector per absolute position added to the embeddings, and T5's relative bias
+    (one table shared by every layer) added to the attention scores."""
+
+    def __init__(self, max_positions: int, dim: int, num_heads: int, num_buckets: int, max_distance: int) -> None:
+        super().__init__(num_heads, num_buckets, max_distance, bidirectional=True)
+        self.table = nn.Embedding(max_positions, dim)
+
+    def add_to(self, x: Tensor, offset: int) -> Tensor:
+        return _add_learned(self.table, x, offset)
 
 
 class RotaryPositions(Positions):
@@ -140,14 +156,18 @@ def alibi_slopes(num_heads: int) -> Tensor:
 
 def build_positions(config: ModelConfig, bidirectional: bool) -> Positions:
     """The scheme named by config.positions, for a stack whose attention is bidirectional (encoder) or causal."""
+    width = config.embedding_width
     if config.positions == "sinusoidal":
-        return SinusoidalPositions(config.dim)
+        return SinusoidalPositions(width)
     if config.positions == "learned":
-        return LearnedPositions(config.max_positions, config.dim)
+        return LearnedPositions(config.max_positions, width)
     if config.positions == "relative":
         return RelativePositionBias(
             config.num_heads, config.relative_buckets, config.relative_max_distance, bidirectional
         )
+    if config.positions == "learned+relative":
+        buckets, distance = config.relative_buckets, config.relative_max_distance
+        return LearnedAndRelativePositions(config.max_positions, width, config.num_heads, buckets, distance)
     if config.positions == "rotary":
         return RotaryPositions(config.head_dim, config.rotary_base)
     if config.positions == "alibi":

@@ -23,8 +23,11 @@ class _Stack(nn.Module):
         self.embedding = embedding
         self.embed_scale = math.sqrt(config.dim) if config.scale_embeddings else 1.0
         self.positions: Positions = build_positions(config, bidirectional)
-        self.embed_norm = build_norm(config) if config.embedding_norm else None
+        width = config.embedding_width
+        self.embed_norm = build_norm(config, width) if config.embedding_norm else None
         self.dropout = Dropout(config.dropout)
+        # narrower embeddings (ELECTRA) are projected up to the layers' width
+        self.embed_proj = nn.Linear(width, config.dim) if width != config.dim else None
         self.final_norm = build_norm(config) if config.norm_first else None  # post-norm layers end normalized
 
     def _embed(self, tokens: Tensor, offset: int, features: Tensor | None = None) -> Tensor:
@@ -36,7 +39,8 @@ class _Stack(nn.Module):
         x = self.positions.add_to(x, offset)
         if self.embed_norm is not None:
             x = self.embed_norm(x)
-        return self.dropout(x)
+        x = self.dropout(x)
+        return x if self.embed_proj is None else self.embed_proj(x)
 
     def _finish(self, x: Tensor) -> Tensor:
         return x if self.final_norm is None else self.final_norm(x)
@@ -48,12 +52,13 @@ class Encoder(_Stack):
     pair) is added to its token's."""
 
     def __init__(self, config: ModelConfig, embedding: nn.Embedding | None = None) -> None:
-        super().__init__(config, embedding or nn.Embedding(config.vocab_size, config.dim), bidirectional=True)
+        table = embedding or nn.Embedding(config.vocab_size, config.embedding_width)
+        super().__init__(config, table, bidirectional=True)
         self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.num_layers))
         if embedding is None:
             init_weights(self, config)
         # made after the others, at zero, so that a model with segments starts as one without them would
-        self.segments = nn.Embedding(config.segments, config.dim) if config.segments else None
+        self.segments = nn.Embedding(config.segments, config.embedding_width) if config.segments else None
         if self.segments is not None:
             nn.init.zeros_(self.segments.weight)
 
@@ -242,6 +247,6 @@ def describe(config: ModelConfig) -> list[tuple[str, str]]:
         ("arch", f"{c.arch}, {layers}"),
         ("width", f"dim {c.dim}, {c.num_heads} heads of {c.head_dim}, feed-forward {c.ff_dim} ({c.activation})"),
         ("norm", f"{c.norm}, {'pre-norm' if c.norm_first else 'post-norm'}"),
-        ("positions", c.positions + (f" (up to {c.max_positions})" if c.positions == "learned" else "")),
+        ("positions", c.positions + (f" (up to {c.position_limit})" if c.position_limit else "")),
         ("vocabulary", vocab + (f", {c.segments} segments" if c.segments else "")),
     ]

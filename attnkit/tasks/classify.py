@@ -30,16 +30,21 @@ def default_pooling(config: ModelConfig) -> str:
     return head.pooling if head is not None and head.pooling else "mean"
 
 
+# a pooler: the first token through a dense layer and this activation (BERT, RoBERTa, MPNet: tanh; DistilBERT:
+# ReLU; ELECTRA: GELU)
+POOLER_ACTIVATIONS = {"pooler": torch.tanh, "pooler_relu": F.relu, "pooler_gelu": F.gelu}
+
+
 class Classifier(nn.Module):
-    """Encoder, pooling over the real tokens (their mean or maximum, the first token <s>, or BERT's pooler: the
-    first token through a dense layer and tanh), dropout, a linear layer."""
+    """Encoder, pooling over the real tokens (their mean or maximum, the first token <s>, or a pooler: the first
+    token through a dense layer and an activation), dropout, a linear layer."""
 
     def __init__(self, config: ModelConfig, num_labels: int, pooling: str) -> None:
         super().__init__()
         self.config = config
         self.encoder = Encoder(config)
         self.pooling = pooling
-        self.pooler = nn.Linear(config.dim, config.dim) if pooling == "pooler" else None
+        self.pooler = nn.Linear(config.dim, config.dim) if pooling in POOLER_ACTIVATIONS else None
         self.dropout = Dropout(config.dropout)
         self.head = nn.Linear(config.dim, num_labels)
 
@@ -47,7 +52,7 @@ class Classifier(nn.Module):
         # ids, mask, segments: (batch, time) -> logits (batch, labels)
         hidden = self.encoder(ids, mask, segments=segments)
         if self.pooler is not None:
-            pooled = torch.tanh(self.pooler(hidden[:, 0]))
+            pooled = POOLER_ACTIVATIONS[self.pooling](self.pooler(hidden[:, 0]))
         elif self.pooling == "first":
             pooled = hidden[:, 0]
         elif self.pooling == "max":
@@ -59,8 +64,8 @@ class Classifier(nn.Module):
 
 
 def copy_pooler(model: Classifier, source: nn.Module, where: str, trust_pickle: bool = False) -> None:
-    """BERT's pooler, from the checkpoint `source` read from `where`, into a classifier that pools with one (when
-    the checkpoint has it: a classifier of its own, or a Hugging Face BERT)."""
+    """The pooler of the checkpoint `source` read from `where`, into a classifier that pools with one (when the
+    checkpoint has it: a classifier of its own, or a Hugging Face model with a pooler: BERT, RoBERTa, MPNet)."""
     if model.pooler is None:
         return
     if getattr(source, "pooler", None) is not None:

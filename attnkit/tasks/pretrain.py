@@ -137,7 +137,7 @@ class PretrainTask(Task):
     def max_input_tokens(self) -> int | None:
         """The learned-position table, or None when positions extrapolate to any length."""
         config = self.model_config
-        return config.max_positions if config.positions == "learned" else None
+        return config.position_limit
 
     def count_tokens(self, raw: list) -> list[int]:
         """The tokens a text is read as: an encoder's <s> text </s>, a language model's <s> prompt, an
@@ -243,13 +243,13 @@ class PretrainTask(Task):
     def _room(self, prompt_tokens: int, wanted: int) -> int:
         """New tokens a language model can add to a prompt: `wanted`, or fewer when its learned positions run out."""
         config = self.model_config
-        if config.positions != "learned":
+        if config.position_limit is None:
             return wanted
-        if prompt_tokens >= config.max_positions:
+        if prompt_tokens >= config.position_limit:
             raise AttnkitError(
-                f"a prompt of {prompt_tokens} tokens leaves no room in this model's {config.max_positions} positions"
+                f"a prompt of {prompt_tokens} tokens leaves no room in this model's {config.position_limit} positions"
             )
-        return min(wanted, config.max_positions - prompt_tokens)
+        return min(wanted, config.position_limit - prompt_tokens)
 
     def attention_input(self, model: nn.Module, text: str, target: str | None = None) -> AttentionInput:
         """The text as in pretraining: an encoder reads it between its start and end tokens, a language model
@@ -265,7 +265,7 @@ class PretrainTask(Task):
             if config.arch == "decoder"
             else tokenizer.add_specials(ids)
         )
-        ids = ids[: config.max_positions] if config.positions == "learned" else ids
+        ids = ids[: config.position_limit]
         batch = {"ids": torch.tensor([ids]), "mask": torch.ones(1, len(ids), dtype=torch.bool)}
         stack = "decoder" if config.arch == "decoder" else "encoder"
         return AttentionInput(batch, {"ids": ids}, stack=stack)

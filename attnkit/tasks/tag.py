@@ -53,7 +53,7 @@ class Tagger(nn.Module):
         super().__init__()
         self.config = config
         self.encoder = Encoder(config)
-        self.shapes = nn.Embedding(len(SHAPES), config.dim) if word_shapes else None
+        self.shapes = nn.Embedding(len(SHAPES), config.embedding_width) if word_shapes else None
         if self.shapes is not None:
             nn.init.zeros_(self.shapes.weight)
         self.dropout = Dropout(config.dropout)
@@ -90,7 +90,7 @@ class TagTask(Task):
         """The learned-position table, or None when positions extrapolate to any length: a longer sentence is
         read in windows (see `decode`), every word tagged."""
         config = self.model_config
-        return config.max_positions if config.positions == "learned" else None
+        return config.position_limit
 
     def count_tokens(self, raw: list) -> list[int]:
         """The subwords of each text's words, with the special tokens around them."""
@@ -183,7 +183,7 @@ class TagTask(Task):
     def decode(self, model: nn.Module, batch: Batch) -> list[list[str]]:
         """A tag per word. A sentence longer than the learned positions is read in consecutive windows that fit."""
         config = self.model_config
-        limit = config.max_positions if config.positions == "learned" else None
+        limit = config.position_limit
         if limit is None or batch["ids"].shape[1] <= limit:
             return self._tags(model, batch)
         pieces, owners, (before, after) = [], [], self._around()

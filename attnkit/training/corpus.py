@@ -23,6 +23,7 @@ from attnkit.data.tokenizer import TOKENIZER_FILE, Tokenizer
 from attnkit.errors import AttnkitError
 from attnkit.files import write_json
 from attnkit.training.loop import train
+from attnkit.training.prepare import special_tokens
 from attnkit.training.run import RunConfig
 
 HELD_OUT_SHARE, HELD_OUT_MAX = 0.01, 200_000  # without dev files: the corpus's last 1%, at most 200k tokens
@@ -106,7 +107,7 @@ def _write_corpus(files: dict[str, list[Path]], run: RunConfig, cache: Path, man
     if run.tokenizer.path:
         tokenizer = Tokenizer.load(run.tokenizer.path)
     else:
-        tokenizer = Tokenizer.train(lines(files["train"]), run.tokenizer)
+        tokenizer = Tokenizer.train(lines(files["train"]), run.tokenizer, special_tokens(run.model))
     tokenizer.save(cache / TOKENIZER_FILE)
     suffix = token_suffix(tokenizer.vocab_size)
     outputs = {}

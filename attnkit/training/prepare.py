@@ -10,11 +10,12 @@ from pathlib import Path
 from torch import nn
 
 from attnkit.config import ModelConfig
-from attnkit.data.tokenizer import Tokenizer
+from attnkit.data.tokenizer import SPECIALS, Tokenizer
 from attnkit.errors import AttnkitError
 from attnkit.files import STATE_DIR, STATE_FILE, check_output
 from attnkit.inference.checkpoint import Trained, read_trained
 from attnkit.inference.pipeline import Pipeline
+from attnkit.interop.hf import FAMILIES
 from attnkit.tasks import TASKS, Task, make_task
 from attnkit.training.run import FINE_TUNABLE, RunConfig
 
@@ -95,7 +96,13 @@ def _tokenizer(run: RunConfig, resume: bool, source: Pipeline | None, shape: typ
         return Tokenizer.load(run.out)
     if run.tokenizer.path:
         return Tokenizer.load(run.tokenizer.path)
-    return Tokenizer.train(shape.tokenizer_texts(examples), run.tokenizer)
+    return Tokenizer.train(shape.tokenizer_texts(examples), run.tokenizer, special_tokens(run.model))
+
+
+def special_tokens(model: ModelConfig) -> list[str]:
+    """The special tokens of a vocabulary trained for `model`, in the order its family's code expects."""
+    family = FAMILIES.get(model.preset or "")
+    return (family.special_tokens if family is not None else None) or SPECIALS
 
 
 def _model_config(run: RunConfig, resume: bool, source: Pipeline | None, tokenizer: Tokenizer) -> ModelConfig:

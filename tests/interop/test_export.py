@@ -34,18 +34,40 @@ def attnkit_batch(pipeline: Pipeline, examples: list) -> dict:
     return task.collate(task.encode(examples, training=False))
 
 
-def test_classifier_exports_as_bert_for_sequence_classification(sentiment_files, tmp_path):
-    model = trained_on(sentiment_files, tmp_path, "classify", 20, "train.eval_every=20", "model.preset=bert")
-    assert export(model, tmp_path / "hf") == "bert"
-    config = json.loads((tmp_path / "hf" / "config.json").read_text())
-    assert config["architectures"] == ["BertForSequenceClassification"]
+# each encoder family, the settings that exercise what is its own (ELECTRA's embeddings narrower than its layers),
+# and its task classes
+ENCODER_FAMILIES = {
+    "bert": ([], "Bert"),
+    "roberta": ([], "Roberta"),
+    "xlm-roberta": ([], "XLMRoberta"),
+    "distilbert": ([], "DistilBert"),
+    "mpnet": ([], "MPNet"),
+    "electra": (["model.embedding_dim=16"], "Electra"),
+}
+
+
+@pytest.mark.parametrize("preset", ENCODER_FAMILIES)
+def test_classifier_exports_as_its_familys_sequence_classifier(sentiment_files, tmp_path, preset):
+    settings, prefix = ENCODER_FAMILIES[preset]
+    model = trained_on(
+        sentiment_files, tmp_path, "classify", 20, "train.eval_every=20", f"model.preset={preset}", *settings
+    )
+    assert_transformers_classifies_alike(model, sentiment_files["dev"], tmp_path / "hf", preset, prefix)
+
+
+def assert_transformers_classifies_alike(model: Path, dev: Path, out: Path, family: str, prefix: str) -> None:
+    """`model` exports to `out` as `family`'s sequence classifier, whose tokenizer gives attnkit's ids and whose
+    logits and labels are attnkit's on the texts of `dev`."""
+    assert export(model, out) == family
+    config = json.loads((out / "config.json").read_text())
+    assert config["model_type"] == family and config["architectures"] == [f"{prefix}ForSequenceClassification"]
     assert config["problem_type"] == "single_label_classification"
     assert config["id2label"] == {"0": "bad", "1": "good"} and config["label2id"] == {"bad": 0, "good": 1}
 
     pipeline = Pipeline.load(model)
-    texts = column(sentiment_files["dev"], 1)
-    tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
-    theirs = transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path / "hf").eval()
+    texts = column(dev, 1)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(out)
+    theirs = transformers.AutoModelForSequenceClassification.from_pretrained(out).eval()
     inputs = tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
     ours = attnkit_batch(pipeline, pipeline.task.inputs(texts))
     assert torch.equal(inputs["input_ids"], ours["ids"])  # the tokenizer adds <s> and </s> as attnkit does
@@ -56,12 +78,66 @@ def test_classifier_exports_as_bert_for_sequence_classification(sentiment_files,
     assert labels == [p["label"] for p in pipeline.predict(texts)]
 
 
-def test_tagger_exports_as_bert_for_token_classification(tagging_files, tmp_path):
-    model = trained_on(tagging_files, tmp_path, "tag", 20, "train.eval_every=20", "model.preset=bert")
-    assert export(model, tmp_path / "hf") == "bert"
+def checkpoint_of(family: str, folder: Path, texts: list[str]) -> Path:
+    """A tiny random checkpoint of `family` as transformers writes it, with the tokenizer files that family's
+    published checkpoints ship: RoBERTa a byte-level vocab.json and merges.txt, DistilBERT and ELECTRA a WordPiece
+    vocab.txt, MPNet and XLM-R a tokenizer.json (XLM-R's SentencePiece vocabulary: a Unigram one)."""
+    from tokenizers import BertWordPieceTokenizer, ByteLevelBPETokenizer, SentencePieceUnigramTokenizer
+
+    fairseq = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    if family == "roberta":
+        tokenizer = ByteLevelBPETokenizer()
+        tokenizer.train_from_iterator(texts, vocab_size=300, special_tokens=fairseq)
+    elif family == "xlm-roberta":
+        tokenizer = SentencePieceUnigramTokenizer()
+        tokenizer.train_from_iterator(texts, vocab_size=120, special_tokens=fairseq, unk_token="<unk>")
+    elif family == "mpnet":
+        tokenizer = BertWordPieceTokenizer(unk_token="<unk>")
+        tokenizer.train_from_iterator(texts, vocab_size=120, special_tokens=fairseq)
+    else:
+        tokenizer = BertWordPieceTokenizer()
+        tokenizer.train_from_iterator(
+            texts, vocab_size=120, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        )
+    t, vocab = transformers, tokenizer.get_vocab_size()
+    sizes = dict(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37)
+    model = {
+        "roberta": lambda: t.RobertaModel(t.RobertaConfig(**sizes, pad_token_id=1, type_vocab_size=1)),
+        "xlm-roberta": lambda: t.XLMRobertaModel(t.XLMRobertaConfig(**sizes, pad_token_id=1, type_vocab_size=1)),
+        "distilbert": lambda: t.DistilBertModel(
+            t.DistilBertConfig(vocab_size=vocab, dim=32, n_layers=2, n_heads=4, hidden_dim=37)
+        ),
+        "mpnet": lambda: t.MPNetModel(t.MPNetConfig(**sizes)),
+        "electra": lambda: t.ElectraModel(t.ElectraConfig(**sizes, embedding_size=16)),
+    }[family]()
+    model.save_pretrained(folder)
+    if family in ("mpnet", "xlm-roberta"):
+        tokenizer.save(str(folder / "tokenizer.json"))
+    else:
+        tokenizer.save_model(str(folder))
+    return folder
+
+
+@pytest.mark.parametrize("family", ["roberta", "xlm-roberta", "distilbert", "mpnet", "electra"])
+def test_a_checkpoint_of_each_family_fine_tunes_and_exports_as_its_family(sentiment_files, tmp_path, family):
+    texts = column(sentiment_files["train"], 1)
+    start = checkpoint_of(family, tmp_path / "start", texts)
+    settings = [f"train.init={start}", "train.eval_every=20", "train.lr=1e-3"]
+    model = trained_on(sentiment_files, tmp_path, "classify", 20, *settings, base=["model.dropout=0.0"])
+    assert json.loads((model / "config.json").read_text())["model"]["preset"] == family  # read as its family
+    assert_transformers_classifies_alike(
+        model, sentiment_files["dev"], tmp_path / "hf", family, ENCODER_FAMILIES[family][1]
+    )
+
+
+@pytest.mark.parametrize("preset", ENCODER_FAMILIES)
+def test_tagger_exports_as_its_familys_token_classifier(tagging_files, tmp_path, preset):
+    settings, prefix = ENCODER_FAMILIES[preset]
+    model = trained_on(tagging_files, tmp_path, "tag", 20, "train.eval_every=20", f"model.preset={preset}", *settings)
+    assert export(model, tmp_path / "hf") == preset
     pipeline = Pipeline.load(model)
     config = json.loads((tmp_path / "hf" / "config.json").read_text())
-    assert config["architectures"] == ["BertForTokenClassification"]
+    assert config["architectures"] == [f"{prefix}ForTokenClassification"]
     assert config["label2id"] == {tag: i for i, tag in enumerate(pipeline.task.tags)}
 
     sentences = [e.words for e in pipeline.task.read(pipeline.task.data, tagging_files["dev"])]
@@ -162,13 +238,18 @@ def test_fine_tuning_from_an_exported_classifier_starts_from_its_pooler(sentimen
         ),
         (
             ["model.preset=bart"],
-            "test: model.preset: bart is an encoder-decoder and task classify needs an encoder (presets for it: bert)",
+            "test: model.preset: bart is an encoder-decoder and task classify needs an encoder (presets for it: bert, "
+            "roberta, xlm-roberta, distilbert, mpnet, electra)",
         ),
         (
             ["task.name=pretrain", "model.preset=gpt2", "model.arch=encoder"],
             "test: model.arch: 'encoder' contradicts model.preset gpt2, which needs 'decoder'",
         ),
-        (["model.preset=llama"], "test: model.preset: 'llama' is not one of bert, bart, marian, t5, gpt2"),
+        (
+            ["model.preset=llama"],
+            "test: model.preset: 'llama' is not one of bert, roberta, xlm-roberta, distilbert, mpnet, electra, bart, "
+            "marian, t5, gpt2",
+        ),
     ],
 )
 def test_preset_conflicts_are_one_line_errors(settings, message):

@@ -31,6 +31,27 @@ def tiny(family: str, variant: str = ""):
             hidden_act=variant or "gelu",
         )
         return t.BertModel(config)
+    encoder = dict(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        max_position_embeddings=66,
+    )
+    if family in ("roberta", "xlm-roberta"):  # positions from padding_idx + 1, one token type
+        config_class = t.RobertaConfig if family == "roberta" else t.XLMRobertaConfig
+        model_class = t.RobertaModel if family == "roberta" else t.XLMRobertaModel
+        return model_class(config_class(**encoder, pad_token_id=1, type_vocab_size=1))
+    if family == "distilbert":
+        config = t.DistilBertConfig(
+            vocab_size=VOCAB, dim=32, n_layers=2, n_heads=4, hidden_dim=37, max_position_embeddings=64
+        )
+        return t.DistilBertModel(config)
+    if family == "mpnet":  # learned positions and relative buckets
+        return t.MPNetModel(t.MPNetConfig(**encoder))
+    if family == "electra":  # embeddings narrower than the layers, projected up
+        return t.ElectraModel(t.ElectraConfig(**encoder, embedding_size=variant or 16))
     if family == "gpt2":
         config = t.GPT2Config(
             vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_positions=64, bos_token_id=1, eos_token_id=2
@@ -105,10 +126,22 @@ def inputs(batch: int = 2, time: int = 9, seed: int = 1) -> tuple[torch.Tensor, 
     return ids, mask
 
 
-@pytest.mark.parametrize("activation", ["gelu", "relu"])
-def test_bert_encoder_states_match(tmp_path, activation):
-    theirs = tiny("bert", activation).eval()
-    ours = load_hf_model(saved(theirs, tmp_path / "bert"))
+@pytest.mark.parametrize(
+    ("family", "variant"),
+    [
+        ("bert", "gelu"),
+        ("bert", "relu"),
+        ("roberta", ""),
+        ("xlm-roberta", ""),
+        ("distilbert", ""),
+        ("mpnet", ""),
+        ("electra", ""),
+        ("electra", 32),  # as wide as the layers: no projection
+    ],
+)
+def test_encoder_states_match(tmp_path, family, variant):
+    theirs = tiny(family, variant).eval()
+    ours = load_hf_model(saved(theirs, tmp_path / family))
     ids, mask = inputs()
     expected = theirs(input_ids=ids, attention_mask=mask.long()).last_hidden_state
     assert_close(ours(ids, mask)[mask], expected[mask], tolerance=1e-4)
@@ -183,6 +216,11 @@ class FakeTokenizer:
     ("family", "auto"),
     [
         ("bert", "AutoModel"),
+        ("roberta", "AutoModel"),
+        ("xlm-roberta", "AutoModel"),
+        ("distilbert", "AutoModel"),
+        ("mpnet", "AutoModel"),
+        ("electra", "AutoModel"),
         ("gpt2", "AutoModelForCausalLM"),
         ("bart", "AutoModelForSeq2SeqLM"),
         ("marian", "AutoModelForSeq2SeqLM"),
@@ -194,7 +232,7 @@ def test_export_loads_in_transformers_with_the_same_outputs(tmp_path, family, au
     assert export_hf(TaskExport(ours), FakeTokenizer(), tmp_path / "exported") == family
     theirs = getattr(transformers, auto).from_pretrained(tmp_path / "exported").eval()
     ids, mask = inputs()
-    if family == "bert":
+    if auto == "AutoModel":
         expected, found = (
             theirs(input_ids=ids, attention_mask=mask.long()).last_hidden_state[mask],
             ours(ids, mask)[mask],
@@ -280,3 +318,16 @@ def test_missing_tokenizer_is_named(tmp_path):
     (path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world"]))
     hidden, mask = attnkit.load(path).encode(["hello world"])
     assert hidden.shape == (1, 4, 32) and mask.all()  # [CLS] hello world [SEP], from BERT's vocab.txt
+
+
+def test_a_sentencepiece_model_alone_says_how_to_get_a_tokenizer_json(tmp_path):
+    import attnkit
+
+    path = saved(tiny("xlm-roberta"), tmp_path / "xlmr")
+    (path / "sentencepiece.bpe.model").write_bytes(b"\x0a\x03")
+    with pytest.raises(
+        AttnkitError,
+        match=r"sentencepiece.bpe.model: a SentencePiece model alone is not read .*"
+        r"AutoTokenizer.from_pretrained\('.*xlmr'\).save_pretrained",
+    ):
+        attnkit.load(path)

@@ -1,7 +1,9 @@
-"""BERT (MiniLM too): an encoder, with BertForSequenceClassification and BertForTokenClassification as heads."""
+"""BERT (MiniLM too): an encoder, with BertForSequenceClassification and BertForTokenClassification as heads; its
+embedding and layer rules serve the BERT-shaped families too (RoBERTa, XLM-R, ELECTRA)."""
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from attnkit.config import ModelConfig
@@ -23,6 +25,7 @@ class Bert(Family):
         attention_scale=None,
         activation=("gelu", "gelu_tanh", "relu", "silu"),
         segments=(2, 0),  # token types: sentence A and B (a model without them exports with zero ones)
+        embedding_dim=None,
     )
     prefixes = ("", "bert.")
     fields = (
@@ -60,34 +63,57 @@ class Bert(Family):
         return super().config(hf)
 
     def rules(self, config: ModelConfig) -> list[Rule]:
-        rules = [
-            copy("embedding.weight", "embeddings.word_embeddings.weight"),
-            *norm("embed_norm", "embeddings.LayerNorm"),
+        return [*embedding_rules(config), *[rule for i in range(config.num_layers) for rule in layer_rules(config, i)]]
+
+
+def embedding_rules(config: ModelConfig, positions_offset: int = 0, types: int = 2) -> list[Rule]:
+    """BERT's embeddings (RoBERTa's and ELECTRA's too): words, positions (RoBERTa's start `positions_offset` rows
+    in), token types, their norm. A model of one segment holds type 0 in its positions, and exports `types` zero
+    token types."""
+    rules = [
+        copy("embedding.weight", "embeddings.word_embeddings.weight"),
+        *norm("embed_norm", "embeddings.LayerNorm"),
+    ]
+    positions, token_types = "embeddings.position_embeddings.weight", "embeddings.token_type_embeddings.weight"
+    if config.segments:
+        return [*rules, offset_positions(positions, positions_offset), copy("segments.weight", token_types)]
+
+    def folded(t: list[Tensor]) -> Tensor:
+        return t[0][positions_offset:] + t[1][0]
+
+    def unfolded(ours: Tensor) -> list[Tensor]:
+        return [
+            torch.cat([ours.new_zeros(positions_offset, ours.shape[1]), ours]),
+            ours.new_zeros(types, ours.shape[1]),
         ]
-        positions, types = "embeddings.position_embeddings.weight", "embeddings.token_type_embeddings.weight"
-        if config.segments:
-            rules += [copy("positions.table.weight", positions), copy("segments.weight", types)]
-        else:  # a model of one segment holds BERT's type 0 in its positions, and exports zero types
-            fold = Rule("positions.table.weight", (positions, types), lambda t: t[0] + t[1][0], _unfolded)
-            rules.append(fold)
-        for i in range(config.num_layers):
-            ours, theirs = f"layers.{i}", f"encoder.layer.{i}"
-            rules += [
-                *[
-                    concat(
-                        f"{ours}.self_attn.qkv_proj.{p}",
-                        *(f"{theirs}.attention.self.{n}.{p}" for n in ("query", "key", "value")),
-                    )
-                    for p in ("weight", "bias")
-                ],
-                *linear(f"{ours}.self_attn.out_proj", f"{theirs}.attention.output.dense"),
-                *norm(f"{ours}.self_attn_norm", f"{theirs}.attention.output.LayerNorm"),
-                *linear(f"{ours}.ff.in_proj", f"{theirs}.intermediate.dense"),
-                *linear(f"{ours}.ff.out_proj", f"{theirs}.output.dense"),
-                *norm(f"{ours}.ff_norm", f"{theirs}.output.LayerNorm"),
-            ]
-        return rules
+
+    return [*rules, Rule("positions.table.weight", (positions, token_types), folded, unfolded)]
 
 
-def _unfolded(positions: Tensor) -> list[Tensor]:
-    return [positions, positions.new_zeros(2, positions.shape[1])]
+def offset_positions(theirs: str, offset: int, ours: str = "positions.table.weight") -> Rule:
+    """A learned position table whose first `offset` rows no token reads (RoBERTa's and MPNet's count from
+    padding_idx + 1): attnkit keeps the rest, and export writes zeros in front."""
+
+    def to_theirs(table: Tensor) -> list[Tensor]:
+        return [torch.cat([table.new_zeros(offset, table.shape[1]), table])]
+
+    return Rule(ours, (theirs,), lambda t: t[0][offset:], to_theirs)
+
+
+def layer_rules(config: ModelConfig, i: int, theirs: str = "encoder.layer") -> list[Rule]:
+    """Layer `i` of a BERT-shaped encoder (BERT, RoBERTa, ELECTRA) whose layers sit under `theirs`."""
+    ours, theirs = f"layers.{i}", f"{theirs}.{i}"
+    return [
+        *[
+            concat(
+                f"{ours}.self_attn.qkv_proj.{p}",
+                *(f"{theirs}.attention.self.{n}.{p}" for n in ("query", "key", "value")),
+            )
+            for p in ("weight", "bias")
+        ],
+        *linear(f"{ours}.self_attn.out_proj", f"{theirs}.attention.output.dense"),
+        *norm(f"{ours}.self_attn_norm", f"{theirs}.attention.output.LayerNorm"),
+        *linear(f"{ours}.ff.in_proj", f"{theirs}.intermediate.dense"),
+        *linear(f"{ours}.ff.out_proj", f"{theirs}.output.dense"),
+        *norm(f"{ours}.ff_norm", f"{theirs}.output.LayerNorm"),
+    ]

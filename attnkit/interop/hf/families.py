@@ -5,9 +5,16 @@ from __future__ import annotations
 
 from attnkit.interop.hf.bart import Bart, Marian
 from attnkit.interop.hf.bert import Bert
+from attnkit.interop.hf.distilbert import DistilBert
+from attnkit.interop.hf.electra import Electra
 from attnkit.interop.hf.family import Family
 from attnkit.interop.hf.gpt2 import GPT2
+from attnkit.interop.hf.mpnet import MPNet
+from attnkit.interop.hf.roberta import Roberta, XLMRoberta
 from attnkit.interop.hf.t5 import T5
 
-FAMILIES: dict[str, Family] = {f.model_type: f for f in (Bert(), Bart(), Marian(), T5(), GPT2())}
+FAMILIES: dict[str, Family] = {
+    f.model_type: f
+    for f in (Bert(), Roberta(), XLMRoberta(), DistilBert(), MPNet(), Electra(), Bart(), Marian(), T5(), GPT2())
+}
 PRESETS: dict[str, dict[str, object]] = {name: family.preset for name, family in FAMILIES.items()}

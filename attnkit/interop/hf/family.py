@@ -146,6 +146,9 @@ class Family:
     tokens: dict[str, str] = {}  # config.json keys that export writes from the tokenizer: key -> bos or eos
     constants: dict[str, object] = {}  # config.json keys that export writes as they are and import does not read
     heads: dict[str, Head] = {}  # "sequence" (an output per input), "token" (per token) -> the class for it
+    # the order of the special tokens in a vocabulary trained for a model of this family, where its code expects
+    # one (attnkit.data.tokenizer.SPECIALS by default)
+    special_tokens: list[str] | None = None
 
     def config(self, hf: dict) -> ModelConfig:
         """The ModelConfig of config.json `hf`."""

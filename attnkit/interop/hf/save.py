@@ -58,13 +58,15 @@ def export_hf(task: TaskExport, tokenizer: object, out: str | os.PathLike, where
         safetensors.torch.save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         if task.generation:
             write_json(tmp / "generation_config.json", task.generation)
-        _save_tokenizer(tokenizer, tmp, task)
+        _save_tokenizer(tokenizer, tmp, task, types=task.pair and bool(base.config.segments))
     return family.model_type
 
 
 def family_of(config: ModelConfig, where: str = "model") -> Family:
     """The family whose architecture `config` is; if none, an error that names the closest and how to train it."""
     differences = {name: family.differences(config) for name, family in FAMILIES.items()}
+    if config.preset in differences and not differences[config.preset]:  # several may hold it: its own first
+        return FAMILIES[config.preset]
     for name, wrong in differences.items():
         if not wrong:
             return FAMILIES[name]
@@ -100,35 +102,36 @@ def _hf_tensors(rules: list[Rule], state: Tensors, prefix: str, top_level: froze
     return tensors
 
 
-def _save_tokenizer(tokenizer: object, directory: Path, task: TaskExport) -> None:
+def _save_tokenizer(tokenizer: object, directory: Path, task: TaskExport, types: bool) -> None:
     """tokenizer.json and tokenizer_config.json; tokenizer.json adds the special tokens that the task's inputs
     have, so that transformers' tokenizer(text) (or tokenizer(text_a, text_b)) gives the ids attnkit gives the
-    model."""
-    settings = _tokenizer_config(tokenizer, task.pair)
+    model, and with `types` a pair's token types."""
+    settings = _tokenizer_config(tokenizer, types)
     if task.specials is None:  # a bare model: the tokenizer as it came
         tokenizer.save(directory / "tokenizer.json")
     else:
-        save_with_specials(tokenizer, directory / "tokenizer.json", task.specials, task.pair)
+        save_with_specials(tokenizer, directory / "tokenizer.json", task.specials, task.pair, types)
     if task.max_length is not None:
         settings["model_max_length"] = task.max_length
     write_json(directory / "tokenizer_config.json", settings)
 
 
-def save_with_specials(tokenizer: object, file: Path, specials: str, pair: bool = False) -> None:
+def save_with_specials(tokenizer: object, file: Path, specials: str, pair: bool = False, types: bool = True) -> None:
     """tokenizer.json whose encode adds the special tokens that attnkit gives a task's inputs: both
     (<s> text </s>, Tokenizer.add_specials), end (text </s>) or none; with `pair`, a pair as <s> a </s> b </s>
-    with token type 1 from b on (Tokenizer.add_pair_specials)."""
+    (Tokenizer.add_pair_specials), with `types` token type 1 from b on."""
     backend = type(tokenizer.backend).from_str(tokenizer.backend.to_str())
-    backend.post_processor = _template(tokenizer, specials, pair)
+    backend.post_processor = _template(tokenizer, specials, pair, types)
     backend.save(str(file))
 
 
-def _template(tokenizer: object, specials: str, pair: bool) -> processors.TemplateProcessing:
+def _template(tokenizer: object, specials: str, pair: bool, types: bool) -> processors.TemplateProcessing:
     token = tokenizer.backend.id_to_token
     before = [tokenizer.bos_id] if specials == "both" and tokenizer.bos_id is not None else []
     after = [] if specials == "none" else [tokenizer.eos_id]
     single = " ".join([*(token(i) for i in before), "$A", *(token(i) for i in after)])
-    second = " ".join(["$B:1", *(f"{token(i)}:1" for i in after)])
+    second_type = ":1" if types else ""
+    second = " ".join([f"$B{second_type}", *(f"{token(i)}{second_type}" for i in after)])
     return processors.TemplateProcessing(
         single=single,
         pair=f"{single} {second}" if pair else None,
@@ -136,9 +139,9 @@ def _template(tokenizer: object, specials: str, pair: bool) -> processors.Templa
     )
 
 
-def _tokenizer_config(tokenizer: object, pair: bool = False) -> dict:
+def _tokenizer_config(tokenizer: object, types: bool = False) -> dict:
     """Enough for transformers' AutoTokenizer to use tokenizer.json with the right special tokens (and to give
-    the inputs every family's model takes; a pair model's, the token types too)."""
+    the inputs every family's model takes; with `types`, a pair model's token types too)."""
     backend = tokenizer.backend
     names = {
         role: backend.id_to_token(getattr(tokenizer, f"{role}_id"))
@@ -147,6 +150,6 @@ def _tokenizer_config(tokenizer: object, pair: bool = False) -> dict:
     }
     return {
         "tokenizer_class": "PreTrainedTokenizerFast",
-        "model_input_names": ["input_ids", "attention_mask", *(["token_type_ids"] if pair else [])],
+        "model_input_names": ["input_ids", "attention_mask", *(["token_type_ids"] if types else [])],
         **{f"{role}_token": t for role, t in names.items()},
     }
