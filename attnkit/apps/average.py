@@ -11,7 +11,7 @@ from pathlib import Path
 from attnkit.data.tokenizer import TOKENIZER_FILE
 from attnkit.errors import AttnkitError
 from attnkit.files import CONFIG_FILE, check_output
-from attnkit.inference.checkpoint import read_checkpoint_json, save_checkpoint
+from attnkit.inference.checkpoint import ENSEMBLE, read_checkpoint_json, save_checkpoint
 from attnkit.inference.pipeline import Pipeline
 
 # what must be equal for two models to be averaged: the architecture, the task and its labels, the tokenizer
@@ -57,6 +57,8 @@ def average(paths: list[str | os.PathLike], out: str | os.PathLike, overwrite: b
 
 def _trained_config(path: Path) -> dict:
     config = read_checkpoint_json(path)
+    if ENSEMBLE in config:
+        raise AttnkitError(f"{path}: an ensemble; average its members ({path}/members/0, ...) or ensemble the models")
     if "task" not in config:
         raise AttnkitError(f"{path / CONFIG_FILE}: a bare model without a task; average models from attnkit train")
     if not (path / TOKENIZER_FILE).is_file():

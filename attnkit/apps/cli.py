@@ -100,6 +100,13 @@ def _average(args: argparse.Namespace) -> None:
     print(f"averaged the weights of {len(args.paths)} models -> {args.out}")
 
 
+def _ensemble(args: argparse.Namespace) -> None:
+    from attnkit.apps.ensemble import ensemble
+
+    made = ensemble(args.paths, args.out, overwrite=args.overwrite)
+    print(f"an ensemble of {len(args.paths)} {made.task.name} models -> {args.out}")
+
+
 def _warn(message: str) -> None:
     print(f"attnkit: warning: {message}", file=sys.stderr)
 
@@ -307,6 +314,16 @@ def build_parser() -> argparse.ArgumentParser:
     mean.add_argument("--out", required=True, metavar="DIR", help="the averaged model's directory")
     mean.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     mean.set_defaults(run=_average)
+
+    together = commands.add_parser(
+        "ensemble",
+        help="models of one task and label set (any architectures, any random starts) as one model that predicts "
+        "with the mean of their probabilities",
+    )
+    together.add_argument("paths", nargs="+", metavar="DIR", help="trained model directories (two or more)")
+    together.add_argument("--out", required=True, metavar="DIR", help="the ensemble's directory")
+    together.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    together.set_defaults(run=_ensemble)
 
     predict = commands.add_parser(
         "predict", help="predict for a file or standard input: one result per input line, blank for a blank line"

@@ -42,37 +42,66 @@ def export_onnx(
     path: str | os.PathLike, out: str | os.PathLike, int8: bool = False, trust_pickle: bool = False
 ) -> dict:
     """Write the model at `path` as ONNX graphs in `out` (replaced whole, only once every graph checks out);
-    returns what onnx.json says, with the largest difference from attnkit per graph."""
+    returns what onnx.json says, with the largest difference from attnkit per graph. An ensemble's members are
+    written each in its folder, members/0, members/1, ..., and onnx.json says how to combine their outputs."""
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
         raise AttnkitError("ONNX export needs the onnx extra: pip install 'attnkit[onnx]'") from None
     pipeline = Pipeline.load(path, trust_pickle, device="cpu")
+    with atomic_directory(out) as staging:
+        if len(pipeline.members) == 1:
+            return _write(pipeline, staging, int8, str(path))
+        members = {}
+        for i, member in enumerate(pipeline.members):
+            folder = staging / "members" / str(i)
+            folder.mkdir(parents=True)
+            members[f"members/{i}"] = _write(member, folder, int8, f"{path} (member {i})")
+        manifest = {
+            "format": FORMAT,
+            "task": pipeline.task.config.name,
+            "ensemble": list(members),
+            "combine": ENSEMBLE_RULE,
+            "int8": int8,
+            "max_difference": {name: member["max_difference"] for name, member in members.items()},
+        }
+        write_json(staging / ONNX_FILE, manifest)
+    return manifest
+
+
+# how an ensemble's member graphs make one prediction, as onnx.json says it
+ENSEMBLE_RULE = (
+    "run each member on the input (its own tokenizer.json) and average their outputs: a classifier's and a "
+    "tagger's probabilities (softmax of the logits), a regressor's numbers; the prediction is read from the mean"
+)
+
+
+def _write(pipeline: Pipeline, folder: Path, int8: bool, where: str) -> dict:
+    """One model's graphs, tokenizer.json and onnx.json in `folder`; returns what onnx.json says."""
     model, task, tokenizer = pipeline.model.eval(), pipeline.task, pipeline.tokenizer
     try:
         with torch.no_grad():
             graphs, outputs = task.onnx_graphs(model)
     except AttnkitError as error:
-        raise AttnkitError(f"{path}: {error}") from None
+        raise AttnkitError(f"{where}: {error}") from None
     special = {"pad_id": tokenizer.pad_id, "eos_id": tokenizer.eos_id, "bos_id": tokenizer.bos_id}
     manifest = {"task": task.config.name, **special, **outputs}
     if pipeline.max_input_tokens is not None:
         manifest["max_input_tokens"] = pipeline.max_input_tokens
     manifest["graphs"] = {graph.name: graph.describe() for graph in graphs}
-    with atomic_directory(out) as staging:
-        differences = {}
-        for graph in graphs:
-            file = staging / f"{graph.name}.onnx"
-            _export_graph(graph, file, where=str(path))
-            differences[graph.name] = _check(graph, file, where=str(path))
-            if int8:
-                differences[graph.name] = _quantize(graph, file)
-        if task.specials is None:  # a prompt is continued as it is
-            tokenizer.save(staging / "tokenizer.json")
-        else:
-            save_with_specials(tokenizer, staging / "tokenizer.json", task.specials, len(task.input_fields) > 1)
-        manifest = {"format": FORMAT, **manifest, "int8": int8, "max_difference": differences}
-        write_json(staging / ONNX_FILE, manifest)
+    differences = {}
+    for graph in graphs:
+        file = folder / f"{graph.name}.onnx"
+        _export_graph(graph, file, where=where)
+        differences[graph.name] = _check(graph, file, where=where)
+        if int8:
+            differences[graph.name] = _quantize(graph, file)
+    if task.specials is None:  # a prompt is continued as it is
+        tokenizer.save(folder / "tokenizer.json")
+    else:
+        save_with_specials(tokenizer, folder / "tokenizer.json", task.specials, len(task.input_fields) > 1)
+    manifest = {"format": FORMAT, **manifest, "int8": int8, "max_difference": differences}
+    write_json(folder / ONNX_FILE, manifest)
     return manifest
 
 

@@ -1,6 +1,7 @@
 """One checkpoint directory format: config.json (the configs as JSON) + model.safetensors (the weights) +
 tokenizer.json, written by `save_checkpoint` and read back by `load_model` (a bare model), `read_trained` (what a
-trained one's task is) and attnkit.load.
+trained one's task is) and attnkit.load. An ensemble's directory holds its members' checkpoints under members/ and a
+config.json that lists them (`write_ensemble`, `read_ensemble`).
 
 Directories are written to a temporary sibling and renamed into place, so a crash never leaves half a
 checkpoint; nothing is ever unpickled.
@@ -9,6 +10,7 @@ checkpoint; nothing is ever unpickled.
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,3 +155,40 @@ def load_weights(model: nn.Module, file: Path) -> None:
     damaged = next((name for name, t in model.named_parameters() if not bool(t.isfinite().all())), None)
     if damaged is not None:
         raise AttnkitError(f"{file}: tensor {damaged!r} holds NaN or infinity; these weights cannot predict")
+
+
+ENSEMBLE = "ensemble"  # the key of an ensemble's config.json: its members' directories, relative to it
+MEMBER_FILES = (CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE)  # what a member needs to predict (no training state)
+
+
+def write_ensemble(path: str | os.PathLike, members: list[Path]) -> None:
+    """An ensemble directory: a copy of each member checkpoint (its config, weights and tokenizer) under
+    members/, and config.json listing them. It appears whole or not at all."""
+    with atomic_directory(path) as tmp:
+        names = []
+        for i, member in enumerate(members):
+            name = f"members/{i}"
+            (tmp / name).mkdir(parents=True)
+            for file in MEMBER_FILES:
+                shutil.copyfile(member / file, tmp / name / file)
+            names.append(name)
+        write_json(tmp / CONFIG_FILE, {"format": FORMAT, ENSEMBLE: names, "from": [str(m) for m in members]})
+
+
+def read_ensemble(path: str | os.PathLike) -> list[Path] | None:
+    """The member directories of the ensemble at `path`, or None if it is not one."""
+    path = Path(path)
+    try:
+        data = read_json(path / CONFIG_FILE)
+    except AttnkitError:
+        return None
+    if not isinstance(data, dict) or data.get("format") != FORMAT or ENSEMBLE not in data:
+        return None
+    names = data[ENSEMBLE]
+    if not isinstance(names, list) or len(names) < 2 or not all(isinstance(n, str) for n in names):
+        raise AttnkitError(f"{path / CONFIG_FILE}: {ENSEMBLE}: expected a list of two or more member directories")
+    members = [(path / name).resolve() for name in names]
+    outside = [name for name, member in zip(names, members) if not member.is_relative_to(path.resolve())]
+    if outside:
+        raise AttnkitError(f"{path / CONFIG_FILE}: {ENSEMBLE}: member {outside[0]!r} is outside the ensemble")
+    return members

@@ -1,5 +1,6 @@
 """A checkpoint as something that predicts, evaluates, encodes and generates: `attnkit.load(path).predict(texts)`.
-What the model does with an input is its task's business (attnkit.tasks); the pipeline loads, checks and batches."""
+What the model does with an input is its task's business (attnkit.tasks); the pipeline loads, checks and batches.
+An ensemble (several trained models of one task) is a pipeline too."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from attnkit.data.readers import read_lines
 from attnkit.data.tokenizer import Tokenizer
 from attnkit.errors import AttnkitError
 from attnkit.files import CONFIG_FILE, WEIGHTS_FILE
-from attnkit.inference.checkpoint import load_model, load_weights, read_trained
+from attnkit.inference.checkpoint import load_model, load_weights, read_ensemble, read_trained
 from attnkit.interop.hf import is_hf_directory, load_hf_model, read_hf_config
 from attnkit.nn import count_parameters, describe, encoder_of
 from attnkit.nn.decoding import Sampling
@@ -52,11 +53,15 @@ class Pipeline:
         `int8`, its linear layers in int8 (on the CPU: faster, at a small cost in accuracy)."""
         pipeline = cls._load(Path(path), trust_pickle, resolve_device("cpu" if int8 and device == "auto" else device))
         if int8:
-            quantize_int8(pipeline.model)
+            for member in pipeline.members:
+                quantize_int8(member.model)
         return pipeline
 
     @classmethod
     def _load(cls, path: Path, trust_pickle: bool, place: torch.device) -> Pipeline:
+        members = read_ensemble(path)
+        if members is not None:
+            return Ensemble([cls._load(member, trust_pickle, place) for member in members], str(path))
         if is_hf_directory(path):
             model_type = read_hf_config(path)[0].model_type
             model, tokenizer = load_hf_model(path, trust_pickle), Tokenizer.load(path)
@@ -73,6 +78,11 @@ class Pipeline:
         model = task.build_model()
         load_weights(model, path / WEIGHTS_FILE)
         return cls(model.to(place), tokenizer, task, batch_tokens=trained.batch_tokens or BATCH_TOKENS)
+
+    @property
+    def members(self) -> list[Pipeline]:
+        """The models that predict: this one, or an ensemble's."""
+        return [self]
 
     def predict(self, texts: list) -> list:
         """One prediction per input text: classify and pair give {"label", "probability"}; tag, a tag per
@@ -213,6 +223,61 @@ class Pipeline:
             origin = [("task", self.task.describe() + hint)]
         rows = [*origin, *describe(self.model.config), ("parameters", f"{count_parameters(self.model):,}")]
         return "\n".join(f"{key:<11} {value}" for key, value in rows)
+
+
+class Ensemble(Pipeline):
+    """Trained models of one task and label set (any architectures, tokenizers and random starts) that predict
+    together: each reads the input its own way, and the mean of their outputs (probabilities; a regressor's
+    numbers) is the prediction. It reads, evaluates, predicts and serves as one model; what it encodes or attends to
+    is its first member's."""
+
+    def __init__(self, members: list[Pipeline], where: str = "ensemble") -> None:
+        first = members[0]
+        for i, member in enumerate(members):
+            task = member.task
+            if not task.ensembles:
+                kind = "a model without a task (pretrained or imported)" if task.pretraining else f"a {task.name} model"
+                raise AttnkitError(
+                    f"{where}: member {i} is {kind}; only classify, pair, regress and tag models ensemble"
+                )
+            if _shape(task) != _shape(first.task):
+                raise AttnkitError(
+                    f"{where}: member {i} is a {_shape(task)} model, member 0 a {_shape(first.task)} model; an "
+                    "ensemble's members share one task, input and label set"
+                )
+        super().__init__(first.model, first.tokenizer, first.task, "ensemble", first.batch_tokens)
+        self._members = members
+
+    @property
+    def members(self) -> list[Pipeline]:
+        return self._members
+
+    def predict_examples(self, examples: list) -> list:
+        outputs = [
+            member.task.predict(member.model, member.task.encode(examples, training=False), member.batch_tokens, True)
+            for member in self._members
+        ]
+        return [self.task.prediction(torch.stack(each).mean(0)) for each in zip(*outputs)]
+
+    @property
+    def max_input_tokens(self) -> int | None:
+        limits = [member.max_input_tokens for member in self._members if member.max_input_tokens is not None]
+        return min(limits) if limits else None
+
+    def describe(self) -> str:
+        rows = [("task", self.task.describe()), ("ensemble", f"the mean of {len(self._members)} models' outputs")]
+        for i, member in enumerate(self._members):
+            config = member.model.config
+            shape = f"{config.preset or 'attnkit'} {describe(config)[1][1]}, {config.num_layers} layers"
+            rows.append((f"member {i}", f"{shape}, {count_parameters(member.model):,} parameters"))
+        return "\n".join(f"{key:<11} {value}" for key, value in rows)
+
+
+def _shape(task: Task) -> str:
+    """E.g. "classify (text -> negative, positive)"."""
+    names = task.output_names or ["a number"]
+    outputs = ", ".join(names[:4]) + (f", ... ({len(names)})" if len(names) > 4 else "")
+    return f"{task.name} ({' + '.join(task.input_fields)} -> {outputs})"
 
 
 def _refuse_a_string(texts: object) -> None:

@@ -193,19 +193,35 @@ class Task:
         split into batches or among processes does not change its gradient."""
         raise NotImplementedError
 
+    # an ensemble of models of this task (and label set) predicts from the mean of their `outputs`
+    ensembles = False
+
     def decode(self, model: nn.Module, batch: Batch) -> list:
+        return [self.prediction(output) for output in self.outputs(model, batch)]
+
+    def outputs(self, model: nn.Module, batch: Batch) -> list[Tensor]:
+        """Per example, what the model gives in a form that any model of the task and its label set gives alike,
+        whatever its architecture and tokenizer (a classifier's probabilities, a tagger's per word, a regressor's
+        number), so that an ensemble can average them; `prediction` reads one."""
+        raise NotImplementedError
+
+    def prediction(self, output: Tensor) -> object:
         raise NotImplementedError
 
     @torch.no_grad()
-    def predict(self, model: nn.Module, items: list[dict], batch_tokens: int = BATCH_TOKENS) -> list:
-        """Predictions for encoded items, in their order, batched by length for speed, on the model's device."""
+    def predict(
+        self, model: nn.Module, items: list[dict], batch_tokens: int = BATCH_TOKENS, outputs: bool = False
+    ) -> list:
+        """Predictions for encoded items (or with `outputs`, their `outputs`, on the CPU), in their order, batched by
+        length for speed, on the model's device."""
         was_training = model.training
         model.eval()
         device = next(model.parameters()).device
         predictions: list = [None] * len(items)
         for indices in batches_by_tokens(self.sizes(items), batch_tokens, shuffle=False):
             batch = to_device(self.collate([items[i] for i in indices]), device)
-            for index, prediction in zip(indices, self.decode(model, batch)):
+            results = [o.cpu() for o in self.outputs(model, batch)] if outputs else self.decode(model, batch)
+            for index, prediction in zip(indices, results):
                 predictions[index] = prediction
         model.train(was_training)
         return predictions

@@ -147,10 +147,15 @@ class ClassifyTask(Task):
         total = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing, reduction="sum")
         return total, (labels != IGNORE_INDEX).sum()
 
-    def decode(self, model: nn.Module, batch: Batch) -> list[dict]:
-        probabilities = require_finite(self.forward(model, batch).float()).softmax(-1)
-        best = probabilities.argmax(-1)
-        return [{"label": self.labels[int(b)], "probability": float(p[b])} for b, p in zip(best, probabilities)]
+    ensembles = True
+
+    def outputs(self, model: nn.Module, batch: Batch) -> list[Tensor]:
+        """Each example's probabilities over the labels."""
+        return list(require_finite(self.forward(model, batch).float()).softmax(-1))
+
+    def prediction(self, output: Tensor) -> dict:
+        best = int(output.argmax())
+        return {"label": self.labels[best], "probability": float(output[best])}
 
     def metrics(self, predictions: list[dict], examples: list) -> dict:
         return scoring.classification([p["label"] for p in predictions], [e.label for e in examples], self.labels)

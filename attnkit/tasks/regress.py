@@ -146,9 +146,14 @@ class RegressTask(Task):
         known = targets.isfinite()
         return ((scores - targets)[known] ** 2).sum(), known.sum()
 
-    def decode(self, model: nn.Module, batch: Batch) -> list[float]:
-        scores = require_finite(self.forward(model, batch).squeeze(-1).float())
-        return [float(score) * self.std + self.mean for score in scores]
+    ensembles = True
+
+    def outputs(self, model: nn.Module, batch: Batch) -> list[Tensor]:
+        """Each example's number, in the targets' units."""
+        return list(require_finite(self.forward(model, batch).squeeze(-1).float()) * self.std + self.mean)
+
+    def prediction(self, output: Tensor) -> float:
+        return float(output)
 
     def metrics(self, predictions: list[float], examples: list[Example]) -> dict:
         return scoring.regression(predictions, [float(e.label) for e in examples])

@@ -180,12 +180,15 @@ class TagTask(Task):
         total = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing, reduction="sum")
         return total, (labels != IGNORE_INDEX).sum()
 
-    def decode(self, model: nn.Module, batch: Batch) -> list[list[str]]:
-        """A tag per word. A sentence longer than the learned positions is read in consecutive windows that fit."""
+    ensembles = True
+
+    def outputs(self, model: nn.Module, batch: Batch) -> list[Tensor]:
+        """Each sentence's probabilities (words, tags), read at each word's first subword. A sentence longer than
+        the learned positions is read in consecutive windows that fit."""
         config = self.model_config
         limit = config.position_limit
         if limit is None or batch["ids"].shape[1] <= limit:
-            return self._tags(model, batch)
+            return self._word_probabilities(model, batch)
         pieces, owners, (before, after) = [], [], self._around()
         shapes = batch["shapes"] if "shapes" in batch else torch.zeros_like(batch["ids"])
         for row, (ids, mask, starts, start_mask) in enumerate(
@@ -199,17 +202,22 @@ class TagTask(Task):
                 unlabelled = [IGNORE_INDEX] * len(local)
                 pieces.append(self._item(ids[begin:end], local, unlabelled, word_shapes[first:last]))
                 owners.append(row)
-        joined: list[list[str]] = [[] for _ in batch["ids"]]
-        for row, tags in zip(owners, self._tags(model, to_device(self.collate(pieces), batch["ids"].device))):
-            joined[row] += tags
-        return joined
+        joined: list[list[Tensor]] = [[] for _ in batch["ids"]]
+        windowed = self._word_probabilities(model, to_device(self.collate(pieces), batch["ids"].device))
+        for row, probabilities in zip(owners, windowed):
+            joined[row].append(probabilities)
+        return [torch.cat(parts) for parts in joined]
 
-    def _tags(self, model: nn.Module, batch: Batch) -> list[list[str]]:
+    def _word_probabilities(self, model: nn.Module, batch: Batch) -> list[Tensor]:
         scores = self.forward(model, batch)
         require_finite(scores[batch["mask"]])
-        best = scores.argmax(-1)  # (batch, time)
-        word_tags = torch.gather(best, 1, batch["starts"])  # the tag at each word's first subword
-        return [[self.tags[int(t)] for t in row[keep]] for row, keep in zip(word_tags, batch["start_mask"])]
+        probabilities = scores.float().softmax(-1)  # (batch, time, tags)
+        starts = batch["starts"].unsqueeze(-1).expand(-1, -1, probabilities.shape[-1])
+        words = torch.gather(probabilities, 1, starts)  # at each word's first subword
+        return [row[keep] for row, keep in zip(words, batch["start_mask"])]
+
+    def prediction(self, output: Tensor) -> list[str]:
+        return [self.tags[int(best)] for best in output.argmax(-1)]
 
     def metrics(self, predictions: list[list[str]], examples: list[Tagged]) -> dict:
         return scoring.tagging(predictions, [e.tags for e in examples])

@@ -138,6 +138,17 @@ def test_transformers_reads_the_exported_pair_model_with_token_types(bert_shaped
     assert torch.allclose(probabilities.max(-1).values, torch.tensor([p["probability"] for p in ours]), atol=1e-5)
 
 
+def test_a_roberta_pair_model_exports_without_token_types(pair_files, tmp_path):
+    """RoBERTa has one token type: the exported tokenizer gives none, and transformers predicts attnkit's labels."""
+    model = trained_on(pair_files, tmp_path, "pair", 10, "model.preset=roberta")
+    rows = [line.split("\t") for line in pair_files["dev"].read_text().splitlines()[1:21]]
+    ours = Pipeline.load(model, device="cpu").predict([(a, b) for a, b, _ in rows])
+    logits, config = transformers_scores(model, tmp_path / "hf", [(a, b) for a, b, _ in rows])
+    assert config.model_type == "roberta" and config.type_vocab_size == 1
+    assert [config.id2label[int(i)] for i in logits.argmax(-1)] == [p["label"] for p in ours]
+    assert torch.allclose(logits.softmax(-1).max(-1).values, torch.tensor([p["probability"] for p in ours]), atol=1e-5)
+
+
 def test_onnx_graph_reads_token_types(bert_shaped, tmp_path):
     pytest.importorskip("onnxruntime")
     manifest = export_onnx(bert_shaped, tmp_path / "onnx")
