@@ -61,6 +61,7 @@ def export_onnx(
             "format": FORMAT,
             "task": pipeline.task.config.name,
             "ensemble": list(members),
+            "outputs": pipeline.task.output_names,
             "combine": ENSEMBLE_RULE,
             "int8": int8,
             "max_difference": {name: member["max_difference"] for name, member in members.items()},
@@ -71,8 +72,10 @@ def export_onnx(
 
 # how an ensemble's member graphs make one prediction, as onnx.json says it
 ENSEMBLE_RULE = (
-    "run each member on the input (its own tokenizer.json) and average their outputs: a classifier's and a "
-    "tagger's probabilities (softmax of the logits), a regressor's numbers; the prediction is read from the mean"
+    "run each member on the input (its own tokenizer.json) and average their outputs, each in the order of the "
+    "labels or tags of its own onnx.json: a classifier's probabilities (softmax of the logits), a tagger's for each "
+    "word (softmax of the logits at the word's first subword), a regressor's numbers; the prediction is read from "
+    "the mean"
 )
 
 

@@ -168,12 +168,11 @@ def create_app(pipeline: Pipeline, limits: Limits | None = None, where: str = ""
             for field, text in zip(fields, pieces):
                 if len(text) > limits.max_text_chars:
                     raise HTTPException(413, f"{field}: {len(text):,} characters, at most {limits.max_text_chars:,}")
-        most = pipeline.max_input_tokens
-        if limits.too_long == "reject" and most is not None:
-            counts = await asyncio.to_thread(pipeline.count_tokens, inputs, encoding)
-            for name, count in zip(names, counts):
-                if count > most:
-                    message = f"{name or 'input'}: {count:,} tokens, over this model's limit of {most:,}"
+        if limits.too_long == "reject" and pipeline.max_input_tokens is not None:
+            overs = await asyncio.to_thread(pipeline.over_limit, inputs, encoding)
+            for name, over in zip(names, overs):
+                if over is not None:
+                    message = f"{name or 'input'}: {over[0]:,} tokens, over this model's limit of {over[1]:,}"
                     raise HTTPException(413, message + " (--too-long truncate cuts instead)")
         return inputs
 

@@ -188,7 +188,10 @@ def read_ensemble(path: str | os.PathLike) -> list[Path] | None:
     if not isinstance(names, list) or len(names) < 2 or not all(isinstance(n, str) for n in names):
         raise AttnkitError(f"{path / CONFIG_FILE}: {ENSEMBLE}: expected a list of two or more member directories")
     members = [(path / name).resolve() for name in names]
-    outside = [name for name, member in zip(names, members) if not member.is_relative_to(path.resolve())]
+    home = path.resolve()
+    outside = [name for name, member in zip(names, members) if member == home or not member.is_relative_to(home)]
     if outside:
-        raise AttnkitError(f"{path / CONFIG_FILE}: {ENSEMBLE}: member {outside[0]!r} is outside the ensemble")
+        raise AttnkitError(
+            f"{path / CONFIG_FILE}: {ENSEMBLE}: member {outside[0]!r} is not a folder inside the ensemble"
+        )
     return members

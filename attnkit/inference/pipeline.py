@@ -150,7 +150,7 @@ class Pipeline:
         if "encode" not in self.task.verbs:
             raise AttnkitError("this model has no encoder (a decoder-only model cannot encode)")
         encoder = encoder_of(self.model)
-        limit, specials = self.max_input_tokens, len(self.tokenizer.add_specials([]))
+        limit, specials = self.task.max_input_tokens, len(self.tokenizer.add_specials([]))
         keep = None if limit is None else limit - specials
         ids, mask = pad([self.tokenizer.add_specials(t[:keep]) for t in token_ids], self.tokenizer.pad_id)
         device = next(encoder.parameters()).device
@@ -181,6 +181,13 @@ class Pipeline:
         """The most tokens of one input the model reads, start and end tokens included (the task's limit: a longer
         input is cut, or a tagger reads it in windows), or None when it reads any length."""
         return self.task.max_input_tokens
+
+    def over_limit(self, texts: list, encoding: bool = False) -> list[tuple[int, int] | None]:
+        """For each input, (its tokens, the limit) if it has more tokens than the model reads, else None."""
+        limit = self.max_input_tokens
+        if limit is None:
+            return [None] * len(texts)
+        return [(count, limit) if count > limit else None for count in self.count_tokens(texts, encoding)]
 
     def count_tokens(self, texts: list, encoding: bool = False) -> list[int]:
         """The tokens of each input, uncut, that `predict` and `generate` read (the task says how), or with
@@ -242,27 +249,43 @@ class Ensemble(Pipeline):
                 )
             if _shape(task) != _shape(first.task):
                 raise AttnkitError(
-                    f"{where}: member {i} is a {_shape(task)} model, member 0 a {_shape(first.task)} model; an "
-                    "ensemble's members share one task, input and label set"
+                    f"{where}: member {i} is a {_describe_shape(task)} model, member 0 a "
+                    f"{_describe_shape(first.task)} model; an ensemble's members share one task, input and label set"
                 )
         super().__init__(first.model, first.tokenizer, first.task, "ensemble", first.batch_tokens)
         self._members = members
+        # each member's outputs in member 0's order of labels (a tagger orders its tags by their frequency)
+        names = first.task.output_names
+        self._orders = [
+            None if names is None else torch.tensor([member.task.output_names.index(name) for name in names])
+            for member in members
+        ]
 
     @property
     def members(self) -> list[Pipeline]:
         return self._members
 
     def predict_examples(self, examples: list) -> list:
-        outputs = [
-            member.task.predict(member.model, member.task.encode(examples, training=False), member.batch_tokens, True)
-            for member in self._members
-        ]
+        outputs = []
+        for member, order in zip(self._members, self._orders):
+            task = member.task
+            each = task.predict(member.model, task.encode(examples, training=False), member.batch_tokens, True)
+            outputs.append(each if order is None else [output[..., order] for output in each])
         return [self.task.prediction(torch.stack(each).mean(0)) for each in zip(*outputs)]
 
     @property
     def max_input_tokens(self) -> int | None:
+        """The smallest of its members' limits."""
         limits = [member.max_input_tokens for member in self._members if member.max_input_tokens is not None]
         return min(limits) if limits else None
+
+    def over_limit(self, texts: list, encoding: bool = False) -> list[tuple[int, int] | None]:
+        """Each input over the limit of any member, counted by that member's tokenizer."""
+        found: list[tuple[int, int] | None] = [None] * len(texts)
+        for member in self._members:
+            for i, over in enumerate(member.over_limit(texts, encoding)):
+                found[i] = found[i] or over
+        return found
 
     def describe(self) -> str:
         rows = [("task", self.task.describe()), ("ensemble", f"the mean of {len(self._members)} models' outputs")]
@@ -273,7 +296,12 @@ class Ensemble(Pipeline):
         return "\n".join(f"{key:<11} {value}" for key, value in rows)
 
 
-def _shape(task: Task) -> str:
+def _shape(task: Task) -> tuple:
+    """What the members of an ensemble share: the task, its inputs, and its outputs (in any order)."""
+    return task.name, task.input_fields, sorted(task.output_names or [])
+
+
+def _describe_shape(task: Task) -> str:
     """E.g. "classify (text -> negative, positive)"."""
     names = task.output_names or ["a number"]
     outputs = ", ".join(names[:4]) + (f", ... ({len(names)})" if len(names) > 4 else "")

@@ -21,7 +21,7 @@ class _Stack(nn.Module):
         super().__init__()
         self.config = config
         self.embedding = embedding
-        self.embed_scale = math.sqrt(config.dim) if config.scale_embeddings else 1.0
+        self.embed_scale = math.sqrt(config.embedding_width) if config.scale_embeddings else 1.0
         self.positions: Positions = build_positions(config, bidirectional)
         width = config.embedding_width
         self.embed_norm = build_norm(config, width) if config.embedding_norm else None
@@ -70,7 +70,7 @@ class Encoder(_Stack):
         segments: Tensor | None = None,
     ) -> Tensor:
         # tokens: (batch, time) ids; mask: (batch, time), True for real tokens; None when nothing is padded;
-        # features: (batch, time, dim), added to the token embeddings (a tagger's word shapes);
+        # features: (batch, time, embedding width), added to the token embeddings (a tagger's word shapes);
         # segments: (batch, time) segment ids (None: all 0), read with config.segments only
         time = tokens.shape[1]
         if self.segments is not None:
@@ -200,7 +200,7 @@ class EncoderDecoder(nn.Module):
 def init_weights(model: nn.Module, config: ModelConfig) -> None:
     """BERT's initialization: normal(0, 0.02) weights, zero biases; embeddings scaled by sqrt(dim) start at
     std dim^-0.5 so that the scaled vectors have unit variance."""
-    embedding_std = config.dim**-0.5 if config.scale_embeddings else 0.02
+    embedding_std = config.embedding_width**-0.5 if config.scale_embeddings else 0.02
     for module in model.modules():
         if isinstance(module, nn.Linear):
             nn.init.normal_(module.weight, std=0.02)

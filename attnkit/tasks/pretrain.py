@@ -39,8 +39,9 @@ class MaskedLM(nn.Module):
         super().__init__()
         self.config = config
         self.encoder = Encoder(config)
-        self.transform = nn.Linear(config.dim, config.dim)
-        self.norm = nn.LayerNorm(config.dim, eps=config.norm_eps)
+        # down to the embeddings' width, to which the output is tied (ELECTRA's generator head, where narrower)
+        self.transform = nn.Linear(config.dim, config.embedding_width)
+        self.norm = nn.LayerNorm(config.embedding_width, eps=config.norm_eps)
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
 
     def forward(self, ids: Tensor, mask: Tensor, chosen: Tensor | None = None) -> Tensor:

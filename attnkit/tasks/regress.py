@@ -150,7 +150,7 @@ class RegressTask(Task):
 
     def outputs(self, model: nn.Module, batch: Batch) -> list[Tensor]:
         """Each example's number, in the targets' units."""
-        return list(require_finite(self.forward(model, batch).squeeze(-1).float()) * self.std + self.mean)
+        return list(require_finite(self.forward(model, batch).squeeze(-1).double()) * self.std + self.mean)
 
     def prediction(self, output: Tensor) -> float:
         return float(output)

@@ -81,6 +81,7 @@ def prepare_corpus(files: dict[str, list[Path]], run: RunConfig, cache: Path) ->
             for split, paths in files.items()
         },
         "tokenizer": to_dict(run.tokenizer),
+        "special_tokens": special_tokens(run.model),  # their ids: a family's order (--preset mpnet) or attnkit's
     }
     if cache.exists() and not _holds_only_a_corpus(cache):
         kind = "a folder that holds other files" if cache.is_dir() else "a file"

@@ -53,8 +53,16 @@ def prepare(run: RunConfig, resume: bool, overwrite: bool) -> Prepared:
     }
     init = run.train.init
     source = Pipeline.load(init, run.train.trust_pickle, device="cpu") if init and not resume else None
+    if source is not None and len(source.members) > 1:
+        raise AttnkitError(f"{init}: an ensemble; fine-tune one of its members ({init}/members/0, ...)")
     tokenizer = _tokenizer(run, resume, source, shape, held_out["train"])
     model_config = _model_config(run, resume, source, tokenizer)
+    family = FAMILIES.get(model_config.preset or "")
+    if family is not None and family.differences(model_config):  # what the tokenizer decides: its <pad>
+        raise AttnkitError(
+            f"tokenizer: model.preset {model_config.preset} needs {', '.join(family.differences(model_config))}, "
+            f"and this tokenizer pads with id {tokenizer.pad_id}; leave tokenizer.path unset to train one for it"
+        )
     task = make_task(run.task, data, tokenizer, model_config, _trained(out).state if resume else None)
     if not resume:
         try:

@@ -7,15 +7,17 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from fastapi.testclient import TestClient
 
 from attnkit.apps.average import average
 from attnkit.apps.cli import main
 from attnkit.apps.ensemble import ensemble
 from attnkit.apps.export import export
+from attnkit.apps.limits import Limits
 from attnkit.apps.serve import create_app
 from attnkit.errors import AttnkitError
-from attnkit.inference.pipeline import Pipeline
+from attnkit.inference.pipeline import Ensemble, Pipeline
 from tests.conftest import trained_on
 
 TEXTS = ["a good movie", "bad bad film", "good and bad", "what a great show"]
@@ -79,9 +81,21 @@ def test_an_ensemble_evaluates_serves_and_describes_itself_as_one_model(classifi
 
 def test_taggers_and_regressors_ensemble_too(tagging_files, score_files, tmp_path):
     taggers = [trained_on(tagging_files, tmp_path / f"t{s}", "tag", 20, f"train.seed={s}") for s in (1, 2)]
-    sentence = "the cat sat on the mat today"
-    (tags,) = ensemble(taggers, tmp_path / "taggers").predict([sentence])
-    assert len(tags) == len(sentence.split())
+    sentences = ["the cat sat on the mat today", "a dog"]
+    members = [Pipeline.load(path) for path in taggers]
+    names = members[0].task.tags
+    mean = []  # each word's tag probabilities, by name, averaged over the members
+    for words in zip(
+        *(
+            member.task.predict(
+                member.model, member.task.encode(member.task.inputs(sentences), training=False), outputs=True
+            )
+            for member in members
+        )
+    ):
+        mean.append(sum(w[:, [m.task.tags.index(n) for n in names]] for w, m in zip(words, members)) / 2)
+    expected = [[names[int(i)] for i in sentence.argmax(-1)] for sentence in mean]
+    assert ensemble(taggers, tmp_path / "taggers").predict(sentences) == expected
     regressors = [trained_on(score_files, tmp_path / f"r{s}", "regress", 20, f"train.seed={s}") for s in (1, 2)]
     texts = ["fine", "awful and slow"]
     members = [Pipeline.load(path).predict(texts) for path in regressors]
@@ -116,6 +130,40 @@ def test_what_cannot_be_ensembled_is_refused_in_one_line(classifiers, tagging_fi
         average([made, classifiers[0]], tmp_path / "soup")
     with pytest.raises(AttnkitError, match=r"^ensemble: give at least two model directories$"):
         ensemble(classifiers[:1], tmp_path / "one")
+
+
+def test_members_whose_labels_are_ordered_otherwise_are_read_by_name(classifiers, tmp_path):
+    plain, flipped = Pipeline.load(classifiers[0]), Pipeline.load(classifiers[0])
+    flipped.task.labels = flipped.task.labels[::-1]  # the same model, its outputs in the other order
+    with torch.no_grad():
+        flipped.model.head.weight.copy_(flipped.model.head.weight.flip(0))
+        flipped.model.head.bias.copy_(flipped.model.head.bias.flip(0))
+    assert Ensemble([plain, flipped]).predict(TEXTS) == [pytest.approx(p) for p in plain.predict(TEXTS)]
+    other = Pipeline.load(classifiers[1])
+    plain.task.labels, other.task.labels = list("abcde"), list("abcdf")  # only the fifth differs
+    with pytest.raises(AttnkitError, match=r"member 1 is a classify \(text -> a, b, c, d, ... \(5\)\) model"):
+        Ensemble([plain, other])
+
+
+def test_an_input_over_any_members_limit_is_over_the_ensembles(classifiers, sentiment_files, tmp_path):
+    short = trained_on(sentiment_files, tmp_path / "short", "classify", 5, "data.max_length=8")
+    made = ensemble([classifiers[0], short], tmp_path / "ensemble")
+    text = "good " * 20
+    (count,) = Pipeline.load(short).count_tokens([text])  # by the short member's own tokenizer
+    assert Pipeline.load(classifiers[0]).over_limit([text]) == [None]  # the other member reads it whole
+    assert made.over_limit(["go", text]) == [None, (count, 8)]
+    with TestClient(create_app(made, Limits(too_long="reject"))) as client:
+        answer = client.post("/predict", json={"texts": ["go", text]})
+    assert answer.status_code == 413 and f"{count} tokens, over this model's limit of 8" in answer.json()["detail"]
+
+
+def test_a_member_that_is_the_ensemble_itself_is_refused(classifiers, tmp_path):
+    made = tmp_path / "ensemble"
+    ensemble(classifiers, made)
+    config = json.loads((made / "config.json").read_text())
+    (made / "config.json").write_text(json.dumps({**config, "ensemble": ["members/0", "."]}))
+    with pytest.raises(AttnkitError, match=r"member '\.' is not a folder inside the ensemble"):
+        Pipeline.load(made)
 
 
 def test_onnx_writes_every_member_and_how_to_combine_them(classifiers, tmp_path):

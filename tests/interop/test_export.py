@@ -193,10 +193,16 @@ def test_seq2seq_exports_with_attnkits_decoding(copy_files, tmp_path, preset, au
     assert tokenizer.batch_decode(outputs, skip_special_tokens=True) == pipeline.predict(sources)
 
 
-def test_pretrained_encoder_with_the_bert_preset_exports_as_bert_model(tmp_path):
+@pytest.mark.parametrize(
+    ("preset", "settings"),
+    [("bert", []), ("mpnet", []), ("electra", ["model.embedding_dim=16"])],  # ELECTRA: narrower embeddings
+)
+def test_a_pretrained_encoder_with_a_preset_exports_as_its_familys_model(tmp_path, preset, settings):
     text = corpus(tmp_path / "text")
-    pretrain(pretrain_config(text, tmp_path / "model", "encoder", "train.max_steps=2", "model.preset=bert"))
-    assert export(tmp_path / "model", tmp_path / "hf") == "bert"
+    pretrain(
+        pretrain_config(text, tmp_path / "model", "encoder", "train.max_steps=2", f"model.preset={preset}", *settings)
+    )
+    assert export(tmp_path / "model", tmp_path / "hf") == preset
     texts = ["the cat sat on the mat", "the dog"]
     inputs = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")(texts, padding=True, return_tensors="pt")
     hidden, mask = Pipeline.load(tmp_path / "model").encode(texts)
@@ -292,3 +298,16 @@ def test_mean_pooled_classifier_export_names_task_pooling(sentiment_files, tmp_p
         r"BertForSequenceClassification, .*train with task.pooling: pooler",
     ):
         export(tmp_path / "model", tmp_path / "hf")
+
+
+def test_a_tokenizer_that_mpnet_cannot_read_is_refused_before_training(sentiment_files, tmp_path, capsys):
+    bert = trained_on(sentiment_files, tmp_path / "bert", "classify", 1, "model.preset=bert")  # <pad> is id 0
+    out = tmp_path / "mpnet"
+    flags = ["--train", sentiment_files["train"], "--out", out, "--preset", "mpnet", "--set", f"tokenizer.path={bert}"]
+    capsys.readouterr()
+    assert main(["train", "--task", "classify", *map(str, flags)]) == 2
+    assert capsys.readouterr().err == (
+        "attnkit: error: tokenizer: model.preset mpnet needs pad_id=1, and this tokenizer pads with id 0; leave "
+        "tokenizer.path unset to train one for it\n"
+    )
+    assert not out.exists()
