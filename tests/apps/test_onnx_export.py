@@ -15,7 +15,7 @@ from attnkit.errors import AttnkitError
 from attnkit.inference.pipeline import Pipeline
 from attnkit.training.corpus import pretrain
 from tests import numerics
-from tests.conftest import copy_pairs, corpus, pretrain_config, sentiment_rows, tagging_sentences, trained
+from tests.conftest import copy_pairs, corpus, pretrain_config, sentiment_rows, tagging_sentences, trained, trained_on
 
 onnx = pytest.importorskip("onnx")
 onnxruntime = pytest.importorskip("onnxruntime")
@@ -67,6 +67,17 @@ def test_classifier_graph_gives_attnkits_logits_and_labels(classifier_dir, tmp_p
     assert_close(logits, expected)
     labels = [manifest["labels"][i] for i in logits.argmax(-1)]
     assert labels == [p["label"] for p in pipeline.predict(TEXTS)]
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [["model.preset=mpnet"], ["model.preset=electra", "model.embedding_dim=16"]],
+    ids=["mpnet: learned and relative positions", "electra: narrower embeddings"],
+)
+def test_the_new_families_classifiers_export_to_onnx(sentiment_files, tmp_path, settings):
+    model = trained_on(sentiment_files, tmp_path, "classify", 2, *settings)
+    manifest = export_onnx(model, tmp_path / "onnx")
+    assert manifest["max_difference"]["model"] <= 1e-4  # onnxruntime gives attnkit's logits on two batches
 
 
 def test_int8_graph_multiplies_in_int8_and_keeps_the_labels(classifier_dir, tmp_path):

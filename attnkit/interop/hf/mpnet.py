@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from attnkit.config import ModelConfig
 from attnkit.data.tokenizer import BOS, EOS, MASK, PAD, UNK
-from attnkit.interop.hf.bert import offset_positions
-from attnkit.interop.hf.family import ACTIVATIONS, Field, Head, Rule, concat, copy, linear, norm
+from attnkit.interop.hf.bert import Bert, offset_positions
+from attnkit.interop.hf.family import Field, Head, Rule, concat, copy, linear, norm
 from attnkit.interop.hf.roberta import CLASSIFIER, PaddingOffset, classification_head
 
 
@@ -30,16 +30,8 @@ class MPNet(PaddingOffset):
         segments=0,
     )
     prefixes = ("", "mpnet.")
-    fields = (
-        Field("vocab_size", "vocab_size"),
-        Field("dim", "hidden_size"),
-        Field("num_heads", "num_attention_heads"),
-        Field("ff_dim", "intermediate_size"),
-        Field("num_layers", "num_hidden_layers"),
-        Field("dropout", "hidden_dropout_prob", 0.1),
-        Field("attention_dropout", "attention_probs_dropout_prob", 0.1),
-        Field("activation", "hidden_act", "gelu", ACTIVATIONS),
-        Field("norm_eps", "layer_norm_eps", 1e-12),
+    fields = (  # BERT's, without token types, positions counted as RoBERTa's
+        *(field for field in Bert.fields if field.ours not in ("segments", "pad_id", "max_positions")),
         Field("max_positions", "max_position_embeddings", 514),
         Field("pad_id", "pad_token_id", 1),
     )
