@@ -153,6 +153,7 @@ class DataConfig:
     cache: str | None = None  # pretrain: where the tokenized corpus goes (default: OUT.corpus beside the output)
     dev_fraction: float | None = None  # without a dev file: hold out this share of the training file as dev
     test_fraction: float | None = None  # without a test file: hold out this share of the training file as test
+    split_seed: int | None = None  # which examples those fractions hold out; None: train.seed
 
     def __post_init__(self) -> None:
         for name, file in (("dev_fraction", self.dev), ("test_fraction", self.test)):
@@ -160,6 +161,7 @@ class DataConfig:
             if value is not None and (file or not 0 < value < 1):
                 raise AttnkitError(f"data.{name} must be in (0, 1) and is used only without a {name[:-9]} file")
         at_least(1, "data", self, "max_length", "max_new_tokens")
+        at_least(0, "data", self, "split_seed")
 
 
 @dataclass

@@ -45,7 +45,8 @@ def prepare(run: RunConfig, resume: bool, overwrite: bool) -> Prepared:
         raise AttnkitError("data.train: no training file given")
     data, shape = run.data, TASKS[run.task.name]
     # read before any task exists: a new tokenizer learns from the training examples, and the task needs it
-    held_out = hold_out(shape.read(data, data.train), data.dev_fraction, data.test_fraction, run.train.seed)
+    split_seed = data.split_seed if data.split_seed is not None else run.train.seed
+    held_out = hold_out(shape.read(data, data.train), data.dev_fraction, data.test_fraction, split_seed)
     given = {
         path: shape.read(data, path)
         for split, path in (("dev", data.dev), ("test", data.test))

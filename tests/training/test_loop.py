@@ -214,6 +214,9 @@ def test_fractions_hold_out_dev_and_test_from_one_file(sentiment_files, tmp_path
     assert sorted(split["train"] + split["dev"] + split["test"]) == every_row  # each row in exactly one part
     assert held_out_split(sentiment_files, tmp_path / "b") == split  # the same seed, the same split
     assert held_out_split(sentiment_files, tmp_path / "c", "train.seed=2") != split
+    # another training seed on the same split: its dev and test are the same examples
+    other = held_out_split(sentiment_files, tmp_path / "d", "train.seed=2", "data.split_seed=1")
+    assert (other["dev"], other["test"]) == (split["dev"], split["test"])
 
 
 def test_fraction_beside_a_dev_file_is_refused(sentiment_files, tmp_path):
