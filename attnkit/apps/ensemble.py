@@ -16,7 +16,7 @@ from attnkit.inference.pipeline import Ensemble, Pipeline
 
 
 def ensemble(paths: list[str | os.PathLike], out: str | os.PathLike, overwrite: bool = False) -> Pipeline:
-    """Write the trained models at `paths` as one ensemble directory `out`, and return it loaded."""
+    """Write the trained models at `paths` as one ensemble directory `out`, and return the ensemble."""
     paths, out = [Path(path) for path in paths], Path(out)
     if len(paths) < 2:
         raise AttnkitError("ensemble: give at least two model directories")
@@ -31,6 +31,6 @@ def ensemble(paths: list[str | os.PathLike], out: str | os.PathLike, overwrite: 
                 f"{path}: is an ensemble itself; give its members' directories (the models it was made of)"
             )
         members.append(loaded)
-    Ensemble(members, "ensemble")  # one task, input and label set, or a one-line error
+    made = Ensemble(members, "ensemble")  # one task, input and label set, or a one-line error
     write_ensemble(out, paths)
-    return Pipeline.load(out, device="cpu")
+    return made

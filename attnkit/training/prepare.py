@@ -59,9 +59,10 @@ def prepare(run: RunConfig, resume: bool, overwrite: bool) -> Prepared:
     tokenizer = _tokenizer(run, resume, source, shape, held_out["train"])
     model_config = _model_config(run, resume, source, tokenizer)
     family = FAMILIES.get(model_config.preset or "")
-    if family is not None and family.differences(model_config):  # what the tokenizer decides: its <pad>
+    needs = family.differences(model_config) if family is not None else []  # what the tokenizer decides: its <pad>
+    if needs:
         raise AttnkitError(
-            f"tokenizer: model.preset {model_config.preset} needs {', '.join(family.differences(model_config))}, "
+            f"tokenizer: model.preset {model_config.preset} needs {', '.join(needs)}, "
             f"and this tokenizer pads with id {tokenizer.pad_id}; leave tokenizer.path unset to train one for it"
         )
     task = make_task(run.task, data, tokenizer, model_config, _trained(out).state if resume else None)
