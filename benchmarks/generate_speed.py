@@ -7,7 +7,9 @@ converter reads BART config fields that transformers 5 no longer writes; they ar
 their BART values. Each contender decodes the same batch of random source sentences (20 to 30 tokens) with greedy
 search and beam 4, exactly --new-tokens tokens (</s> is held back on every side, so the work is equal and greedy
 outputs can be compared token for token). attnkit runs in float32, with its int8 linear layers (`--int8`), and
-with its weights cast to bfloat16 once (matrix products in bfloat16, log-probabilities in float32).
+with its weights cast to bfloat16 once (matrix products in bfloat16, log-probabilities in float32); and on
+CTranslate2 through `--engine ct2` (float32 and int8), whose rows against CTranslate2 run directly are attnkit's
+overhead.
 The contenders alternate, each repeat in turn; the median time counts.
 
     python benchmarks/generate_speed.py [--quick] [--threads 1] [--new-tokens 32]
@@ -88,8 +90,8 @@ def contenders(folder: Path, scratch: Path, threads: int, new_tokens: int) -> di
 
     theirs = transformers.BartForConditionalGeneration.from_pretrained(folder).eval()
 
-    def attnkit_of(int8: bool = False, bfloat16: bool = False):
-        model = attnkit.load(folder, device="cpu", int8=int8).model
+    def attnkit_of(int8: bool = False, bfloat16: bool = False, engine: str = "torch"):
+        model = attnkit.load(folder, device="cpu", int8=int8, engine=engine).model
         if bfloat16:
             model = model.to(torch.bfloat16)
 
@@ -124,6 +126,8 @@ def contenders(folder: Path, scratch: Path, threads: int, new_tokens: int) -> di
         "attnkit": attnkit_of(int8=False),
         "attnkit int8": attnkit_of(int8=True),
         "attnkit bfloat16": attnkit_of(bfloat16=True),
+        "attnkit ct2": attnkit_of(engine="ct2"),
+        "attnkit ct2 int8": attnkit_of(int8=True, engine="ct2"),
         "transformers": transformers_generate,
         "ctranslate2 float32": ctranslate2_of("float32"),
         "ctranslate2 int8": ctranslate2_of("int8"),
@@ -159,6 +163,7 @@ def main() -> None:
                     name: batch * args.new_tokens / statistics.median(spent) for name, spent in times.items()
                 }
                 results[key]["same tokens as transformers"] = outputs["attnkit"] == outputs["transformers"]
+                results[key]["engine ct2 same tokens"] = outputs["attnkit ct2"] == outputs["ctranslate2 float32"]
     names = list(runs)
     print(f"new tokens per second, {args.threads} thread(s), {args.new_tokens} new tokens, median of {repeats}")
     ratios = {
@@ -167,18 +172,22 @@ def main() -> None:
             "float32_vs_ctranslate2_float32": round(row["attnkit"] / row["ctranslate2 float32"], 3),
             "int8_vs_ctranslate2_int8": round(row["attnkit int8"] / row["ctranslate2 int8"], 3),
             "bfloat16_vs_ctranslate2_int8": round(row["attnkit bfloat16"] / row["ctranslate2 int8"], 3),
+            "engine_ct2_vs_ctranslate2_float32": round(row["attnkit ct2"] / row["ctranslate2 float32"], 3),
+            "engine_ct2_int8_vs_ctranslate2_int8": round(row["attnkit ct2 int8"] / row["ctranslate2 int8"], 3),
         }
         for key, row in results.items()
     }
     print(
         f"{'':<18}"
         + "".join(f"{name:>20}" for name in names)
-        + "".join(f"{r:>11}" for r in ("f32/hf", "f32/ct2", "int8/ct2", "bf16/ct2i8"))
+        + "".join(f"{r:>11}" for r in ("f32/hf", "f32/ct2", "int8/ct2", "bf16/ct2i8", "eng/ct2", "engi8/ct2i8"))
     )
     for key, row in results.items():
         line = f"{key:<18}" + "".join(f"{row[name]:>20,.0f}" for name in names)
         line += "".join(f"{ratio:>10.2f}x" for ratio in ratios[key].values())
-        print(line + ("" if row["same tokens as transformers"] else "  (attnkit's tokens differ from transformers')"))
+        notes = [] if row["same tokens as transformers"] else ["attnkit's tokens differ from transformers'"]
+        notes += [] if row["engine ct2 same tokens"] else ["--engine ct2's tokens differ from CTranslate2's"]
+        print(line + (f"  ({'; '.join(notes)})" if notes else ""))
     print(json.dumps({"ratios": ratios, "tokens_per_s": results, "threads": args.threads, "machine": machine()}))
 
 

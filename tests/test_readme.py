@@ -1,5 +1,6 @@
 """The README's sequence of commands works as written: train, evaluate, predict, pretrain with a preset, fine-tune,
-export (Hugging Face and ONNX), and transformers predicts what attnkit predicts from the exported directory."""
+export (Hugging Face, ONNX and CTranslate2), and transformers predicts what attnkit predicts from the exported
+directory."""
 
 import io
 import re
@@ -48,9 +49,10 @@ def test_the_readme_sequence_runs_as_written(tmp_path, monkeypatch):
         assert main(words) == 0, line
         ran.append(words[0])
     expected = ["train", "evaluate", "predict", "pretrain", "pretrain", "generate", "train", "export", "export"]
-    assert ran == [*expected, "info", "attention"]
+    assert ran == [*expected, "export", "predict", "info", "attention"]
     assert Path("runs/attention/attention.html").is_file()
     assert Path("runs/reviews-onnx/model.onnx").is_file()
+    assert Path("runs/reviews-ct2/ctranslate2/model.bin").is_file()
     texts = [text for _, text in sentiment_rows(20, 5)]
     ours = [p["label"] for p in Pipeline.load("runs/tuned").predict(texts)]
     tokenizer = transformers.AutoTokenizer.from_pretrained("runs/tuned-hf")

@@ -78,6 +78,11 @@ class Attention:
 def attention(pipeline: Pipeline, text: str, target: str | None = None, model_name: str = "") -> Attention:
     """The attention maps of `pipeline`'s model reading `text` as its task reads an input (and, for an
     encoder-decoder, `target`, by default its own output for `text`)."""
+    if pipeline.engine != "torch":
+        raise AttnkitError(
+            f"attention maps are read from attnkit's own layers, not {pipeline.engine}'s: load the model "
+            "with --engine torch"
+        )
     if not text.strip():
         raise AttnkitError("no text to look at: give a text with at least one word")
     if target is not None and not target.strip():

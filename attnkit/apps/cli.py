@@ -30,6 +30,10 @@ SHORTHANDS = {
     "device": "train.device",
 }
 DEVICE_HELP = "auto (default: cuda if there is a GPU, else mps, else cpu), cpu, cuda, cuda:N or mps"
+ENGINE_HELP = (
+    "what runs the model: torch (attnkit's own), ct2 (CTranslate2, the ct2 extra: faster on the CPU), or auto "
+    "(default: ct2 for a folder written by export --ct2, else torch)"
+)
 INT8_HELP = "int8 linear layers, on the CPU: about 2-3x faster, a little less accurate (docs/benchmarks.md)"
 # named here, so that building the parser reads no task or family module; tests/test_docs.py keeps them equal to
 # attnkit.tasks.TASKS and attnkit.interop.hf.FAMILIES
@@ -88,7 +92,7 @@ def _summary_text(out: str, summary: dict) -> str:
 def _evaluate(args: argparse.Namespace) -> None:
     from attnkit.inference.pipeline import Pipeline
 
-    pipeline = Pipeline.load(args.path, device=args.device, int8=args.int8)
+    pipeline = Pipeline.load(args.path, device=args.device, int8=args.int8, engine=args.engine)
     metrics, _, _ = pipeline.evaluate(args.data, warn=_warn)
     print(json.dumps(metrics) if args.json else pipeline.task.report(metrics))
 
@@ -124,7 +128,7 @@ def _predict(args: argparse.Namespace) -> None:
     from attnkit.data.readers import stdin_lines
     from attnkit.inference.pipeline import Pipeline
 
-    pipeline = Pipeline.load(args.path, device=args.device, int8=args.int8)
+    pipeline = Pipeline.load(args.path, device=args.device, int8=args.int8, engine=args.engine)
     task = pipeline.task
     if args.data:
         examples, predictions = pipeline.predict_file(args.data)
@@ -140,6 +144,8 @@ def _predict(args: argparse.Namespace) -> None:
 def _export(args: argparse.Namespace) -> None:
     from attnkit.files import check_output
 
+    if args.onnx and args.ct2:
+        raise AttnkitError("--onnx and --ct2 are two different exports: choose one")
     check_output(args.out, args.overwrite)
     if args.onnx:
         from attnkit.apps.onnx_export import export_onnx
@@ -150,8 +156,20 @@ def _export(args: argparse.Namespace) -> None:
         against = "float32 (int8 graphs)" if args.int8 else "attnkit"
         print(f"wrote {args.out} ({graphs}, tokenizer.json, onnx.json); largest difference from {against}: {worst:.1e}")
         return
+    if args.ct2:
+        from attnkit.apps.export import export_ct2
+
+        quantization = args.quantization or ("int8" if args.int8 else "float32")
+        export_ct2(args.path, args.out, quantization, args.trust_pickle)
+        print(f"wrote {args.out} (attnkit checkpoint; CTranslate2 {quantization} model in {args.out}/ctranslate2)")
+        return
+    if args.quantization:
+        raise AttnkitError("--quantization sets a CTranslate2 export's weights: add --ct2")
     if args.int8:
-        raise AttnkitError("--int8 quantizes an ONNX export: add --onnx (a Hugging Face directory stays float32)")
+        raise AttnkitError(
+            "--int8 quantizes an ONNX or CTranslate2 export: add --onnx or --ct2 (a Hugging Face directory stays "
+            "float32)"
+        )
     from attnkit.apps.export import export
 
     family = export(args.path, args.out, args.trust_pickle)
@@ -167,7 +185,7 @@ def _serve(args: argparse.Namespace) -> None:
         raise AttnkitError("attnkit serve needs the serve extra: pip install 'attnkit[serve]'") from None
 
     limits = Limits(**{name: getattr(args, name) for name in FLAGS})
-    serve(args.path, args.host, args.port, args.device, limits, args.int8)
+    serve(args.path, args.host, args.port, args.device, limits, args.int8, args.engine)
 
 
 def _attention(args: argparse.Namespace) -> None:
@@ -193,7 +211,7 @@ def _generate(args: argparse.Namespace) -> None:
     from attnkit.nn.decoding import sampling_of
 
     sampling = sampling_of(args.temperature, args.top_k, args.top_p, args.seed, args.beam_size)
-    pipeline = Pipeline.load(args.path, device=args.device, int8=args.int8)
+    pipeline = Pipeline.load(args.path, device=args.device, int8=args.int8, engine=args.engine)
     prompts = [args.prompt] if args.prompt is not None else stdin_lines()
     if not any(prompt.strip() for prompt in prompts):
         where = "--prompt" if args.prompt is not None else "standard input"
@@ -217,7 +235,7 @@ def _demo(args: argparse.Namespace) -> None:
 def _info(args: argparse.Namespace) -> None:
     from attnkit.inference.pipeline import Pipeline
 
-    pipeline = Pipeline.load(args.path, device=args.device)
+    pipeline = Pipeline.load(args.path, device=args.device, engine="auto")  # as predict and serve would run it
     device = next(pipeline.model.parameters()).device
     print(
         f"{'checkpoint':<11} {args.path}\n{pipeline.describe()}\n{'device':<11} {device}"
@@ -241,10 +259,11 @@ def _common_training_flags(parser: argparse.ArgumentParser, kind: str) -> None:
 
 
 def device_flags(parser: argparse.ArgumentParser, int8: bool = False, default: str | None = "auto") -> None:
-    """--device (and with `int8`, --int8): where a command runs its model."""
+    """--device (and with `int8`, --int8 and --engine): where and how a command runs its model."""
     parser.add_argument("--device", default=default, help=DEVICE_HELP)
     if int8:
         parser.add_argument("--int8", action="store_true", help=INT8_HELP)
+        parser.add_argument("--engine", choices=["auto", "torch", "ct2"], default="auto", help=ENGINE_HELP)
 
 
 def limit_flags(parser: argparse.ArgumentParser) -> None:
@@ -350,7 +369,22 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="ONNX graphs (model.onnx, or encoder.onnx and decoder.onnx), checked against attnkit in onnxruntime",
     )
-    export.add_argument("--int8", action="store_true", help="with --onnx: quantize the graphs' matrix products to int8")
+    export.add_argument(
+        "--ct2",
+        action="store_true",
+        help="the checkpoint with a CTranslate2 model in DIR/ctranslate2, which predict, generate, evaluate and serve "
+        "then run (the ct2 extra)",
+    )
+    export.add_argument(
+        "--quantization",
+        choices=["float32", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "float16", "bfloat16"],
+        help="with --ct2: how CTranslate2 stores the weights (default float32: the same outputs as attnkit)",
+    )
+    export.add_argument(
+        "--int8",
+        action="store_true",
+        help="with --onnx: quantize the graphs' matrix products; with --ct2: int8 weights",
+    )
     export.add_argument("--trust-pickle", action="store_true", help="allow reading a pytorch_model.bin")
     export.add_argument("--overwrite", action="store_true", help="replace an existing --out (an attnkit directory)")
     export.set_defaults(run=_export)

@@ -1,14 +1,20 @@
 """`attnkit export`: a trained or pretrained attnkit model (or an imported one) written as a Hugging Face directory
-(config.json, model.safetensors, tokenizer.json) that transformers loads with the same predictions; the ONNX form is
-attnkit.apps.onnx_export's. What is written for a task, its head and settings, is the task's to say."""
+(config.json, model.safetensors, tokenizer.json) that transformers loads with the same predictions, or as a
+checkpoint that carries a CTranslate2 model; the ONNX form is attnkit.apps.onnx_export's. What is written for a task,
+its head and settings, is the task's to say."""
 
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 
 from attnkit.errors import AttnkitError
+from attnkit.files import atomic_directory
+from attnkit.inference.checkpoint import MEMBER_FILES, write_checkpoint
 from attnkit.inference.pipeline import Pipeline
-from attnkit.interop.hf import export_hf
+from attnkit.interop.ct2 import CT2_DIR, ct2_core, write_ct2
+from attnkit.interop.hf import export_hf, is_hf_directory
 
 
 def export(path: str | os.PathLike, out: str | os.PathLike, trust_pickle: bool = False) -> str:
@@ -16,9 +22,30 @@ def export(path: str | os.PathLike, out: str | os.PathLike, trust_pickle: bool =
     A task model goes with its head (classify, pair and regress as the family's sequence classifier, tag as its
     token classifier), seq2seq with its decoding; a pretrained one as the family's plain model."""
     pipeline = Pipeline.load(path, trust_pickle)
+    _refuse_an_ensemble(pipeline, path)
+    return export_hf(pipeline.task.hf_export(pipeline.model), pipeline.tokenizer, out, where=str(path))
+
+
+def export_ct2(path: str | os.PathLike, out: str | os.PathLike, quantization: str, trust_pickle: bool = False) -> None:
+    """`out`: the checkpoint at `path` as attnkit loads it (config.json, model.safetensors, tokenizer.json; an
+    imported one as attnkit's) and its CTranslate2 model in `out`/ctranslate2, weights stored as `quantization`.
+    attnkit runs such a folder on CTranslate2 by default; ctranslate2.Translator (or Generator, Encoder) reads the
+    subfolder directly. A task model's head stays in model.safetensors: CTranslate2 runs the encoder under it."""
+    pipeline = Pipeline.load(path, trust_pickle, device="cpu")
+    _refuse_an_ensemble(pipeline, path)
+    core = ct2_core(pipeline.model, str(path))  # what CTranslate2 cannot run is refused before anything is written
+    with atomic_directory(out) as tmp:
+        if is_hf_directory(path):
+            write_checkpoint(tmp, pipeline.model, pipeline.tokenizer)
+        else:
+            for file in MEMBER_FILES:
+                shutil.copyfile(Path(path) / file, tmp / file)
+        write_ct2(core, pipeline.tokenizer, tmp / CT2_DIR, quantization, str(path))
+
+
+def _refuse_an_ensemble(pipeline: Pipeline, path: str | os.PathLike) -> None:
     if len(pipeline.members) > 1:
         raise AttnkitError(
             f"{path}: an ensemble of {len(pipeline.members)} models is no one Hugging Face model; export each of "
             f"{path}/members/0, {path}/members/1, ... (or the ensemble with --onnx: every member, one manifest)"
         )
-    return export_hf(pipeline.task.hf_export(pipeline.model), pipeline.tokenizer, out, where=str(path))

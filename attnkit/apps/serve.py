@@ -60,7 +60,8 @@ def startup_line(pipeline: Pipeline, where: str, host: str, port: int) -> str:
     url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
     gets = (["/attention"] if "attention" in pipeline.task.verbs else []) + ["/info", "/docs"]
     endpoints = (f"POST {', '.join(posts)}; " if posts else "") + f"GET {', '.join(gets)}"
-    return f"attnkit serve: {where} ({pipeline.task.describe()}) on {url} - {endpoints}"
+    engine = "" if pipeline.engine == "torch" else f" run by {pipeline.engine}"
+    return f"attnkit serve: {where} ({pipeline.task.describe()}){engine} on {url} - {endpoints}"
 
 
 class Batcher:
@@ -260,6 +261,7 @@ def create_app(pipeline: Pipeline, limits: Limits | None = None, where: str = ""
             "labels": task.output_names,
             "architecture": dataclasses.asdict(config),
             "device": str(next(pipeline.model.parameters()).device),
+            "engine": pipeline.engine,
             "max_input_tokens": pipeline.max_input_tokens,
             "limits": dataclasses.asdict(limits),
         }
@@ -274,13 +276,14 @@ def serve(
     device: str = "auto",
     limits: Limits | None = None,
     int8: bool = False,
+    engine: str = "auto",
 ) -> None:
-    """Load the model at `path` (`int8`: its linear layers in int8, on the CPU) and serve it until interrupted
-    (Ctrl-C or SIGTERM finish the requests in flight)."""
+    """Load the model at `path` (`int8`: its linear layers in int8, on the CPU; `engine`: see Pipeline.load) and
+    serve it until interrupted (Ctrl-C or SIGTERM finish the requests in flight)."""
     import uvicorn
 
     check_address(host, port)  # before the model loads, which may take a while
-    pipeline = Pipeline.load(path, device=device, int8=int8)
+    pipeline = Pipeline.load(path, device=device, int8=int8, engine=engine)
     app = create_app(pipeline, limits, str(path))
     print(startup_line(pipeline, str(path), host, port), file=sys.stderr, flush=True)
     # uvicorn closes an idle connection after 5 s by default, the same moment an httpx client's pool may reuse it:

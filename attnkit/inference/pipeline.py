@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable, Iterable
+from copy import copy
 from pathlib import Path
 
 import torch
@@ -18,6 +19,7 @@ from attnkit.data.tokenizer import Tokenizer
 from attnkit.errors import AttnkitError
 from attnkit.files import CONFIG_FILE, WEIGHTS_FILE
 from attnkit.inference.checkpoint import load_model, load_weights, read_ensemble, read_trained
+from attnkit.interop.ct2 import has_ct2, on_ct2
 from attnkit.interop.hf import is_hf_directory, load_hf_model, read_hf_config
 from attnkit.nn import count_parameters, describe, encoder_of
 from attnkit.nn.decoding import Sampling
@@ -25,6 +27,8 @@ from attnkit.runtime import quantize_int8, resolve_device
 from attnkit.tasks import Task, make_task, no_task
 from attnkit.tasks.base import NOT_TRAINED
 from attnkit.tasks.generation import Generation, Stream
+
+ENGINES = ("auto", "torch", "ct2")
 
 
 class Pipeline:
@@ -44,40 +48,65 @@ class Pipeline:
         self.task = task
         self.origin = origin  # "attnkit", or the Hugging Face model_type the checkpoint was read from
         self.batch_tokens = batch_tokens  # tokens in one batch of predictions: what the model was trained with
+        self.engine = "torch"  # what runs the model: "torch", or CTranslate2's (attnkit.interop.ct2)
 
     @classmethod
     def load(
-        cls, path: str | os.PathLike, trust_pickle: bool = False, device: str = "auto", int8: bool = False
+        cls,
+        path: str | os.PathLike,
+        trust_pickle: bool = False,
+        device: str = "auto",
+        int8: bool = False,
+        engine: str = "torch",
     ) -> Pipeline:
         """The checkpoint at `path` on `device` (auto: a GPU if there is one), wherever it was trained; with
-        `int8`, its linear layers in int8 (on the CPU: faster, at a small cost in accuracy)."""
-        pipeline = cls._load(Path(path), trust_pickle, resolve_device("cpu" if int8 and device == "auto" else device))
-        if int8:
-            for member in pipeline.members:
-                quantize_int8(member.model)
-        return pipeline
+        `int8`, its linear layers in int8 (on the CPU: faster, at a small cost in accuracy). `engine` runs it:
+        "torch" (attnkit's own), "ct2" (CTranslate2: the folder's own CTranslate2 model, written by `attnkit export
+        --ct2`, else one converted on loading) or "auto" (ct2 when the folder holds a CTranslate2 model)."""
+        if engine not in ENGINES:
+            raise AttnkitError(f"engine {engine!r}: choose one of {', '.join(ENGINES)}")
+        place = resolve_device("cpu" if int8 and device == "auto" else device)
+        return cls._load(Path(path), trust_pickle, place, int8, engine)
 
     @classmethod
-    def _load(cls, path: Path, trust_pickle: bool, place: torch.device) -> Pipeline:
+    def _load(cls, path: Path, trust_pickle: bool, place: torch.device, int8: bool, engine: str) -> Pipeline:
         members = read_ensemble(path)
         if members is not None:
-            return Ensemble([cls._load(member, trust_pickle, place) for member in members], str(path))
+            return Ensemble([cls._load(m, trust_pickle, place, int8, engine) for m in members], str(path))
         if is_hf_directory(path):
             model_type = read_hf_config(path)[0].model_type
             model, tokenizer = load_hf_model(path, trust_pickle), Tokenizer.load(path)
-            return cls(model.to(place), tokenizer, no_task(tokenizer, model.config), origin=model_type)
+            pipeline = cls(model, tokenizer, no_task(tokenizer, model.config), origin=model_type)
+        else:
+            pipeline = cls._load_attnkit(path)
+        return pipeline._on(path, place, int8, engine)
+
+    @classmethod
+    def _load_attnkit(cls, path: Path) -> Pipeline:
         trained = read_trained(path)
-        if trained is None:
-            model, tokenizer = load_model(path), Tokenizer.load(path)
-            return cls(model.to(place), tokenizer, no_task(tokenizer, model.config))
         tokenizer = Tokenizer.load(path)
+        if trained is None:
+            model = load_model(path)
+            return cls(model, tokenizer, no_task(tokenizer, model.config))
         try:
             task = make_task(trained.task, trained.data, tokenizer, trained.model, trained.state)
         except AttnkitError as error:  # what config.json says of the task cannot be what attnkit wrote
             raise AttnkitError(f"{path / CONFIG_FILE}: {error}") from None
         model = task.build_model()
         load_weights(model, path / WEIGHTS_FILE)
-        return cls(model.to(place), tokenizer, task, batch_tokens=trained.batch_tokens or BATCH_TOKENS)
+        return cls(model, tokenizer, task, batch_tokens=trained.batch_tokens or BATCH_TOKENS)
+
+    def _on(self, path: Path, place: torch.device, int8: bool, engine: str) -> Pipeline:
+        """This pipeline with its model on `place`, run by `engine`."""
+        exported = has_ct2(path)
+        if engine == "ct2" or (engine == "auto" and exported):
+            where = str(path)
+            self.model = on_ct2(self.model, self.tokenizer, path if exported else None, place, int8, where).eval()
+            self.engine = "ctranslate2" + (" int8" if int8 else "")
+        elif int8:
+            quantize_int8(self.model)
+        self.model.to(place)
+        return self
 
     @property
     def members(self) -> list[Pipeline]:
@@ -218,8 +247,9 @@ class Pipeline:
 
     def with_decoding(self, beam_size: int | None = None, max_new_tokens: int | None = None) -> Pipeline:
         """The same model decoding with another beam size or number of new tokens (seq2seq)."""
-        task = self.task.with_decoding(beam_size, max_new_tokens)
-        return Pipeline(self.model, self.tokenizer, task, self.origin, self.batch_tokens)
+        changed = copy(self)
+        changed.task = self.task.with_decoding(beam_size, max_new_tokens)
+        return changed
 
     def describe(self) -> str:
         """A few lines on the model: origin, task, architecture, sizes and parameter count (`attnkit info`)."""
@@ -228,7 +258,11 @@ class Pipeline:
         else:
             hint = " (fine-tune it with attnkit train --init)" if self.task.pretraining else ""
             origin = [("task", self.task.describe() + hint)]
-        rows = [*origin, *describe(self.model.config), ("parameters", f"{count_parameters(self.model):,}")]
+        rows = [*origin, *describe(self.model.config)]
+        if self.engine == "torch":
+            rows.append(("parameters", f"{count_parameters(self.model):,}"))
+        else:
+            rows.append(("engine", self.engine))
         return "\n".join(f"{key:<11} {value}" for key, value in rows)
 
 
@@ -325,8 +359,11 @@ def unseen_message(path: str | os.PathLike, unseen: dict[str, int], unit: str, n
     return f"{path}: {carry} {labels} the model never saw ({listed}); {verdict}"
 
 
-def load(path: str | os.PathLike, trust_pickle: bool = False, device: str = "auto", int8: bool = False) -> Pipeline:
+def load(
+    path: str | os.PathLike, trust_pickle: bool = False, device: str = "auto", int8: bool = False, engine: str = "auto"
+) -> Pipeline:
     """The model at `path` (trained by attnkit, pretrained by attnkit, or a Hugging Face directory) on `device`,
     e.g. `attnkit.load("runs/sentiment").predict(["Great fun."])` or `attnkit.load(minilm_dir).encode(texts)`;
-    `int8=True` for int8 linear layers on the CPU."""
-    return Pipeline.load(path, trust_pickle, device, int8)
+    `int8=True` for int8 linear layers on the CPU; `engine="ct2"` to run it on CTranslate2 (by default, a folder
+    written by `attnkit export --ct2` runs on it)."""
+    return Pipeline.load(path, trust_pickle, device, int8, engine)

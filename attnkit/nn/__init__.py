@@ -11,7 +11,16 @@ from attnkit.nn.positions import (
     RotaryPositions,
     SinusoidalPositions,
 )
-from attnkit.nn.transformer import Decoder, Encoder, EncoderDecoder, build_model, count_parameters, describe, encoder_of
+from attnkit.nn.transformer import (
+    Decoder,
+    Encoder,
+    EncoderDecoder,
+    EncoderEngine,
+    build_model,
+    count_parameters,
+    describe,
+    encoder_of,
+)
 
 __all__ = [
     "ALiBi",
@@ -20,6 +29,7 @@ __all__ = [
     "DecoderLayer",
     "Encoder",
     "EncoderDecoder",
+    "EncoderEngine",
     "EncoderLayer",
     "FeedForward",
     "KVCache",

@@ -10,12 +10,12 @@ import torch
 from torch import Tensor
 
 from attnkit.errors import AttnkitError, require_finite
-from attnkit.nn.transformer import Decoder, EncoderDecoder
+from attnkit.nn.transformer import Decoder, EncoderDecoder, EngineModule
 
 
 @torch.no_grad()
 def generate(
-    model: EncoderDecoder | Decoder,
+    model: EncoderDecoder | Decoder | DecodingEngine,
     source: Tensor,
     source_mask: Tensor | None = None,
     *,
@@ -38,6 +38,11 @@ def generate(
     and with no_repeat_ngram = n no n-gram occurs twice in an output. `stream` (greedy and sampling) receives
     each step's tokens (rows, 1) as they are chosen; a row that has ended receives eos_id.
     """
+    if isinstance(model, DecodingEngine):
+        settings = {"length_penalty": length_penalty, "suppress": suppress, "no_repeat_ngram": no_repeat_ngram}
+        return model.decode(
+            source, source_mask, eos_id, max_new_tokens, start_id, beam_size, sampling, stream, settings
+        )
     if isinstance(model, EncoderDecoder):
         if start_id is None:
             raise ValueError("an encoder-decoder needs start_id")
@@ -52,6 +57,27 @@ def generate(
     if sampling is not None or stream is not None:
         raise ValueError("beam search neither samples nor streams")
     return _beam_search(step, first, eos_id, max_new_tokens, beam_size, length_penalty)
+
+
+class DecodingEngine(EngineModule):
+    """A model that another engine runs and that decodes whole outputs itself (CTranslate2's Translator or
+    Generator): `generate` hands it the job, with the same arguments and the same promise: the same tokens as
+    attnkit's own greedy decoding."""
+
+    def decode(
+        self,
+        source: Tensor,
+        source_mask: Tensor | None,
+        eos_id: int,
+        max_new_tokens: int,
+        start_id: int | None,
+        beam_size: int,
+        sampling: Sampling | None,
+        stream: Callable[[Tensor], None] | None,
+        settings: dict,
+    ) -> list[list[int]]:
+        """As `generate`; `settings` holds length_penalty, suppress and no_repeat_ngram."""
+        raise NotImplementedError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -223,12 +223,26 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def encoder_of(model: nn.Module) -> Encoder | None:
+class EngineModule(nn.Module):
+    """A part of a model that another engine runs (CTranslate2's, attnkit.interop.ct2). It holds no parameters but
+    `anchor`, which says (and `.to` moves) where its outputs go."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.anchor = nn.Parameter(torch.empty(0), requires_grad=False)
+
+
+class EncoderEngine(EngineModule):
+    """An Encoder's place, run by another engine: the same `forward`, the same states."""
+
+
+def encoder_of(model: nn.Module) -> Encoder | EncoderEngine | None:
     """The encoder inside a model: itself, an encoder-decoder's, or a task model's."""
-    if isinstance(model, Encoder):
+    if isinstance(model, (Encoder, EncoderEngine)):
         return model
     inner = getattr(model, "encoder", None)
-    return inner if isinstance(inner, Encoder) else None
+    return inner if isinstance(inner, (Encoder, EncoderEngine)) else None
 
 
 def describe(config: ModelConfig) -> list[tuple[str, str]]:
