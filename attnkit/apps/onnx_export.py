@@ -4,9 +4,10 @@ What is written (OUT/onnx.json says which, with the inputs, outputs and what the
 says (Task.onnx_graphs):
   model.onnx    an encoder task model (classify and pair: logits per input; regress: the scores in their units; tag:
                 logits per token), a pretrained encoder (last hidden states) or a decoder-only language model
-                (next-token logits); a model of pairs with segments also reads token_type_ids;
-  encoder.onnx  and decoder.onnx for an encoder-decoder: the source's hidden states, then next-token logits for
-                a whole target prefix (no cache; onnx.json names the start and end tokens for the decoding loop);
+                (next-token logits, with its cache); a model of pairs with segments also reads token_type_ids;
+  encoder.onnx  and decoder.onnx for an encoder-decoder: the source's hidden states and cross-attention keys and
+                values, then next-token logits for the new target tokens, with the cache (attnkit.tasks.graphs;
+                onnx.json names the start and end tokens for the decoding loop and the cache's shape);
   tokenizer.json, which the `tokenizers` package reads: its encode adds the special tokens attnkit gives the
                 model's inputs (<s> text </s> for encoders, a tag model saved before 2026-11-29 the words' subwords
                 alone; <s> a </s> b </s> with type ids for a pair; text </s> for a seq2seq source; a language
@@ -22,6 +23,7 @@ from __future__ import annotations
 import os
 import shutil
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -109,9 +111,10 @@ def _write(pipeline: Pipeline, folder: Path, int8: bool, where: str) -> dict:
 
 
 def _export_graph(graph: Graph, file: Path, where: str) -> None:
-    """torch.onnx's exporter (torch.export underneath), every input's batch and time axes dynamic."""
+    """torch.onnx's exporter (torch.export underneath), each input's batch and time axes dynamic (a cache's: batch and
+    its length)."""
     inputs = graph.examples[0][0]
-    dynamic = {name: {0: Dim.DYNAMIC, 1: Dim.DYNAMIC} for name in inputs}
+    dynamic = {name: {axis: Dim.DYNAMIC for axis in graph.dynamic_axes(name)} for name in inputs}
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's notes on its own internals say nothing to a user
         try:
@@ -120,7 +123,7 @@ def _export_graph(graph: Graph, file: Path, where: str) -> None:
                 tuple(inputs.values()),
                 str(file),
                 input_names=list(inputs),
-                output_names=[graph.output],
+                output_names=graph.outputs,
                 dynamic_shapes=dynamic,
                 opset_version=OPSET,
                 dynamo=True,
@@ -132,11 +135,11 @@ def _export_graph(graph: Graph, file: Path, where: str) -> None:
             raise AttnkitError(f"{where}: torch.onnx could not export {graph.name}.onnx: {reason}") from None
 
 
-def _run(file: Path, inputs: Inputs) -> Tensor:
+def _run(file: Path, inputs: Inputs) -> list[Tensor]:
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(file), providers=["CPUExecutionProvider"])
-    return torch.from_numpy(session.run(None, {k: v.numpy() for k, v in inputs.items()})[0])
+    return [torch.from_numpy(output) for output in session.run(None, {k: v.numpy() for k, v in inputs.items()})]
 
 
 def _check(graph: Graph, file: Path, where: str) -> float:
@@ -166,9 +169,14 @@ def _quantize(graph: Graph, file: Path) -> float:
     return max(_difference(_run(file, inputs), full, real) for (inputs, real), full in zip(graph.examples, expected))
 
 
-def _difference(actual: Tensor, expected: Tensor, real: Tensor | None) -> float:
-    """The largest difference on real rows, as a fraction of the expected values' scale (at least 1)."""
-    if real is not None:
-        actual, expected = actual[real], expected[real]
-    scale = max(float(expected.abs().max()), 1.0)
-    return float((actual - expected).abs().max()) / scale
+def _difference(actual: list[Tensor], expected: Tensor | Sequence[Tensor], real: Tensor | None) -> float:
+    """The largest difference of any output, as a fraction of its expected values' scale (at least 1); the first
+    output on its real rows only."""
+    expected = [expected] if isinstance(expected, Tensor) else list(expected)
+    worst = 0.0
+    for n, (found, wanted) in enumerate(zip(actual, expected, strict=True)):
+        if n == 0 and real is not None:
+            found, wanted = found[real], wanted[real]
+        scale = max(float(wanted.abs().max()), 1.0)
+        worst = max(worst, float((found - wanted).abs().max()) / scale)
+    return worst

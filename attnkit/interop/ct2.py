@@ -27,7 +27,7 @@ from attnkit.nn.positions import SinusoidalPositions
 
 QUANTIZATIONS = ("float32", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "float16", "bfloat16")
 CT2_DIR = "ctranslate2"  # inside an attnkit checkpoint written with `attnkit export --ct2`
-INSTALL = "the CTranslate2 engine needs the ct2 extra: pip install -c constraints.txt -e '.[ct2]'"
+INSTALL = "the CTranslate2 engine needs the ct2 extra: pip install -c constraints.txt -e '.[ct2]' (or --engine torch)"
 SINUSOID_ROWS = 4096  # the sinusoidal table written out: CTranslate2's own formula differs from the paper's
 _ACTIVATIONS = {  # attnkit's activation -> (CTranslate2's, gated)
     "relu": ("RELU", False),

@@ -28,7 +28,7 @@ from attnkit.interop.hf import TaskExport
 from attnkit.nn import Decoder, Encoder, EncoderDecoder, encoder_of
 from attnkit.tasks.base import IGNORE_INDEX, NO_DECODER, NOT_TRAINED, AttentionInput, Batch, Task
 from attnkit.tasks.generation import Generation, generate_texts
-from attnkit.tasks.graphs import Graph, IdsAndMask, encoder_graph
+from attnkit.tasks.graphs import Graph, IdsAndMask, cache_shape, encoder_graph, language_model_graph
 from attnkit.tasks.seq2seq import Seq2SeqTask, decoder_start
 
 
@@ -283,8 +283,7 @@ class PretrainTask(Task):
         if arch == "encoder-decoder":
             return self._transducer().onnx_graphs(model)
         if arch == "decoder":
-            meaning = "logits (batch, time, vocab): the next token after each position"
-            return [encoder_graph(IdsAndMask(model), vocab, pad_id, "logits", meaning, per_token=True)], {}
+            return [language_model_graph(model, vocab, pad_id)], {"cache": cache_shape(model)}
         meaning = "last_hidden_state (batch, time, dim)"
         graph = encoder_graph(IdsAndMask(self.bare(model)), vocab, pad_id, "last_hidden_state", meaning, per_token=True)
         return [graph], {}

@@ -22,7 +22,7 @@ from attnkit.nn.decoding import generate
 from attnkit.tasks import metrics as scoring
 from attnkit.tasks.base import AttentionInput, Batch, Task
 from attnkit.tasks.generation import Generation, generate_texts, suppressed
-from attnkit.tasks.graphs import Graph, seq2seq_graphs
+from attnkit.tasks.graphs import Graph, cache_shape, seq2seq_graphs
 
 
 def decoder_start(config: ModelConfig, tokenizer: Tokenizer) -> int:
@@ -197,4 +197,7 @@ class Seq2SeqTask(Task):
 
     def onnx_graphs(self, model: nn.Module) -> tuple[list[Graph], dict]:
         graphs = seq2seq_graphs(model, self.tokenizer.vocab_size, self.tokenizer.pad_id)
-        return graphs, {"decoder_start_id": decoder_start(self.model_config, self.tokenizer)}
+        return graphs, {
+            "decoder_start_id": decoder_start(self.model_config, self.tokenizer),
+            "cache": cache_shape(model.decoder),
+        }

@@ -105,38 +105,50 @@ def test_tagger_graph_with_learned_positions_gives_attnkits_logits_per_token(tmp
     assert_close(run(tmp_path / "onnx", "model", input_ids=ids, attention_mask=mask), expected, mask)
 
 
-def test_seq2seq_graphs_decode_greedily_as_attnkit_does(tmp_path):
+def run_all(folder: Path, graph: str, **inputs: np.ndarray) -> list[np.ndarray]:
+    session = onnxruntime.InferenceSession(str(folder / f"{graph}.onnx"), providers=["CPUExecutionProvider"])
+    return session.run(None, inputs)
+
+
+def empty_cache(manifest: dict, batch: int) -> dict[str, np.ndarray]:
+    """The past of a first step: no keys or values yet, in the shape onnx.json gives."""
+    layers, heads, head_dim = manifest["cache"]["layers"], manifest["cache"]["heads"], manifest["cache"]["head_dim"]
+    empty = np.zeros((layers, batch, heads, 0, head_dim), dtype=np.float32)
+    return {"past_keys": empty, "past_values": empty}
+
+
+def test_seq2seq_graphs_decode_greedily_with_their_cache_as_attnkit_does(tmp_path):
     model = trained(tmp_path, "seq2seq", copy_pairs(200, 1), ("source", "target"), 30)
     manifest = export_onnx(model, tmp_path / "onnx")
     assert set(manifest["graphs"]) == {"encoder", "decoder"}
     folder, sources = tmp_path / "onnx", [source for source, _ in copy_pairs(3, 9)]
     ids, mask = encoded(folder, sources)
     assert all(row[length - 1] == manifest["eos_id"] for row, length in zip(ids, mask.sum(1)))  # text </s>
-    memory = run(folder, "encoder", input_ids=ids, attention_mask=mask)
+    memory, cross_keys, cross_values = run_all(folder, "encoder", input_ids=ids, attention_mask=mask)
     pipeline = Pipeline.load(model, device="cpu")
     with torch.no_grad():
         assert_close(memory, pipeline.model.encode(torch.from_numpy(ids), torch.from_numpy(mask).bool()), mask)
-    # greedy decoding with the decoder graph: the same tokens attnkit's greedy search chooses
+    # greedy decoding, one new token per step with the cache: the same tokens attnkit's greedy search chooses
     target = np.full((len(ids), 1), manifest["decoder_start_id"], dtype=np.int64)
+    cache = empty_cache(manifest, len(ids))
     for _ in range(12):
-        logits = run(
-            folder, "decoder", decoder_input_ids=target, encoder_hidden_states=memory, encoder_attention_mask=mask
+        logits, past_keys, past_values = run_all(
+            folder,
+            "decoder",
+            decoder_input_ids=target[:, -1:],
+            encoder_attention_mask=mask,
+            cross_keys=cross_keys,
+            cross_values=cross_values,
+            **cache,
         )
+        cache = {"past_keys": past_keys, "past_values": past_values}
         target = np.concatenate([target, logits[:, -1].argmax(-1)[:, None]], 1)
-    with torch.no_grad():
+    assert past_keys.shape[3] == 12
+    with torch.no_grad():  # the last step's logits, as attnkit's decoder gives them for the whole prefix
         expected = pipeline.model.decode(
             torch.from_numpy(target[:, :-1]), torch.from_numpy(memory), torch.from_numpy(mask).bool()
         )
-    assert_close(
-        run(
-            folder,
-            "decoder",
-            decoder_input_ids=target[:, :-1],
-            encoder_hidden_states=memory,
-            encoder_attention_mask=mask,
-        ),
-        expected,
-    )
+    assert_close(logits[:, -1], expected[:, -1])
     tokenizer = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
     outputs = [
         tokenizer.decode(list(row[1 : list(row).index(manifest["eos_id"])] if manifest["eos_id"] in row else row[1:]))
@@ -150,13 +162,21 @@ def test_pretrained_models_export_their_hidden_states_or_next_token_logits(tmp_p
     pretrain(pretrain_config(corpus(tmp_path / "text"), tmp_path / "model", arch, "train.max_steps=5"), quiet=True)
     manifest = export_onnx(tmp_path / "model", tmp_path / "onnx")
     ids, mask = encoded(tmp_path / "onnx", ["the cat sat on the mat", "the dog"])
-    output = run(tmp_path / "onnx", "model", input_ids=ids, attention_mask=mask)
+    cache = empty_cache(manifest, len(ids)) if arch == "decoder" else {}
+    output, *present = run_all(tmp_path / "onnx", "model", input_ids=ids, attention_mask=mask, **cache)
     model = Pipeline.load(tmp_path / "model", device="cpu").model
     with torch.no_grad():
         inputs = torch.from_numpy(ids), torch.from_numpy(mask).bool()
         expected = model(*inputs) if arch == "decoder" else model.encoder(*inputs)
     assert manifest["graphs"]["model"]["output"].startswith("logits" if arch == "decoder" else "last_hidden_state")
     assert_close(output, expected, mask)
+    if arch == "decoder":  # one more token through the cache: the logits of the whole sequence's last position
+        longer, longer_mask = np.concatenate([ids, ids[:, :1]], 1), np.concatenate([mask, mask[:, :1]], 1)
+        step = run_all(tmp_path / "onnx", "model", input_ids=ids[:, :1], attention_mask=longer_mask,
+                       past_keys=present[0], past_values=present[1])  # fmt: skip
+        with torch.no_grad():
+            whole = model(torch.from_numpy(longer), torch.from_numpy(longer_mask).bool())
+        assert_close(step[0][:, -1], whole[:, -1])
 
 
 def test_a_graph_that_differs_from_attnkit_is_refused_and_nothing_is_written(classifier_dir, tmp_path, monkeypatch):
@@ -184,7 +204,8 @@ def test_cli_exports_replaces_its_own_export_and_refuses_other_folders(classifie
     assert (other / "notes.txt").read_text() == "keep me"
     assert main(["export", str(classifier_dir), "--int8", "--out", str(tmp_path / "hf")]) == 2
     assert capsys.readouterr().err.strip() == (
-        "attnkit: error: --int8 quantizes an ONNX export: add --onnx (a Hugging Face directory stays float32)"
+        "attnkit: error: --int8 quantizes an ONNX or CTranslate2 export: add --onnx or --ct2 (a Hugging Face "
+        "directory stays float32)"
     )
 
 

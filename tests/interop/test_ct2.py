@@ -3,8 +3,10 @@ encoder gives attnkit's states and a decoder attnkit's log-probabilities and gre
 the same through `--engine ct2`; `export --ct2` writes a folder that attnkit runs on CTranslate2 by default and that
 ctranslate2 reads directly; what CTranslate2 cannot represent is one line, before anything is written."""
 
+import io
 import json
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -334,3 +336,18 @@ def test_a_pretrained_encoder_and_all_minilm_embed_the_same(tmp_path):
     for folder in folders:
         expected = torch.tensor(Pipeline.load(folder).embed(texts))
         assert_close(torch.tensor(Pipeline.load(folder, engine="ct2").embed(texts)), expected, tolerance=1e-4)
+
+
+def test_without_the_extra_one_line_says_how_to_install_it(classifier, tmp_path, capsys, monkeypatch):
+    assert main(["export", str(classifier), "--ct2", "--out", str(tmp_path / "ct2")]) == 0
+    monkeypatch.setitem(sys.modules, "ctranslate2", None)  # as if it were not installed
+    for args in (["predict", str(tmp_path / "ct2")], ["predict", str(classifier), "--engine", "ct2"]):
+        monkeypatch.setattr("sys.stdin", io.StringIO("so happy\n"))
+        capsys.readouterr()
+        assert main(args) == 2
+        assert capsys.readouterr().err.strip() == (
+            "attnkit: error: the CTranslate2 engine needs the ct2 extra: pip install -c constraints.txt -e '.[ct2]' "
+            "(or --engine torch)"
+        )
+    monkeypatch.setattr("sys.stdin", io.StringIO("so happy\n"))
+    assert main(["predict", str(tmp_path / "ct2"), "--engine", "torch"]) == 0
