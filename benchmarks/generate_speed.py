@@ -12,7 +12,10 @@ CTranslate2 through `--engine ct2` (float32 and int8), whose rows against CTrans
 overhead.
 The contenders alternate, each repeat in turn; the median time counts.
 
-    python benchmarks/generate_speed.py [--quick] [--threads 1] [--new-tokens 32]
+    python benchmarks/generate_speed.py [--quick] [--threads 1] [--new-tokens 32] [--device cuda]
+
+On a GPU (--device cuda) the CPU-only contenders (attnkit's int8 linear layers) are left out, and CTranslate2's
+int8 is int8_float16.
 
 Prints a table of new tokens per second and ratios, then one JSON line. Not run by CI (needs the bench extra:
 pip install -c constraints.txt -e '.[bench]').
@@ -83,36 +86,37 @@ def sources(batch: int) -> list[list[int]]:
     return [[*torch.randint(4, VOCAB, (n - 1,), generator=generator).tolist(), EOS] for n in lengths]
 
 
-def contenders(folder: Path, scratch: Path, threads: int, new_tokens: int) -> dict:
+def contenders(folder: Path, scratch: Path, threads: int, new_tokens: int, device: str) -> dict:
     """name -> function(rows of source ids, beams) -> the generated ids of each row."""
     import ctranslate2
     import transformers
 
-    theirs = transformers.BartForConditionalGeneration.from_pretrained(folder).eval()
+    theirs = transformers.BartForConditionalGeneration.from_pretrained(folder).eval().to(device)
+    cpu = device == "cpu"
 
     def attnkit_of(int8: bool = False, bfloat16: bool = False, engine: str = "torch"):
-        model = attnkit.load(folder, device="cpu", int8=int8, engine=engine).model
+        model = attnkit.load(folder, device=device, int8=int8, engine=engine).model
         if bfloat16:
             model = model.to(torch.bfloat16)
 
         def run(rows: list[list[int]], beams: int) -> list[list[int]]:
-            ids, mask = pad(rows, PAD)
+            ids, mask = (t.to(device) for t in pad(rows, PAD))
             return generate(model, ids, mask, start_id=EOS, eos_id=EOS, max_new_tokens=new_tokens, beam_size=beams,
                             suppress=[EOS])  # fmt: skip
 
         return run
 
     def transformers_generate(rows: list[list[int]], beams: int) -> list[list[int]]:
-        ids, mask = pad(rows, PAD)
+        ids, mask = (t.to(device) for t in pad(rows, PAD))
         with torch.no_grad():
             out = theirs.generate(input_ids=ids, attention_mask=mask.long(), num_beams=beams, do_sample=False,
                                   max_new_tokens=new_tokens, min_new_tokens=new_tokens)  # fmt: skip
-        return [row[1:].tolist() for row in out]  # without the decoder start token
+        return [row[1:].tolist() for row in out.cpu()]  # without the decoder start token
 
     def ctranslate2_of(quantization: str):
         target = scratch / f"ct2-{quantization}"
         ctranslate2.converters.TransformersConverter(str(folder)).convert(str(target), quantization=quantization)
-        translator = ctranslate2.Translator(str(target), device="cpu", intra_threads=threads, inter_threads=1)
+        translator = ctranslate2.Translator(str(target), device=device, intra_threads=threads, inter_threads=1)
 
         def run(rows: list[list[int]], beams: int) -> list[list[int]]:
             tokens = [[f"w{i}" if i >= 4 else "</s>" for i in row] for row in rows]
@@ -124,13 +128,13 @@ def contenders(folder: Path, scratch: Path, threads: int, new_tokens: int) -> di
 
     return {
         "attnkit": attnkit_of(int8=False),
-        "attnkit int8": attnkit_of(int8=True),
+        **({"attnkit int8": attnkit_of(int8=True)} if cpu else {}),  # PyTorch's int8 linear layers are CPU-only
         "attnkit bfloat16": attnkit_of(bfloat16=True),
         "attnkit ct2": attnkit_of(engine="ct2"),
         "attnkit ct2 int8": attnkit_of(int8=True, engine="ct2"),
         "transformers": transformers_generate,
         "ctranslate2 float32": ctranslate2_of("float32"),
-        "ctranslate2 int8": ctranslate2_of("int8"),
+        "ctranslate2 int8": ctranslate2_of("int8" if cpu else "int8_float16"),
     }
 
 
@@ -139,13 +143,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2 repeats instead of 5")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda for the GPU rows (benchmarks/gpu_check.py)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     repeats = 2 if args.quick else 5
     results: dict = {}
     with tempfile.TemporaryDirectory() as scratch:
         folder = write_model(Path(scratch) / "bart")
-        runs = contenders(folder, Path(scratch), args.threads, args.new_tokens)
+        runs = contenders(folder, Path(scratch), args.threads, args.new_tokens, args.device)
         for batch in (1, 16):
             rows = sources(batch)
             for beams in (1, 4):
@@ -170,7 +175,7 @@ def main() -> None:
         key: {
             "float32_vs_transformers": round(row["attnkit"] / row["transformers"], 3),
             "float32_vs_ctranslate2_float32": round(row["attnkit"] / row["ctranslate2 float32"], 3),
-            "int8_vs_ctranslate2_int8": round(row["attnkit int8"] / row["ctranslate2 int8"], 3),
+            "int8_vs_ctranslate2_int8": round(row.get("attnkit int8", 0) / row["ctranslate2 int8"], 3),
             "bfloat16_vs_ctranslate2_int8": round(row["attnkit bfloat16"] / row["ctranslate2 int8"], 3),
             "engine_ct2_vs_ctranslate2_float32": round(row["attnkit ct2"] / row["ctranslate2 float32"], 3),
             "engine_ct2_int8_vs_ctranslate2_int8": round(row["attnkit ct2 int8"] / row["ctranslate2 int8"], 3),
@@ -188,7 +193,8 @@ def main() -> None:
         notes = [] if row["same tokens as transformers"] else ["attnkit's tokens differ from transformers'"]
         notes += [] if row["engine ct2 same tokens"] else ["--engine ct2's tokens differ from CTranslate2's"]
         print(line + (f"  ({'; '.join(notes)})" if notes else ""))
-    print(json.dumps({"ratios": ratios, "tokens_per_s": results, "threads": args.threads, "machine": machine()}))
+    print(json.dumps({"ratios": ratios, "tokens_per_s": results, "threads": args.threads, "device": args.device,
+                      "machine": machine()}))  # fmt: skip
 
 
 if __name__ == "__main__":

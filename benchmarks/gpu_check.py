@@ -1,6 +1,8 @@
 """The one command for the day a GPU is there: runs the test suite with CUDA as the default device, then a short
 training benchmark (tokens/s and model-FLOPs utilization, float32 and bfloat16), then the serving load test
-(benchmarks/serve_load.py, micro-batching on vs off) on the GPU, then, with two GPUs or more, benchmarks/ddp.py.
+(benchmarks/serve_load.py, micro-batching on vs off) on the GPU, then generation against transformers and CTranslate2
+(benchmarks/generate_speed.py --device cuda, which needs the bench extra and CTranslate2's CUDA build), then, with
+two GPUs or more, benchmarks/ddp.py.
 Prints what it measured and a final JSON line.
 
     python benchmarks/gpu_check.py                 # on a CUDA machine: tests + benchmark, ~10 minutes
@@ -118,6 +120,22 @@ def main() -> int:
     print(serving.stdout, end="")
     result["serving"] = (
         json.loads(serving.stdout.strip().splitlines()[-1]) if serving.returncode == 0 else serving.stderr[-2000:]
+    )
+    print(
+        "== generation: benchmarks/generate_speed.py on the same device (attnkit, transformers, CTranslate2)",
+        flush=True,
+    )
+    generation = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "generate_speed.py"), "--device", args.device, "--quick"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT / "benchmarks",
+    )
+    print(generation.stdout, end="")
+    result["generation"] = (
+        json.loads(generation.stdout.strip().splitlines()[-1])
+        if generation.returncode == 0
+        else generation.stderr[-2000:]
     )
     if device.type == "cuda" and torch.cuda.device_count() > 1:
         ddp = subprocess.run(

@@ -306,8 +306,11 @@ def _options(vocab: _Vocabulary, eos_id: int, beam_size: int, sampling: Sampling
         "end_token": vocab.tokens[eos_id],
     }
     if sampling is not None:
-        if sampling.seed is not None:
-            ctranslate2_module().set_random_seed(sampling.seed)
+        if sampling.seed is not None:  # github.com/OpenNMT/CTranslate2/issues/1757 (4.8.5 draws anew each time)
+            raise AttnkitError(
+                "CTranslate2 does not draw the same samples for the same seed: leave the seed out, or sample with "
+                "--engine torch"
+            )
         options.update(
             sampling_topk=sampling.top_k, sampling_topp=sampling.top_p, sampling_temperature=sampling.temperature
         )

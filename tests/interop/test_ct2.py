@@ -23,7 +23,7 @@ from attnkit.errors import AttnkitError
 from attnkit.inference.pipeline import Pipeline
 from attnkit.interop.ct2 import CT2Generator, CT2Translator, on_ct2, write_ct2
 from attnkit.nn import Decoder, Encoder, EncoderDecoder
-from attnkit.nn.decoding import generate
+from attnkit.nn.decoding import Sampling, generate
 from attnkit.training.corpus import pretrain
 from tests.conftest import (
     copy_pairs,
@@ -202,7 +202,15 @@ def test_a_language_model_continues_prompts_the_same(tmp_path):
     pretrain(pretrain_config(corpus(tmp_path / "text"), tmp_path / "lm", "decoder", "train.max_steps=30"))
     prompts = ["the cat", "a dog sat on", "on the"]
     expected = Pipeline.load(tmp_path / "lm").generate(prompts, max_new_tokens=8)
-    assert Pipeline.load(tmp_path / "lm", engine="ct2").generate(prompts, max_new_tokens=8) == expected
+    theirs = Pipeline.load(tmp_path / "lm", engine="ct2")
+    assert theirs.generate(prompts, max_new_tokens=8) == expected
+    pieces: list[tuple[int, str]] = []
+    assert theirs.generate(prompts, max_new_tokens=8, stream=lambda i, piece: pieces.append((i, piece))) == expected
+    assert ["".join(p for i, p in pieces if i == n).strip() for n in range(3)] == [e.strip() for e in expected]
+    sampled = theirs.generate(prompts, max_new_tokens=8, sampling=Sampling(temperature=1.0, top_k=5))
+    assert all(text is not None for text in sampled)
+    with pytest.raises(AttnkitError, match="same seed"):  # CTranslate2 4.8.5 draws anew whatever the seed
+        theirs.generate(prompts, max_new_tokens=8, sampling=Sampling(temperature=1.0, seed=3))
 
 
 @pytest.fixture(scope="module")
