@@ -143,9 +143,9 @@ class MultiHeadAttention(nn.Module):
                 k, v = cache.key, cache.value
             else:
                 assert memory is not None, "cross-attention needs the encoder output"
-                k, v = (self._heads(t) for t in self.kv_proj(memory).chunk(2, dim=-1))
-                if cache is not None:  # contiguous once, rather than copied by every step's matrix product
-                    cache.key, cache.value = k.contiguous(), v.contiguous()
+                k, v = self.keys_values(memory)
+                if cache is not None:
+                    cache.key, cache.value = k, v
         else:
             q, k, v = (self._heads(t) for t in self.qkv_proj(x).chunk(3, dim=-1))
             if rotary is not None:
@@ -169,6 +169,12 @@ class MultiHeadAttention(nn.Module):
             weights = None
         out = out.transpose(1, 2).reshape(batch, query_len, dim)
         return self.out_proj(out), weights if need_weights else None
+
+    def keys_values(self, memory: Tensor) -> tuple[Tensor, Tensor]:
+        """Cross-attention's keys and values of the encoder output (batch, heads, source, head_dim) each, contiguous:
+        made once per input and kept, rather than copied by every decoding step's matrix product."""
+        k, v = (self._heads(t).contiguous() for t in self.kv_proj(memory).chunk(2, dim=-1))
+        return k, v
 
     def _heads(self, x: Tensor) -> Tensor:
         """(batch, time, dim) -> (batch, heads, time, head_dim)"""

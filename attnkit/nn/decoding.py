@@ -163,23 +163,23 @@ class _Step:
         suppress: Sequence[int],
         no_repeat_ngram: int,
     ) -> None:
-        self.decoder, self.memory, self.source_mask = decoder, memory, source_mask
+        self.decoder, self.source_mask = decoder, source_mask
         self.suppress = list(suppress)
         self.no_repeat_ngram = no_repeat_ngram
-        self.cache = decoder.new_cache()
+        self.cache = decoder.new_cache(memory)  # cross-attention's keys and values once per source row
 
     def expand(self, times: int) -> None:
-        """Repeat every source row `times` times (row b * times + k is copy k of source b)."""
-        if self.memory is not None:
-            self.memory = self.memory.repeat_interleave(times, dim=0)
+        """Repeat every source row `times` times (row b * times + k is copy k of source b): its cross-attention keys
+        and values, made once per source, and its mask."""
+        keys = self.cache.cross_attn[0].key  # None for a decoder-only model
+        if keys is not None:
+            self.cache.reorder(torch.arange(keys.shape[0], device=keys.device).repeat_interleave(times))
         if self.source_mask is not None:
             self.source_mask = self.source_mask.repeat_interleave(times, dim=0)
 
     def __call__(self, newest: Tensor, history: Tensor) -> Tensor:
         # newest: (rows, new) tokens to feed; history: (rows, all so far) -> log-probs of the next token (rows, vocab)
-        logits = require_finite(
-            self.decoder(newest, None, self.memory, self.source_mask, cache=self.cache)[:, -1].float()
-        )
+        logits = require_finite(self.decoder(newest, None, None, self.source_mask, cache=self.cache)[:, -1].float())
         if self.suppress:
             logits[:, self.suppress] = float("-inf")
         if self.no_repeat_ngram:

@@ -100,8 +100,13 @@ class Decoder(_Stack):
         if config.tie_output:
             self.output.weight = self.embedding.weight
 
-    def new_cache(self) -> DecoderCache:
-        return DecoderCache.empty(len(self.layers))
+    def new_cache(self, memory: Tensor | None = None) -> DecoderCache:
+        """An empty cache; given the encoder output, its cross-attention keys and values are made now."""
+        cache = DecoderCache.empty(len(self.layers))
+        if memory is not None:
+            for layer, kv in zip(self.layers, cache.cross_attn):
+                kv.key, kv.value = layer.cross_attn.keys_values(memory)
+        return cache
 
     def forward(
         self,

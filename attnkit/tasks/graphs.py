@@ -87,8 +87,9 @@ def _cache(
     return DecoderCache([_Concatenated(past_keys[i], past_values[i], past) for i in layers], crossed, None, past)
 
 
-def _present(cache: DecoderCache) -> tuple[Tensor, Tensor]:
-    return torch.stack([kv.key for kv in cache.self_attn]), torch.stack([kv.value for kv in cache.self_attn])
+def _stacked(caches: list[KVCache]) -> tuple[Tensor, Tensor]:
+    """Every layer's keys and values, stacked: (layers, batch, heads, time, head_dim)."""
+    return torch.stack([kv.key for kv in caches]), torch.stack([kv.value for kv in caches])
 
 
 class EncoderAndCrossCache(nn.Module):
@@ -100,13 +101,9 @@ class EncoderAndCrossCache(nn.Module):
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         states = self.model.encode(input_ids, attention_mask.bool())
-        keys, values = [], []
-        for layer in self.model.decoder.layers:
-            attention = layer.cross_attn
-            key, value = (attention._heads(t) for t in attention.kv_proj(states).chunk(2, dim=-1))
-            keys.append(key)
-            values.append(value)
-        return states, torch.stack(keys), torch.stack(values)
+        cache = self.model.decoder.new_cache(states)
+        keys, values = _stacked(cache.cross_attn)
+        return states, keys, values
 
 
 class CachedTranslatorStep(nn.Module):
@@ -127,7 +124,7 @@ class CachedTranslatorStep(nn.Module):
     ) -> tuple[Tensor, Tensor, Tensor]:
         cache = _cache(self.decoder, past_keys, past_values, (cross_keys, cross_values))
         logits = self.decoder(decoder_input_ids, None, None, encoder_attention_mask.bool(), cache=cache)
-        return (logits, *_present(cache))
+        return (logits, *_stacked(cache.self_attn))
 
 
 class CachedLanguageModelStep(nn.Module):
@@ -144,7 +141,7 @@ class CachedLanguageModelStep(nn.Module):
         past = past_keys.shape[3]
         cache.mask = attention_mask[:, :past].bool()
         logits = self.decoder(input_ids, attention_mask[:, past:].bool(), cache=cache)
-        return (logits, *_present(cache))
+        return (logits, *_stacked(cache.self_attn))
 
 
 def random_batch(vocab: int, lengths: list[int], pad_id: int, seed: int = 1) -> tuple[Tensor, Tensor]:
