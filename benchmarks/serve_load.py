@@ -10,6 +10,7 @@ JSON line. Bounded: 6 runs x --seconds. Not run by CI.
 
     python benchmarks/serve_load.py              # about 3 minutes
     python benchmarks/serve_load.py --seconds 5  # quicker
+    python benchmarks/serve_load.py --ct2        # and batching on with --engine ct2 (the ct2 extra)
 """
 
 from __future__ import annotations
@@ -110,13 +111,17 @@ def main() -> None:
     parser.add_argument("--wait-ms", type=float, default=0.0, help="the batch's --max-wait-ms with batching on")
     parser.add_argument("--device", default="cpu", help="the server's device (cpu: two threads)")
     parser.add_argument("--data", type=Path, default=DATA, help="sentences: a TSV whose second column is text")
+    parser.add_argument("--ct2", action="store_true", help="also serve with --engine ct2 (batching on)")
     args = parser.parse_args()
     model = args.model or minilm()
     texts = [line.split("\t", 1)[1] for line in args.data.read_text(encoding="utf-8").splitlines()[1:]]
     compute = batch_compute_ms(model, texts, args.device)
-    settings = {"off": ["--max-batch", "1"], "on": ["--max-batch", "32", "--max-wait-ms", str(args.wait_ms)]}
+    batched = ["--max-batch", "32", "--max-wait-ms", str(args.wait_ms)]
+    settings = {"off": ["--max-batch", "1", "--engine", "torch"], "on": [*batched, "--engine", "torch"]}
+    if args.ct2:
+        settings["ct2"] = [*batched, "--engine", "ct2"]
     results: dict = {}
-    for batching in ("off", "on"):
+    for batching in settings:
         server, url = start(model, settings[batching], args.device)
         try:
             for clients in (1, 8, 32):
@@ -137,6 +142,10 @@ def main() -> None:
         f"for a batch of 32) = {bound:.0f} ms"
     )
     summary = {"ratio_32": round(ratio, 2), "p99_on_32_ms": round(results["on/32"]["p99_ms"], 1)}
+    if args.ct2:
+        engines = results["ct2/32"]["requests_per_s"] / results["on/32"]["requests_per_s"]
+        print(f"throughput at 32 clients, --engine ct2 / attnkit's own (batching on): {engines:.2f}x")
+        summary["ct2_vs_torch_32"] = round(engines, 2)
     extra = {"bound_ms": round(bound, 1), "wait_ms": args.wait_ms, "device": args.device, "machine": machine()}
     print(json.dumps({**summary, **extra, "results": results}))
 
