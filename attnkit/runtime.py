@@ -210,6 +210,52 @@ def quantize_int8(model: nn.Module) -> nn.Module:
         return quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8, inplace=True)
 
 
+PACKING_ROWS = 64  # the rows oneDNN lays the packed weights out for; any count runs (measured: as fast from 1 to 200)
+
+
+class PackedLinear(nn.Linear):
+    """An nn.Linear that, for float32 inference on the CPU, also keeps its weight in oneDNN's packed layout and
+    multiplies with it, as torch.compile's freezing does: 2-3x PyTorch's default matrix product on 2 to 200 rows,
+    and as fast on one (docs/benchmarks.md). Its parameters stay the same tensors (a tied weight stays tied, the
+    state dict is unchanged); training, another dtype or device, and export tracing take the plain product, and
+    a weight changed since packing (an optimizer step, load_state_dict) is packed again."""
+
+    packed: torch.Tensor | None = None
+    packed_version: int = -1
+
+    @classmethod
+    def of(cls, linear: nn.Linear) -> PackedLinear:
+        packed = cls.__new__(cls)
+        nn.Module.__init__(packed)
+        packed.in_features, packed.out_features = linear.in_features, linear.out_features
+        packed.weight, packed.bias = linear.weight, linear.bias
+        return packed.train(linear.training)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.weight
+        plain = self.training or torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.is_grad_enabled()
+        if plain or x.dtype != torch.float32 or weight.dtype != torch.float32 or x.device.type != "cpu":
+            return nn.functional.linear(x, weight, self.bias)
+        if self.packed is None or self.packed_version != weight._version:
+            self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), PACKING_ROWS)
+            self.packed_version = weight._version
+        return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
+
+    def __getstate__(self) -> dict:
+        return {**super().__getstate__(), "packed": None, "packed_version": -1}  # packed again where it runs
+
+
+def pack_linear_weights(model: nn.Module) -> nn.Module:
+    """`model` (in place) with each float32 nn.Linear on the CPU a PackedLinear, where PyTorch has oneDNN."""
+    if not torch.backends.mkldnn.is_available():
+        return model
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is nn.Linear and child.weight.dtype == torch.float32 and child.weight.device.type == "cpu":
+                setattr(parent, name, PackedLinear.of(child))
+    return model
+
+
 def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
     """A batch on `device`: on CUDA a non-blocking copy from pinned memory, so that the copy overlaps compute."""
     if device.type == "cpu":

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from attnkit.data.batching import BATCH_TOKENS, batches_by_tokens, pad
+from attnkit.data.batching import BATCH_TOKENS, MAX_PADDING, batches_by_tokens, pad
 from attnkit.data.readers import read_lines
 from attnkit.data.tokenizer import Tokenizer
 from attnkit.errors import AttnkitError
@@ -23,7 +23,7 @@ from attnkit.interop.ct2 import has_ct2, on_ct2
 from attnkit.interop.hf import is_hf_directory, load_hf_model, read_hf_config
 from attnkit.nn import count_parameters, describe, encoder_of
 from attnkit.nn.decoding import Sampling
-from attnkit.runtime import quantize_int8, resolve_device
+from attnkit.runtime import pack_linear_weights, quantize_int8, resolve_device
 from attnkit.tasks import Task, make_task, no_task
 from attnkit.tasks.base import NOT_TRAINED
 from attnkit.tasks.generation import Generation, Stream
@@ -106,6 +106,8 @@ class Pipeline:
         elif int8:
             quantize_int8(self.model)
         self.model.to(place)
+        if self.engine == "torch" and place.type == "cpu":
+            pack_linear_weights(self.model)
         return self
 
     @property
@@ -195,7 +197,9 @@ class Pipeline:
         vectors: list = [None] * len(texts)
         token_ids = self.tokenizer.encode_batch(texts)
         sizes = [len(ids) + 2 for ids in token_ids]
-        for indices in batches_by_tokens(sizes, BATCH_TOKENS, shuffle=False):  # similar lengths: little padding
+        for indices in batches_by_tokens(
+            sizes, BATCH_TOKENS, False, max_padding=MAX_PADDING
+        ):  # similar lengths: little padding
             states, mask = self._encode_ids([token_ids[i] for i in indices])
             weights = mask.unsqueeze(-1).to(states.dtype)
             pooled = (states * weights).sum(1) / weights.sum(1)
