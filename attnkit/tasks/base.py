@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from attnkit.config import DataConfig, ModelConfig, TaskConfig
-from attnkit.data.batching import BATCH_TOKENS, Size, batches_by_tokens
+from attnkit.data.batching import BATCH_TOKENS, MAX_PADDING, Size, batches_by_tokens
 from attnkit.data.tokenizer import Tokenizer
 from attnkit.errors import AttnkitError
 from attnkit.interop.hf import TaskExport
@@ -218,7 +218,7 @@ class Task:
         model.eval()
         device = next(model.parameters()).device
         predictions: list = [None] * len(items)
-        for indices in batches_by_tokens(self.sizes(items), batch_tokens, shuffle=False):
+        for indices in batches_by_tokens(self.sizes(items), batch_tokens, False, max_padding=MAX_PADDING):
             batch = to_device(self.collate([items[i] for i in indices]), device)
             results = [o.cpu() for o in self.outputs(model, batch)] if outputs else self.decode(model, batch)
             for index, prediction in zip(indices, results):

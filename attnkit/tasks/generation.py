@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from attnkit.data.batching import BATCH_TOKENS, batches_by_tokens, pad
+from attnkit.data.batching import BATCH_TOKENS, MAX_PADDING, batches_by_tokens, pad
 from attnkit.data.tokenizer import TextStream, Tokenizer
 from attnkit.errors import AttnkitError
 from attnkit.nn.decoding import Sampling, check_beam, generate
@@ -63,7 +63,9 @@ def generate_texts(
         groups = [[i for i in kept if len(rows[i]) == length] for length in lengths]
     else:
         sizes = [len(rows[i]) for i in kept]
-        groups = [[kept[j] for j in batch] for batch in batches_by_tokens(sizes, BATCH_TOKENS, shuffle=False)]
+        groups = [
+            [kept[j] for j in batch] for batch in batches_by_tokens(sizes, BATCH_TOKENS, False, max_padding=MAX_PADDING)
+        ]
     outputs: list[str | None] = [None] * len(rows)
     device = next(model.parameters()).device
     for group in groups:

@@ -44,3 +44,14 @@ def test_tuple_sizes_budget_every_padded_tensor_and_sort_by_the_first_length_the
     for batch in batches:
         longest = [max(sizes[i][d] for i in batch) for d in range(2)]
         assert len(batch) * sum(longest) <= 20 or len(batch) == 1
+
+
+def test_max_padding_splits_a_batch_of_mixed_lengths_into_calls_of_similar_lengths():
+    sizes = [10, 11, 12, 12, 13, 40, 41, 42, 44, 45, 100, 101, 102, 103]  # one budget holds them all
+    assert batches_by_tokens(sizes, 4096, shuffle=False) == [list(range(14))]
+    batches = batches_by_tokens(sizes, 4096, shuffle=False, max_padding=0.25)
+    assert batches == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9], [10, 11, 12, 13]]
+    for batch in batches:
+        assert len(batch) * max(sizes[i] for i in batch) <= 1.25 * sum(sizes[i] for i in batch)
+    # a batch is not split below MIN_ROWS, whatever its padding
+    assert batches_by_tokens([1, 50, 100], 4096, shuffle=False, max_padding=0.25) == [[0, 1, 2]]
