@@ -28,7 +28,9 @@ from attnkit.nn.positions import SinusoidalPositions
 QUANTIZATIONS = ("float32", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "float16", "bfloat16")
 CT2_DIR = "ctranslate2"  # inside an attnkit checkpoint written with `attnkit export --ct2`
 INSTALL = "the CTranslate2 engine needs the ct2 extra: pip install -c constraints.txt -e '.[ct2]' (or --engine torch)"
-SINUSOID_ROWS = 4096  # the sinusoidal table written out: CTranslate2's own formula differs from the paper's
+SINUSOID_ROWS = (
+    4096  # positions of the sinusoidal table written out (CTranslate2's own sinusoids differ from attnkit's)
+)
 _ACTIVATIONS = {  # attnkit's activation -> (CTranslate2's, gated)
     "relu": ("RELU", False),
     "gelu": ("GELU", False),
@@ -48,21 +50,17 @@ def ctranslate2_module():  # noqa: ANN201 - the module, imported on first use
     return ctranslate2
 
 
-def refusal(config: ModelConfig) -> str | None:
-    """What of `config` CTranslate2 cannot represent, in a few words, or None."""
-    if config.positions == "none":
-        return "model.positions=none (CTranslate2 always adds positions)"
-    if config.positions == "learned+relative":
-        return "model.positions=learned+relative (MPNet's: CTranslate2 has relative buckets or a table, not both)"
-    if config.positions == "alibi" and config.arch != "decoder":
-        return "model.positions=alibi in an encoder (CTranslate2 has ALiBi in decoder-only models)"
-    if config.embedding_width != config.dim:
-        return "model.embedding_dim (ELECTRA's projection of the embeddings)"
-    return None
-
-
 def check_supported(config: ModelConfig, where: str) -> None:
-    reason = refusal(config)
+    """One line on what of `config` CTranslate2 cannot represent, if anything."""
+    reason = None
+    if config.positions == "none":
+        reason = "model.positions=none (CTranslate2 always adds positions)"
+    elif config.positions == "learned+relative":
+        reason = "model.positions=learned+relative (MPNet's: CTranslate2 has relative buckets or a table, not both)"
+    elif config.positions == "alibi" and config.arch != "decoder":
+        reason = "model.positions=alibi in an encoder (CTranslate2 has ALiBi in decoder-only models)"
+    elif config.embedding_width != config.dim:
+        reason = "model.embedding_dim (ELECTRA's projection of the embeddings)"
     if reason is not None:
         raise AttnkitError(f"{where}: CTranslate2 cannot represent {reason}; use the torch engine or ONNX")
 
@@ -173,12 +171,12 @@ def _numpy(tensor: Tensor) -> np.ndarray:
     return tensor.detach().float().cpu().numpy().copy()
 
 
-def _stack_spec(specs, spec, stack: Encoder | Decoder, scale_key: str = "scale_embeddings") -> None:  # noqa: ANN001
+def _stack_spec(spec, stack: Encoder | Decoder) -> None:  # noqa: ANN001
     """What encoder and decoder share: embeddings, their scale and norm, positions, the final norm, the layers."""
     config = stack.config
     table = stack.embedding.weight
     (spec.embeddings[0] if isinstance(spec.embeddings, list) else spec.embeddings).weight = _numpy(table)
-    setattr(spec, scale_key, float(stack.embed_scale) if stack.embed_scale != 1.0 else False)
+    spec.scale_embeddings = float(stack.embed_scale) if stack.embed_scale != 1.0 else False
     if stack.embed_norm is not None:
         _norm(spec.layernorm_embedding, stack.embed_norm)
     if stack.final_norm is not None:
@@ -233,7 +231,7 @@ def _encoder_spec(specs, encoder: Encoder):  # noqa: ANN001, ANN202
         embeddings_merge=specs.EmbeddingsMerge.ADD,
         **_flags(specs, config),
     )
-    _stack_spec(specs, spec, encoder)
+    _stack_spec(spec, encoder)
     if encoder.segments is not None:
         # CTranslate2 scales the sum of the embeddings; attnkit adds the segment's after scaling the token's
         spec.embeddings[1].weight = _numpy(encoder.segments.weight / encoder.embed_scale)
@@ -246,7 +244,7 @@ def _decoder_spec(specs, decoder: Decoder, cross: bool):  # noqa: ANN001, ANN202
     if not cross:
         flags["alibi"] = config.positions == "alibi"
     spec = specs.TransformerDecoderSpec(len(decoder.layers), config.num_heads, with_encoder_attention=cross, **flags)
-    _stack_spec(specs, spec, decoder)
+    _stack_spec(spec, decoder)
     _linear(spec.projection, decoder.output.weight, decoder.output.bias)
     if config.output_scale != 1.0:
         spec.scale_outputs = np.float32(config.output_scale)
