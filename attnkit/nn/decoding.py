@@ -177,6 +177,12 @@ class _Step:
         if self.source_mask is not None:
             self.source_mask = self.source_mask.repeat_interleave(times, dim=0)
 
+    def keep(self, rows: Tensor) -> None:
+        """Go on with these rows only: the outputs and searches that have ended leave the batch."""
+        self.cache.reorder(rows)
+        if self.source_mask is not None:
+            self.source_mask = self.source_mask.index_select(0, rows)
+
     def __call__(self, newest: Tensor, history: Tensor) -> Tensor:
         # newest: (rows, new) tokens to feed; history: (rows, all so far) -> log-probs of the next token (rows, vocab)
         logits = require_finite(self.decoder(newest, None, None, self.source_mask, cache=self.cache)[:, -1].float())
@@ -205,21 +211,29 @@ def _one_path(
     choose: Callable[[Tensor], Tensor],
     stream: Callable[[Tensor], None] | None,
 ) -> list[list[int]]:
-    """Greedy decoding or sampling: one token per row and step, chosen by `choose` from the log-probabilities."""
+    """Greedy decoding or sampling: one token per row and step, chosen by `choose` from the log-probabilities. A row
+    that ends leaves the batch (unless streaming, which receives every row each step), so that the rows still
+    decoding do not wait on ones that are done."""
     token, history = first, first
-    outputs = []
+    outputs: list[list[int]] = [[] for _ in range(first.shape[0])]
+    live = list(range(first.shape[0]))  # the output each row of the batch writes
     done = torch.zeros(first.shape[0], dtype=torch.bool, device=first.device)
     for _ in range(max_new_tokens):
         token = choose(step(token, history)).masked_fill(done[:, None], eos_id)
         history = torch.cat([history, token], dim=1)
-        outputs.append(token)
         if stream is not None:
             stream(token)
+        for row, chosen in zip(live, token[:, 0].tolist()):
+            outputs[row].append(chosen)
         done |= token[:, 0] == eos_id
         if done.all():
             break
-    rows = torch.cat(outputs, dim=1).tolist()
-    return [row[: row.index(eos_id)] if eos_id in row else row for row in rows]
+        if stream is None and done.any():
+            going = (~done).nonzero()[:, 0]
+            step.keep(going)
+            token, history, done = token[going], history[going], done[going]
+            live = [live[i] for i in going.tolist()]
+    return [row[: row.index(eos_id)] if eos_id in row else row for row in outputs]
 
 
 def _beam_search(
@@ -231,37 +245,50 @@ def _beam_search(
     scores = torch.zeros(batch, beam_size, device=device)
     scores[:, 1:] = float("-inf")  # all beams start identical: let only the first one expand
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(batch)]
-    done = [False] * batch
-    offsets = (torch.arange(batch, device=device) * beam_size)[:, None]
+    live = list(range(batch))  # the source each group of beam_size rows searches for; a finished search leaves
 
     for length in range(1, max_new_tokens + 2):  # tokens generated so far, counting the one chosen now
+        groups = len(live)
+        offsets = (torch.arange(groups, device=device) * beam_size)[:, None]
         log_probs = step(tokens if length == 1 else tokens[:, -1:], tokens)
         vocab = log_probs.shape[-1]
-        candidates = scores[:, :, None] + log_probs.view(batch, beam_size, vocab)
-        flat = candidates.view(batch, -1)
+        candidates = scores[:, :, None] + log_probs.view(groups, beam_size, vocab)
+        flat = candidates.view(groups, -1)
         # hypotheses that end here, if they rank among the best beam_size continuations
         top_scores, top_index = flat.topk(beam_size, dim=1)
         for b, k in (top_index % vocab == eos_id).nonzero().tolist():
-            if not done[b] and top_scores[b, k] > float("-inf"):
+            if top_scores[b, k] > float("-inf"):
                 row = int(offsets[b, 0] + top_index[b, k] // vocab)
                 normalized = float(top_scores[b, k]) / length**length_penalty
-                finished[b].append((normalized, tokens[row, given:].tolist()))
+                finished[live[b]].append((normalized, tokens[row, given:].tolist()))
         # the beams that go on: the best continuations other than </s>
         candidates[:, :, eos_id] = float("-inf")
-        scores, index = candidates.view(batch, -1).topk(beam_size, dim=1)
+        scores, index = candidates.view(groups, -1).topk(beam_size, dim=1)
         rows = (offsets + index // vocab).view(-1)
         tokens = torch.cat([tokens[rows], (index % vocab).view(-1, 1)], dim=1)
         step.cache.reorder(rows, same_sources=True)  # rows moves beams within each source's group
-        # done when the beam_size best finished hypotheses all rank above the best live beam (as transformers)
+        # a search is done when its beam_size best finished hypotheses all rank above its best live beam
+        # (as transformers); it leaves the batch
         best_alive = (scores[:, 0] / length**length_penalty).tolist()
-        for b in range(batch):
-            if len(finished[b]) >= beam_size and sorted(f[0] for f in finished[b])[-beam_size] >= best_alive[b]:
-                done[b] = True
-        if all(done) or length > max_new_tokens:
+        going = [
+            b
+            for b in range(groups)
+            if len(finished[live[b]]) < beam_size or sorted(f[0] for f in finished[live[b]])[-beam_size] < best_alive[b]
+        ]
+        if not going or length > max_new_tokens:
             break
+        if len(going) < groups:
+            kept = torch.tensor(going, device=device)
+            step.keep((kept[:, None] * beam_size + torch.arange(beam_size, device=device)).view(-1))
+            tokens = tokens.view(groups, beam_size, -1)[kept].view(len(going) * beam_size, -1)
+            scores = scores[kept]
+            live = [live[b] for b in going]
+    best_beam = {
+        source: tokens[b * beam_size, given : given + max_new_tokens].tolist() for b, source in enumerate(live)
+    }
     results = []
-    for b in range(batch):
-        if not finished[b]:  # nothing ended within max_new_tokens: take the best unfinished beam
-            finished[b].append((0.0, tokens[b * beam_size, given : given + max_new_tokens].tolist()))
-        results.append(max(finished[b], key=lambda f: f[0])[1])
+    for source in range(batch):
+        if not finished[source]:  # nothing ended within max_new_tokens: take the best unfinished beam
+            finished[source].append((0.0, best_beam[source]))
+        results.append(max(finished[source], key=lambda f: f[0])[1])
     return results
