@@ -80,8 +80,8 @@ def attention(pipeline: Pipeline, text: str, target: str | None = None, model_na
     encoder-decoder, `target`, by default its own output for `text`)."""
     if pipeline.engine != "torch":
         raise AttnkitError(
-            f"attention maps are read from attnkit's own layers, not {pipeline.engine}'s: load the model "
-            "with --engine torch"
+            f"attention maps are read from attnkit's own layers, not {pipeline.engine}'s: run the model on attnkit's "
+            "engine (--engine torch; attnkit.load(path, engine='torch'))"
         )
     if not text.strip():
         raise AttnkitError("no text to look at: give a text with at least one word")

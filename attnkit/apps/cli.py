@@ -34,7 +34,10 @@ ENGINE_HELP = (
     "what runs the model: torch (attnkit's own), ct2 (CTranslate2, the ct2 extra: faster on the CPU), or auto "
     "(default: ct2 for a folder written by export --ct2, else torch)"
 )
-INT8_HELP = "int8 linear layers, on the CPU: about 2-3x faster, a little less accurate (docs/benchmarks.md)"
+INT8_HELP = (
+    "int8 linear layers, on the CPU (with --engine ct2: CTranslate2's int8): about 2-3x faster, a little less "
+    "accurate (docs/benchmarks.md)"
+)
 # named here, so that building the parser reads no task or family module; tests/test_docs.py keeps them equal to
 # attnkit.tasks.TASKS and attnkit.interop.hf.FAMILIES
 TASK_HELP = "the task shape: classify, tag, seq2seq, pair or regress (docs/configuration.md)"
@@ -159,6 +162,8 @@ def _export(args: argparse.Namespace) -> None:
     if args.ct2:
         from attnkit.apps.export import export_ct2
 
+        if args.int8 and args.quantization not in (None, "int8"):
+            raise AttnkitError(f"--int8 and --quantization {args.quantization} ask for two kinds of weights: give one")
         quantization = args.quantization or ("int8" if args.int8 else "float32")
         export_ct2(args.path, args.out, quantization, args.trust_pickle)
         print(f"wrote {args.out} (attnkit checkpoint; CTranslate2 {quantization} model in {args.out}/ctranslate2)")
@@ -235,7 +240,7 @@ def _demo(args: argparse.Namespace) -> None:
 def _info(args: argparse.Namespace) -> None:
     from attnkit.inference.pipeline import Pipeline
 
-    pipeline = Pipeline.load(args.path, device=args.device, engine="auto")  # as predict and serve would run it
+    pipeline = Pipeline.load(args.path, device=args.device, engine=args.engine)  # as predict and serve would run it
     device = next(pipeline.model.parameters()).device
     print(
         f"{'checkpoint':<11} {args.path}\n{pipeline.describe()}\n{'device':<11} {device}"
@@ -363,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--onnx, as ONNX graphs for onnxruntime",
     )
     export.add_argument("path", help="model directory (attnkit or Hugging Face)")
-    export.add_argument("--out", required=True, metavar="DIR")
+    export.add_argument("--out", required=True, metavar="DIR", help="the folder to write (a new one, or --overwrite)")
     export.add_argument(
         "--onnx",
         action="store_true",
@@ -422,7 +427,9 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--temperature", type=float, default=0.0, help="above 0: sample (default 0: no sampling)")
     make.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest tokens (default 0: all)")
     make.add_argument("--top-p", type=float, default=1.0, help="sample among the likeliest tokens of this much mass")
-    make.add_argument("--seed", type=int, help="the same seed draws the same samples (default: a fresh one)")
+    make.add_argument(
+        "--seed", type=int, help="the same seed draws the same samples (default: a fresh one; not with --engine ct2)"
+    )
     make.add_argument("--json", action="store_true", help="JSON lines with the prompt and the output (no streaming)")
     device_flags(make, int8=True)
     make.set_defaults(run=_generate)
@@ -436,6 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     info.add_argument("path", help="checkpoint directory")
     device_flags(info)
+    info.add_argument("--engine", choices=["auto", "torch", "ct2"], default="auto", help=ENGINE_HELP)
     info.set_defaults(run=_info)
     return parser
 

@@ -27,7 +27,9 @@ from attnkit.nn.positions import SinusoidalPositions
 
 QUANTIZATIONS = ("float32", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "float16", "bfloat16")
 CT2_DIR = "ctranslate2"  # inside an attnkit checkpoint written with `attnkit export --ct2`
-INSTALL = "the CTranslate2 engine needs the ct2 extra: pip install -c constraints.txt -e '.[ct2]' (or --engine torch)"
+INSTALL = "the CTranslate2 engine needs the ct2 extra: pip install -c constraints.txt -e '.[ct2]'"
+# a folder written by `attnkit export --ct2` also holds its PyTorch weights
+OR_TORCH = "; or run its PyTorch weights: --engine torch (attnkit.load(path, engine='torch'))"
 SINUSOID_ROWS = (
     4096  # positions of the sinusoidal table written out (CTranslate2's own sinusoids differ from attnkit's)
 )
@@ -67,7 +69,7 @@ def check_supported(config: ModelConfig, where: str) -> None:
 
 def has_ct2(path: str | os.PathLike) -> bool:
     """Whether the checkpoint folder `path` holds a CTranslate2 model (`attnkit export --ct2`)."""
-    return (Path(path) / CT2_DIR / "model.bin").is_file()
+    return (Path(path) / CT2_DIR).is_dir()
 
 
 def on_ct2(
@@ -76,7 +78,10 @@ def on_ct2(
     """`model` run by CTranslate2 on `place`: an encoder-decoder or a decoder as a whole, a task model with its
     encoder replaced (its head stays). The CTranslate2 model is `folder`'s own, or (None) `model` converted now;
     `int8` computes in int8 (weights converted as they load, where they are not int8 already)."""
-    core = ct2_core(model, where)
+    try:
+        core = ct2_core(model, where)
+    except AttnkitError as error:
+        raise AttnkitError(f"{error}{OR_TORCH}" if folder is not None else str(error)) from None
     options = {
         "device": place.type,
         "device_index": place.index or 0,
@@ -89,11 +94,15 @@ def on_ct2(
             source = scratch
         else:
             source = str(folder / CT2_DIR)
-        if isinstance(core, EncoderDecoder):
-            return CT2Translator(source, core.config, tokenizer, options)
-        if isinstance(core, Decoder):
-            return CT2Generator(source, core.config, tokenizer, options)
-        engine = CT2Encoder(source, core.config, core.segments is not None, options)
+        try:
+            if isinstance(core, EncoderDecoder):
+                return CT2Translator(source, core.config, tokenizer, options)
+            if isinstance(core, Decoder):
+                return CT2Generator(source, core.config, tokenizer, options)
+            engine = CT2Encoder(source, core.config, core.segments is not None, options)
+        except (RuntimeError, ValueError, OSError) as error:  # a damaged or partial folder
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise AttnkitError(f"{source}: CTranslate2 cannot read this model ({reason}){OR_TORCH}") from None
         if core is model:
             return engine
         name = next(name for name, module in model.named_modules() if module is core)

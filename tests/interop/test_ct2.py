@@ -302,7 +302,7 @@ def test_flags_that_do_not_go_together_are_refused(classifier, tmp_path, capsys)
 
 
 def test_attention_maps_need_the_torch_engine(classifier):
-    with pytest.raises(AttnkitError, match="--engine torch"):
+    with pytest.raises(AttnkitError, match="engine='torch'"):
         attention(Pipeline.load(classifier, engine="ct2"), "so happy")
 
 
@@ -349,13 +349,37 @@ def test_a_pretrained_encoder_and_all_minilm_embed_the_same(tmp_path):
 def test_without_the_extra_one_line_says_how_to_install_it(classifier, tmp_path, capsys, monkeypatch):
     assert main(["export", str(classifier), "--ct2", "--out", str(tmp_path / "ct2")]) == 0
     monkeypatch.setitem(sys.modules, "ctranslate2", None)  # as if it were not installed
-    for args in (["predict", str(tmp_path / "ct2")], ["predict", str(classifier), "--engine", "ct2"]):
+    install = "attnkit: error: the CTranslate2 engine needs the ct2 extra: pip install -c constraints.txt -e '.[ct2]'"
+    torch_too = "; or run its PyTorch weights: --engine torch (attnkit.load(path, engine='torch'))"
+    for args, expected in (
+        (["predict", str(tmp_path / "ct2")], install + torch_too),
+        (["info", str(tmp_path / "ct2")], install + torch_too),
+        (["predict", str(classifier), "--engine", "ct2"], install),
+        (["export", str(classifier), "--ct2", "--out", str(tmp_path / "again")], install),
+    ):
         monkeypatch.setattr("sys.stdin", io.StringIO("so happy\n"))
         capsys.readouterr()
         assert main(args) == 2
-        assert capsys.readouterr().err.strip() == (
-            "attnkit: error: the CTranslate2 engine needs the ct2 extra: pip install -c constraints.txt -e '.[ct2]' "
-            "(or --engine torch)"
-        )
-    monkeypatch.setattr("sys.stdin", io.StringIO("so happy\n"))
-    assert main(["predict", str(tmp_path / "ct2"), "--engine", "torch"]) == 0
+        assert capsys.readouterr().err.strip() == expected
+    for args in (
+        ["predict", str(tmp_path / "ct2"), "--engine", "torch"],
+        ["info", str(tmp_path / "ct2"), "--engine", "torch"],
+    ):
+        monkeypatch.setattr("sys.stdin", io.StringIO("so happy\n"))
+        assert main(args) == 0
+
+
+def test_a_damaged_ct2_folder_is_one_line(classifier, tmp_path, capsys):
+    assert main(["export", str(classifier), "--ct2", "--out", str(tmp_path / "ct2")]) == 0
+    (tmp_path / "ct2" / "ctranslate2" / "model.bin").unlink()
+    capsys.readouterr()
+    assert main(["info", str(tmp_path / "ct2")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "CTranslate2 cannot read this model" in error and "--engine torch" in error
+
+
+def test_int8_and_another_quantization_are_refused_together(classifier, tmp_path, capsys):
+    args = ["export", str(classifier), "--ct2", "--quantization", "float32", "--int8", "--out", str(tmp_path / "q")]
+    assert main(args) == 2
+    assert "ask for two kinds of weights" in capsys.readouterr().err
+    assert not (tmp_path / "q").exists()
