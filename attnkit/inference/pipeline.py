@@ -103,10 +103,12 @@ class Pipeline:
             where = str(path)
             self.model = on_ct2(self.model, self.tokenizer, path if exported else None, place, int8, where).eval()
             self.engine = "ctranslate2" + (" int8" if int8 else "")
-        elif int8:
-            quantize_int8(self.model)
+            self.model.to(place)  # the task's head, where CTranslate2 runs the encoder
+            return self
         self.model.to(place)
-        if self.engine == "torch" and place.type == "cpu":
+        if int8:
+            quantize_int8(self.model)  # refuses a GPU in one line
+        elif place.type == "cpu":
             pack_linear_weights(self.model)
         return self
 
