@@ -60,3 +60,11 @@ def test_every_task_has_a_row_in_the_readme():
     readme = (ROOT / "README.md").read_text()
     for name in TASKS:
         assert f"\n| {name} |" in readme, name
+
+
+def test_the_cli_offers_every_engine_and_quantization():
+    from attnkit.apps import cli
+    from attnkit.inference import pipeline
+    from attnkit.interop import ct2
+
+    assert cli.ENGINES == pipeline.ENGINES and cli.QUANTIZATIONS == ct2.QUANTIZATIONS

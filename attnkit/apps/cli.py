@@ -38,8 +38,10 @@ INT8_HELP = (
     "int8 linear layers, on the CPU (with --engine ct2: CTranslate2's int8): about 2-3x faster, a little less "
     "accurate (docs/benchmarks.md)"
 )
-# named here, so that building the parser reads no task or family module; tests/test_docs.py keeps them equal to
-# attnkit.tasks.TASKS and attnkit.interop.hf.FAMILIES
+# named here, so that building the parser reads no task, family or engine module; tests/test_docs.py keeps them
+# equal to attnkit.tasks.TASKS, attnkit.interop.hf.FAMILIES, Pipeline's ENGINES and CTranslate2's QUANTIZATIONS
+ENGINES = ("auto", "torch", "ct2")
+QUANTIZATIONS = ("float32", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "float16", "bfloat16")
 TASK_HELP = "the task shape: classify, tag, seq2seq, pair or regress (docs/configuration.md)"
 PRESET_HELP = (
     "bert, roberta, xlm-roberta, distilbert, mpnet, electra, bart, marian, t5 or gpt2: that Hugging Face family's "
@@ -268,7 +270,7 @@ def device_flags(parser: argparse.ArgumentParser, int8: bool = False, default: s
     parser.add_argument("--device", default=default, help=DEVICE_HELP)
     if int8:
         parser.add_argument("--int8", action="store_true", help=INT8_HELP)
-        parser.add_argument("--engine", choices=["auto", "torch", "ct2"], default="auto", help=ENGINE_HELP)
+        parser.add_argument("--engine", choices=ENGINES, default="auto", help=ENGINE_HELP)
 
 
 def limit_flags(parser: argparse.ArgumentParser) -> None:
@@ -382,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument(
         "--quantization",
-        choices=["float32", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "float16", "bfloat16"],
+        choices=QUANTIZATIONS,
         help="with --ct2: how CTranslate2 stores the weights (default float32: the same outputs as attnkit)",
     )
     export.add_argument(
@@ -443,7 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     info.add_argument("path", help="checkpoint directory")
     device_flags(info)
-    info.add_argument("--engine", choices=["auto", "torch", "ct2"], default="auto", help=ENGINE_HELP)
+    info.add_argument("--engine", choices=ENGINES, default="auto", help=ENGINE_HELP)
     info.set_defaults(run=_info)
     return parser
 
