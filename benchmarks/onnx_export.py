@@ -51,19 +51,22 @@ class OnnxModel:
         return self._greedy(batch["source"].numpy(), batch["source_mask"].long().numpy())
 
     def _greedy(self, source: np.ndarray, mask: np.ndarray) -> list[str]:
+        """Greedy decoding; a row that has ended leaves every array, as in attnkit's own decoding."""
         task, tokenizer = self.pipeline.task, self.pipeline.tokenizer
         _, cross_keys, cross_values = self._run("encoder", input_ids=source, attention_mask=mask)
         limit = min(task.data.max_new_tokens, 2 * int(mask.sum(1).max()) + 10)
-        target = np.full((len(source), 1), self.manifest["decoder_start_id"], dtype=np.int64)
-        done = np.zeros(len(source), dtype=bool)
         eos = self.manifest["eos_id"]
         cache = self.manifest["cache"]
-        past = np.zeros((cache["layers"], len(source), cache["heads"], 0, cache["head_dim"]), dtype=np.float32)
-        past_keys = past_values = past
+        past_keys = past_values = np.zeros(
+            (cache["layers"], len(source), cache["heads"], 0, cache["head_dim"]), np.float32
+        )
+        outputs: list[list[int]] = [[] for _ in source]
+        rows = np.arange(len(source))  # the outputs still being decoded, in the order of the arrays' rows
+        last = np.full((len(source), 1), self.manifest["decoder_start_id"], dtype=np.int64)
         for _ in range(limit):
             logits, past_keys, past_values = self._run(
                 "decoder",
-                decoder_input_ids=target[:, -1:],
+                decoder_input_ids=last,
                 encoder_attention_mask=mask,
                 cross_keys=cross_keys,
                 cross_values=cross_values,
@@ -72,13 +75,19 @@ class OnnxModel:
             )
             logits = logits[:, -1]
             logits[:, suppressed(tokenizer)] = -np.inf
-            chosen = np.where(done, eos, logits.argmax(-1))
-            target = np.concatenate([target, chosen[:, None]], 1)
-            done |= chosen == eos
-            if done.all():
+            chosen = logits.argmax(-1)
+            for row, token in zip(rows, chosen):
+                if token != eos:
+                    outputs[row].append(int(token))
+            going = chosen != eos
+            if not going.any():
                 break
-        rows = [list(row[1:]) for row in target]
-        return [tokenizer.decode(row[: row.index(eos)] if eos in row else row) for row in rows]
+            if not going.all():
+                rows, mask = rows[going], mask[going]
+                cross_keys, cross_values = cross_keys[:, going], cross_values[:, going]
+                past_keys, past_values = past_keys[:, going], past_values[:, going]
+            last = chosen[going][:, None]
+        return [tokenizer.decode(output) for output in outputs]
 
     def _run(self, graph: str, **inputs: np.ndarray) -> list[np.ndarray]:
         return self.sessions[graph].run(None, inputs)

@@ -186,7 +186,11 @@ def _explicit_is_faster(q: Tensor, k: Tensor, p: float) -> bool:
     with attention dropout (SDPA draws it with the slow bernoulli_; the explicit path uses attnkit's dropout);
     in bfloat16/float16 up to HALF_EXPLICIT_MAX_KEYS keys, where SDPA's flash kernel runs up to 9x slower than two
     half-precision matrix products (its backward most of all); and for a single query (a decoding step) up to
-    ONE_QUERY_EXPLICIT_MAX_KEYS keys, where the kernel's per-call work costs up to 3x the arithmetic."""
+    ONE_QUERY_EXPLICIT_MAX_KEYS keys, where the kernel's per-call work costs up to 3x the arithmetic. And in an ONNX
+    export: the exporter's decomposition of scaled_dot_product_attention scales the transposed keys, a copy of the
+    whole cache at every decoding step in onnxruntime, which fuses the explicit path's transpose into its product."""
+    if torch.onnx.is_in_onnx_export():
+        return True
     if q.device.type != "cpu":
         return False
     keys = k.shape[2]

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
 
@@ -155,6 +156,18 @@ def test_seq2seq_graphs_decode_greedily_with_their_cache_as_attnkit_does(tmp_pat
         for row in target
     ]
     assert outputs == pipeline.with_decoding(1).predict(sources)
+    # attention multiplies by the keys' transpose directly, which onnxruntime fuses into its product: a Transpose
+    # into anything else (scaled_dot_product_attention's decomposition scales it) copies the whole cache each step
+    graph = onnx.load(folder / "decoder.onnx").graph
+    consumers = {name: node.op_type for node in graph.node for name in node.input}
+    key_transposes = [node for node in graph.node if node.op_type == "Transpose" and last_two_swapped(node)]
+    assert len(key_transposes) == 2 * manifest["cache"]["layers"]  # self- and cross-attention in each layer
+    assert {consumers[node.output[0]] for node in key_transposes} == {"MatMul"}
+
+
+def last_two_swapped(node) -> bool:
+    (perm,) = [list(attribute.ints) for attribute in node.attribute if attribute.name == "perm"]
+    return perm[-2:] == [len(perm) - 1, len(perm) - 2]
 
 
 @pytest.mark.parametrize("arch", ["encoder", "decoder"])
