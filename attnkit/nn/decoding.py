@@ -167,21 +167,20 @@ class _Step:
         self.suppress = list(suppress)
         self.no_repeat_ngram = no_repeat_ngram
         self.cache = decoder.new_cache(memory)  # cross-attention's keys and values once per source row
+        self.beams = 1  # rows per source
 
     def expand(self, times: int) -> None:
-        """Repeat every source row `times` times (row b * times + k is copy k of source b): its cross-attention keys
-        and values, made once per source, and its mask."""
-        keys = self.cache.cross_attn[0].key  # None for a decoder-only model
-        if keys is not None:
-            self.cache.reorder(torch.arange(keys.shape[0], device=keys.device).repeat_interleave(times))
-        if self.source_mask is not None:
-            self.source_mask = self.source_mask.repeat_interleave(times, dim=0)
+        """Make each source row `times` rows (row b * times + k is beam k of source b); its cross-attention keys and
+        values and its mask stay one row, which the attention of all its beams reads."""
+        self.beams = times
 
     def keep(self, rows: Tensor) -> None:
-        """Go on with these rows only: the outputs and searches that have ended leave the batch."""
-        self.cache.reorder(rows)
+        """Go on with these rows only (whole groups of beams): the outputs and searches that have ended leave the
+        batch."""
+        sources = rows[:: self.beams] // self.beams
+        self.cache.reorder(rows, sources)
         if self.source_mask is not None:
-            self.source_mask = self.source_mask.index_select(0, rows)
+            self.source_mask = self.source_mask.index_select(0, sources)
 
     def __call__(self, newest: Tensor, history: Tensor) -> Tensor:
         # newest: (rows, new) tokens to feed; history: (rows, all so far) -> log-probs of the next token (rows, vocab)
@@ -266,7 +265,7 @@ def _beam_search(
         scores, index = candidates.view(groups, -1).topk(beam_size, dim=1)
         rows = (offsets + index // vocab).view(-1)
         tokens = torch.cat([tokens[rows], (index % vocab).view(-1, 1)], dim=1)
-        step.cache.reorder(rows, same_sources=True)  # rows moves beams within each source's group
+        step.cache.reorder(rows)  # rows moves beams within each source's group: its cross-attention stays
         # a search is done when its beam_size best finished hypotheses all rank above its best live beam
         # (as transformers); it leaves the batch
         best_alive = (scores[:, 0] / length**length_penalty).tolist()

@@ -206,16 +206,20 @@ def test_chosen_positions_get_the_logits_of_the_full_forward(arch):
     assert_close(model(*inputs, chosen=chosen), full[chosen])
 
 
-def test_reorder_within_each_sources_beams_may_keep_the_cross_attention_caches():
+def test_beams_share_their_sources_cross_attention_rows_and_reorder_within_them():
     model = tiny("encoder-decoder", "sinusoidal")
-    source = tokens(2, 5).repeat_interleave(2, dim=0)  # two beams per source
-    memory = model.encode(source)
-    target, index = tokens(4, 3, seed=3), torch.tensor([1, 1, 2, 3])  # beams move within their source's pair
-    steps = []
-    for same_sources in (False, True):
-        cache = model.decoder.new_cache()
-        model.decode(target, memory, cache=cache)
-        cache.reorder(index, same_sources=same_sources)
-        steps.append(model.decode(tokens(4, 1, seed=8), memory, cache=cache))
-    assert_close(steps[1], steps[0])
-    assert_close(steps[0], model.decode(torch.cat([target[index], tokens(4, 1, seed=8)], 1), memory)[:, -1:])
+    source, source_mask = tokens(2, 5), padding([5, 3], 5)
+    memory = model.encode(source, source_mask)
+    cache = model.decoder.new_cache(memory)  # one row per source
+    target, index = tokens(4, 3, seed=3), torch.tensor([1, 1, 2, 3])  # two beams per source, moved within their pair
+    with torch.no_grad():  # as decoding runs (the reorder writes into the spare room)
+        model.decode(target, memory, source_mask, cache=cache)
+        cache.reorder(index)
+        step = model.decode(tokens(4, 1, seed=8), memory, source_mask, cache=cache)
+        cache.reorder(index)
+        after = model.decode(tokens(4, 1, seed=9), memory, source_mask, cache=cache)
+    assert cache.cross_attn[0].key.shape[0] == 2
+    beams = memory.repeat_interleave(2, dim=0), source_mask.repeat_interleave(2, dim=0)  # as if each beam had its own
+    prefix = torch.cat([target[index], tokens(4, 1, seed=8)], 1)
+    assert_close(step, model.decode(prefix, *beams)[:, -1:])
+    assert_close(after, model.decode(torch.cat([prefix[index], tokens(4, 1, seed=9)], 1), *beams)[:, -1:])
