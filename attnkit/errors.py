@@ -22,5 +22,10 @@ def require_finite(scores: Tensor) -> Tensor:
     return scores
 
 
+def install(extra: str) -> str:
+    """The command that installs an optional extra, in the README's form (in attnkit's clone)."""
+    return f"pip install -c constraints.txt -e '.[{extra}]'"
+
+
 class AttnkitWarning(UserWarning):
     """Something a user should change, though attnkit can go on (a setting under its old name)."""

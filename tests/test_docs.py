@@ -54,6 +54,14 @@ def test_the_help_names_every_task_and_family():
     assert all(name in cli.PRESET_HELP for name in FAMILIES)
 
 
+def test_the_configuration_knows_each_tasks_architecture():
+    """RunConfig checks a run without importing the tasks, from TASK_ARCHS: it must say what the tasks say."""
+    from attnkit.config import TASK_ARCHS
+    from attnkit.tasks import TASKS
+
+    assert TASK_ARCHS == {name: task.arch for name, task in TASKS.items()}
+
+
 def test_every_task_has_a_row_in_the_readme():
     from attnkit.tasks import TASKS
 

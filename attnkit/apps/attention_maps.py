@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from attnkit.apps.attention_page import render_page
-from attnkit.errors import AttnkitError
+from attnkit.errors import AttnkitError, install
 from attnkit.inference.pipeline import Pipeline
 from attnkit.nn import record_attention
 from attnkit.runtime import to_device
@@ -169,7 +169,7 @@ def _heatmap_library():
     try:
         from matplotlib.figure import Figure
     except ImportError:
-        raise AttnkitError("PNG heatmaps need matplotlib: pip install 'attnkit[viz]' (or --no-png)") from None
+        raise AttnkitError(f"PNG heatmaps need matplotlib: {install('viz')} (or --no-png)") from None
     return Figure
 
 

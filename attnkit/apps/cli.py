@@ -6,12 +6,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 import typing
 import warnings
 from pathlib import Path
 
-from attnkit.errors import AttnkitError, AttnkitWarning
+from attnkit.errors import AttnkitError, AttnkitWarning, install
 
 # flags that are shorthands for --set KEY=VALUE
 SHORTHANDS = {
@@ -64,17 +66,17 @@ def _run_config(args: argparse.Namespace, *fixed: str):
 
 
 def _train(args: argparse.Namespace) -> None:
+    run = _run_config(args)  # a configuration error answers before PyTorch is imported
     from attnkit.training.loop import train
 
-    run = _run_config(args)
     summary = train(run, resume=args.resume, overwrite=args.overwrite)
     _print_summary(args, run.out, summary)
 
 
 def _pretrain(args: argparse.Namespace) -> None:
+    run = _run_config(args, "task.name=pretrain")
     from attnkit.training.corpus import pretrain
 
-    run = _run_config(args, "task.name=pretrain")
     summary = pretrain(run, resume=args.resume, overwrite=args.overwrite)
     _print_summary(args, run.out, summary)
 
@@ -133,10 +135,13 @@ def _predict(args: argparse.Namespace) -> None:
     from attnkit.data.readers import stdin_lines
     from attnkit.inference.pipeline import Pipeline
 
+    if args.file and args.data and args.file != args.data:
+        raise AttnkitError(f"two files to predict, {args.file} and --data {args.data}: give one")
+    data = args.file or args.data
     pipeline = Pipeline.load(args.path, device=args.device, int8=args.int8, engine=args.engine)
     task = pipeline.task
-    if args.data:
-        examples, predictions = pipeline.predict_file(args.data)
+    if data:
+        examples, predictions = pipeline.predict_file(data)
     else:
         examples, predictions = pipeline.predict_lines(stdin_lines(), "standard input")
     for example, prediction in zip(examples, predictions):
@@ -356,8 +361,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("path", help="trained model directory")
     predict.add_argument(
-        "--data", metavar="FILE", help="a data file (its gold column is ignored), or .txt with one input per line"
+        "file",
+        nargs="?",
+        help="a data file (its gold column is ignored), or .txt with one input per line (default: standard input)",
     )
+    predict.add_argument("--data", metavar="FILE", help="the same as FILE")
     predict.add_argument(
         "--json", action="store_true", help="JSON lines with the input and the prediction (null for a blank line)"
     )
@@ -451,8 +459,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
+    try:  # PyTorch and the rest are imported inside: Ctrl-C at any moment is one line
+        if threading.current_thread() is threading.main_thread():  # Ctrl-C raises KeyboardInterrupt (see __main__)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        args = build_parser().parse_args(argv)
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
             args.run(args)

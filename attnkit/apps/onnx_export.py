@@ -20,17 +20,19 @@ and the largest difference from float32 is reported instead.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import shutil
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
 from torch import Tensor
 from torch.export import Dim
 
-from attnkit.errors import AttnkitError
+from attnkit.errors import AttnkitError, install
 from attnkit.files import FORMAT, ONNX_FILE, atomic_directory, write_json
 from attnkit.inference.pipeline import Pipeline
 from attnkit.interop.hf.save import save_with_specials
@@ -49,9 +51,9 @@ def export_onnx(
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
-        raise AttnkitError("ONNX export needs the onnx extra: pip install 'attnkit[onnx]'") from None
+        raise AttnkitError(f"ONNX export needs the onnx extra: {install('onnx')}") from None
     pipeline = Pipeline.load(path, trust_pickle, device="cpu")
-    with atomic_directory(out) as staging:
+    with atomic_directory(out) as staging, _libraries_quiet():
         if len(pipeline.members) == 1:
             return _write(pipeline, staging, int8, str(path))
         members = {}
@@ -70,6 +72,21 @@ def export_onnx(
         }
         write_json(staging / ONNX_FILE, manifest)
     return manifest
+
+
+@contextlib.contextmanager
+def _libraries_quiet() -> Iterator[None]:
+    """The exporter's and the quantizer's notes on their own setup ("torchvision is not installed", "consider
+    pre-processing before quantization") say nothing to a user: their log records up to warnings are off meanwhile."""
+    root = logging.getLogger()
+    placeholder = logging.NullHandler()
+    root.addHandler(placeholder)  # else logging.warning() would give the root logger a stderr handler for good
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
+        root.removeHandler(placeholder)
 
 
 # how an ensemble's member graphs make one prediction, as onnx.json says it

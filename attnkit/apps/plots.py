@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from attnkit.errors import AttnkitError
+from attnkit.errors import AttnkitError, install
 
 
 def learning_curve(
@@ -18,7 +18,7 @@ def learning_curve(
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise AttnkitError("plots need matplotlib: pip install 'attnkit[viz]'") from None
+        raise AttnkitError(f"plots need matplotlib: {install('viz')}") from None
     figure, axes = plt.subplots(figsize=(6, 4), dpi=120)
     for number, (label, values) in enumerate(curves.items()):
         axes.plot(sizes, [100 * v for v in values], marker="o", label=label)

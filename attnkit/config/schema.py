@@ -108,11 +108,23 @@ class ModelConfig:
         return self.target_vocab_size if self.target_vocab_size is not None else self.vocab_size
 
 
+# the architecture each task shape's models have (None: any); named here, so that a run's configuration is checked
+# without importing a task (and PyTorch); tests/test_docs.py keeps it equal to each task's own `arch`
+TASK_ARCHS: dict[str, str | None] = {
+    "classify": "encoder",
+    "tag": "encoder",
+    "seq2seq": "encoder-decoder",
+    "pretrain": None,
+    "pair": "encoder",
+    "regress": "encoder",
+}
+
+
 @dataclass
 class TaskConfig:
     """What the model is trained to do, and the options of that task shape."""
 
-    name: str = "classify"  # a task shape of attnkit.tasks.TASKS
+    name: str = "classify"  # a task shape of attnkit.tasks.TASKS (TASK_ARCHS)
     # classify, pair, regress: average or maximum of the states, the first, or a pooler (the first, a dense layer,
     # then tanh as BERT, RoBERTa and MPNet; ReLU as DistilBERT; GELU as ELECTRA); None: the architecture's own (its
     # model.preset family's, else mean)

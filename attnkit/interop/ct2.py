@@ -20,14 +20,14 @@ from torch import Tensor, nn
 
 from attnkit.config import ModelConfig
 from attnkit.data.tokenizer import Tokenizer
-from attnkit.errors import AttnkitError
+from attnkit.errors import AttnkitError, install
 from attnkit.nn import Decoder, Encoder, EncoderDecoder, EncoderEngine
 from attnkit.nn.decoding import DecodingEngine, Sampling
 from attnkit.nn.positions import SinusoidalPositions
 
 QUANTIZATIONS = ("float32", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "float16", "bfloat16")
 CT2_DIR = "ctranslate2"  # inside an attnkit checkpoint written with `attnkit export --ct2`
-INSTALL = "the CTranslate2 engine needs the ct2 extra: pip install -c constraints.txt -e '.[ct2]'"
+INSTALL = f"the CTranslate2 engine needs the ct2 extra: {install('ct2')}"
 # a folder written by `attnkit export --ct2` also holds its PyTorch weights
 OR_TORCH = "; or run its PyTorch weights: --engine torch (attnkit.load(path, engine='torch'))"
 SINUSOID_ROWS = (

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import warnings
 from pathlib import Path
 
 from torch import nn
 
 from attnkit.config import ModelConfig
 from attnkit.data.tokenizer import SPECIALS, Tokenizer
-from attnkit.errors import AttnkitError
+from attnkit.errors import AttnkitError, AttnkitWarning
 from attnkit.files import STATE_DIR, STATE_FILE, check_output
 from attnkit.inference.checkpoint import Trained, read_trained
 from attnkit.inference.pipeline import Pipeline
@@ -119,7 +120,9 @@ def _model_config(run: RunConfig, resume: bool, source: Pipeline | None, tokeniz
     """The saved one when resuming; the init checkpoint's (with this run's dropout) when fine-tuning; else the
     run's, sized to the tokenizer."""
     if resume:
-        return _trained(Path(run.out)).model
+        saved = _trained(Path(run.out)).model
+        _warn_of_ignored_settings(run, saved)
+        return saved
     if source is not None:
         dropouts = {name: getattr(run.model, name) for name in FINE_TUNABLE}
         arch = run.model.arch  # the task's: an encoder-decoder's encoder can start a classifier
@@ -130,6 +133,26 @@ def _model_config(run: RunConfig, resume: bool, source: Pipeline | None, tokeniz
             source.model.config, arch=arch, **{"preset": None, "segments": 0, **kept}, **dropouts
         )
     return dataclasses.replace(run.model, vocab_size=tokenizer.vocab_size, pad_id=tokenizer.pad_id)
+
+
+TOKENIZER_DECIDES = {"vocab_size", "target_vocab_size", "pad_id"}
+
+
+def _warn_of_ignored_settings(run: RunConfig, saved: ModelConfig) -> None:
+    """A resumed run keeps the model it was training: one warning names each model setting given now that differs."""
+    settable = FINE_TUNABLE if run.train.init else {f.name for f in dataclasses.fields(saved)} - TOKENIZER_DECIDES
+    ignored = [
+        f"model.{name}={getattr(run.model, name)!r} (it has {getattr(saved, name)!r})"
+        for name in sorted(settable)
+        if getattr(run.model, name) != getattr(saved, name)
+    ]
+    if ignored:
+        warnings.warn(
+            f"{run.out}: --resume continues the model it was training and ignores {', '.join(ignored)}; "
+            "train into a new --out to change them",
+            AttnkitWarning,
+            stacklevel=3,
+        )
 
 
 def hold_out(examples: list, dev_fraction: float | None, test_fraction: float | None, seed: int) -> dict:

@@ -1,6 +1,7 @@
 """What a run tells as it goes: OUT/log.jsonl (a JSON object per training report, evaluation and summary),
 TensorBoard events, the progress bar on a terminal (a line per report off one), and messages on stderr. The first
-process writes them; under torchrun the others say nothing."""
+process writes them; under torchrun the others say nothing. Without a bar (off a terminal, or quiet), a line comes at
+least every HEARTBEAT_SECONDS, so that a log file or a quiet run (attnkit demo) never looks stalled."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+HEARTBEAT_SECONDS = 30.0
+
 
 class Records:
     """The log, TensorBoard and the progress bar of a run writing to `out` (`main`: the process that writes)."""
@@ -20,6 +23,9 @@ class Records:
         self.log = None
         self.board = None
         self.bar: tqdm | None = None
+        self.steps = self.total_steps = 0
+        self.last_line = time.monotonic()  # when the last line went to stderr
+        self.began = time.monotonic()
 
     def open(self, total_steps: int, step: int) -> None:
         """Start writing: append to the log, open TensorBoard and the bar (at `step` of `total_steps`)."""
@@ -30,6 +36,8 @@ class Records:
             self.board = SummaryWriter(str(self.out / "tensorboard"))
         disable = True if self.quiet else None  # None: only on a terminal
         self.bar = tqdm(total=total_steps, initial=step, unit="step", dynamic_ncols=True, disable=disable)
+        self.steps, self.total_steps = step, total_steps
+        self.last_line = self.began = time.monotonic()
 
     def close(self) -> None:
         """Stop the bar and TensorBoard; the log stays open for the summary (see `finish`)."""
@@ -46,6 +54,7 @@ class Records:
         """A progress message, on stderr beside the bar (stdout is for results); the first process only."""
         if not self.quiet:
             tqdm.write(message, file=sys.stderr)  # above the bar, if there is one
+            self.last_line = time.monotonic()
 
     def record(self, entry: dict) -> None:
         """One entry of log.jsonl; dev metrics go to TensorBoard too."""
@@ -58,6 +67,12 @@ class Records:
 
     def step(self) -> None:
         self.bar.update(1)
+        self.steps += 1
+        if self.bar.disable and self.main and time.monotonic() - self.last_line >= HEARTBEAT_SECONDS:
+            minutes = (time.monotonic() - self.began) / 60
+            sys.stderr.write(f"step {self.steps:,}/{self.total_steps:,}  {minutes:.1f} min\n")
+            sys.stderr.flush()
+            self.last_line = time.monotonic()
 
     def training(
         self, step: int, total_steps: int, epoch: int, loss: float, lr: float, speed: float, elapsed: float

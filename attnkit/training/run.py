@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from attnkit.config import (
+    TASK_ARCHS,
     DataConfig,
     ModelConfig,
     TaskConfig,
@@ -22,8 +23,6 @@ from attnkit.config import (
     read_yaml,
 )
 from attnkit.errors import AttnkitError
-from attnkit.interop.hf import FAMILIES, PRESETS
-from attnkit.tasks import TASKS
 
 FINE_TUNABLE = {"dropout", "attention_dropout", "token_dropout"}  # model settings that train.init leaves open
 
@@ -73,7 +72,7 @@ class RunConfig:
                     raise AttnkitError(
                         f"{located(where, model, key)}: model.{key}: set by the tokenizer (use tokenizer.vocab_size)"
                     )
-            needed = TASKS[name].arch if name is not None else None
+            needed = TASK_ARCHS[name] if name is not None else None
             if model.get("preset") is not None:
                 apply_preset(model, needed, f"task {name}", where)
             if needed is not None:
@@ -92,8 +91,8 @@ def _task_name(values: dict, where: str) -> str | None:
     name = task.get("name", "classify") if isinstance(task, dict) else None
     if not isinstance(name, str):
         return None
-    if name not in TASKS:
-        known = ", ".join(repr(known) for known in TASKS)
+    if name not in TASK_ARCHS:
+        known = ", ".join(repr(known) for known in TASK_ARCHS)
         raise AttnkitError(f"{located(where, task, 'name')}: task.name: expected one of {known}, got {name!r}")
     return name
 
@@ -101,6 +100,8 @@ def _task_name(values: dict, where: str) -> str | None:
 def apply_preset(model: dict, needed: str | None, task: str, where: str) -> None:
     """Fill `model` with the settings its `preset` fixes; one it sets otherwise, or a preset whose architecture is
     not the one that `task` needs (`needed`; None: any), is an error."""
+    from attnkit.interop.hf import FAMILIES, PRESETS  # PyTorch comes with the families' weight rules
+
     preset = model["preset"]
     if not isinstance(preset, str) or preset not in PRESETS:
         raise AttnkitError(

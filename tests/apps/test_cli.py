@@ -12,6 +12,8 @@ from attnkit.errors import AttnkitError
 from attnkit.inference.pipeline import Pipeline
 from tests.conftest import SETS, TAG_OF, sentiment_rows, tagging_sentences, write_conll, write_tsv
 
+ROOT = Path(__file__).parents[2]
+
 
 def run(capsys, *args: str) -> tuple[int, str, str]:
     code = main([str(a) for a in args])
@@ -239,6 +241,18 @@ def test_predict_reads_a_table_without_a_label_column(classifier, tmp_path, caps
     assert code == 0 and stdout.splitlines() == ["good", "bad"]
 
 
+def test_predict_takes_its_file_as_an_argument_too(classifier, tmp_path, capsys):
+    data = tmp_path / "new.txt"
+    data.write_text("red happy quick\nsad dark cold\n")
+    code, stdout, _ = run(capsys, "predict", classifier, data)
+    assert code == 0 and stdout.splitlines() == ["good", "bad"]
+    code, _, err = run(capsys, "predict", classifier, data, "--data", tmp_path / "other.txt")
+    assert (
+        code == 2
+        and err == f"attnkit: error: two files to predict, {data} and --data {tmp_path / 'other.txt'}: give one\n"
+    )
+
+
 def test_evaluate_counts_unseen_labels_as_errors_with_one_warning(classifier, tmp_path, capsys):
     data = tmp_path / "other.tsv"
     data.write_text("label\ttext\ngood\tred happy quick\nugly\tdark cold sad\nbad\tsad dark cold\nugly\tsad\nmeh\tx\n")
@@ -296,3 +310,54 @@ def test_a_trained_model_is_readable_by_others_as_the_umask_allows(classifier):
     os.umask(umask)
     for name in ("model.safetensors", "config.json", "tokenizer.json", "trainer_state/model.safetensors"):
         assert (classifier / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--help"], "usage: attnkit"),
+        (["train", "--bogus"], "unrecognized arguments: --bogus"),
+        (["train", "examples/sentiment.yaml", "--set", "model.dimm=3"], "unknown setting: model.dimm"),
+        (["train", "examples/sentiment.yaml", "--task", "tagg"], "task.name: expected one of"),
+        (["pretrain", "--text", "corpus.txt", "--set", "model.dim=abc"], "model.dim: expected int"),
+    ],
+)
+def test_help_and_a_users_mistakes_answer_before_pytorch_is_imported(args, said):
+    """PyTorch takes a second or more to import (ten on a busy machine): none of these need it."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\nfrom attnkit.apps.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+    )
+    script += "print('torch imported:', 'torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, cwd=ROOT, check=False)
+    assert said in done.stdout + done.stderr
+    assert "torch imported: False" in done.stdout
+
+
+def test_the_package_imports_its_public_names_on_first_use():
+    import attnkit
+    from attnkit.inference.pipeline import load
+
+    assert attnkit.load is load and attnkit.Pipeline is Pipeline
+    assert set(attnkit.__all__) == set(attnkit._HOMES)  # noqa: SLF001
+    assert all(getattr(attnkit, name) is not None for name in attnkit.__all__)
+    assert set(attnkit.__all__) <= set(dir(attnkit))
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        attnkit.nothing  # noqa: B018
+
+
+@pytest.mark.parametrize("after", [0.3, 3.0])  # importing PyTorch, or waiting for standard input
+def test_ctrl_c_at_any_moment_is_one_line(classifier, after):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    command = [sys.executable, "-m", "attnkit", "predict", str(classifier)]
+    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(after)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert (process.returncode, err) == (130, b"attnkit: interrupted\n")

@@ -2,6 +2,7 @@
 1e-4 of their scale) on text the tokenizer.json it writes encodes; int8 graphs; the export's own check; the CLI."""
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -80,9 +81,13 @@ def test_the_new_families_classifiers_export_to_onnx(sentiment_files, tmp_path, 
     assert manifest["max_difference"]["model"] <= 1e-4  # onnxruntime gives attnkit's logits on two batches
 
 
-def test_int8_graph_multiplies_in_int8_and_keeps_the_labels(classifier_dir, tmp_path):
+def test_int8_graph_multiplies_in_int8_and_keeps_the_labels(classifier_dir, tmp_path, caplog):
     export_onnx(classifier_dir, tmp_path / "f32")
+    handlers = list(logging.getLogger().handlers)
     manifest = export_onnx(classifier_dir, tmp_path / "int8", int8=True)
+    notes = [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING]
+    assert notes == []  # not onnxruntime's "consider pre-processing" note, nor the exporter's
+    assert logging.getLogger().handlers == handlers
     assert manifest["int8"] is True and 0 < manifest["max_difference"]["model"] < 0.1
     operators = {node.op_type for node in onnx.load(str(tmp_path / "int8" / "model.onnx")).graph.node}
     assert {"DynamicQuantizeLinear", "MatMulInteger"} <= operators  # the matrix products run in int8

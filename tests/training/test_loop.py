@@ -2,6 +2,7 @@
 
 import errno
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -10,10 +11,11 @@ import torch
 
 from attnkit import RunConfig
 from attnkit.config import TrainConfig
-from attnkit.errors import AttnkitError
+from attnkit.errors import AttnkitError, AttnkitWarning
 from attnkit.inference.pipeline import Pipeline
 from attnkit.tasks import TASKS
 from attnkit.tasks.classify import ClassifyTask
+from attnkit.training import records
 from attnkit.training.loop import train
 from attnkit.training.optim import learning_rate
 from attnkit.training.plan import MIN_BATCHES, plan_run
@@ -302,6 +304,18 @@ def test_resume_with_another_plan_says_what_changed(sentiment_files, tmp_path, m
     assert "the run's plan differs from the one it was started with (total_steps 8 -> 12" in capsys.readouterr().err
 
 
+def test_resume_warns_of_each_model_setting_it_ignores(sentiment_files, tmp_path):
+    train(run_config(sentiment_files, tmp_path / "out", "classify", "train.max_steps=2"))
+    changed = run_config(sentiment_files, tmp_path / "out", "classify", "train.max_steps=3", "model.num_heads=4")
+    with pytest.warns(AttnkitWarning) as caught:
+        summary = train(changed, resume=True)
+    (message,) = [str(w.message) for w in caught]
+    assert "ignores model.num_heads=4 (it has 2)" in message and summary["steps"] == 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same settings: nothing to say
+        train(run_config(sentiment_files, tmp_path / "out", "classify", "train.max_steps=4"), resume=True)
+
+
 def test_resuming_a_finished_run_trains_no_further(sentiment_files, tmp_path):
     config = run_config(sentiment_files, tmp_path / "out", "classify", "train.max_steps=6")
     train(config)
@@ -395,3 +409,13 @@ def test_nan_losses_from_the_start_name_the_state_of_step_0(sentiment_files, tmp
     with pytest.raises(AttnkitError, match=rf"so the run stopped; {out} holds step 0 \(--resume continues from it\)"):
         train(run_config(sentiment_files, out, "classify", "train.nonfinite_limit=2", "train.max_steps=9"))
     assert json.loads((out / "trainer_state" / "state.json").read_text())["progress"]["step"] == 0
+
+
+def test_a_run_without_a_bar_says_where_it_is_at_least_every_30_seconds(sentiment_files, tmp_path, capsys, monkeypatch):
+    settings = ("train.epochs=1", "train.max_steps=6", "train.patience=null", "train.log_every=1000")
+    train(run_config(sentiment_files, tmp_path / "fast", "classify", *settings), quiet=True)
+    assert capsys.readouterr().err == ""  # quiet, and done before a line was due
+    monkeypatch.setattr(records, "HEARTBEAT_SECONDS", 0.0)  # every step is 30 s after the last line
+    train(run_config(sentiment_files, tmp_path / "slow", "classify", *settings), quiet=True)
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split("  ")[0] for line in lines] == [f"step {n}/6" for n in range(1, 7)]
