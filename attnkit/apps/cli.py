@@ -194,10 +194,11 @@ def _serve(args: argparse.Namespace) -> None:
     try:
         from attnkit.apps.serve import serve
     except ImportError:
-        raise AttnkitError("attnkit serve needs the serve extra: pip install 'attnkit[serve]'") from None
+        raise AttnkitError(f"attnkit serve needs the serve extra: {install('serve')}") from None
 
     limits = Limits(**{name: getattr(args, name) for name in FLAGS})
-    serve(args.path, args.host, args.port, args.device, limits, args.int8, args.engine)
+    api_key = args.api_key or os.environ.get("ATTNKIT_API_KEY") or None
+    serve(args.path, args.host, args.port, args.device, limits, args.int8, args.engine, api_key)
 
 
 def _attention(args: argparse.Namespace) -> None:
@@ -410,6 +411,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: all)"
     )
     serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    serve.add_argument(
+        "--api-key",
+        metavar="KEY",
+        help="every endpoint but /health wants the header 'Authorization: Bearer KEY' (401 without it); default: "
+        "the environment's ATTNKIT_API_KEY, else none",
+    )
     device_flags(serve, int8=True)
     limit_flags(serve)
     serve.set_defaults(run=_serve)

@@ -18,6 +18,8 @@ class Limits:
     max_text_chars: int = 10_000  # a longer text is refused (413)
     max_texts: int = 256  # texts in one request
     too_long: Literal["truncate", "reject"] = "truncate"  # a text over the model's max_input_tokens: cut, or 413
+    max_connections: int = 1000  # open connections (and requests in flight) beyond which a request gets 503
+    request_timeout_s: float = 30.0  # a request must arrive whole this soon after its first byte (or the connection)
 
     def __post_init__(self) -> None:
         for flag, value, note in (
@@ -25,11 +27,14 @@ class Limits:
             ("--max-body-bytes", self.max_body_bytes, ""),
             ("--max-text-chars", self.max_text_chars, ""),
             ("max_texts", self.max_texts, ""),
+            ("--max-connections", self.max_connections, ""),
         ):
             if value < 1:
                 raise AttnkitError(f"{flag} must be at least 1{note}, got {value}")
         if not (math.isfinite(self.max_wait_ms) and self.max_wait_ms >= 0):
             raise AttnkitError(f"--max-wait-ms must be 0 or more (0: no wait), got {self.max_wait_ms:g}")
+        if not (math.isfinite(self.request_timeout_s) and self.request_timeout_s > 0):
+            raise AttnkitError(f"--request-timeout-s must be above 0, got {self.request_timeout_s:g}")
         if self.too_long not in ("truncate", "reject"):
             raise AttnkitError(f"too_long: {self.too_long!r}, expected 'truncate' or 'reject'")
 
@@ -39,6 +44,10 @@ FLAGS = {  # the limits `attnkit serve` takes as flags, with their help (the def
     "max_wait_ms": "how long a batch waits for more requests (0: it takes those that came while the model ran)",
     "max_body_bytes": "a larger request body gets 413",
     "max_text_chars": "a longer text gets 413",
+    "max_connections": "open connections beyond which a request gets 503 (a client that holds many cannot starve "
+    "the others)",
+    "request_timeout_s": "seconds a request may take to arrive whole (headers and body) from its first byte: a "
+    "slower client is disconnected",
     "too_long": "a text over the model's input limit (/info: max_input_tokens): truncate cuts it as attnkit predict "
     "does (a tagger reads a long sentence in windows), reject answers 413",
 }

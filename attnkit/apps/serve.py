@@ -20,6 +20,9 @@ is cut as `attnkit predict` cuts it, a tagger reading a long sentence in windows
 with 413 before it is batched (`"reject"`). A batch that fails is run again one request at a time, so that only the
 request at fault gets its error (400; 500, logged with its traceback, for an error of attnkit's own). On SIGTERM or
 Ctrl-C, uvicorn finishes the requests in flight.
+
+Who gets in: with an API key, every endpoint but /health wants `Authorization: Bearer <key>` (401); a request gets
+503 while `max_connections` are open; a request that takes over `request_timeout_s` to arrive is disconnected.
 """
 
 # no `from __future__ import annotations`: FastAPI reads the endpoints' annotations, and the request bodies are
@@ -29,6 +32,8 @@ import contextlib
 import dataclasses
 import errno
 import functools
+import hmac
+import ipaddress
 import logging
 import socket
 import sys
@@ -122,9 +127,11 @@ def locked(lock: threading.Lock, run: Callable[[list], list], inputs: list) -> l
         return run(inputs)
 
 
-def create_app(pipeline: Pipeline, limits: Limits | None = None, where: str = "") -> FastAPI:
+def create_app(
+    pipeline: Pipeline, limits: Limits | None = None, where: str = "", api_key: str | None = None
+) -> FastAPI:
     """The FastAPI application serving `pipeline` (its model already on its device), within `limits` (default:
-    Limits())."""
+    Limits()); with `api_key`, every endpoint but /health wants `Authorization: Bearer <api_key>`."""
     limits = limits or Limits()
     lock = threading.Lock()
     batchers: dict[tuple, Batcher] = {}
@@ -156,6 +163,17 @@ def create_app(pipeline: Pipeline, limits: Limits | None = None, where: str = ""
         if declared is not None and declared.isdigit() and int(declared) > limits.max_body_bytes:
             return JSONResponse({"detail": f"request body over {limits.max_body_bytes:,} bytes"}, status_code=413)
         return await call_next(request)
+
+    if api_key:
+        wanted = f"Bearer {api_key}".encode()
+
+        @app.middleware("http")  # added last, so it runs first: nothing is read for a request without the key
+        async def authorize(request: Request, call_next):
+            given = request.headers.get("authorization", "").encode()
+            if request.url.path == "/health" or hmac.compare_digest(given, wanted):  # constant time
+                return await call_next(request)
+            detail = "this server wants its API key: send the header Authorization: Bearer <key>"
+            return JSONResponse({"detail": detail}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
 
     async def checked(body: Inputs, encoding: bool) -> list:
         """The request's inputs, each within the limits (413 naming the first one over), before any is batched."""
@@ -277,18 +295,90 @@ def serve(
     limits: Limits | None = None,
     int8: bool = False,
     engine: str = "auto",
+    api_key: str | None = None,
 ) -> None:
     """Load the model at `path` (`int8`: its linear layers in int8, on the CPU; `engine`: see Pipeline.load) and
-    serve it until interrupted (Ctrl-C or SIGTERM finish the requests in flight)."""
+    serve it until interrupted (Ctrl-C or SIGTERM finish the requests in flight); `api_key`: see create_app."""
     import uvicorn
 
+    limits = limits or Limits()
     check_address(host, port)  # before the model loads, which may take a while
+    if not api_key and not is_loopback(host):
+        print(f"attnkit: warning: {host} lets other machines in and no --api-key is set: anyone who reaches "
+              f"port {port} can use the model", file=sys.stderr, flush=True)  # fmt: skip
     pipeline = Pipeline.load(path, device=device, int8=int8, engine=engine)
-    app = create_app(pipeline, limits, str(path))
+    app = create_app(pipeline, limits, str(path), api_key)
     print(startup_line(pipeline, str(path), host, port), file=sys.stderr, flush=True)
     # uvicorn closes an idle connection after 5 s by default, the same moment an httpx client's pool may reuse it:
     # that request then fails with a reset (12 of 163,614 in a 10-minute soak). 75 s, as nginx and gunicorn keep.
-    uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=30, timeout_keep_alive=75)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="info",
+        timeout_graceful_shutdown=30,
+        timeout_keep_alive=75,
+        limit_concurrency=limits.max_connections,
+        http=deadline_protocol(limits.request_timeout_s),
+    )
+    server = uvicorn.Server(config)
+    # Server.run, not uvicorn.run, which swallows the KeyboardInterrupt of a Ctrl-C: after the requests in flight,
+    # uvicorn raises the signal it caught again, so the process ends with its status (SIGINT: attnkit's one line
+    # and 130; SIGTERM: 143), as a supervisor expects
+    server.run()
+    if not server.started:
+        raise AttnkitError(f"{host}:{port}: the server did not start (uvicorn's reason is above)")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is this machine only (127.0.0.1, ::1, localhost)."""
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name: only "localhost" is known to stay on this machine
+        return False
+
+
+def deadline_protocol(seconds: float) -> type:
+    """uvicorn's HTTP/1.1 protocol, where a request must arrive whole (headers and body) within `seconds` of its
+    first byte, or of the connection if it sends none: a slower client (one byte a second) is disconnected rather
+    than holding a connection forever. uvicorn itself only times out idle keep-alive connections, and every byte
+    restarts that clock."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class DeadlineProtocol(H11Protocol):
+        deadline: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            if self.deadline is None:  # the first byte of the next request on this connection
+                self._arm()
+            super().data_received(data)
+            if self.conn.their_state not in (h11.IDLE, h11.SEND_BODY):  # the request is whole (or the end)
+                self._disarm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            self.deadline = self.loop.call_later(seconds, self._too_slow)
+
+        def _disarm(self) -> None:
+            if self.deadline is not None:
+                self.deadline.cancel()
+                self.deadline = None
+
+        def _too_slow(self) -> None:
+            self.deadline = None
+            if not self.transport.is_closing():
+                self.logger.warning("a client took over %g s to send its request: disconnected", seconds)
+                self.transport.close()
+
+    return DeadlineProtocol
 
 
 def check_address(host: str, port: int) -> None:

@@ -4,7 +4,11 @@ kind of bad input answered with its status code and a message naming the field, 
 import asyncio
 import logging
 import math
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -428,3 +432,104 @@ def test_sigterm_lets_a_request_in_flight_finish(small_classifier):
     sender.join(timeout=30)
     assert [(r.status_code, r.json()) for r in answers] == [(200, expected)]
     assert stopped_cleanly(server), server.output
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_server(model: Path, port: int, *flags: str, env: dict | None = None) -> "subprocess.Popen":
+    """`attnkit serve` in a process of its own, once it answers /health."""
+    command = [sys.executable, "-m", "attnkit", "serve", str(model), "--port", str(port), *flags]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    for _ in range(300):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return server
+        except httpx.TransportError:
+            time.sleep(0.1)
+    server.kill()
+    raise AssertionError(f"the server did not start: {server.communicate()[1][-2000:]}")
+
+
+@pytest.mark.parametrize(("stop", "status"), [("SIGINT", 130), ("SIGTERM", -15)])
+def test_a_stopped_server_exits_with_the_signals_status(tmp_path, stop, status):
+    """Ctrl-C: attnkit's one line and 130; SIGTERM: killed by it (143 in a shell), as supervisors expect."""
+    model = trained(tmp_path, "classify", sentiment_rows(40, 1), ("label", "text"), 2)
+    server = start_server(model, free_port())
+    try:
+        server.send_signal(getattr(signal, stop))
+        _, err = server.communicate(timeout=60)
+    finally:
+        server.kill()
+    assert server.returncode == status
+    assert err.endswith("attnkit: interrupted\n") == (stop == "SIGINT")
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory):
+    """A server with an API key (from the environment), a 1-second request deadline and 3 connections at most."""
+    folder = tmp_path_factory.mktemp("guarded")
+    model = trained(folder, "classify", sentiment_rows(40, 1), ("label", "text"), 2)
+    port = free_port()
+    env = {**os.environ, "ATTNKIT_API_KEY": "k3y"}
+    server = start_server(model, port, "--request-timeout-s", "1", "--max-connections", "3", env=env)
+    yield f"http://127.0.0.1:{port}", port
+    server.kill()
+    server.communicate()
+
+
+def test_an_api_key_guards_every_endpoint_but_health(guarded):
+    url, _ = guarded
+    assert httpx.get(f"{url}/health").status_code == 200
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "k3y"}):
+        refused = httpx.post(f"{url}/predict", json={"text": "red happy"}, headers=headers)
+        assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer"
+        assert httpx.get(f"{url}/info", headers=headers).status_code == 401
+    key = {"Authorization": "Bearer k3y"}
+    assert httpx.post(f"{url}/predict", json={"text": "red happy"}, headers=key).status_code == 200
+    assert httpx.get(f"{url}/openapi.json", headers=key).status_code == 200
+
+
+def test_a_client_that_sends_its_request_slowly_is_disconnected(guarded):
+    url, port = guarded
+    began = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port)) as slow:
+        slow.settimeout(10)
+        closed = False
+        for byte in b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n":  # one byte every 0.2 s: 7 s in all
+            try:
+                slow.sendall(bytes([byte]))
+            except OSError:
+                closed = True
+                break
+            time.sleep(0.2)
+            if time.monotonic() - began > 3:
+                closed = slow.recv(100) == b""  # the server has closed it: end of stream
+                break
+    assert closed and time.monotonic() - began < 5
+    assert httpx.get(f"{url}/health").status_code == 200  # the others are served meanwhile
+
+
+def test_requests_beyond_the_connection_cap_get_503(guarded):
+    url, port = guarded
+    with socket.create_connection(("127.0.0.1", port)), socket.create_connection(("127.0.0.1", port)):
+        time.sleep(0.2)  # both held open: with this request's own, 3 connections
+        assert httpx.get(f"{url}/health").status_code == 503
+    time.sleep(0.2)
+    assert httpx.get(f"{url}/health").status_code == 200
+
+
+def test_listening_beyond_this_machine_without_a_key_is_one_warning_line(tmp_path, capsys):
+    from attnkit.apps.serve import is_loopback, serve
+
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("10.1.2.3") and not is_loopback("example.org")
+    for host, key, warned in (("0.0.0.0", None, True), ("0.0.0.0", "k", False), ("127.0.0.1", None, False)):
+        with pytest.raises(AttnkitError, match="no such"):  # the warning comes before the model loads
+            serve(str(tmp_path / "nothing"), host, free_port(), api_key=key)
+        lines = capsys.readouterr().err.splitlines()
+        said = f"attnkit: warning: {host} lets other machines in and no --api-key is set: anyone who reaches port"
+        assert (len(lines) == 1 and lines[0].startswith(said)) == warned and len(lines) <= 1
