@@ -8,10 +8,11 @@ runs in a batch of its own, so that the same request draws the same output.
 
 Endpoints, as the model's task serves them (Task.verbs): POST /predict, /generate with {"text": ...} or
 {"texts": [...]} (a pair model: {"text_a": ..., "text_b": ...} or {"pairs": [{"text_a": ..., "text_b": ...}]}, the
-fields its task names) answer {"prediction": ...} or {"predictions": [...]}; POST /encode answers {"embedding": [...]}
-or {"embeddings": [[...], ...]}; GET /health, /info; GET /attention?text=...[&target=...], the page of `attnkit
-attention`; the OpenAPI page at /docs (where GET / leads). A blank input gives null from /predict and /generate, and
-the vector of the empty input from /encode; no inputs give an empty list.
+fields its task names) answer {"prediction": ...} or {"predictions": [...]}; POST /generate_stream streams one output
+as server-sent events; POST /encode answers {"embedding": [...]} or {"embeddings": [[...], ...]}; GET /health, /info;
+GET /attention?text=...[&target=...], the page of `attnkit attention`; GET / a page to try the model (try_page.html:
+its inputs, its answer and its attention, from these endpoints); the API at /docs and /redoc, offline. A blank input
+gives null from /predict and /generate, and the vector of the empty input from /encode; no inputs give an empty list.
 
 Bad input is a 4xx with {"detail": "<one line>"} that names the field, never a 500: 413 for a body or a text over
 the limits, 422 for invalid JSON, a missing, mistyped or unknown field (`texts[1]: Input should be a valid string`),
@@ -34,15 +35,18 @@ import errno
 import functools
 import hmac
 import ipaddress
+import json
 import logging
 import socket
 import sys
 import threading
 from collections.abc import Callable
+from importlib.resources import files
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from fastapi_offline import FastAPIOffline
 
 from attnkit.apps.attention_maps import attention
 from attnkit.apps.attention_page import render_page
@@ -52,6 +56,7 @@ from attnkit.errors import AttnkitError
 from attnkit.inference.pipeline import Pipeline
 
 ENDPOINTS = {"predict": "/predict", "generate": "/generate", "encode": "/encode"}  # the verbs served by POST
+DOCS_ASSETS = "/static-offline-docs/"  # where fastapi-offline serves Swagger UI's and ReDoc's scripts
 
 
 def posts_served(pipeline: Pipeline) -> list[str]:
@@ -63,7 +68,10 @@ def startup_line(pipeline: Pipeline, where: str, host: str, port: int) -> str:
     """The line `attnkit serve` prints before it starts: the model, what it is, where and which endpoints."""
     posts = posts_served(pipeline)
     url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
-    gets = (["/attention"] if "attention" in pipeline.task.verbs else []) + ["/info", "/docs"]
+    posts += ["/generate_stream"] if "/generate" in posts else []
+    gets = (
+        ["/ (a page to try it)"] + (["/attention"] if "attention" in pipeline.task.verbs else []) + ["/info", "/docs"]
+    )
     endpoints = (f"POST {', '.join(posts)}; " if posts else "") + f"GET {', '.join(gets)}"
     engine = "" if pipeline.engine == "torch" else f" run by {pipeline.engine}"
     return f"attnkit serve: {where} ({pipeline.task.describe()}){engine} on {url} - {endpoints}"
@@ -147,15 +155,21 @@ def create_app(
         for each in batchers.values():  # uvicorn has finished the requests in flight
             each.worker.cancel()
 
-    app = FastAPI(title="attnkit", description=f"attnkit serving {where}", lifespan=lifespan)
+    # Swagger UI at /docs and ReDoc at /redoc from fastapi-offline's copies: FastAPI's own pages load them from a CDN,
+    # blank without internet
+    described = "attnkit" if api_key else f"attnkit serving {where}"  # the schema is open to all
+    app = FastAPIOffline(title="attnkit", description=described, lifespan=lifespan)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": validation_message(error)}, status_code=422)
 
+    page = files("attnkit.apps").joinpath("try_page.html").read_text(encoding="utf-8")
+
     @app.get("/", include_in_schema=False)
-    async def root(request: Request) -> RedirectResponse:
-        return RedirectResponse(request.scope.get("root_path", "") + "/docs")
+    async def root() -> HTMLResponse:
+        """The page to try the model: its inputs, its answer and its attention, from the endpoints below."""
+        return HTMLResponse(page)
 
     @app.middleware("http")
     async def limit_body(request: Request, call_next):
@@ -170,7 +184,7 @@ def create_app(
         @app.middleware("http")  # added last, so it runs first: nothing is read for a request without the key
         async def authorize(request: Request, call_next):
             given = request.headers.get("authorization", "").encode()
-            if request.url.path == "/health" or hmac.compare_digest(given, wanted):  # constant time
+            if open_without_key(request.url.path) or hmac.compare_digest(given, wanted):  # constant time
                 return await call_next(request)
             detail = "this server wants its API key: send the header Authorization: Bearer <key>"
             return JSONResponse({"detail": detail}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
@@ -244,6 +258,47 @@ def create_app(
         key = ("generate", body.beam_size, new, body.temperature, body.top_k, body.top_p)
         return await answer(body, key, run, alone=body.seed is not None)
 
+    @app.post(
+        "/generate_stream",
+        summary='one output, as server-sent events: {"piece": ...} as it is decoded (beam search: the whole output '
+        'at its end), then {"done": true, "output": ...}; an error after the start: {"error": ...}',
+    )
+    async def generate_stream(body: Generation) -> StreamingResponse:
+        needs("/generate")
+        if not body.single:
+            raise HTTPException(400, f"/generate_stream: one input per request ({body.forms().split(' or ')[0]})")
+        inputs = await checked(body, encoding=False)
+        loop, pieces = asyncio.get_running_loop(), asyncio.Queue()
+
+        def run(_: list) -> list:
+            def stream(_: int, piece: str) -> None:
+                loop.call_soon_threadsafe(pieces.put_nowait, piece)
+
+            try:
+                return pipeline.generate(
+                    inputs, max_new_tokens=body.new_tokens, beam_size=body.beam_size, sampling=body.sampling(),
+                    stream=stream,
+                )  # fmt: skip
+            finally:
+                loop.call_soon_threadsafe(pieces.put_nowait, None)  # after the last piece
+
+        async def events():
+            job = asyncio.ensure_future(asyncio.to_thread(locked, lock, run, inputs))
+            while (piece := await pieces.get()) is not None:
+                yield f"data: {json.dumps({'piece': piece}, ensure_ascii=False)}\n\n"
+            try:
+                (output,) = await job
+            except AttnkitError as error:
+                yield f"data: {json.dumps({'error': str(error)}, ensure_ascii=False)}\n\n"
+                return
+            except Exception:  # as /generate: the traceback goes to the server's log
+                logging.getLogger("uvicorn.error").exception("the model failed on a request")
+                yield f"data: {json.dumps({'error': 'the model failed on this request'})}\n\n"
+                return
+            yield f"data: {json.dumps({'done': True, 'output': output}, ensure_ascii=False)}\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
     @app.post("/encode", summary="a vector per text: the mean of the encoder's last-layer states")
     async def encode(body: Encoding) -> dict:
         needs("/encode")
@@ -282,6 +337,9 @@ def create_app(
             "engine": pipeline.engine,
             "max_input_tokens": pipeline.max_input_tokens,
             "limits": dataclasses.asdict(limits),
+            "inputs": list(task.input_fields),
+            "endpoints": served + (["/generate_stream"] if "/generate" in served else []),
+            "attention": "attention" in task.verbs,
         }
 
     return app
@@ -328,6 +386,15 @@ def serve(
     server.run()
     if not server.started:
         raise AttnkitError(f"{host}:{port}: the server did not start (uvicorn's reason is above)")
+
+
+OPEN_PATHS = ("/", "/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json")
+
+
+def open_without_key(path: str) -> bool:
+    """/health, and what holds nothing of the model's: the pages (/, /docs, /redoc and their scripts), which a
+    browser opens without a header, and the API's schema they read (which then leaves out the model's path)."""
+    return path in OPEN_PATHS or path.startswith(DOCS_ASSETS)
 
 
 def is_loopback(host: str) -> bool:

@@ -48,8 +48,9 @@ DATA = {
 }  # fmt: skip
 
 
-def start_browser(width: int = 1400, height: int = 1000):
-    """A headless chromium driven by the system's chromedriver (Selenium Manager would try to download one)."""
+def start_browser(width: int = 1400, height: int = 1000, extra: list[str] | None = None):
+    """A headless chromium driven by the system's chromedriver (Selenium Manager would try to download one);
+    `extra`: more command-line switches for chromium."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     chromedriver = shutil.which("chromedriver")
     try:
@@ -64,7 +65,8 @@ def start_browser(width: int = 1400, height: int = 1000):
         pytest.skip(message)
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
-    for argument in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", f"--window-size={width},{height}"]:
+    switches = ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", f"--window-size={width},{height}"]
+    for argument in switches + (extra or []):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     return webdriver.Chrome(service=Service(executable_path=chromedriver), options=options)

@@ -2,9 +2,11 @@
 kind of bad input answered with its status code and a message naming the field, never a 500."""
 
 import asyncio
+import json
 import logging
 import math
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -88,12 +90,6 @@ def test_health_info_and_the_openapi_page(client):
     assert "/predict" in client.get("/openapi.json").json()["paths"]
 
 
-def test_the_root_leads_to_the_docs_and_is_not_in_the_schema(client):
-    response = client.get("/", follow_redirects=False)
-    assert response.status_code == 307 and response.headers["location"] == "/docs"
-    assert "/" not in client.get("/openapi.json").json()["paths"]
-
-
 def test_encode_gives_mean_pooled_vectors_normalized_on_request(client, classifier):
     plain = client.post("/encode", json={"texts": ["happy red", "sad blue green"]}).json()["embeddings"]
     assert len(plain) == 2 and len(plain[0]) == 32
@@ -111,6 +107,32 @@ def test_generate_with_decoding_options(translator):
         short = client.post("/generate", json={"texts": ["red green blue"], "beam_size": 2, "max_length": 1})
         assert short.status_code == 200 and len(short.json()["predictions"][0].split()) <= 1
         assert client.post("/predict", json={"text": "red"}).status_code == 400  # not a classifier
+
+
+def stream_events(response) -> list[dict]:
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+    return [json.loads(event.removeprefix("data: ")) for event in response.text.split("\n\n") if event]
+
+
+def test_generate_stream_sends_each_piece_then_the_output(language_model):
+    with TestClient(create_app(language_model)) as client:
+        events = stream_events(client.post("/generate_stream", json={"text": "the cat", "max_new_tokens": 8}))
+        *pieces, last = events
+        expected = language_model.generate(["the cat"], max_new_tokens=8)[0]
+        assert last == {"done": True, "output": expected} and "".join(p["piece"] for p in pieces) == expected
+        assert len(pieces) > 1, expected  # greedy: a piece per token, as it is decoded
+        assert stream_events(client.post("/generate_stream", json={"text": " "})) == [{"done": True, "output": None}]
+        many = client.post("/generate_stream", json={"texts": ["red", "green"]})
+        assert many.status_code == 400 and "one input per request" in many.json()["detail"]
+        info = client.get("/info").json()
+        assert info["endpoints"] == ["/generate", "/generate_stream"] and info["inputs"] == ["text"]
+
+
+def test_the_root_is_a_page_to_try_the_model_that_loads_nothing_from_elsewhere(client):
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page.text)  # no CDN, no font service
+    assert "/" not in client.get("/openapi.json").json()["paths"]
 
 
 def test_the_attention_page_of_a_text(client, translator):
@@ -314,7 +336,7 @@ def test_every_serve_option_states_its_default():
     for action in serve._actions:  # noqa: SLF001
         if action.option_strings and action.nargs != 0:  # not --help, --int8 and other on/off flags
             shown = f"{action.default:g}" if isinstance(action.default, float) else str(action.default)
-            assert "default" in action.help and shown in action.help, action.option_strings
+            assert "default" in action.help and (action.default is None or shown in action.help), action.option_strings
 
 
 def test_a_tagger_tags_every_word_of_a_sentence_longer_than_its_positions(tagger):
@@ -388,12 +410,18 @@ def test_no_texts_give_no_predictions(request, model, endpoint, key):
     ("model", "line"),
     [
         ("classifier", "attnkit serve: runs/m (classify: bad, good) on http://127.0.0.1:8000 - POST /predict, /encode"),
-        ("translator", "attnkit serve: runs/m (seq2seq) on http://127.0.0.1:8000 - POST /generate, /encode"),
+        (
+            "translator",
+            "attnkit serve: runs/m (seq2seq) on http://127.0.0.1:8000 - POST /generate, /encode, /generate_stream",
+        ),
     ],
 )
 def test_the_startup_line_names_the_model_its_endpoints_and_url(request, model, line):
     pipeline = request.getfixturevalue(model)
-    assert startup_line(pipeline, "runs/m", "127.0.0.1", 8000) == line + "; GET /attention, /info, /docs"
+    assert (
+        startup_line(pipeline, "runs/m", "127.0.0.1", 8000)
+        == line + "; GET / (a page to try it), /attention, /info, /docs"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -483,14 +511,16 @@ def guarded(tmp_path_factory):
 
 def test_an_api_key_guards_every_endpoint_but_health(guarded):
     url, _ = guarded
-    assert httpx.get(f"{url}/health").status_code == 200
+    for open_path in ("/health", "/", "/docs", "/redoc", "/openapi.json"):  # nothing of the model's
+        assert httpx.get(url + open_path).status_code == 200, open_path
+    assert httpx.get(f"{url}/openapi.json").json()["info"]["description"] == "attnkit"  # not the model's path
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "k3y"}):
         refused = httpx.post(f"{url}/predict", json={"text": "red happy"}, headers=headers)
         assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer"
         assert httpx.get(f"{url}/info", headers=headers).status_code == 401
     key = {"Authorization": "Bearer k3y"}
     assert httpx.post(f"{url}/predict", json={"text": "red happy"}, headers=key).status_code == 200
-    assert httpx.get(f"{url}/openapi.json", headers=key).status_code == 200
+    assert httpx.get(f"{url}/info", headers=key).json()["model"].endswith("model")
 
 
 def test_a_client_that_sends_its_request_slowly_is_disconnected(guarded):
