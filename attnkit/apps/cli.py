@@ -246,6 +246,7 @@ def _demo(args: argparse.Namespace) -> None:
 
 
 def _info(args: argparse.Namespace) -> None:
+    from attnkit.apps.card import facts_lines, read_facts
     from attnkit.inference.pipeline import Pipeline
 
     pipeline = Pipeline.load(args.path, device=args.device, engine=args.engine)  # as predict and serve would run it
@@ -254,6 +255,8 @@ def _info(args: argparse.Namespace) -> None:
         f"{'checkpoint':<11} {args.path}\n{pipeline.describe()}\n{'device':<11} {device}"
         + (" (auto)" if args.device == "auto" else "")
     )
+    for key, value in facts_lines(read_facts(args.path)):  # what its run learned from and scored: the model card's
+        print(f"{key:<11} {value}")
 
 
 def _common_training_flags(parser: argparse.ArgumentParser, kind: str) -> None:

@@ -9,6 +9,7 @@ import os
 import shutil
 from pathlib import Path
 
+from attnkit.apps.card import model_card, read_facts
 from attnkit.errors import AttnkitError
 from attnkit.files import atomic_directory
 from attnkit.inference.checkpoint import MEMBER_FILES, write_checkpoint
@@ -23,7 +24,12 @@ def export(path: str | os.PathLike, out: str | os.PathLike, trust_pickle: bool =
     token classifier), seq2seq with its decoding; a pretrained one as the family's plain model."""
     pipeline = Pipeline.load(path, trust_pickle)
     _refuse_an_ensemble(pipeline, path)
-    return export_hf(pipeline.task.hf_export(pipeline.model), pipeline.tokenizer, out, where=str(path))
+    task, facts, arch = pipeline.task.hf_export(pipeline.model), read_facts(path), pipeline.model.config.arch
+
+    def readme(family: str) -> str:
+        return model_card(facts, family, task.head, arch, str(out))
+
+    return export_hf(task, pipeline.tokenizer, out, where=str(path), readme=readme)
 
 
 def export_ct2(path: str | os.PathLike, out: str | os.PathLike, quantization: str, trust_pickle: bool = False) -> None:

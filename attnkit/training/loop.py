@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import os
 import random
 import time
 from pathlib import Path
@@ -113,6 +114,8 @@ class Trainer:
         elif self.started_fresh:
             say(f"nothing to resume: {self.out} does not exist yet; starting the run")
         say(plan.describe(self.dev_examples is not None))
+        if not self.resumed:
+            self.records.record({"data": self._data_facts()})  # for the model card (attnkit info, export)
         few = self.task.few_examples
         if not self.resumed and not self.config.init and few is not None and plan.examples < few:
             say(
@@ -268,6 +271,21 @@ class Trainer:
         shares = self.processes.gather(mine)
         predictions = [shares[i % world][i // world] for i in range(len(items))]
         return _numbers(self.task.metrics(predictions, examples))
+
+    def _data_facts(self) -> dict:
+        """Each split's file, examples and bytes, as this run read them (a held-out split names its fraction)."""
+        data, facts = self.run.data, {}
+        for split, examples, path, fraction in (
+            ("train", self.train_items, data.train, None),
+            ("dev", self.dev_examples, data.dev, data.dev_fraction),
+            ("test", self.test_examples, data.test, data.test_fraction),
+        ):
+            if examples is None:
+                continue
+            file = f"{data.train} ({fraction:g} held out)" if fraction else str(path)
+            size = os.path.getsize(path) if not fraction and path and os.path.isfile(path) else None
+            facts[split] = {"file": file, "examples": len(examples), "bytes": size}
+        return facts
 
     def _finish(self) -> dict:
         p = self.progress

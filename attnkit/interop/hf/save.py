@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,9 +37,16 @@ class TaskExport:
     head_state: dict[str, Tensor] | None = None  # the head's tensors, where they differ from the model's own
 
 
-def export_hf(task: TaskExport, tokenizer: object, out: str | os.PathLike, where: str = "model") -> str:
+def export_hf(
+    task: TaskExport,
+    tokenizer: object,
+    out: str | os.PathLike,
+    where: str = "model",
+    readme: Callable[[str], str] | None = None,
+) -> str:
     """Write `task.model` (with `tokenizer`) as a Hugging Face checkpoint directory; returns the family's name. A
-    task model becomes the family's class for its head; only an architecture a family holds is written."""
+    task model becomes the family's class for its head; only an architecture a family holds is written. `readme`
+    gives the folder's README.md (a model card) for the family's name."""
     base = task.model.encoder if task.head is not None else task.model
     family = family_of(base.config, where)
     head = _head(family, task, where) if task.head is not None else None
@@ -59,6 +67,8 @@ def export_hf(task: TaskExport, tokenizer: object, out: str | os.PathLike, where
         if task.generation:
             write_json(tmp / "generation_config.json", task.generation)
         _save_tokenizer(tokenizer, tmp, task, types=task.pair and bool(base.config.segments))
+        if readme is not None:
+            (tmp / "README.md").write_text(readme(family.model_type), encoding="utf-8")
     return family.model_type
 
 
