@@ -29,7 +29,7 @@ AUTO_CLASSES = {
 
 @dataclass
 class Facts:
-    task: str | None = None  # None: a model no attnkit run trained (an import)
+    task: str
     labels: list[str] = field(default_factory=list)
     data: dict[str, dict] = field(default_factory=dict)  # split -> {"file", "examples", "bytes"}
     figures: dict[str, dict[str, float]] = field(default_factory=dict)  # "dev" / "test" -> metric -> value
@@ -38,17 +38,18 @@ class Facts:
     minutes: float | None = None
 
 
-def read_facts(path: str | os.PathLike) -> Facts:
-    """What the checkpoint at `path` says of its run: its config.json, and its log.jsonl where the run left one."""
+def read_facts(path: str | os.PathLike) -> Facts | None:
+    """What the checkpoint at `path` says of its run: its config.json, and its log.jsonl where the run left one;
+    None for a model no attnkit run trained (an import)."""
     folder = Path(path)
     try:
         config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return Facts()
+        return None
     if not isinstance(config, dict) or "task" not in config or not isinstance(config["task"], dict):
-        return Facts()
+        return None
     state = config.get("task_state") or {}
-    facts = Facts(task=config["task"].get("name"), labels=list(state.get("labels") or state.get("tags") or []))
+    facts = Facts(task=str(config["task"].get("name")), labels=list(state.get("labels") or state.get("tags") or []))
     for section, keys in SETTINGS.items():
         values = config.get(section) or {}
         facts.settings.update({f"{section}.{key}": values[key] for key in keys if values.get(key) is not None})
@@ -80,10 +81,10 @@ def _log(file: Path) -> list[dict]:
     return entries
 
 
-def facts_lines(facts: Facts) -> list[tuple[str, str]]:
+def facts_lines(facts: Facts | None) -> list[tuple[str, str]]:
     """(key, value) rows for `attnkit info`: the card's facts that its description of the model (Pipeline.describe:
     task, labels, architecture) leaves out."""
-    if facts.task is None:
+    if facts is None:
         return []
     rows = []
     for split, described in facts.data.items():
@@ -97,11 +98,12 @@ def facts_lines(facts: Facts) -> list[tuple[str, str]]:
     return rows
 
 
-def model_card(facts: Facts, family: str, head: str | None, arch: str, name: str) -> str:
+def model_card(facts: Facts | None, family: str, head: str | None, arch: str, name: str) -> str:
     """README.md of an exported Hugging Face folder `name`: what the model does, what it learned from, how well it
     did, and how to load it."""
     auto = AUTO_CLASSES[head] if head is not None else AUTO_CLASSES[arch]
-    what = f"A `{facts.task}` model" if facts.task else "A model"
+    what = f"A `{facts.task}` model trained with attnkit" if facts else "A model (imported: its training is unknown)"
+    facts = facts or Facts(task="")
     lines = [
         "---",
         "library_name: transformers",
@@ -112,7 +114,7 @@ def model_card(facts: Facts, family: str, head: str | None, arch: str, name: str
         "",
         f"# {name}",
         "",
-        f"{what} trained with attnkit, written as a Hugging Face `{family}` checkpoint (`{auto}`).",
+        f"{what}, written by attnkit as a Hugging Face `{family}` checkpoint (`{auto}`).",
         "",
     ]
     if facts.labels:

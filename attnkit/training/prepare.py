@@ -140,11 +140,12 @@ TOKENIZER_DECIDES = {"vocab_size", "target_vocab_size", "pad_id"}
 
 def _warn_of_ignored_settings(run: RunConfig, saved: ModelConfig) -> None:
     """A resumed run keeps the model it was training: one warning names each model setting given now that differs."""
-    settable = FINE_TUNABLE if run.train.init else {f.name for f in dataclasses.fields(saved)} - TOKENIZER_DECIDES
+    given, kept = dataclasses.asdict(run.model), dataclasses.asdict(saved)
+    settable = FINE_TUNABLE if run.train.init else set(kept) - TOKENIZER_DECIDES
     ignored = [
-        f"model.{name}={getattr(run.model, name)!r} (it has {getattr(saved, name)!r})"
+        f"model.{name}={given[name]!r} (it has {kept[name]!r})"
         for name in sorted(settable)
-        if getattr(run.model, name) != getattr(saved, name)
+        if given[name] != kept[name]
     ]
     if ignored:
         warnings.warn(

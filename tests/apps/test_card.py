@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from attnkit.apps.card import read_facts
+from attnkit.apps.card import model_card, read_facts
 from attnkit.apps.cli import main
 from attnkit.apps.export import export
 from tests.conftest import summary_of, trained, trained_on
@@ -64,6 +64,12 @@ def test_info_prints_the_cards_facts(sentiment_files, tmp_path, capsys):
 
 
 def test_an_imported_models_card_says_only_what_is_known(tmp_path):
-    assert read_facts(tmp_path).task is None  # no config.json: nothing is known
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
-    assert read_facts(tmp_path).task is None
+    assert read_facts(tmp_path) is None  # no config.json: nothing is known
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))  # a Hugging Face checkpoint's
+    assert read_facts(tmp_path) is None
+    card = model_card(None, "bert", None, "encoder", "out")
+    assert (
+        "A model (imported: its training is unknown)" in card
+        and "## Results" not in card
+        and "AutoModel.from_pretrained" in card
+    )

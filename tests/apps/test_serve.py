@@ -9,8 +9,6 @@ import os
 import re
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -37,6 +35,7 @@ from tests.conftest import (
     tagging_sentences,
     trained,
 )
+from tests.servers import free_port, start_server
 
 
 @pytest.fixture(scope="module")
@@ -460,26 +459,6 @@ def test_sigterm_lets_a_request_in_flight_finish(small_classifier):
     sender.join(timeout=30)
     assert [(r.status_code, r.json()) for r in answers] == [(200, expected)]
     assert stopped_cleanly(server), server.output
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def start_server(model: Path, port: int, *flags: str, env: dict | None = None) -> "subprocess.Popen":
-    """`attnkit serve` in a process of its own, once it answers /health."""
-    command = [sys.executable, "-m", "attnkit", "serve", str(model), "--port", str(port), *flags]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-    for _ in range(300):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return server
-        except httpx.TransportError:
-            time.sleep(0.1)
-    server.kill()
-    raise AssertionError(f"the server did not start: {server.communicate()[1][-2000:]}")
 
 
 @pytest.mark.parametrize(("stop", "status"), [("SIGINT", 130), ("SIGTERM", -15)])

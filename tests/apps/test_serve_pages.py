@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.apps.test_attention_page import start_browser
-from tests.apps.test_serve import free_port, start_server
+from tests.browser import start_browser
 from tests.conftest import copy_pairs, pair_rows, sentiment_rows, tagging_sentences, trained
+from tests.servers import free_port, start_server
 
 OFFLINE = "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"  # no name but this machine's resolves
 
