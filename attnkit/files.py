@@ -23,6 +23,7 @@ WEIGHTS_FILE = "model.safetensors"
 STATE_DIR = "trainer_state"  # beside the weights of a training run: what --resume reads
 STATE_FILE = "state.json"  # in STATE_DIR
 ONNX_FILE = "onnx.json"  # what `attnkit export --onnx` wrote
+REPORT_FILE = "report.json"  # an evaluation report (attnkit evaluate --report): its metrics
 FORMAT = "attnkit"  # the "format" of config.json and state.json; a Hugging Face config.json has none
 
 
@@ -138,12 +139,12 @@ def current_umask() -> int:
 
 
 def replaceable(path: Path) -> bool:
-    """An existing directory may be replaced only if it is empty or an attnkit checkpoint."""
+    """An existing directory may be replaced only if it is empty or attnkit's (a checkpoint, an export, a report)."""
     if not path.is_dir():
         return False
     if not any(path.iterdir()):
         return True
-    for marker in (CONFIG_FILE, STATE_FILE, ONNX_FILE):
+    for marker in (CONFIG_FILE, STATE_FILE, ONNX_FILE, REPORT_FILE):
         try:
             written = read_json(path / marker)
         except AttnkitError:

@@ -48,9 +48,10 @@ def test_the_readme_sequence_runs_as_written(tmp_path, monkeypatch):
             words += [item for setting in fast for item in ("--set", setting)]
         assert main(words) == 0, line
         ran.append(words[0])
-    expected = ["train", "evaluate", "predict", "pretrain", "pretrain", "generate", "train", "export", "export"]
-    assert ran == [*expected, "export", "predict", "info", "attention"]
+    expected = ["train", "evaluate", "evaluate", "predict", "pretrain", "pretrain", "generate", "train", "export"]
+    assert ran == [*expected, "export", "export", "predict", "info", "attention"]
     assert Path("runs/attention/attention.html").is_file()
+    assert Path("runs/reviews-report/report.html").is_file() and Path("runs/tuned-hf/README.md").is_file()
     assert Path("runs/reviews-onnx/model.onnx").is_file()
     assert Path("runs/reviews-ct2/ctranslate2/model.bin").is_file()
     texts = [text for _, text in sentiment_rows(20, 5)]

@@ -100,8 +100,15 @@ def _evaluate(args: argparse.Namespace) -> None:
     from attnkit.inference.pipeline import Pipeline
 
     pipeline = Pipeline.load(args.path, device=args.device, int8=args.int8, engine=args.engine)
-    metrics, _, _ = pipeline.evaluate(args.data, warn=_warn)
+    metrics, examples, predictions = pipeline.evaluate(args.data, warn=_warn)
     print(json.dumps(metrics) if args.json else pipeline.task.report(metrics))
+    if args.report:
+        from attnkit.apps.report import write_report
+
+        page = write_report(pipeline.task, args.path, args.data, metrics, examples, predictions, args.report)
+        print(
+            f"wrote {page} (open it in a browser) and its figures as PNG", file=sys.stderr if args.json else sys.stdout
+        )
 
 
 def _average(args: argparse.Namespace) -> None:
@@ -337,6 +344,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("path", help="trained model directory")
     evaluate.add_argument("--data", required=True, metavar="FILE")
     evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    evaluate.add_argument(
+        "--report",
+        metavar="DIR",
+        help="also write DIR/report.html, one page with figures (a confusion matrix, each class's or tag's scores, "
+        "the worst examples) and its figures as PNG (the viz extra's matplotlib)",
+    )
     device_flags(evaluate, int8=True)
     evaluate.set_defaults(run=_evaluate)
 

@@ -20,6 +20,7 @@ from attnkit.config import DataConfig, ModelConfig, TaskConfig
 from attnkit.data.batching import BATCH_TOKENS, MAX_PADDING, Size, batches_by_tokens
 from attnkit.data.tokenizer import Tokenizer
 from attnkit.errors import AttnkitError
+from attnkit.findings import Finding
 from attnkit.interop.hf import TaskExport
 from attnkit.nn import encoder_of
 from attnkit.runtime import to_device
@@ -233,6 +234,10 @@ class Task:
     def report(self, metrics: dict) -> str:
         """A human-readable summary of `metrics` (tables for evaluate)."""
         return "  ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, float))
+
+    def examine(self, metrics: dict, examples: list, predictions: list) -> list[Finding]:
+        """What `attnkit evaluate --report` shows beyond the metrics (tasks/findings.py): none by default."""
+        return []
 
     def render(self, prediction: object) -> str:
         """One prediction as a line of `attnkit predict` output."""

@@ -14,9 +14,11 @@ from attnkit.config import DataConfig, ModelConfig
 from attnkit.data.batching import pad
 from attnkit.data.readers import Labelled, read_labelled
 from attnkit.errors import AttnkitError, require_finite
+from attnkit.findings import Finding
 from attnkit.interop.hf import FAMILIES, TaskExport, is_hf_directory, read_hf_pooler
 from attnkit.nn import Encoder
 from attnkit.nn.dropout import Dropout
+from attnkit.tasks import evaluation
 from attnkit.tasks import metrics as scoring
 from attnkit.tasks.base import IGNORE_INDEX, Batch, Task
 from attnkit.tasks.graphs import Graph, IdsAndMask, encoder_graph
@@ -159,6 +161,18 @@ class ClassifyTask(Task):
 
     def metrics(self, predictions: list[dict], examples: list) -> dict:
         return scoring.classification([p["label"] for p in predictions], [e.label for e in examples], self.labels)
+
+    def examine(self, metrics: dict, examples: list, predictions: list[dict | None]) -> list[Finding]:
+        mistakes = [
+            (p["probability"], e.line, self.shown(e), e.label, p["label"])
+            for e, p in zip(examples, predictions)
+            if p is not None and p["label"] != e.label
+        ]
+        return evaluation.classified(metrics, mistakes)
+
+    def shown(self, example: Labelled) -> str:
+        """An example's text, as a report shows it."""
+        return example.text
 
     def report(self, result: dict) -> str:
         lines = [f"accuracy {result['accuracy']:.4f}   macro-F1 {result['macro_f1']:.4f}", ""]

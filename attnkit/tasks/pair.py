@@ -102,6 +102,9 @@ class PairTask(ClassifyTask):
     def inputs(self, raw: list, where: str = "input") -> list[TextPair]:
         return pair_inputs(raw, where)
 
+    def shown(self, example: TextPair) -> str:
+        return f"{example.text_a}\n{example.text_b}"
+
     def blank(self, raw: object) -> bool:
         return blank_pair(raw)
 

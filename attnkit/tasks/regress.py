@@ -16,7 +16,9 @@ from attnkit.config import DataConfig
 from attnkit.data.batching import pad
 from attnkit.data.readers import Labelled, TextPair, read_labelled, table_columns
 from attnkit.errors import AttnkitError, require_finite
+from attnkit.findings import Finding
 from attnkit.interop.hf import TaskExport
+from attnkit.tasks import evaluation
 from attnkit.tasks import metrics as scoring
 from attnkit.tasks.base import Batch, Task
 from attnkit.tasks.classify import Classifier, copy_pooler, default_pooling
@@ -157,6 +159,13 @@ class RegressTask(Task):
 
     def metrics(self, predictions: list[float], examples: list[Example]) -> dict:
         return scoring.regression(predictions, [float(e.label) for e in examples])
+
+    def examine(self, metrics: dict, examples: list[Example], predictions: list) -> list[Finding]:
+        shown = [f"{e.text_a}\n{e.text_b}" if self.pair else e.text for e in examples]
+        scores = [
+            (e.line, text, float(e.label), p) for e, text, p in zip(examples, shown, predictions) if p is not None
+        ]
+        return evaluation.regressed(scores)
 
     def report(self, metrics: dict) -> str:
         return "   ".join(f"{name} {metrics[name]:.4f}" for name in ("pearson", "spearman", "rmse", "mae"))

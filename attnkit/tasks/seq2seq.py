@@ -16,9 +16,11 @@ from attnkit.data.batching import pad
 from attnkit.data.readers import Pair, read_pairs
 from attnkit.data.tokenizer import Tokenizer
 from attnkit.errors import AttnkitError
+from attnkit.findings import Finding
 from attnkit.interop.hf import TaskExport
 from attnkit.nn import EncoderDecoder
 from attnkit.nn.decoding import generate
+from attnkit.tasks import evaluation
 from attnkit.tasks import metrics as scoring
 from attnkit.tasks.base import AttentionInput, Batch, Task
 from attnkit.tasks.generation import Generation, generate_texts, suppressed
@@ -164,6 +166,9 @@ class Seq2SeqTask(Task):
 
     def metrics(self, predictions: list[str], examples: list[Pair]) -> dict:
         return scoring.generation(predictions, [e.target for e in examples])
+
+    def examine(self, metrics: dict, examples: list[Pair], predictions: list) -> list[Finding]:
+        return evaluation.generated([(e.line, e.source, p or "", e.target) for e, p in zip(examples, predictions)])
 
     def render(self, prediction: str) -> str:
         return prediction

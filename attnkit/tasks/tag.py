@@ -17,10 +17,12 @@ from attnkit.config import DataConfig, ModelConfig
 from attnkit.data.batching import pad
 from attnkit.data.readers import Tagged, read_tagged
 from attnkit.errors import AttnkitError, require_finite
+from attnkit.findings import Finding
 from attnkit.interop.hf import TaskExport
 from attnkit.nn import Encoder
 from attnkit.nn.dropout import Dropout
 from attnkit.runtime import to_device
+from attnkit.tasks import evaluation
 from attnkit.tasks import metrics as scoring
 from attnkit.tasks.base import IGNORE_INDEX, Batch, Task
 from attnkit.tasks.graphs import Graph, IdsAndMask, encoder_graph
@@ -221,6 +223,9 @@ class TagTask(Task):
 
     def metrics(self, predictions: list[list[str]], examples: list[Tagged]) -> dict:
         return scoring.tagging(predictions, [e.tags for e in examples])
+
+    def examine(self, metrics: dict, examples: list[Tagged], predictions: list) -> list[Finding]:
+        return evaluation.tagged([(e.line, e.words, e.tags, p or []) for e, p in zip(examples, predictions)])
 
     def render(self, prediction: list[str]) -> str:
         return " ".join(prediction)
