@@ -160,6 +160,9 @@ class DataConfig:
     text_b_column: str = "text_b"
     source_column: str = "source"  # parallel files
     target_column: str = "target"
+    words_column: str = "tokens"  # tag, from Parquet, Arrow or a datasets folder: a list of words and of tags per row
+    tags_column: str = "tags"
+    split: str | None = None  # data.train as a datasets DatasetDict folder: the split to train on (default: train)
     max_length: int = 256  # tokens of input kept (both texts of a pair together); longer inputs are truncated
     max_new_tokens: int = 256  # seq2seq: tokens of target kept in training, and the most tokens generated
     cache: str | None = None  # pretrain: where the tokenized corpus goes (default: OUT.corpus beside the output)

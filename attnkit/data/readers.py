@@ -1,6 +1,7 @@
-"""Readers for the files users have: labelled text (TSV, CSV, JSONL), CoNLL and CoNLL-U, parallel text, plain
-lines. Each returns every example with the line it starts on; each error names the file, the line and the problem,
-and no row is ever skipped silently (blank lines are not rows)."""
+"""Readers for the files users have: labelled text (TSV, CSV, JSONL; Parquet, Arrow and datasets folders through
+arrow.py), CoNLL and CoNLL-U, parallel text, plain lines. Each returns every example with the line it starts on (a
+table's row number for Parquet and Arrow); each error names the file, the line and the problem, and no row is ever
+skipped silently (blank lines are not rows)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from attnkit.data.arrow import FILE_FORMATS, dataset_columns, dataset_rows, is_dataset
 from attnkit.errors import AttnkitError
 from attnkit.files import decode, read_text
 
@@ -105,6 +107,8 @@ def table_columns(path: str | os.PathLike) -> list[str]:
     """The column names of a .tsv or .csv file's header, or the keys of a .jsonl file's first object (empty if
     there is none to read: the readers then say what is wrong)."""
     path = Path(path)
+    if is_dataset(path):
+        return dataset_columns(path)
     if path.suffix not in TABLE_FORMATS or not path.is_file():
         return []
     try:
@@ -134,13 +138,25 @@ def read_pairs(
     return [Pair(row[source_column], row[target_column] if need_targets else "", line) for line, row in rows]
 
 
-def read_tagged(path: str | os.PathLike, need_tags: bool = True) -> list[Tagged]:
+def read_tagged(
+    path: str | os.PathLike,
+    need_tags: bool = True,
+    words_column: str = "tokens",
+    tags_column: str = "tags",
+    settings: tuple[str, str] = ("data.words_column", "data.tags_column"),
+) -> list[Tagged]:
     """Sentences from CoNLL (.conll: token and tag columns, the tag last; blank line between sentences) or
-    CoNLL-U (.conllu: the UPOS column; comments, multiword ranges and empty nodes are not words). Without
-    need_tags only the words are read (prediction): the tags are left empty."""
+    CoNLL-U (.conllu: the UPOS column; comments, multiword ranges and empty nodes are not words), or from a table
+    (Parquet, Arrow, a datasets folder) of a list of words and a list of tags per row. Without need_tags only the
+    words are read (prediction): the tags are left empty."""
     path = Path(path)
+    if is_dataset(path):
+        return _tagged_rows(path, need_tags, words_column, tags_column, settings)
     if path.suffix not in TAGGED_FORMATS:
-        raise AttnkitError(f"{path}: tagged data must be .conll or .conllu, got {path.suffix or 'no extension'!r}")
+        raise AttnkitError(
+            f"{path}: tagged data must be .conll, .conllu, .parquet, .arrow or a datasets folder, got "
+            f"{path.suffix or 'no extension'!r}"
+        )
     conllu = path.suffix == ".conllu"
     sentences: list[Tagged] = []
     words: list[str] = []
@@ -180,6 +196,26 @@ def read_tagged(path: str | os.PathLike, need_tags: bool = True) -> list[Tagged]
     return sentences
 
 
+def _tagged_rows(
+    path: Path, need_tags: bool, words_column: str, tags_column: str, settings: tuple[str, str]
+) -> list[Tagged]:
+    columns = {words_column: settings[0], **({tags_column: settings[1]} if need_tags else {})}
+    sentences = []
+    for row_number, row in dataset_rows(path, columns, []):
+        words, tags = row[words_column], row.get(tags_column, []) if need_tags else []
+        for column, values in ((words_column, words), (tags_column, tags)):
+            if not isinstance(values, list) or not all(isinstance(v, str) and v.strip() for v in values):
+                raise AttnkitError(
+                    f"{path}:{row_number}: column {column!r} is not a list of words or tags ({values!r})"
+                )
+        if not words:
+            raise AttnkitError(f"{path}:{row_number}: column {words_column!r} is empty")
+        if need_tags and len(tags) != len(words):
+            raise AttnkitError(f"{path}:{row_number}: {len(words)} words and {len(tags)} tags")
+        sentences.append(Tagged(list(words), list(tags), row_number))
+    return sentences
+
+
 def read_lines(path: str | os.PathLike) -> list[str]:
     """One input per line, blank lines included, so that outputs line up with inputs (plain text for prediction)."""
     return [line.rstrip("\n") for line in io.StringIO(read_text(path), newline=None)]  # split as stdin is
@@ -189,18 +225,23 @@ def _table_rows(path: str | os.PathLike, columns: dict[str, str], optional: list
     """(line, row) for each row of a TSV/CSV/JSONL file, with the required `columns` checked; each maps to the
     setting that names it (data.text_column), for the error message."""
     path = Path(path)
-    if path.is_dir():
-        raise AttnkitError(f"{path}: not a file")
-    if path.suffix not in TABLE_FORMATS:
-        known = ", ".join(TABLE_FORMATS)
-        raise AttnkitError(f"{path}: unknown format {path.suffix or '(no extension)'!r}; use one of {known}")
-    text = read_text(path)
-    delimiter = TABLE_FORMATS[path.suffix]
-    rows = list(
-        _json_rows(path, text, columns) if delimiter is None else _delimited_rows(path, text, delimiter, columns)
-    )
-    if not rows:
-        raise AttnkitError(f"{path}: no rows after the header")
+    if is_dataset(path):
+        rows = dataset_rows(path, columns, optional)
+    else:
+        if path.is_dir():
+            raise AttnkitError(f"{path}: not a file (nor a folder that datasets' save_to_disk wrote)")
+        if path.suffix not in TABLE_FORMATS:
+            known = ", ".join([*TABLE_FORMATS, *FILE_FORMATS])
+            raise AttnkitError(
+                f"{path}: unknown format {path.suffix or '(no extension)'!r}; use one of {known} or a datasets folder"
+            )
+        text = read_text(path)
+        delimiter = TABLE_FORMATS[path.suffix]
+        rows = list(
+            _json_rows(path, text, columns) if delimiter is None else _delimited_rows(path, text, delimiter, columns)
+        )
+        if not rows:
+            raise AttnkitError(f"{path}: no rows after the header")
     for line, row in rows:
         for column in optional:
             if isinstance(row.get(column), (int, float)):

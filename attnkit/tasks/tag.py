@@ -100,7 +100,7 @@ class TagTask(Task):
 
     @staticmethod
     def read(data: DataConfig, path: str | os.PathLike, need_targets: bool = True) -> list[Tagged]:
-        return read_tagged(path, need_targets)
+        return read_tagged(path, need_targets, data.words_column, data.tags_column)
 
     def example(self, text: str, line: int) -> Tagged:
         return Tagged(text.split(), [], line)

@@ -11,6 +11,7 @@ from pathlib import Path
 from torch import nn
 
 from attnkit.config import ModelConfig
+from attnkit.data.arrow import split_path
 from attnkit.data.tokenizer import SPECIALS, Tokenizer
 from attnkit.errors import AttnkitError, AttnkitWarning
 from attnkit.files import STATE_DIR, STATE_FILE, check_output
@@ -47,9 +48,10 @@ def prepare(run: RunConfig, resume: bool, overwrite: bool) -> Prepared:
     data, shape = run.data, TASKS[run.task.name]
     # read before any task exists: a new tokenizer learns from the training examples, and the task needs it
     split_seed = data.split_seed if data.split_seed is not None else run.train.seed
-    held_out = hold_out(shape.read(data, data.train), data.dev_fraction, data.test_fraction, split_seed)
+    train = split_path(data.train, (data.split or "train",))  # a datasets DatasetDict: the split of each role
+    held_out = hold_out(shape.read(data, train), data.dev_fraction, data.test_fraction, split_seed)
     given = {
-        path: shape.read(data, path)
+        path: shape.read(data, split_path(path, SPLITS[split]))
         for split, path in (("dev", data.dev), ("test", data.test))
         if path and not held_out[split]
     }
@@ -136,6 +138,7 @@ def _model_config(run: RunConfig, resume: bool, source: Pipeline | None, tokeniz
 
 
 TOKENIZER_DECIDES = {"vocab_size", "target_vocab_size", "pad_id"}
+SPLITS = {"dev": ("validation", "dev"), "test": ("test",)}  # a DatasetDict's split for data.dev and data.test
 
 
 def _warn_of_ignored_settings(run: RunConfig, saved: ModelConfig) -> None:

@@ -361,3 +361,17 @@ def test_ctrl_c_at_any_moment_is_one_line(classifier, after):
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
     assert (process.returncode, err) == (130, b"attnkit: interrupted\n")
+
+
+def test_a_reader_that_stops_early_ends_predict_quietly(classifier, tmp_path):
+    import subprocess
+    import sys
+
+    inputs = tmp_path / "many.txt"
+    inputs.write_text("red happy quick\n" * 40_000)  # more output than a pipe holds
+    command = [sys.executable, "-m", "attnkit", "predict", str(classifier), str(inputs)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout.readline() == b"good\n"
+    process.stdout.close()  # as `| head -1` does
+    _, err = process.communicate(timeout=120)
+    assert (process.returncode, err) == (141, b"")
