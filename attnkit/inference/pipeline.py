@@ -331,7 +331,8 @@ class Ensemble(Pipeline):
         rows = [("task", self.task.describe()), ("ensemble", f"the mean of {len(self._members)} models' outputs")]
         for i, member in enumerate(self._members):
             config = member.model.config
-            shape = f"{config.preset or 'attnkit'} {describe(config)[1][1]}, {config.num_layers} layers"
+            (_, arch), (_, width), *_ = describe(config)
+            shape = f"{config.preset or 'attnkit'} {arch}, {width}"
             rows.append((f"member {i}", f"{shape}, {count_parameters(member.model):,} parameters"))
         return "\n".join(f"{key:<11} {value}" for key, value in rows)
 

@@ -250,15 +250,20 @@ def encoder_of(model: nn.Module) -> Encoder | EncoderEngine | None:
     return inner if isinstance(inner, (Encoder, EncoderEngine)) else None
 
 
+def counted(number: int, thing: str) -> str:
+    """ "1 layer", "6 layers"."""
+    return f"{number} {thing}{'' if number == 1 else 's'}"
+
+
 def describe(config: ModelConfig) -> list[tuple[str, str]]:
     """The architecture of `config` in a few rows (`attnkit info`): layers, width, norm, positions, vocabulary."""
     c = config
     if c.arch == "encoder-decoder":
-        layers = f"{c.num_layers} encoder + {c.decoder_layers} decoder layers"
+        layers = f"{counted(c.num_layers, 'encoder layer')} + {counted(c.decoder_layers, 'decoder layer')}"
         vocab = f"{c.vocab_size} source / {c.output_vocab_size} target"
         vocab += ", shared embeddings" if c.share_embeddings else ", separate embeddings"
     else:
-        layers = f"{c.num_layers} {'causal ' if c.arch == 'decoder' else ''}layers"
+        layers = counted(c.num_layers, "causal layer" if c.arch == "decoder" else "layer")
         vocab = str(c.vocab_size)
     if c.arch != "encoder":
         vocab += ", tied output projection" if c.tie_output else ", separate output projection"

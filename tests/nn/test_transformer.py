@@ -223,3 +223,12 @@ def test_beams_share_their_sources_cross_attention_rows_and_reorder_within_them(
     prefix = torch.cat([target[index], tokens(4, 1, seed=8)], 1)
     assert_close(step, model.decode(prefix, *beams)[:, -1:])
     assert_close(after, model.decode(torch.cat([prefix[index], tokens(4, 1, seed=9)], 1), *beams)[:, -1:])
+
+
+def test_the_description_counts_layers_in_words():
+    from attnkit.nn import describe
+
+    one = ModelConfig(arch="encoder-decoder", num_layers=1, num_decoder_layers=1, vocab_size=10)
+    assert describe(one)[0] == ("arch", "encoder-decoder, 1 encoder layer + 1 decoder layer")
+    six = ModelConfig(arch="decoder", num_layers=6, vocab_size=10)
+    assert describe(six)[0] == ("arch", "decoder, 6 causal layers")
