@@ -430,8 +430,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--api-key",
         metavar="KEY",
-        help="every endpoint but /health wants the header 'Authorization: Bearer KEY' (401 without it); default: "
-        "the environment's ATTNKIT_API_KEY, else none",
+        help="the endpoints that run or describe the model want the header 'Authorization: Bearer KEY' (401 "
+        "without it; /health and the pages do not); default: the environment's ATTNKIT_API_KEY, else none",
     )
     device_flags(serve, int8=True)
     limit_flags(serve)

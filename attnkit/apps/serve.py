@@ -22,8 +22,9 @@ with 413 before it is batched (`"reject"`). A batch that fails is run again one 
 request at fault gets its error (400; 500, logged with its traceback, for an error of attnkit's own). On SIGTERM or
 Ctrl-C, uvicorn finishes the requests in flight.
 
-Who gets in: with an API key, every endpoint but /health wants `Authorization: Bearer <key>` (401); a request gets
-503 while `max_connections` are open; a request that takes over `request_timeout_s` to arrive is disconnected.
+Who gets in: with an API key, every endpoint that runs or describes the model wants `Authorization: Bearer <key>`
+(401); /health, the pages and the API's schema do not (open_without_key); a request gets 503 while
+`max_connections` are open; a request that takes over `request_timeout_s` to arrive is disconnected.
 """
 
 # no `from __future__ import annotations`: FastAPI reads the endpoints' annotations, and the request bodies are
@@ -139,7 +140,7 @@ def create_app(
     pipeline: Pipeline, limits: Limits | None = None, where: str = "", api_key: str | None = None
 ) -> FastAPI:
     """The FastAPI application serving `pipeline` (its model already on its device), within `limits` (default:
-    Limits()); with `api_key`, every endpoint but /health wants `Authorization: Bearer <api_key>`."""
+    Limits()); with `api_key`, every endpoint but open_without_key's wants `Authorization: Bearer <api_key>`."""
     limits = limits or Limits()
     lock = threading.Lock()
     batchers: dict[tuple, Batcher] = {}
