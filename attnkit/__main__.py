@@ -1,18 +1,20 @@
 """`python -m attnkit`, the form torchrun runs (torchrun --nproc_per_node=2 -m attnkit train ...), and the
-`attnkit` command's entry point: Ctrl-C while Python is still importing the command exits with the same one line
-as later (attnkit.apps.cli.main answers it from then on)."""
+`attnkit` command's entry point. Ctrl-C ends the command at once with one line and 130: nothing is left half-written
+(outputs are written whole or not at all, and files.recover tidies what a killed write left), and no KeyboardInterrupt
+is raised into PyTorch's C++ (while it is being imported, pybind11 turns one into an abort). A training run answers
+Ctrl-C itself, saving its state first (training.loop: interrupts_raise)."""
 
 import os
 import signal
 import sys
 
 
-def _interrupted_early(signum: int, frame: object) -> None:
+def _interrupted(signum: int, frame: object) -> None:
     os.write(2, b"attnkit: interrupted\n")
-    os._exit(130)  # nothing has started: nothing to save
+    os._exit(130)
 
 
-signal.signal(signal.SIGINT, _interrupted_early)  # this module is imported only to run the command
+signal.signal(signal.SIGINT, _interrupted)  # this module is imported only to run the command
 
 
 def main() -> int:

@@ -6,9 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
-import threading
 import typing
 import warnings
 from pathlib import Path
@@ -482,9 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:  # PyTorch and the rest are imported inside: Ctrl-C at any moment is one line
-        if threading.current_thread() is threading.main_thread():  # Ctrl-C raises KeyboardInterrupt (see __main__)
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:  # as a command, Ctrl-C is answered by attnkit.__main__ (a training run by its loop); KeyboardInterrupt here
         args = build_parser().parse_args(argv)
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning

@@ -17,7 +17,10 @@ import dataclasses
 import math
 import os
 import random
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -125,9 +128,10 @@ class Trainer:
         if self.processes.world > 1:
             say(f"{self.processes.world} processes ({self.processes.strategy}) on {self.device.type}")
         try:
-            self._loop()
-            if self.evaluated_at != self.progress.step:
-                self._evaluate_and_keep_best()
+            with interrupts_raise():
+                self._loop()
+                if self.evaluated_at != self.progress.step:
+                    self._evaluate_and_keep_best()
         except KeyboardInterrupt:
             self._save_state()
             say(f"interrupted at step {self.progress.step}; continue with --resume")
@@ -314,6 +318,20 @@ class Trainer:
         changed = [f"{k} {v} -> {plan[k]}" for k, v in saved.plan.items() if k in plan and plan[k] != v]
         if changed:
             self.records.say(f"warning: the run's plan differs from the one it was started with ({', '.join(changed)})")
+
+
+@contextlib.contextmanager
+def interrupts_raise() -> Iterator[None]:
+    """Within the block Ctrl-C raises KeyboardInterrupt (Python's default), whatever answered it before (the
+    `attnkit` command ends at once, attnkit.__main__), so that the loop saves its state before it stops."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def _seed_everything(seed: int) -> None:

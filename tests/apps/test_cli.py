@@ -375,3 +375,27 @@ def test_a_reader_that_stops_early_ends_predict_quietly(classifier, tmp_path):
     process.stdout.close()  # as `| head -1` does
     _, err = process.communicate(timeout=120)
     assert (process.returncode, err) == (141, b"")
+
+
+def test_ctrl_c_during_training_saves_the_state_then_says_one_line(sentiment_files, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "attnkit", "train", "--task", "classify", "--train", str(sentiment_files["train"])]
+    command += ["--out", str(out), "--max-steps", "100000", *SETS]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    for _ in range(600):  # the run has started when its first state is on disk
+        if process.poll() is not None:
+            break
+        if (out / "trainer_state").is_dir():
+            break
+        time.sleep(0.1)
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130 and err.decode().endswith("; continue with --resume\nattnkit: interrupted\n")
+    steps = json.loads((out / "trainer_state" / "state.json").read_text())["progress"]["step"]
+    assert steps > 0
