@@ -1,7 +1,7 @@
 """What a run tells as it goes: OUT/log.jsonl (a JSON object per training report, evaluation and summary),
 TensorBoard events, the progress bar on a terminal (a line per report off one), and messages on stderr. The first
-process writes them; under torchrun the others say nothing. Without a bar (off a terminal, or quiet), a line comes at
-least every HEARTBEAT_SECONDS, so that a log file or a quiet run (attnkit demo) never looks stalled."""
+process writes them; under torchrun the others say nothing. Off a terminal, where there is no bar, a line comes at
+least every HEARTBEAT_SECONDS, quiet runs too (attnkit demo's), so that a log file never looks stalled."""
 
 from __future__ import annotations
 
@@ -68,7 +68,8 @@ class Records:
     def step(self) -> None:
         self.bar.update(1)
         self.steps += 1
-        if self.bar.disable and self.main and time.monotonic() - self.last_line >= HEARTBEAT_SECONDS:
+        beat = self.bar.disable and self.main and not sys.stderr.isatty()  # a log file: no bar to watch
+        if beat and time.monotonic() - self.last_line >= HEARTBEAT_SECONDS:
             minutes = (time.monotonic() - self.began) / 60
             sys.stderr.write(f"step {self.steps:,}/{self.total_steps:,}  {minutes:.1f} min\n")
             sys.stderr.flush()
