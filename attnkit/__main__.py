@@ -2,7 +2,7 @@
 `attnkit` command's entry point. Ctrl-C ends the command at once with one line and 130: nothing is left half-written
 (outputs are written whole or not at all, and files.recover tidies what a killed write left), and no KeyboardInterrupt
 is raised into PyTorch's C++ (while it is being imported, pybind11 turns one into an abort). A training run answers
-Ctrl-C itself, saving its state first (training.loop: interrupts_raise)."""
+Ctrl-C itself: it stops at the end of the step under way and saves its state (Trainer._stopping_at_a_step_end)."""
 
 import os
 import signal
@@ -20,7 +20,9 @@ signal.signal(signal.SIGINT, _interrupted)  # this module is imported only to ru
 def main() -> int:
     from attnkit.apps.cli import main as command
 
-    return command()
+    status = command()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # done: a Ctrl-C now would only break Python's shutdown (-2)
+    return status
 
 
 if __name__ == "__main__":

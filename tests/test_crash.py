@@ -113,6 +113,29 @@ def test_killed_at_random_moments_and_resumed_ends_bit_identical(arguments, tmp_
         assert_identical(tmp_path / "whole", out)
 
 
+def test_ctrl_c_at_random_moments_and_resumed_ends_bit_identical(arguments, tmp_path):
+    """Ctrl-C stops a run at the end of the step under way (its saved state a step boundary); --resume then ends
+    where the uninterrupted run does, as after a kill."""
+    args = arguments["classify"]
+    started = time.perf_counter()
+    whole = subprocess.run(attnkit(args, tmp_path / "whole"), capture_output=True, text=True, env=ENVIRONMENT)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    duration = time.perf_counter() - started
+    draw = random.Random(11)
+    for trial in range(4):
+        out = tmp_path / f"stopped{trial}"
+        process = subprocess.Popen(
+            attnkit(args, out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENVIRONMENT
+        )
+        time.sleep(draw.uniform(0.3, 0.9) * duration)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=120)
+        assert process.returncode in (0, 130), err[-2000:]  # 0: it had ended already
+        assert err.decode().endswith("attnkit: interrupted\n") == (process.returncode == 130)
+        finish(args, out)
+        assert_identical(tmp_path / "whole", out)
+
+
 @pytest.mark.parametrize(
     ("file", "when"),
     [

@@ -161,6 +161,8 @@ def _export(args: argparse.Namespace) -> None:
 
     if args.onnx and args.ct2:
         raise AttnkitError("--onnx and --ct2 are two different exports: choose one")
+    if Path(args.out).resolve() == Path(args.path).resolve():
+        raise AttnkitError(f"{args.out}: is the model to export; write the export to a new directory")
     check_output(args.out, args.overwrite)
     if args.onnx:
         from attnkit.apps.onnx_export import export_onnx
@@ -209,13 +211,17 @@ def _serve(args: argparse.Namespace) -> None:
 def _attention(args: argparse.Namespace) -> None:
     from attnkit.apps.attention_maps import attention, write_attention
     from attnkit.inference.pipeline import Pipeline
+    from attnkit.nn.transformer import counted
 
     pipeline = Pipeline.load(args.path, device=args.device)
     result = attention(pipeline, args.text, args.target, args.path)
     page, *heatmaps = write_attention(result, args.out, png=not args.no_png)
     if result.prediction is not None:
         print(f"{'output' if result.target is not None else 'prediction'}: {result.prediction}")
-    maps = ", ".join(f"{m.name} ({m.weights.shape[0]} layers x {m.weights.shape[1]} heads)" for m in result.maps)
+    maps = ", ".join(
+        f"{m.name} ({counted(m.weights.shape[0], 'layer')} x {counted(m.weights.shape[1], 'head')})"
+        for m in result.maps
+    )
     print(f"maps: {maps}")
     print(f"wrote {page} (open it in a browser)")
     if heatmaps:
@@ -340,7 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="score a trained model on a labelled file")
     evaluate.add_argument("path", help="trained model directory")
-    evaluate.add_argument("--data", required=True, metavar="FILE")
+    evaluate.add_argument(
+        "--data", required=True, metavar="FILE", help="a labelled file, as for training (or a datasets split's folder)"
+    )
     evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
     evaluate.add_argument(
         "--report",

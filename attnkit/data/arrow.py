@@ -62,8 +62,9 @@ def dataset_rows(path: str | os.PathLike, columns: dict[str, str], optional: lis
     path = Path(path)
     names = splits(path)
     if names is not None:
+        example = "test" if "test" in names else names[-1]
         raise AttnkitError(
-            f"{path}: a dataset dict with the splits {', '.join(names)}: give one split's folder ({path / names[0]})"
+            f"{path}: a dataset dict with the splits {', '.join(names)}: give one split's folder ({path / example})"
         )
     table, classes = _table(path)
     found = table.column_names

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import os
 import random
 import signal
 import threading
@@ -82,6 +81,7 @@ class Trainer:
         self.task, self.tokenizer = prepared.task, prepared.tokenizer
         self.train_items, self.dev_items = prepared.train_items, prepared.dev_items
         self.dev_examples, self.test_examples = prepared.dev_examples, prepared.test_examples
+        self.data_files = prepared.files
         if self.config.ema and processes.sharded:
             raise AttnkitError("train.ema: not available with train.strategy fsdp (the average would need every shard)")
         if self.resumed:
@@ -128,7 +128,7 @@ class Trainer:
         if self.processes.world > 1:
             say(f"{self.processes.world} processes ({self.processes.strategy}) on {self.device.type}")
         try:
-            with interrupts_raise():
+            with self._stopping_at_a_step_end():
                 self._loop()
                 if self.evaluated_at != self.progress.step:
                     self._evaluate_and_keep_best()
@@ -171,8 +171,31 @@ class Trainer:
                     return
                 if self._budget_spent():
                     return
+                if self.stopping:  # Ctrl-C: here progress, weights, optimizer and evaluations agree
+                    raise KeyboardInterrupt
                 if end_of_epoch:
                     break
+
+    @contextlib.contextmanager
+    def _stopping_at_a_step_end(self) -> Iterator[None]:
+        """Within the block a first Ctrl-C asks the loop to stop at the end of the step under way (its state then
+        describes a step boundary, so --resume ends as the uninterrupted run would); a second one stops at once.
+        Outside it, whatever answered Ctrl-C before does (the `attnkit` command ends at once, attnkit.__main__)."""
+        self.stop_asked = self.stopping = False
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def ask(signum: int, frame: object) -> None:
+            self.stop_asked = True
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C: KeyboardInterrupt now
+            self.records.say("stopping at the end of this step (Ctrl-C again: at once)")
+
+        before = signal.signal(signal.SIGINT, ask)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, before)
 
     def _backward(self, group: list[list[int]]) -> tuple[float, float]:
         """Gradients of the summed loss of this process's share of each batch in `group`; returns the loss
@@ -188,7 +211,10 @@ class Trainer:
                     loss, count = self.task.loss(self.model, batch, self.config.label_smoothing)
                 self.scaler.scale(loss * weight).backward()
             totals += torch.stack([loss.detach().float(), count.float()]) * weight
-        loss_sum, count = self.processes.all_sum(totals).tolist()
+        # a Ctrl-C (stop_asked) travels with the sums, so that every process stops at the end of the same step
+        sums = self.processes.all_sum(torch.cat([totals, totals.new_tensor([self.stop_asked])]))
+        loss_sum, count, stopping = sums.tolist()
+        self.stopping = stopping > 0
         return loss_sum, count
 
     def _step(self, loss_sum: float, count: float) -> None:
@@ -277,18 +303,16 @@ class Trainer:
         return _numbers(self.task.metrics(predictions, examples))
 
     def _data_facts(self) -> dict:
-        """Each split's file, examples and bytes, as this run read them (a held-out split names its fraction)."""
-        data, facts = self.run.data, {}
-        for split, examples, path, fraction in (
-            ("train", self.train_items, data.train, None),
-            ("dev", self.dev_examples, data.dev, data.dev_fraction),
-            ("test", self.test_examples, data.test, data.test_fraction),
-        ):
+        """Each split's file (a DatasetDict's split folder; a held-out split names its fraction), examples and bytes,
+        as this run read them."""
+        facts = {}
+        for split, examples in (("train", self.train_items), ("dev", self.dev_examples), ("test", self.test_examples)):
             if examples is None:
                 continue
-            file = f"{data.train} ({fraction:g} held out)" if fraction else str(path)
-            size = os.path.getsize(path) if not fraction and path and os.path.isfile(path) else None
-            facts[split] = {"file": file, "examples": len(examples), "bytes": size}
+            path = Path(self.data_files[split])
+            size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else None
+            size = path.stat().st_size if path.is_file() else size
+            facts[split] = {"file": self.data_files[split], "examples": len(examples), "bytes": size}
         return facts
 
     def _finish(self) -> dict:
@@ -318,20 +342,6 @@ class Trainer:
         changed = [f"{k} {v} -> {plan[k]}" for k, v in saved.plan.items() if k in plan and plan[k] != v]
         if changed:
             self.records.say(f"warning: the run's plan differs from the one it was started with ({', '.join(changed)})")
-
-
-@contextlib.contextmanager
-def interrupts_raise() -> Iterator[None]:
-    """Within the block Ctrl-C raises KeyboardInterrupt (Python's default), whatever answered it before (the
-    `attnkit` command ends at once, attnkit.__main__), so that the loop saves its state before it stops."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    before = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, before)
 
 
 def _seed_everything(seed: int) -> None:

@@ -33,6 +33,7 @@ class Prepared:
     dev_examples: list | None
     dev_items: list | None
     test_examples: list | None
+    files: dict[str, str]  # each split's file as read: a DatasetDict's split folder, a held-out fraction named
 
 
 def prepare(run: RunConfig, resume: bool, overwrite: bool) -> Prepared:
@@ -48,12 +49,15 @@ def prepare(run: RunConfig, resume: bool, overwrite: bool) -> Prepared:
     data, shape = run.data, TASKS[run.task.name]
     # read before any task exists: a new tokenizer learns from the training examples, and the task needs it
     split_seed = data.split_seed if data.split_seed is not None else run.train.seed
-    train = split_path(data.train, (data.split or "train",))  # a datasets DatasetDict: the split of each role
-    held_out = hold_out(shape.read(data, train), data.dev_fraction, data.test_fraction, split_seed)
+    files = {"train": split_path(data.train, (data.split or "train",))}  # a DatasetDict: the split of each role
+    held_out = hold_out(shape.read(data, files["train"]), data.dev_fraction, data.test_fraction, split_seed)
+    for split, path, fraction in (("dev", data.dev, data.dev_fraction), ("test", data.test, data.test_fraction)):
+        if held_out[split]:
+            files[split] = f"{files['train']} ({fraction:g} held out)"
+        elif path:
+            files[split] = split_path(path, SPLITS[split])
     given = {
-        path: shape.read(data, split_path(path, SPLITS[split]))
-        for split, path in (("dev", data.dev), ("test", data.test))
-        if path and not held_out[split]
+        split: shape.read(data, files[split]) for split in ("dev", "test") if split in files and not held_out[split]
     }
     init = run.train.init
     source = Pipeline.load(init, run.train.trust_pickle, device="cpu") if init and not resume else None
@@ -74,10 +78,10 @@ def prepare(run: RunConfig, resume: bool, overwrite: bool) -> Prepared:
             task.fit(held_out["train"])
         except AttnkitError as error:  # what the training file as a whole lacks (a second label)
             raise AttnkitError(f"{data.train}: {error}") from None
-    for path, examples in given.items():
-        task.readable(examples, path)
-        task.check(examples, path)
-    dev_examples, test_examples = held_out["dev"] or given.get(data.dev), held_out["test"] or given.get(data.test)
+    for split, examples in given.items():
+        task.readable(examples, files[split])
+        task.check(examples, files[split])
+    dev_examples, test_examples = held_out["dev"] or given.get("dev"), held_out["test"] or given.get("test")
     if dev_examples is not None and run.train.eval_examples:
         dev_examples = dev_examples[: run.train.eval_examples]
 
@@ -97,6 +101,7 @@ def prepare(run: RunConfig, resume: bool, overwrite: bool) -> Prepared:
         dev_examples=dev_examples,
         dev_items=task.encode(dev_examples, training=False) if dev_examples else None,
         test_examples=test_examples,
+        files=files,
     )
 
 

@@ -219,6 +219,10 @@ def test_cli_exports_replaces_its_own_export_and_refuses_other_folders(classifie
     assert main(["export", str(classifier_dir), "--onnx", "--out", str(other), "--overwrite"]) == 2
     assert "refusing to overwrite it" in capsys.readouterr().err
     assert (other / "notes.txt").read_text() == "keep me"
+    for kind in (["--onnx"], ["--ct2"], []):  # the checkpoint itself as --out: never replaced by its export
+        assert main(["export", str(classifier_dir), *kind, "--out", str(classifier_dir), "--overwrite"]) == 2
+        assert f"{classifier_dir}: is the model to export" in capsys.readouterr().err
+    assert (classifier_dir / "trainer_state").is_dir()
     assert main(["export", str(classifier_dir), "--int8", "--out", str(tmp_path / "hf")]) == 2
     assert capsys.readouterr().err.strip() == (
         "attnkit: error: --int8 quantizes an ONNX or CTranslate2 export: add --onnx or --ct2 (a Hugging Face "

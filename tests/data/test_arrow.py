@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from attnkit.apps.card import read_facts
 from attnkit.config import DataConfig
 from attnkit.data.arrow import split_path
 from attnkit.errors import AttnkitError
@@ -100,7 +101,10 @@ def test_a_dataset_dicts_split_is_chosen_by_role(tmp_path):
     assert split_path(folder, ("validation", "dev")) == str(tmp_path / "dd" / "validation")
     with pytest.raises(AttnkitError, match=r"dd: a dataset dict with the splits train, validation and no test; name"):
         split_path(folder, ("test",))
-    with pytest.raises(AttnkitError, match=r"dd: a dataset dict with the splits train, validation: give one split's"):
+    with pytest.raises(
+        AttnkitError,
+        match=r"dd: a dataset dict with the splits train, validation: give one split's folder \(.*dd/validation\)",
+    ):
         TASKS["classify"].read(DataConfig(), folder)  # evaluate --data DIR: which split is not guessed
     assert len(TASKS["classify"].read(DataConfig(), tmp_path / "dd" / "validation")) == 4
 
@@ -136,15 +140,22 @@ def test_a_run_trains_on_a_dataset_dicts_splits_and_evaluates_a_parquet_file(tmp
     from attnkit.apps.cli import main
     from tests.conftest import TINY
 
-    splits = datasets.DatasetDict(
-        {"train": labelled(sentiment_rows(200, 1)), "validation": labelled(sentiment_rows(40, 2))}
-    )
+    splits = datasets.DatasetDict({
+        "train": labelled(sentiment_rows(200, 1)),
+        "validation": labelled(sentiment_rows(40, 2)),
+        "test": labelled(sentiment_rows(30, 4)),
+    })  # fmt: skip
     splits.save_to_disk(str(tmp_path / "dd"))
     labelled(sentiment_rows(40, 3)).to_parquet(str(tmp_path / "test.parquet"))
-    args = ["train", "--task", "classify", "--train", str(tmp_path / "dd"), "--dev", str(tmp_path / "dd")]
+    folder = str(tmp_path / "dd")
+    args = ["train", "--task", "classify", "--train", folder, "--dev", folder, "--test", folder]
     args += ["--out", str(tmp_path / "m"), "--max-steps", "30", *[a for s in TINY for a in ("--set", s)]]
     assert main(args) == 0
-    assert "dev: accuracy" in capsys.readouterr().out  # the validation split scored the run
+    assert "dev: accuracy" in capsys.readouterr().out
+    facts = read_facts(tmp_path / "m")  # each role read its own split
+    assert {split: (described["file"], described["examples"]) for split, described in facts.data.items()} == {
+        "train": (f"{folder}/train", 200), "dev": (f"{folder}/validation", 40), "test": (f"{folder}/test", 30)
+    }  # fmt: skip
     tsv = write_tsv(tmp_path / "test.tsv", ("label", "text"), sentiment_rows(40, 3))
     printed = []
     for data in (tmp_path / "test.parquet", tsv):
