@@ -82,6 +82,7 @@ class Trainer:
         self.train_items, self.dev_items = prepared.train_items, prepared.dev_items
         self.dev_examples, self.test_examples = prepared.dev_examples, prepared.test_examples
         self.data_files = prepared.files
+        self.stop_asked = self.stopping = False  # a Ctrl-C, here and as every process agreed (see _backward)
         if self.config.ema and processes.sharded:
             raise AttnkitError("train.ema: not available with train.strategy fsdp (the average would need every shard)")
         if self.resumed:
@@ -181,7 +182,6 @@ class Trainer:
         """Within the block a first Ctrl-C asks the loop to stop at the end of the step under way (its state then
         describes a step boundary, so --resume ends as the uninterrupted run would); a second one stops at once.
         Outside it, whatever answered Ctrl-C before does (the `attnkit` command ends at once, attnkit.__main__)."""
-        self.stop_asked = self.stopping = False
         if threading.current_thread() is not threading.main_thread():
             yield
             return
