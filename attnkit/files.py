@@ -24,6 +24,7 @@ STATE_DIR = "trainer_state"  # beside the weights of a training run: what --resu
 STATE_FILE = "state.json"  # in STATE_DIR
 ONNX_FILE = "onnx.json"  # what `attnkit export --onnx` wrote
 REPORT_FILE = "report.json"  # an evaluation report (attnkit evaluate --report): its metrics
+LOG_FILE = "log.jsonl"  # a run's reports, evaluations, data and summary, a JSON object a line
 FORMAT = "attnkit"  # the "format" of config.json and state.json; a Hugging Face config.json has none
 
 

@@ -9,9 +9,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from attnkit.files import CONFIG_FILE
+from attnkit.files import CONFIG_FILE, LOG_FILE
 
-LOG_FILE = "log.jsonl"
 # the run's settings a reader of the card needs to judge or repeat it, by section
 SETTINGS = {
     "model": ("arch", "dim", "num_layers", "num_decoder_layers", "num_heads", "ff_dim", "positions", "vocab_size"),

@@ -7,18 +7,24 @@ import os
 from attnkit.errors import AttnkitError, install
 
 
-def learning_curve(
-    sizes: list[int], curves: dict[str, list[float]], path: str | os.PathLike, title: str, chance: float | None = None
-) -> None:
-    """Accuracy against the number of labelled training examples, one line per curve, written as PNG; the axis
-    runs from chance (a dashed line) or below it to 100%, so that small differences do not look large."""
+def pyplot(needing: str):
+    """matplotlib.pyplot drawing to files (no display), or one line saying that `needing` ("plots need") it."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise AttnkitError(f"plots need matplotlib: {install('viz')}") from None
+        raise AttnkitError(f"{needing} matplotlib: {install('viz')}") from None
+    return plt
+
+
+def learning_curve(
+    sizes: list[int], curves: dict[str, list[float]], path: str | os.PathLike, title: str, chance: float | None = None
+) -> None:
+    """Accuracy against the number of labelled training examples, one line per curve, written as PNG; the axis
+    runs from chance (a dashed line) or below it to 100%, so that small differences do not look large."""
+    plt = pyplot("plots need")
     figure, axes = plt.subplots(figsize=(6, 4), dpi=120)
     for number, (label, values) in enumerate(curves.items()):
         axes.plot(sizes, [100 * v for v in values], marker="o", label=label)

@@ -14,7 +14,8 @@ import io
 import os
 from pathlib import Path
 
-from attnkit.errors import AttnkitError, install
+from attnkit.apps.plots import pyplot
+from attnkit.errors import AttnkitError
 from attnkit.files import FORMAT, REPORT_FILE, atomic_directory, write_json
 from attnkit.findings import Chart, Finding, Marked, Table
 
@@ -30,7 +31,7 @@ def write_report(
             f"{out}: exists and is not an attnkit report; refusing to replace it (choose another --report)"
         )
     findings = task.examine(metrics, examples, predictions)
-    plt = _pyplot()
+    plt = pyplot("--report draws its figures with")
     figures = {f"figure{n}.png": _draw(chart, plt) for n, chart in enumerate(_charts(findings), start=1)}
     page = _page(model, data, len(examples), metrics, findings, list(figures.values()))
     with atomic_directory(out) as tmp:
@@ -76,17 +77,6 @@ def _draw(chart: Chart, plt) -> bytes:
     axes.set_xlabel(chart.x_label + (" (%)" if chart.kind == "bars" else ""))
     axes.set_ylabel(chart.y_label)
     return _png(figure, plt)
-
-
-def _pyplot():
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise AttnkitError(f"--report draws its figures with matplotlib: {install('viz')}") from None
-    return plt
 
 
 def _png(figure, plt) -> bytes:

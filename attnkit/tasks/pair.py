@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from attnkit.config import DataConfig
 from attnkit.data.batching import pad
-from attnkit.data.readers import TextPair, read_text_pairs
+from attnkit.data.readers import Labelled, TextPair, read_text_pairs
 from attnkit.data.tokenizer import Tokenizer
 from attnkit.errors import AttnkitError
 from attnkit.interop.hf import TaskExport
@@ -27,6 +27,11 @@ FIELDS = ("text_a", "text_b")  # a pair's two texts, as a request and a JSON rec
 def read_pairs_of(data: DataConfig, path: str | os.PathLike, need_labels: bool) -> list[TextPair]:
     settings = ("data.text_a_column", "data.text_b_column", "data.label_column")
     return read_text_pairs(path, data.text_a_column, data.text_b_column, data.label_column, need_labels, settings)
+
+
+def shown(example: Labelled | TextPair) -> str:
+    """An example's text as a report shows it: a pair's two texts on two lines."""
+    return f"{example.text_a}\n{example.text_b}" if isinstance(example, TextPair) else example.text
 
 
 def pair_inputs(raw: list, where: str) -> list[TextPair]:
@@ -103,7 +108,7 @@ class PairTask(ClassifyTask):
         return pair_inputs(raw, where)
 
     def shown(self, example: TextPair) -> str:
-        return f"{example.text_a}\n{example.text_b}"
+        return shown(example)
 
     def blank(self, raw: object) -> bool:
         return blank_pair(raw)

@@ -23,7 +23,16 @@ from attnkit.tasks import metrics as scoring
 from attnkit.tasks.base import Batch, Task
 from attnkit.tasks.classify import Classifier, copy_pooler, default_pooling
 from attnkit.tasks.graphs import Graph, IdsAndMask, IdsMaskAndSegments, encoder_graph
-from attnkit.tasks.pair import FIELDS, blank_pair, collate_pairs, encode_pairs, pair_inputs, pair_texts, read_pairs_of
+from attnkit.tasks.pair import (
+    FIELDS,
+    blank_pair,
+    collate_pairs,
+    encode_pairs,
+    pair_inputs,
+    pair_texts,
+    read_pairs_of,
+    shown,
+)
 
 Example = Labelled | TextPair
 
@@ -161,10 +170,7 @@ class RegressTask(Task):
         return scoring.regression(predictions, [float(e.label) for e in examples])
 
     def examine(self, metrics: dict, examples: list[Example], predictions: list) -> list[Finding]:
-        shown = [f"{e.text_a}\n{e.text_b}" if self.pair else e.text for e in examples]
-        scores = [
-            (e.line, text, float(e.label), p) for e, text, p in zip(examples, shown, predictions) if p is not None
-        ]
+        scores = [(e.line, shown(e), float(e.label), p) for e, p in zip(examples, predictions) if p is not None]
         return evaluation.regressed(scores)
 
     def report(self, metrics: dict) -> str:

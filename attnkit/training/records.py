@@ -12,6 +12,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from attnkit.files import LOG_FILE
+
 HEARTBEAT_SECONDS = 30.0
 
 
@@ -32,7 +34,7 @@ class Records:
         if self.main:
             from tensorboardX import SummaryWriter
 
-            self.log = open(self.out / "log.jsonl", "a", encoding="utf-8")
+            self.log = open(self.out / LOG_FILE, "a", encoding="utf-8")
             self.board = SummaryWriter(str(self.out / "tensorboard"))
         disable = True if self.quiet else None  # None: only on a terminal
         self.bar = tqdm(total=total_steps, initial=step, unit="step", dynamic_ncols=True, disable=disable)
