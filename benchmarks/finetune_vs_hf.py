@@ -42,7 +42,7 @@ def model_path() -> str:
 
 
 def fine_tune_attnkit(data: Path, out: Path, epochs: int, precision: str) -> dict:
-    train_rows = read_labelled(data / "movies.train.tsv")
+    train_rows = list(read_labelled(data / "movies.train.tsv"))
     tokenizer = Tokenizer.load(model_path())
     lengths = [min(len(ids) + 2, MAX_LENGTH) for ids in tokenizer.encode_batch([r.text for r in train_rows])]
     mean_tokens = sum(lengths) / len(lengths)  # batches of BATCH x mean_tokens tokens: about BATCH sentences
@@ -103,7 +103,8 @@ def fine_tune_transformers(data: Path, epochs: int) -> dict:
     started = time.perf_counter()
     torch.manual_seed(1)
     tokenizer = AutoTokenizer.from_pretrained(model_path())
-    train_rows, test_rows = read_labelled(data / "movies.train.tsv"), read_labelled(data / "movies.test.tsv")
+    train_rows = list(read_labelled(data / "movies.train.tsv"))
+    test_rows = list(read_labelled(data / "movies.test.tsv"))
     labels = sorted({r.label for r in train_rows})
     model = MeanPoolClassifier(AutoModel.from_pretrained(model_path()), len(labels))
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]

@@ -1,7 +1,9 @@
 """Peak memory and speed of `attnkit train` (classify) as the training file grows: generated files of N labelled
-reviews (the movie-review sentences, each written with a different number so that no two rows are equal), each
-size trained in its own process for the same few steps, reporting the peak resident memory (VmHWM), the seconds
-before the first step (reading, training the tokenizer, tokenizing) and the tokens per second of the steps.
+reviews (the movie-review sentences, each followed by its row's number written digit by digit, so that no two rows
+are equal and the vocabulary stays the reviews': a new word in every row would measure the tokenizer trainer's word
+table, which holds every distinct word, rather than what attnkit keeps per example), each size trained in its own
+process for the same few steps, reporting the peak resident memory (VmHWM), the whole command's seconds (reading,
+training the tokenizer, tokenizing into the token cache, the steps) and the tokens per second of the steps.
 
     python benchmarks/train_memory.py [--sizes 100000 1000000 5000000] [--steps 40]
 
@@ -50,7 +52,7 @@ def write_examples(source: Path, count: int, out: Path) -> Path:
         writer.writerow(["label", "text"])
         for i in range(count):
             label, text = rows[i % len(rows)]
-            writer.writerow([label, f"{text} ({i})"])
+            writer.writerow([label, f"{text} ({' '.join(str(i))})"])
     return out
 
 

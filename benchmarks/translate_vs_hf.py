@@ -108,7 +108,7 @@ def train_transformers(data: Path, tokenizer: Tokenizer, out: Path, minutes: flo
     )
     torch.manual_seed(1)
     model = MarianMTModel(config)
-    pairs = read_pairs(data / "en-es.bible.train.tsv")
+    pairs = list(read_pairs(data / "en-es.bible.train.tsv"))
     sources = tokenizer.encode_batch([p.source for p in pairs])
     targets = tokenizer.encode_batch([p.target for p in pairs])
     keep = MAX_LENGTH - 1
@@ -157,7 +157,7 @@ def train_transformers(data: Path, tokenizer: Tokenizer, out: Path, minutes: flo
     result = trainer.train()
     train_minutes = (time.perf_counter() - started) / 60
 
-    test = read_pairs(data / "en-es.bible.test.tsv")
+    test = list(read_pairs(data / "en-es.bible.test.tsv"))
     test_sources = [ids[:keep] + [tokenizer.eos_id] for ids in tokenizer.encode_batch([p.source for p in test])]
     order = sorted(range(len(test)), key=lambda i: len(test_sources[i]))
     outputs: dict[int, str] = {}
@@ -191,7 +191,7 @@ def main() -> None:
     tokenizer = Tokenizer.load(args.out / "attnkit")
     results["transformers"] = train_transformers(args.data, tokenizer, args.out / "transformers", args.minutes)
 
-    test_size = len(read_pairs(args.data / "en-es.bible.test.tsv"))
+    test_size = len(list(read_pairs(args.data / "en-es.bible.test.tsv")))
     print(f"en->es Bible, {args.minutes:g} min of training each, beam {BEAM}, {test_size} test verses")
     print(f"{'':<14} {'BLEU':>6} {'chrF':>6} {'steps':>7} {'train min':>10}")
     for name, r in results.items():

@@ -165,7 +165,7 @@ class DataConfig:
     split: str | None = None  # data.train as a datasets DatasetDict folder: the split to train on (default: train)
     max_length: int = 256  # tokens of input kept (both texts of a pair together); longer inputs are truncated
     max_new_tokens: int = 256  # seq2seq: tokens of target kept in training, and the most tokens generated
-    cache: str | None = None  # pretrain: where the tokenized corpus goes (default: OUT.corpus beside the output)
+    cache: str | None = None  # where the training data is tokenized to (default: OUT.corpus beside the output)
     dev_fraction: float | None = None  # without a dev file: hold out this share of the training file as dev
     test_fraction: float | None = None  # without a test file: hold out this share of the training file as test
     split_seed: int | None = None  # which examples those fractions hold out; None: train.seed

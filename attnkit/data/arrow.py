@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from attnkit.errors import AttnkitError, install
@@ -14,6 +15,7 @@ from attnkit.errors import AttnkitError, install
 FILE_FORMATS = (".parquet", ".arrow")
 DICT_FILE = "dataset_dict.json"  # what save_to_disk writes for a DatasetDict: its splits are the subfolders
 DATASET_FILE = "state.json"  # ... and for a Dataset, beside its .arrow files
+BATCH_ROWS = 4096  # rows read at a time
 
 
 def is_dataset(path: str | os.PathLike) -> bool:
@@ -51,14 +53,14 @@ def split_path(path: str, wanted: tuple[str, ...]) -> str:
 def dataset_columns(path: str | os.PathLike) -> list[str]:
     """The column names of a dataset's table (empty if it cannot be read: the readers then say why)."""
     try:
-        return _table(Path(path))[0].column_names
+        return _table(Path(path))[0]
     except AttnkitError:
         return []
 
 
-def dataset_rows(path: str | os.PathLike, columns: dict[str, str], optional: list[str]) -> list[tuple[int, dict]]:
+def dataset_rows(path: str | os.PathLike, columns: dict[str, str], optional: list[str]) -> Iterator[tuple[int, dict]]:
     """(row number from 1, {column: value}) for each row, with the required `columns` checked (each maps to the
-    setting that names it, for the error) and `optional` ones read where present."""
+    setting that names it, for the error) and `optional` ones read where present; read a batch of rows at a time."""
     path = Path(path)
     names = splits(path)
     if names is not None:
@@ -66,8 +68,7 @@ def dataset_rows(path: str | os.PathLike, columns: dict[str, str], optional: lis
         raise AttnkitError(
             f"{path}: a dataset dict with the splits {', '.join(names)}: give one split's folder ({path / example})"
         )
-    table, classes = _table(path)
-    found = table.column_names
+    found, batches, classes = _table(path)
     missing = [column for column in columns if column not in found]
     if missing:
         settings = " and ".join(columns[name] for name in missing)
@@ -76,15 +77,19 @@ def dataset_rows(path: str | os.PathLike, columns: dict[str, str], optional: lis
             f"{'it' if len(missing) == 1 else 'them'} with {settings}"
         )
     wanted = [column for column in [*columns, *optional] if column in found]
-    rows = table.select(wanted).to_pylist()
-    for column in wanted:
-        names_of = classes.get(column)
-        if names_of is not None:
-            for row in rows:
-                row[column] = _named(row[column], names_of)
-    if not rows:
+    number = 0
+    for batch in batches(wanted):
+        rows = batch.to_pylist()
+        for column in wanted:
+            names_of = classes.get(column)
+            if names_of is not None:
+                for row in rows:
+                    row[column] = _named(row[column], names_of)
+        for row in rows:
+            number += 1
+            yield number, row
+    if not number:
         raise AttnkitError(f"{path}: no rows")
-    return list(enumerate(rows, start=1))
 
 
 def _named(value: object, names: list[str]) -> object:
@@ -94,8 +99,10 @@ def _named(value: object, names: list[str]) -> object:
     return names[value] if isinstance(value, int) and 0 <= value < len(names) else value
 
 
-def _table(path: Path):
-    """The pyarrow table at `path` and the class names of its ClassLabel columns."""
+def _table(path: Path) -> tuple[list[str], Callable[[list[str]], Iterator], dict[str, list[str]]]:
+    """The column names of the table at `path`, a function giving its record batches of the columns it is given
+    (read a batch at a time: Parquet from the file, Arrow memory-mapped), and the class names of its ClassLabel
+    columns."""
     try:
         import datasets
         import pyarrow.parquet
@@ -110,16 +117,39 @@ def _table(path: Path):
         elif path.suffix == ".arrow":
             dataset = datasets.Dataset.from_file(str(path))  # memory-mapped, nothing cached
         else:
-            table = pyarrow.parquet.read_table(str(path))
-            features = datasets.Features.from_arrow_schema(table.schema) if table.schema.metadata else None
-            return table, _class_names(features)
+            parquet = pyarrow.parquet.ParquetFile(str(path))
+            schema = parquet.schema_arrow
+            features = datasets.Features.from_arrow_schema(schema) if schema.metadata else None
+
+            def batches(columns: list[str]) -> Iterator:
+                return _reading(path, parquet.iter_batches(BATCH_ROWS, columns=columns))
+
+            return schema.names, batches, _class_names(features)
     except (OSError, ValueError, TypeError) as error:
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise AttnkitError(f"{path}: cannot read it as {'a datasets folder' if path.is_dir() else path.suffix}: "
-                           f"{reason}") from None  # fmt: skip
+        raise _unreadable(path, error) from None
     except Exception as error:  # pyarrow's own errors (ArrowInvalid, ...) derive from these or from Exception
         raise AttnkitError(f"{path}: cannot read it ({type(error).__name__}: {error})") from None
-    return dataset.data.table, _class_names(dataset.features)
+    table = dataset.data.table
+
+    def batches(columns: list[str]) -> Iterator:
+        return _reading(path, iter(table.select(columns).to_batches(BATCH_ROWS)))
+
+    return table.column_names, batches, _class_names(dataset.features)
+
+
+def _reading(path: Path, batches: Iterator) -> Iterator:
+    """`batches`, with an error met while reading them (a damaged page of a Parquet file) said in one line."""
+    try:
+        yield from batches
+    except (OSError, ValueError, TypeError) as error:
+        raise _unreadable(path, error) from None
+    except Exception as error:
+        raise AttnkitError(f"{path}: cannot read it ({type(error).__name__}: {error})") from None
+
+
+def _unreadable(path: Path, error: Exception) -> AttnkitError:
+    reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return AttnkitError(f"{path}: cannot read it as {'a datasets folder' if path.is_dir() else path.suffix}: {reason}")
 
 
 def _class_names(features) -> dict[str, list[str]]:

@@ -4,54 +4,59 @@ and padding of id sequences into tensors with their masks."""
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
 BATCH_TOKENS = 4096  # a batch's token budget where a run sets none (training shrinks it for small data)
 MAX_PADDING = 0.25  # prediction: padding a batch may add to its real tokens before it splits (benchmarks.md)
 MIN_ROWS = 4  # no smaller batch is split off for padding
+STRETCH = 65_536  # examples whose sizes are read into Python at a time
 
 
 Size = int | tuple[int, ...]  # an example's tokens, or its tokens per padded tensor (seq2seq: target, source)
 
 
-def tokens_in(size: Size) -> int:
-    return size if isinstance(size, int) else sum(size)
-
-
 def batches_by_tokens(
-    sizes: list[Size], max_tokens: int, shuffle: bool, seed: int = 0, max_padding: float | None = None
-) -> list[list[int]]:
-    """Index lists whose padded cost (count x longest size, summed over the tensors of tuple sizes) stays within
-    `max_tokens` (a single example longer than the budget is a batch of its own). Sorted by size (tuples in
+    sizes: Sequence[Size] | np.ndarray, max_tokens: int, shuffle: bool, seed: int = 0, max_padding: float | None = None
+) -> list[np.ndarray]:
+    """Arrays of indices whose padded cost (count x longest size, summed over the tensors of tuple sizes) stays
+    within `max_tokens` (a single example longer than the budget is a batch of its own). Sorted by size (tuples in
     order: sorting a pair by its first length, then its second, pads both little), ties broken at random;
     batch order shuffled. With `max_padding` (prediction), a batch of MIN_ROWS or more also ends where the next
     example would make its padded cost exceed (1 + max_padding) x its real tokens: a few texts of mixed lengths
-    (a server's batch) cost as many calls of similar lengths, not one call as long as the longest."""
+    (a server's batch) cost as many calls of similar lengths, not one call as long as the longest. `sizes` may be
+    an array (a row per example for tuple sizes): millions of examples cost a few bytes each."""
     rng = random.Random(seed)
-    shapes = [(size,) if isinstance(size, int) else size for size in sizes]
-    order = sorted(range(len(shapes)), key=lambda i: (shapes[i], rng.random() if shuffle else i))
-    batches: list[list[int]] = []
-    current: list[int] = []
-    longest: tuple[int, ...] = ()
-    real = 0
-    for index in order:
-        grown = tuple(max(a, b) for a, b in zip(longest, shapes[index])) if current else shapes[index]
-        padded = max(sum(grown), 1) * (len(current) + 1)
-        too_padded = (
-            max_padding is not None
-            and len(current) >= MIN_ROWS
-            and padded > (1 + max_padding) * (real + sum(shapes[index]))
-        )
-        if current and (padded > max_tokens or too_padded):
-            batches.append(current)
-            current, grown, real = [], shapes[index], 0
-        current.append(index)
-        longest = grown
-        real += sum(shapes[index])
-    if current:
-        batches.append(current)
+    shapes = np.asarray(sizes)
+    shapes = shapes.reshape(len(shapes), -1) if len(shapes) else shapes.reshape(0, 1)
+    columns = [shapes[:, d] for d in reversed(range(shapes.shape[1]))]  # np.lexsort's last key sorts first
+    if shuffle:  # the ties broken by a draw per example, drawn in the examples' order
+        ties = np.fromiter((rng.random() for _ in range(len(shapes))), np.float64, len(shapes))
+        order = np.lexsort((ties, *columns))
+        del ties
+    else:
+        order = np.lexsort(columns)
+    order = order.astype(np.int32) if len(order) < 2**31 else order
+    ends: list[int] = []
+    longest: list[int] = []
+    count = real = 0
+    for start in range(0, len(order), STRETCH):
+        for position, shape in enumerate(shapes[order[start : start + STRETCH]].tolist(), start):
+            grown = [max(a, b) for a, b in zip(longest, shape)] if count else shape
+            padded = max(sum(grown), 1) * (count + 1)
+            too_padded = (
+                max_padding is not None and count >= MIN_ROWS and padded > (1 + max_padding) * (real + sum(shape))
+            )
+            if count and (padded > max_tokens or too_padded):
+                ends.append(position)
+                grown, count, real = shape, 0, 0
+            count += 1
+            longest = grown
+            real += sum(shape)
+    batches = np.split(order, ends) if len(order) else []
     if shuffle:
         rng.shuffle(batches)
     return batches

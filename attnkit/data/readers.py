@@ -1,7 +1,8 @@
 """Readers for the files users have: labelled text (TSV, CSV, JSONL; Parquet, Arrow and datasets folders through
-arrow.py), CoNLL and CoNLL-U, parallel text, plain lines. Each returns every example with the line it starts on (a
-table's row number for Parquet and Arrow); each error names the file, the line and the problem, and no row is ever
-skipped silently (blank lines are not rows)."""
+arrow.py), CoNLL and CoNLL-U, parallel text, plain lines. Each yields every example with the line it starts on (a
+table's row number for Parquet and Arrow), reading the file as a stream, so that a file larger than memory can be
+tokenized into a cache (attnkit.training.cache); each error names the file, the line and the problem, and no row is
+ever skipped silently (blank lines are not rows)."""
 
 from __future__ import annotations
 
@@ -77,12 +78,12 @@ def read_labelled(
     label_column: str = "label",
     need_labels: bool = True,
     settings: tuple[str, str] = ("data.text_column", "data.label_column"),
-) -> list[Labelled]:
+) -> Iterator[Labelled]:
     """Labelled text from .tsv, .csv (a header line names the columns) or .jsonl (one object per line). Without
     need_labels the label column is never read (prediction). `settings` name what picks each column, for errors."""
     columns = {text_column: settings[0], label_column: settings[1]} if need_labels else {text_column: settings[0]}
-    rows = _table_rows(path, columns, [label_column])
-    return [Labelled(row[text_column], row[label_column] if need_labels else "", line) for line, row in rows]
+    for line, row in _table_rows(path, columns, [label_column]):
+        yield Labelled(row[text_column], row[label_column] if need_labels else "", line)
 
 
 def read_text_pairs(
@@ -92,15 +93,13 @@ def read_text_pairs(
     label_column: str = "label",
     need_labels: bool = True,
     settings: tuple[str, str, str] = ("data.text_a_column", "data.text_b_column", "data.label_column"),
-) -> list[TextPair]:
+) -> Iterator[TextPair]:
     """Pairs of texts with a label from .tsv, .csv or .jsonl, like read_labelled."""
     columns = {a_column: settings[0], b_column: settings[1]}
     if need_labels:
         columns[label_column] = settings[2]
-    rows = _table_rows(path, columns, [label_column])
-    return [
-        TextPair(row[a_column], row[b_column], row[label_column] if need_labels else "", line) for line, row in rows
-    ]
+    for line, row in _table_rows(path, columns, [label_column]):
+        yield TextPair(row[a_column], row[b_column], row[label_column] if need_labels else "", line)
 
 
 def table_columns(path: str | os.PathLike) -> list[str]:
@@ -112,7 +111,7 @@ def table_columns(path: str | os.PathLike) -> list[str]:
     if path.suffix not in TABLE_FORMATS or not path.is_file():
         return []
     try:
-        first = next((line for line in read_text(path).splitlines() if line.strip()), "")
+        first = next((line for _, line in text_lines(path) if line.strip()), "")
     except AttnkitError:
         return []
     if TABLE_FORMATS[path.suffix] is None:
@@ -131,11 +130,11 @@ def read_pairs(
     target_column: str = "target",
     need_targets: bool = True,
     settings: tuple[str, str] = ("data.source_column", "data.target_column"),
-) -> list[Pair]:
+) -> Iterator[Pair]:
     """Source/target pairs from .tsv, .csv or .jsonl, like read_labelled."""
     columns = {source_column: settings[0], target_column: settings[1]} if need_targets else {source_column: settings[0]}
-    rows = _table_rows(path, columns, [target_column])
-    return [Pair(row[source_column], row[target_column] if need_targets else "", line) for line, row in rows]
+    for line, row in _table_rows(path, columns, [target_column]):
+        yield Pair(row[source_column], row[target_column] if need_targets else "", line)
 
 
 def read_tagged(
@@ -144,29 +143,31 @@ def read_tagged(
     words_column: str = "tokens",
     tags_column: str = "tags",
     settings: tuple[str, str] = ("data.words_column", "data.tags_column"),
-) -> list[Tagged]:
+) -> Iterator[Tagged]:
     """Sentences from CoNLL (.conll: token and tag columns, the tag last; blank line between sentences) or
     CoNLL-U (.conllu: the UPOS column; comments, multiword ranges and empty nodes are not words), or from a table
     (Parquet, Arrow, a datasets folder) of a list of words and a list of tags per row. Without need_tags only the
     words are read (prediction): the tags are left empty."""
     path = Path(path)
     if is_dataset(path):
-        return _tagged_rows(path, need_tags, words_column, tags_column, settings)
+        yield from _tagged_rows(path, need_tags, words_column, tags_column, settings)
+        return
     if path.suffix not in TAGGED_FORMATS:
         raise AttnkitError(
             f"{path}: tagged data must be .conll, .conllu, .parquet, .arrow or a datasets folder, got "
             f"{path.suffix or 'no extension'!r}"
         )
     conllu = path.suffix == ".conllu"
-    sentences: list[Tagged] = []
+    sentences = 0
     words: list[str] = []
     tags: list[str] = []
     start, in_sentence = 0, False  # the line where the current sentence's block (comments included) starts
-    for number, raw in enumerate(read_text(path).splitlines(), start=1):
+    for number, raw in text_lines(path):
         line = raw.strip()
         if not line:
             if words:
-                sentences.append(Tagged(words, tags, start))
+                yield Tagged(words, tags, start)
+                sentences += 1
                 words, tags = [], []
             in_sentence = False
             continue
@@ -175,7 +176,7 @@ def read_tagged(
         if conllu and line.startswith("#"):
             continue
         if conllu:
-            fields = raw.rstrip("\n").split("\t")
+            fields = raw.rstrip("\r\n").split("\t")
             if len(fields) != 10:
                 raise AttnkitError(f"{path}:{number}: expected 10 tab-separated CoNLL-U columns, found {len(fields)}")
             if "-" in fields[0] or "." in fields[0]:  # multiword token range or empty node
@@ -190,17 +191,15 @@ def read_tagged(
         if need_tags:
             tags.append(tag)
     if words:
-        sentences.append(Tagged(words, tags, start))
-    if not sentences:
+        yield Tagged(words, tags, start)
+    elif not sentences:
         raise AttnkitError(f"{path}: no sentences")
-    return sentences
 
 
 def _tagged_rows(
     path: Path, need_tags: bool, words_column: str, tags_column: str, settings: tuple[str, str]
-) -> list[Tagged]:
+) -> Iterator[Tagged]:
     columns = {words_column: settings[0], **({tags_column: settings[1]} if need_tags else {})}
-    sentences = []
     for row_number, row in dataset_rows(path, columns, []):
         words, tags = row[words_column], row.get(tags_column, []) if need_tags else []
         for column, values in ((words_column, words), (tags_column, tags)):
@@ -212,8 +211,7 @@ def _tagged_rows(
             raise AttnkitError(f"{path}:{row_number}: column {words_column!r} is empty")
         if need_tags and len(tags) != len(words):
             raise AttnkitError(f"{path}:{row_number}: {len(words)} words and {len(tags)} tags")
-        sentences.append(Tagged(list(words), list(tags), row_number))
-    return sentences
+        yield Tagged(list(words), list(tags), row_number)
 
 
 def read_lines(path: str | os.PathLike) -> list[str]:
@@ -221,7 +219,7 @@ def read_lines(path: str | os.PathLike) -> list[str]:
     return [line.rstrip("\n") for line in io.StringIO(read_text(path), newline=None)]  # split as stdin is
 
 
-def _table_rows(path: str | os.PathLike, columns: dict[str, str], optional: list[str]) -> list[tuple[int, dict]]:
+def _table_rows(path: str | os.PathLike, columns: dict[str, str], optional: list[str]) -> Iterator[tuple[int, dict]]:
     """(line, row) for each row of a TSV/CSV/JSONL file, with the required `columns` checked; each maps to the
     setting that names it (data.text_column), for the error message."""
     path = Path(path)
@@ -235,13 +233,8 @@ def _table_rows(path: str | os.PathLike, columns: dict[str, str], optional: list
             raise AttnkitError(
                 f"{path}: unknown format {path.suffix or '(no extension)'!r}; use one of {known} or a datasets folder"
             )
-        text = read_text(path)
         delimiter = TABLE_FORMATS[path.suffix]
-        rows = list(
-            _json_rows(path, text, columns) if delimiter is None else _delimited_rows(path, text, delimiter, columns)
-        )
-        if not rows:
-            raise AttnkitError(f"{path}: no rows after the header")
+        rows = _json_rows(path, columns) if delimiter is None else _delimited_rows(path, delimiter, columns)
     for line, row in rows:
         for column in optional:
             if isinstance(row.get(column), (int, float)):
@@ -251,7 +244,7 @@ def _table_rows(path: str | os.PathLike, columns: dict[str, str], optional: list
             if not isinstance(value, str) or not value.strip():
                 problem = "empty" if value == "" else f"not text ({value!r})"
                 raise AttnkitError(f"{path}:{line}: column {column!r} is {problem}")
-    return rows
+        yield line, row
 
 
 def _missing(
@@ -266,10 +259,10 @@ def _missing(
     )
 
 
-def _delimited_rows(path: Path, text: str, delimiter: str, columns: dict[str, str]) -> Iterator[tuple[int, dict]]:
+def _delimited_rows(path: Path, delimiter: str, columns: dict[str, str]) -> Iterator[tuple[int, dict]]:
     # strict: a quote that opens a field and never closes is an error, not the rest of the file read as that field
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
-    line = 1
+    reader = csv.reader((text for _, text in text_lines(path)), delimiter=delimiter, strict=True)
+    line, rows = 1, 0
     try:
         header = next(fields for fields in reader if fields)
         names = [name.strip() for name in header]
@@ -291,7 +284,10 @@ def _delimited_rows(path: Path, text: str, delimiter: str, columns: dict[str, st
                         "one line (remove the quote, or close it on this line)"
                     )
                 yield line, dict(zip(names, fields))
+                rows += 1
             line = reader.line_num + 1
+        if not rows:
+            raise AttnkitError(f"{path}: no rows after the header")
     except csv.Error as error:
         if "unexpected end of data" in str(error):
             raise AttnkitError(
@@ -304,8 +300,8 @@ def _delimited_rows(path: Path, text: str, delimiter: str, columns: dict[str, st
         ) from None
 
 
-def _json_rows(path: Path, text: str, columns: dict[str, str]) -> Iterator[tuple[int, dict]]:
-    for number, line in enumerate(text.splitlines(), start=1):
+def _json_rows(path: Path, columns: dict[str, str]) -> Iterator[tuple[int, dict]]:
+    for number, line in text_lines(path):
         if not line.strip():
             continue
         try:
@@ -318,3 +314,40 @@ def _json_rows(path: Path, text: str, columns: dict[str, str]) -> Iterator[tuple
         if missing:
             raise _missing(f"{path}:{number}", "key", "", missing, list(row), columns)
         yield number, row
+
+
+def text_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(number from 1, line with its line end) of a UTF-8 text file, read as a stream (lines end at \\n, \\r\\n or
+    \\r, as csv wants them); a bad byte is an error naming its line, and a file of blank lines an empty file."""
+    if not path.exists():
+        raise AttnkitError(f"{path}: no such file")
+    if not path.is_file():
+        raise AttnkitError(f"{path}: not a file")
+    blank: list[tuple[int, str]] | None = []  # leading blank lines, held until a line of text shows it is not empty
+    with open(path, encoding="utf-8", newline="") as f:
+        try:
+            for number, line in enumerate(f, start=1):
+                if number == 1:
+                    line = line.removeprefix("\ufeff")
+                if blank is not None and not line.strip():
+                    blank.append((number, line))
+                    continue
+                if blank:
+                    yield from blank
+                blank = None
+                yield number, line
+        except UnicodeDecodeError:
+            _name_the_bad_byte(path)
+            raise
+    if blank is not None:
+        raise AttnkitError(f"{path}: empty file")
+
+
+def _name_the_bad_byte(path: Path) -> None:
+    """Raise the error for the first line of `path` that is not UTF-8 (read again, a line at a time, to find it)."""
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise AttnkitError(f"{path}:{number}: not valid UTF-8 (byte 0x{raw[error.start]:02x})") from None

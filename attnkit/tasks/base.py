@@ -13,11 +13,13 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from attnkit.config import DataConfig, ModelConfig, TaskConfig
 from attnkit.data.batching import BATCH_TOKENS, MAX_PADDING, Size, batches_by_tokens
+from attnkit.data.item_files import Items
 from attnkit.data.tokenizer import Tokenizer
 from attnkit.errors import AttnkitError
 from attnkit.findings import Finding
@@ -106,9 +108,15 @@ class Task:
         return f"{self.name}: {', '.join(names[:8])}" + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
 
     # data
+    @classmethod
+    def read(cls, data: DataConfig, path: str | os.PathLike, need_targets: bool = True) -> Sequence:
+        """The examples of a data file, read as `data` says (its columns, its block length), all in memory."""
+        return list(cls.stream(data, path, need_targets))
+
     @staticmethod
-    def read(data: DataConfig, path: str | os.PathLike, need_targets: bool = True) -> Sequence:
-        """The examples of a data file, read as `data` says (its columns, its block length)."""
+    def stream(data: DataConfig, path: str | os.PathLike, need_targets: bool = True) -> Iterator:
+        """The examples of a data file one at a time, read as `data` says, the file read as a stream (a training
+        file is tokenized into a cache this way, whatever its size: attnkit.training.cache)."""
         raise NotImplementedError
 
     def inputs(self, raw: list, where: str = "input") -> list:
@@ -152,8 +160,9 @@ class Task:
         tensor (see batches_by_tokens)."""
         return len(item["ids"])
 
-    def sizes(self, items: Sequence[dict]) -> list[Size]:
-        return [self.size(item) for item in items]
+    def sizes(self, items: Sequence[dict]) -> list[Size] | np.ndarray:
+        """Each item's `size`; the token cache's items (Items) keep theirs in memory, an array."""
+        return items.sizes if isinstance(items, Items) else [self.size(item) for item in items]
 
     def collate(self, items: list[dict]) -> Batch:
         """One batch of encoded items, token ids padded with the tokenizer's padding id."""

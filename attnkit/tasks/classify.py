@@ -96,7 +96,7 @@ class ClassifyTask(Task):
         return self.config.pooling or default_pooling(self.model_config)
 
     @staticmethod
-    def read(data: DataConfig, path: str | os.PathLike, need_targets: bool = True) -> list[Labelled]:
+    def stream(data: DataConfig, path: str | os.PathLike, need_targets: bool = True) -> Iterator[Labelled]:
         settings = ("data.text_column", "data.label_column")
         return read_labelled(path, data.text_column, data.label_column, need_targets, settings)
 

@@ -24,7 +24,7 @@ from attnkit.tasks.graphs import Graph, IdsMaskAndSegments, encoder_graph
 FIELDS = ("text_a", "text_b")  # a pair's two texts, as a request and a JSON record name them
 
 
-def read_pairs_of(data: DataConfig, path: str | os.PathLike, need_labels: bool) -> list[TextPair]:
+def read_pairs_of(data: DataConfig, path: str | os.PathLike, need_labels: bool) -> Iterator[TextPair]:
     settings = ("data.text_a_column", "data.text_b_column", "data.label_column")
     return read_text_pairs(path, data.text_a_column, data.text_b_column, data.label_column, need_labels, settings)
 
@@ -101,7 +101,7 @@ class PairTask(ClassifyTask):
     input_name = "pair"
 
     @staticmethod
-    def read(data: DataConfig, path: str | os.PathLike, need_targets: bool = True) -> list[TextPair]:
+    def stream(data: DataConfig, path: str | os.PathLike, need_targets: bool = True) -> Iterator[TextPair]:
         return read_pairs_of(data, path, need_targets)
 
     def inputs(self, raw: list, where: str = "input") -> list[TextPair]:

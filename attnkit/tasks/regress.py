@@ -5,9 +5,11 @@ scaled back; the dev metric is Pearson's correlation."""
 
 from __future__ import annotations
 
+import array
+import itertools
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -75,19 +77,19 @@ class RegressTask(Task):
         return "pair" if self.pair else "text"
 
     @staticmethod
-    def read(data: DataConfig, path: str | os.PathLike, need_targets: bool = True) -> list[Example]:
+    def stream(data: DataConfig, path: str | os.PathLike, need_targets: bool = True) -> Iterator[Example]:
         """Texts and their numbers, or pairs (a file with both pair columns and no text column)."""
         columns = table_columns(path)
         pairs = data.text_column not in columns and {data.text_a_column, data.text_b_column} <= set(columns)
         if pairs:
-            examples: list = read_pairs_of(data, path, need_targets)
+            examples: Iterator = read_pairs_of(data, path, need_targets)
         else:
             settings = ("data.text_column", "data.label_column")
             examples = read_labelled(path, data.text_column, data.label_column, need_targets, settings)
-        for e in examples if need_targets else []:
-            if _number(e.label) is None:
+        for e in examples:
+            if need_targets and _number(e.label) is None:
                 raise AttnkitError(f"{path}:{e.line}: column {data.label_column!r} holds {e.label!r}, not a number")
-        return examples
+            yield e
 
     def inputs(self, raw: list, where: str = "input") -> list[Example]:
         if self.pair:
@@ -97,13 +99,16 @@ class RegressTask(Task):
     def blank(self, raw: object) -> bool:
         return blank_pair(raw)
 
-    def fit(self, examples: list[Example]) -> None:
-        targets = [float(e.label) for e in examples]
+    def fit(self, examples: Iterable[Example]) -> None:
+        examples = iter(examples)  # read once: a training file streams through
+        first = next(examples)
+        targets = array.array("d", [float(first.label)])
+        targets.extend(float(e.label) for e in examples)
         mean = sum(targets) / len(targets)
         std = math.sqrt(sum((t - mean) ** 2 for t in targets) / len(targets))
         if std == 0:
             raise AttnkitError(f"every one of the {len(targets)} targets is {targets[0]:g}: nothing to learn")
-        self.mean, self.std, self.pair = mean, std, isinstance(examples[0], TextPair)
+        self.mean, self.std, self.pair = mean, std, isinstance(first, TextPair)
 
     def readable(self, examples: list[Example], path: str | os.PathLike) -> None:
         if examples and isinstance(examples[0], TextPair) != self.pair:
@@ -111,10 +116,13 @@ class RegressTask(Task):
             raise AttnkitError(f"{path}: the training data holds {wanted}, and this file does not")
 
     @staticmethod
-    def tokenizer_texts(examples: list[Example]) -> Iterator[str]:
-        if examples and isinstance(examples[0], TextPair):
-            return pair_texts(examples)
-        return (e.text for e in examples)
+    def tokenizer_texts(examples: Iterable[Example]) -> Iterator[str]:
+        examples = iter(examples)
+        first = next(examples, None)
+        if first is None:
+            return iter(())
+        examples = itertools.chain([first], examples)
+        return pair_texts(examples) if isinstance(first, TextPair) else (e.text for e in examples)
 
     def count_tokens(self, raw: list) -> list[int]:
         if self.pair:

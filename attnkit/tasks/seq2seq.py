@@ -47,7 +47,7 @@ class Seq2SeqTask(Task):
         return frozenset({"generate", "encode", "attention"})
 
     @staticmethod
-    def read(data: DataConfig, path: str | os.PathLike, need_targets: bool = True) -> list[Pair]:
+    def stream(data: DataConfig, path: str | os.PathLike, need_targets: bool = True) -> Iterator[Pair]:
         settings = ("data.source_column", "data.target_column")
         return read_pairs(path, data.source_column, data.target_column, need_targets, settings)
 

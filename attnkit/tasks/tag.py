@@ -99,7 +99,7 @@ class TagTask(Task):
         return [len(item["ids"]) for item in self.encode(self.inputs(raw), training=False)]
 
     @staticmethod
-    def read(data: DataConfig, path: str | os.PathLike, need_targets: bool = True) -> list[Tagged]:
+    def stream(data: DataConfig, path: str | os.PathLike, need_targets: bool = True) -> Iterator[Tagged]:
         return read_tagged(path, need_targets, data.words_column, data.tags_column)
 
     def example(self, text: str, line: int) -> Tagged:

@@ -28,7 +28,7 @@ from torch import nn
 
 from attnkit import runtime
 from attnkit.config import to_dict
-from attnkit.data.batching import batches_by_tokens, tokens_in
+from attnkit.data.batching import batches_by_tokens
 from attnkit.errors import AttnkitError
 from attnkit.files import STATE_DIR, WEIGHTS_FILE, recover
 from attnkit.inference.checkpoint import load_weights
@@ -77,11 +77,11 @@ class Trainer:
             recover(self.out / STATE_DIR)
         processes.barrier()
         _seed_everything(self.config.seed)
-        prepared = prepare(run, self.resumed, overwrite)
+        prepared = prepare(run, self.resumed, overwrite, processes, self.records.say)
         self.task, self.tokenizer = prepared.task, prepared.tokenizer
         self.train_items, self.dev_items = prepared.train_items, prepared.dev_items
         self.dev_examples, self.test_examples = prepared.dev_examples, prepared.test_examples
-        self.data_files = prepared.files
+        self.data_files, self.tokens = prepared.files, prepared.tokens
         self.stop_asked = self.stopping = False  # a Ctrl-C, here and as every process agreed (see _backward)
         if self.config.ema and processes.sharded:
             raise AttnkitError("train.ema: not available with train.strategy fsdp (the average would need every shard)")
@@ -97,7 +97,7 @@ class Trainer:
         self.files = Checkpointer(
             self.out, processes, self.module, self.optimizer, self.scaler, self.average, self.task.build_model
         )
-        self.sizes = self.task.sizes(self.train_items)
+        self.sizes = np.asarray(self.task.sizes(self.train_items))  # an example's size: a row of them in seq2seq
         self.plan = plan_run(self.config, self.sizes)
         self.progress = Progress()
         self.rng_after_step = rng_state(device)
@@ -117,6 +117,8 @@ class Trainer:
             say(f"resuming {self.out} at step {self.progress.step:,} of {plan.total_steps:,}")
         elif self.started_fresh:
             say(f"nothing to resume: {self.out} does not exist yet; starting the run")
+        if self.tokens:
+            say(self.tokens)
         say(plan.describe(self.dev_examples is not None))
         if not self.resumed:
             self.records.record({"data": self._data_facts()})  # for the model card (attnkit info, export)
@@ -157,7 +159,7 @@ class Trainer:
                 group = batches[p.batch : p.batch + self.config.accumulate]
                 loss_sum, count = self._backward(group)
                 if math.isfinite(loss_sum):
-                    meter.add(loss_sum, count, sum(tokens_in(self.sizes[i]) for indices in group for i in indices))
+                    meter.add(loss_sum, count, sum(int(self.sizes[indices].sum()) for indices in group))
                 p.batch += len(group)
                 end_of_epoch = p.batch == len(batches)
                 if end_of_epoch:
@@ -203,8 +205,8 @@ class Trainer:
         totals = torch.zeros(2, device=self.device)
         for n, indices in enumerate(group):
             share = self.processes.share(indices)
-            weight = 1.0 if share else 0.0  # a batch smaller than the world: a process idle on it runs one for 0
-            items = [self.train_items[i] for i in share or indices[:1]]
+            weight = 1.0 if len(share) else 0.0  # a batch smaller than the world: a process idle on it runs one for 0
+            items = [self.train_items[i] for i in (share if len(share) else indices[:1])]
             with runtime.gradient_sync(self.model, sync=n == len(group) - 1):
                 with runtime.autocast(self.device, self.config.precision):
                     batch = runtime.to_device(self.task.collate(items), self.device)

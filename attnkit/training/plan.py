@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
+
+import numpy as np
 
 from attnkit.config import TrainConfig
-from attnkit.data.batching import BATCH_TOKENS, Size, batches_by_tokens, tokens_in
+from attnkit.data.batching import BATCH_TOKENS, Size, batches_by_tokens
 
 # what unset settings become: derived from the data and the run's length, so that every size of data learns;
 # a setting given in the config is used as it is
@@ -53,10 +56,11 @@ class Plan:
         return (every is None and end_of_epoch) or (every is not None and step % every == 0)
 
 
-def plan_run(config: TrainConfig, sizes: list[Size]) -> Plan:
+def plan_run(config: TrainConfig, sizes: Sequence[Size] | np.ndarray) -> Plan:
     """The Plan for training examples of `sizes` tokens under `config`."""
     # unset: BATCH_TOKENS, or fewer for small data (an example longer than the budget is a batch of its own)
-    batch_tokens = config.batch_tokens or max(min(BATCH_TOKENS, sum(map(tokens_in, sizes)) // MIN_BATCHES), 1)
+    tokens = int(np.asarray(sizes, np.int64).sum())
+    batch_tokens = config.batch_tokens or max(min(BATCH_TOKENS, tokens // MIN_BATCHES), 1)
     batches = len(batches_by_tokens(sizes, batch_tokens, shuffle=False))
     steps_per_epoch = math.ceil(batches / config.accumulate)
     total_steps = config.max_steps or steps_per_epoch * config.epochs

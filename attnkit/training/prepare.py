@@ -4,41 +4,50 @@ and its data, the tokenizer, and the model (new, resumed, or started from a pret
 from __future__ import annotations
 
 import dataclasses
-import random
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 from torch import nn
 
-from attnkit.config import ModelConfig
+from attnkit.config import DataConfig, ModelConfig
 from attnkit.data.arrow import split_path
-from attnkit.data.tokenizer import SPECIALS, Tokenizer
+from attnkit.data.item_files import Items
+from attnkit.data.tokenizer import SPECIALS, TOKENIZER_FILE, Tokenizer
 from attnkit.errors import AttnkitError, AttnkitWarning
 from attnkit.files import STATE_DIR, STATE_FILE, check_output
 from attnkit.inference.checkpoint import Trained, read_trained
 from attnkit.inference.pipeline import Pipeline
 from attnkit.interop.hf import FAMILIES
+from attnkit.runtime import Processes
 from attnkit.tasks import TASKS, Task, make_task
+from attnkit.training.cache import TRAIN_DIR, held_out_indices, tokenized
 from attnkit.training.run import FINE_TUNABLE, RunConfig
 
 
 @dataclasses.dataclass
 class Prepared:
-    """A run's inputs: examples as read (for metrics) and encoded (items, for batches)."""
+    """A run's inputs: examples as read (for metrics) and encoded (items, for batches); the training items are read
+    from the token cache (attnkit.training.cache)."""
 
     task: Task
     tokenizer: Tokenizer
     model: nn.Module
-    train_items: list
+    train_items: Sequence[dict]  # Items from the token cache (a pretraining run's: token blocks)
     dev_examples: list | None
     dev_items: list | None
     test_examples: list | None
     files: dict[str, str]  # each split's file as read: a DatasetDict's split folder, a held-out fraction named
+    tokens: str | None  # where the training examples' tokens are, said once the run starts (a mistake is one line)
 
 
-def prepare(run: RunConfig, resume: bool, overwrite: bool) -> Prepared:
-    """Read and check the run's inputs; with `resume`, the task state, tokenizer and model configuration come
-    from the interrupted run in run.out."""
+def prepare(
+    run: RunConfig, resume: bool, overwrite: bool, processes: Processes, say: Callable[[str], None]
+) -> Prepared:
+    """Read and check the run's inputs, the training file tokenized into the cache (by the first process, while
+    the others wait; `say` tells of a large file's progress); with `resume`, the task state, tokenizer and model
+    configuration come from the interrupted run in run.out."""
     out = Path(run.out)
     if resume and not (out / STATE_DIR / STATE_FILE).is_file():
         raise AttnkitError(f"{out}: nothing to resume (no {STATE_DIR}/{STATE_FILE})")
@@ -47,41 +56,61 @@ def prepare(run: RunConfig, resume: bool, overwrite: bool) -> Prepared:
     if not run.data.train:
         raise AttnkitError("data.train: no training file given")
     data, shape = run.data, TASKS[run.task.name]
-    # read before any task exists: a new tokenizer learns from the training examples, and the task needs it
     split_seed = data.split_seed if data.split_seed is not None else run.train.seed
     files = {"train": split_path(data.train, (data.split or "train",))}  # a DatasetDict: the split of each role
-    held_out = hold_out(shape.read(data, files["train"]), data.dev_fraction, data.test_fraction, split_seed)
-    for split, path, fraction in (("dev", data.dev, data.dev_fraction), ("test", data.test, data.test_fraction)):
-        if held_out[split]:
-            files[split] = f"{files['train']} ({fraction:g} held out)"
+    fractions = {"dev": data.dev_fraction, "test": data.test_fraction}
+    for split, path in (("dev", data.dev), ("test", data.test)):
+        if fractions[split]:
+            files[split] = f"{files['train']} ({fractions[split]:g} held out)"
         elif path:
             files[split] = split_path(path, SPLITS[split])
+    # read before the training file is tokenized, so that a mistake in them costs no waiting
     given = {
-        split: shape.read(data, files[split]) for split in ("dev", "test") if split in files and not held_out[split]
+        split: shape.read(data, files[split]) for split in ("dev", "test") if split in files and not fractions[split]
     }
     init = run.train.init
     source = Pipeline.load(init, run.train.trust_pickle, device="cpu") if init and not resume else None
     if source is not None and len(source.members) > 1:
         raise AttnkitError(f"{init}: an ensemble; fine-tune one of its members ({init}/members/0, ...)")
-    tokenizer = _tokenizer(run, resume, source, shape, held_out["train"])
-    model_config = _model_config(run, resume, source, tokenizer)
-    family = FAMILIES.get(model_config.preset or "")
-    needs = family.differences(model_config) if family is not None else []  # what the tokenizer decides: its <pad>
-    if needs:
-        raise AttnkitError(
-            f"tokenizer: model.preset {model_config.preset} needs {', '.join(needs)}, "
-            f"and this tokenizer pads with id {tokenizer.pad_id}; leave tokenizer.path unset to train one for it"
+    trained = _trained(out) if resume else None
+    if trained is not None:
+        _warn_of_ignored_settings(run, trained.model)
+    tokenizer = _given_tokenizer(run, resume, source)
+    if tokenizer is not None:
+        _check_family(_model_config(run, trained, source, tokenizer), tokenizer)
+    if shape.pretraining:  # `attnkit pretrain` tokenized its text into token files (attnkit.training.corpus)
+        task = make_task(run.task, data, tokenizer, _model_config(run, trained, source, tokenizer), _state(trained))
+        train_items, held_out = task.encode(shape.read(data, files["train"]), training=True), {}
+    else:
+        cached = processes.first_does(
+            lambda: tokenized(
+                run,
+                shape,
+                files["train"],
+                split_seed,
+                tokenizer,
+                special_tokens(run.model),
+                lambda tokenizer: _model_config(run, trained, source, tokenizer),
+                _state(trained),
+                say,
+            )
         )
-    task = make_task(run.task, data, tokenizer, model_config, _trained(out).state if resume else None)
-    if not resume:
-        try:
-            task.fit(held_out["train"])
-        except AttnkitError as error:  # what the training file as a whole lacks (a second label)
-            raise AttnkitError(f"{data.train}: {error}") from None
+        tokenizer = Tokenizer.load(cached.folder / TOKENIZER_FILE)
+        model_config = _model_config(run, trained, source, tokenizer)
+        _check_family(model_config, tokenizer)
+        task = make_task(run.task, data, tokenizer, model_config, cached.state)
+        train_items = Items(cached.folder / TRAIN_DIR)
+        if cached.held_out["train"] is not None:
+            train_items = train_items.subset(cached.held_out["train"])
+        held_out = {
+            split: _examples_at(shape, data, files["train"], indices)
+            for split, indices in cached.held_out.items()
+            if split != "train" and indices is not None
+        }
     for split, examples in given.items():
         task.readable(examples, files[split])
         task.check(examples, files[split])
-    dev_examples, test_examples = held_out["dev"] or given.get("dev"), held_out["test"] or given.get("test")
+    dev_examples, test_examples = held_out.get("dev") or given.get("dev"), held_out.get("test") or given.get("test")
     if dev_examples is not None and run.train.eval_examples:
         dev_examples = dev_examples[: run.train.eval_examples]
 
@@ -93,28 +122,58 @@ def prepare(run: RunConfig, resume: bool, overwrite: bool) -> Prepared:
             if name.split(".")[-1] in ("embedding", "positions"):
                 module.requires_grad_(False)
 
+    tokens = None
+    if not shape.pretraining:
+        made = "tokenized into" if cached.made else "read from"
+        tokens = f"{len(train_items):,} training examples {made} the token cache {cached.folder}"
     return Prepared(
         task=task,
         tokenizer=tokenizer,
         model=model,
-        train_items=task.encode(held_out["train"], training=True),
+        train_items=train_items,
         dev_examples=dev_examples,
         dev_items=task.encode(dev_examples, training=False) if dev_examples else None,
         test_examples=test_examples,
         files=files,
+        tokens=tokens,
     )
 
 
-def _tokenizer(run: RunConfig, resume: bool, source: Pipeline | None, shape: type[Task], examples: list) -> Tokenizer:
-    """The init checkpoint's, the interrupted run's, or tokenizer.path's; else one trained on the texts of the
-    training `examples`."""
+def _examples_at(shape: type[Task], data: DataConfig, path: str, indices: np.ndarray) -> list:
+    """The examples of `path` at `indices` (numbered from 0), in their order."""
+    wanted = {int(index): n for n, index in enumerate(indices)}
+    found: list = [None] * len(wanted)
+    for index, example in enumerate(shape.stream(data, path)):
+        n = wanted.get(index)
+        if n is not None:
+            found[n] = example
+    return found
+
+
+def _state(trained: Trained | None) -> dict | None:
+    return trained.state if trained is not None else None
+
+
+def _given_tokenizer(run: RunConfig, resume: bool, source: Pipeline | None) -> Tokenizer | None:
+    """The init checkpoint's, the interrupted run's, or tokenizer.path's; None: one is trained on the training
+    examples (attnkit.training.cache)."""
     if source is not None:
         return source.tokenizer
     if resume:
         return Tokenizer.load(run.out)
     if run.tokenizer.path:
         return Tokenizer.load(run.tokenizer.path)
-    return Tokenizer.train(shape.tokenizer_texts(examples), run.tokenizer, special_tokens(run.model))
+    return None
+
+
+def _check_family(model_config: ModelConfig, tokenizer: Tokenizer) -> None:
+    family = FAMILIES.get(model_config.preset or "")
+    needs = family.differences(model_config) if family is not None else []  # what the tokenizer decides: its <pad>
+    if needs:
+        raise AttnkitError(
+            f"tokenizer: model.preset {model_config.preset} needs {', '.join(needs)}, "
+            f"and this tokenizer pads with id {tokenizer.pad_id}; leave tokenizer.path unset to train one for it"
+        )
 
 
 def special_tokens(model: ModelConfig) -> list[str]:
@@ -123,13 +182,13 @@ def special_tokens(model: ModelConfig) -> list[str]:
     return (family.special_tokens if family is not None else None) or SPECIALS
 
 
-def _model_config(run: RunConfig, resume: bool, source: Pipeline | None, tokenizer: Tokenizer) -> ModelConfig:
-    """The saved one when resuming; the init checkpoint's (with this run's dropout) when fine-tuning; else the
-    run's, sized to the tokenizer."""
-    if resume:
-        saved = _trained(Path(run.out)).model
-        _warn_of_ignored_settings(run, saved)
-        return saved
+def _model_config(
+    run: RunConfig, trained: Trained | None, source: Pipeline | None, tokenizer: Tokenizer
+) -> ModelConfig:
+    """The saved one when resuming (`trained`); the init checkpoint's (with this run's dropout) when fine-tuning;
+    else the run's, sized to the tokenizer."""
+    if trained is not None:
+        return trained.model
     if source is not None:
         dropouts = {name: getattr(run.model, name) for name in FINE_TUNABLE}
         arch = run.model.arch  # the task's: an encoder-decoder's encoder can start a classifier
@@ -165,24 +224,11 @@ def _warn_of_ignored_settings(run: RunConfig, saved: ModelConfig) -> None:
 
 
 def hold_out(examples: list, dev_fraction: float | None, test_fraction: float | None, seed: int) -> dict:
-    """Split one file into train/dev/test at random (the same split for the same seed); the held-out parts are
-    None when their fraction is unset."""
-    if not dev_fraction and not test_fraction:
-        return {"train": examples, "dev": None, "test": None}
-    shuffled = list(examples)
-    random.Random(seed).shuffle(shuffled)
-    dev_count, test_count = (round(len(shuffled) * (f or 0)) for f in (dev_fraction, test_fraction))
-    if (
-        len(shuffled) - dev_count - test_count < 1
-        or (dev_fraction and not dev_count)
-        or (test_fraction and not test_count)
-    ):
-        raise AttnkitError(f"data: {len(examples)} examples are too few to hold out dev/test fractions")
-    return {
-        "dev": shuffled[:dev_count] or None,
-        "test": shuffled[dev_count : dev_count + test_count] or None,
-        "train": shuffled[dev_count + test_count :],
-    }
+    """Split a list of examples into train/dev/test as a training run does (held_out_indices)."""
+    held = held_out_indices(len(examples), dev_fraction, test_fraction, seed)
+    return {split: None if indices is None else [examples[i] for i in indices] for split, indices in held.items()} | (
+        {"train": examples} if held["train"] is None else {}
+    )
 
 
 def _trained(out: Path) -> Trained:

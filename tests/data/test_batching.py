@@ -4,7 +4,12 @@ import random
 
 import torch
 
-from attnkit.data.batching import batches_by_tokens, pad
+from attnkit.data.batching import batches_by_tokens as array_batches
+from attnkit.data.batching import pad
+
+
+def batches_by_tokens(*args, **kwargs) -> list[list[int]]:
+    return [batch.tolist() for batch in array_batches(*args, **kwargs)]
 
 
 def test_batches_respect_the_budget_and_cover_every_example_once():

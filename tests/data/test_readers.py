@@ -16,24 +16,24 @@ def write(tmp_path: Path, name: str, text: str | bytes) -> Path:
 
 def test_tsv_with_quoted_fields_and_blank_lines(tmp_path):
     path = write(tmp_path, "a.tsv", 'label\ttext\npos\t"tab\there, ""quoted"""\n\nneg\tplain\n')
-    examples = read_labelled(path)
+    examples = list(read_labelled(path))
     assert [(e.label, e.text, e.line) for e in examples] == [("pos", 'tab\there, "quoted"', 2), ("neg", "plain", 4)]
 
 
 def test_csv_and_jsonl_and_custom_columns(tmp_path):
     csv_path = write(tmp_path, "a.csv", 'stars,review\n5,great\n1,"bad, really"\n')
-    assert [(e.label, e.text) for e in read_labelled(csv_path, "review", "stars")] == [
+    assert [(e.label, e.text) for e in list(read_labelled(csv_path, "review", "stars"))] == [
         ("5", "great"),
         ("1", "bad, really"),
     ]
     jsonl = write(tmp_path, "a.jsonl", '{"text": "good", "label": 1}\n\n{"text": "meh", "label": 0}\n')
-    assert [(e.label, e.text, e.line) for e in read_labelled(jsonl)] == [("1", "good", 1), ("0", "meh", 3)]
+    assert [(e.label, e.text, e.line) for e in list(read_labelled(jsonl))] == [("1", "good", 1), ("0", "meh", 3)]
 
 
 def test_multiline_field_reports_the_line_where_the_row_starts(tmp_path):
     path = write(tmp_path, "a.csv", 'label,text\npos,"two\nlines"\nneg\n')
     with pytest.raises(AttnkitError, match=r"a.csv:4: expected 2 comma-separated fields \(label, text\), found 1"):
-        read_labelled(path)
+        list(read_labelled(path))
 
 
 @pytest.mark.parametrize(
@@ -55,7 +55,7 @@ def test_multiline_field_reports_the_line_where_the_row_starts(tmp_path):
 )
 def test_a_quote_that_never_closes_is_refused_not_left_to_swallow_the_rows_after_it(tmp_path, name, content, message):
     with pytest.raises(AttnkitError, match=message):
-        read_labelled(write(tmp_path, name, content))
+        list(read_labelled(write(tmp_path, name, content)))
 
 
 @pytest.mark.parametrize(
@@ -77,17 +77,17 @@ def test_a_quote_that_never_closes_is_refused_not_left_to_swallow_the_rows_after
 def test_bad_labelled_files_name_file_line_and_problem(tmp_path, name, content, message):
     path = tmp_path / name if content is None else write(tmp_path, name, content)
     with pytest.raises(AttnkitError, match=message):
-        read_labelled(path)
+        list(read_labelled(path))
 
 
 def test_labels_may_be_absent_for_prediction(tmp_path):
     path = write(tmp_path, "a.tsv", "text\nonly text\n")
-    assert [(e.text, e.label) for e in read_labelled(path, need_labels=False)] == [("only text", "")]
+    assert [(e.text, e.label) for e in list(read_labelled(path, need_labels=False))] == [("only text", "")]
 
 
 def test_conll_sentences_with_hash_tokens(tmp_path):
     path = write(tmp_path, "a.conll", "#\t#\nprice\tNN\n\n\nIt\tPRP\nran\tVBD\n")
-    sentences = read_tagged(path)
+    sentences = list(read_tagged(path))
     assert [(s.words, s.tags, s.line) for s in sentences] == [
         (["#", "price"], ["#", "NN"], 1),
         (["It", "ran"], ["PRP", "VBD"], 5),
@@ -97,7 +97,7 @@ def test_conll_sentences_with_hash_tokens(tmp_path):
 def test_conll_line_without_a_tag(tmp_path):
     path = write(tmp_path, "a.conll", "The\tDT\ncat\n")
     with pytest.raises(AttnkitError, match=r"a.conll:2: expected a token and a tag, found 1 field"):
-        read_tagged(path)
+        list(read_tagged(path))
 
 
 def test_conllu_uses_upos_and_skips_comments_ranges_and_empty_nodes(tmp_path):
@@ -110,21 +110,23 @@ def test_conllu_uses_upos_and_skips_comments_ranges_and_empty_nodes(tmp_path):
         "2.1\tghost\t_\tX\tX\t_\t_\t_\t_\t_",
         "3\tmi\tmi\tPART\tQues\t_\t1\tdiscourse\t_\t_",
     ]
-    sentence = read_tagged(write(tmp_path, "a.conllu", "\n".join(rows) + "\n\n"))[0]
+    sentence = list(read_tagged(write(tmp_path, "a.conllu", "\n".join(rows) + "\n\n")))[0]
     assert (sentence.words, sentence.tags, sentence.line) == (["Git", "medim", "mi"], ["VERB", "AUX", "PART"], 1)
 
 
 def test_conllu_with_wrong_column_count(tmp_path):
     path = write(tmp_path, "a.conllu", "1\tGit\tgit\tVERB\n")
     with pytest.raises(AttnkitError, match=r"a.conllu:1: expected 10 tab-separated CoNLL-U columns, found 4"):
-        read_tagged(path)
+        list(read_tagged(path))
 
 
 def test_parallel_pairs(tmp_path):
     path = write(tmp_path, "p.tsv", "source\ttarget\nIn the beginning\tEn el principio\n")
-    assert [(p.source, p.target, p.line) for p in read_pairs(path)] == [("In the beginning", "En el principio", 2)]
+    assert [(p.source, p.target, p.line) for p in list(read_pairs(path))] == [
+        ("In the beginning", "En el principio", 2)
+    ]
     with pytest.raises(AttnkitError, match="q.tsv:1: no column 'target' in the header"):
-        read_pairs(write(tmp_path, "q.tsv", "source\ttext\na\tb\n"))
+        list(read_pairs(write(tmp_path, "q.tsv", "source\ttext\na\tb\n")))
 
 
 def test_header_error_names_line_1_the_columns_found_and_the_settings(tmp_path):
@@ -134,30 +136,33 @@ def test_header_error_names_line_1_the_columns_found_and_the_settings(tmp_path):
         r"name them with data.text_column and data.label_column$"
     )
     with pytest.raises(AttnkitError, match=message):
-        read_labelled(path)
+        list(read_labelled(path))
 
 
 def test_header_error_names_the_settings_the_caller_gives(tmp_path):
     path = write(tmp_path, "p.tsv", "en\tes\na\tb\n")
     with pytest.raises(AttnkitError, match=r"p.tsv:1: .*\(found: en, es\); name them with src.col and tgt.col$"):
-        read_pairs(path, settings=("src.col", "tgt.col"))
+        list(read_pairs(path, settings=("src.col", "tgt.col")))
 
 
 def test_jsonl_without_a_key_names_the_line_the_keys_found_and_the_setting(tmp_path):
     path = write(tmp_path, "a.jsonl", '{"text": "a", "label": "x"}\n\n{"text": "b", "stars": 5}\n')
     message = r"/a.jsonl:3: no key 'label' \(found: text, stars\); name it with data.label_column$"
     with pytest.raises(AttnkitError, match=message):
-        read_labelled(path)
+        list(read_labelled(path))
 
 
 def test_prediction_never_reads_the_label_column(tmp_path):
     path = write(tmp_path, "a.tsv", "label\ttext\n\tno label here\n")
-    assert [(e.text, e.label) for e in read_labelled(path, need_labels=False)] == [("no label here", "")]
+    assert [(e.text, e.label) for e in list(read_labelled(path, need_labels=False))] == [("no label here", "")]
 
 
 def test_prediction_reads_only_the_words_of_conll(tmp_path):
     path = write(tmp_path, "a.conll", "The\tDT\ncat\n\nran\tVBD\n")
-    assert [(s.words, s.tags) for s in read_tagged(path, need_tags=False)] == [(["The", "cat"], []), (["ran"], [])]
+    assert [(s.words, s.tags) for s in list(read_tagged(path, need_tags=False))] == [
+        (["The", "cat"], []),
+        (["ran"], []),
+    ]
 
 
 def test_plain_lines_keep_blank_lines(tmp_path):
@@ -168,7 +173,7 @@ def test_shared_corpora_read_in_full():
     shared = Path(__file__).parents[3] / "shared" / "data"
     if not shared.is_dir():
         pytest.skip("../shared/data is not beside this checkout")
-    assert len(read_labelled(shared / "sentiment/movies.dev.tsv")) == 1000
-    assert len(read_tagged(shared / "pos/en-oanc.dev.conll")) == 1000
-    assert len(read_pairs(shared / "translation/en-es.bible.dev.tsv")) == 1000
-    assert len(read_tagged(shared / "pos/tr-web.conllu")) == 2541  # its README says 2,540; the file has 2,541
+    assert len(list(read_labelled(shared / "sentiment/movies.dev.tsv"))) == 1000
+    assert len(list(read_tagged(shared / "pos/en-oanc.dev.conll"))) == 1000
+    assert len(list(read_pairs(shared / "translation/en-es.bible.dev.tsv"))) == 1000
+    assert len(list(read_tagged(shared / "pos/tr-web.conllu"))) == 2541  # its README says 2,540; the file has 2,541

@@ -193,6 +193,7 @@ def held_out_split(files: dict, out: Path, *extra: str) -> dict[str, list[str]]:
     seen: dict[str, list[str]] = {}
 
     def fit_and_record(self, examples):
+        examples = list(examples)  # a stream
         seen["train"] = sorted(e.text for e in examples)
         return fit(self, examples)
 
