@@ -6,9 +6,11 @@ resident memory (a memory map's pages count there once an epoch has touched them
 
 from __future__ import annotations
 
+import array
 import itertools
 import json
 import os
+import struct
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
@@ -24,6 +26,7 @@ SIZES_FILE = "sizes.i32"
 # a field of numbers: one per example
 KINDS = {"list": ".i32", "int": ".i64", "float": ".f64"}
 DTYPES = {"list": np.int32, "int": np.int64, "float": np.float64}
+OFFSETS, NUMBERS = struct.Struct("=qq"), {"int": struct.Struct("=q"), "float": struct.Struct("=d")}  # as numpy wrote
 
 
 def write_items(folder: Path, chunks: Iterable[list[dict]], size: Callable[[dict], Size]) -> int:
@@ -115,16 +118,16 @@ class Items(Sequence):
     def __getitem__(self, i):  # type: ignore[override]
         if isinstance(i, slice):
             return self.subset(np.arange(len(self))[i])
-        index = int(self.indices[i]) if self.indices is not None else int(range(self.count)[i])
+        index = int(self.indices[i]) if self.indices is not None else range(self.count)[i]
         item: dict = {}
         for name, kind in self.kinds.items():
             if kind == "list":
-                start, end = np.frombuffer(os.pread(self._offsets[name], 16, 8 * index), np.int64)
-                data = os.pread(self._files[name], 4 * int(end - start), 4 * int(start))
-                item[name] = np.frombuffer(data, np.int32).tolist()
+                start, end = OFFSETS.unpack(os.pread(self._offsets[name], 16, 8 * index))
+                values = array.array("i")
+                values.frombytes(os.pread(self._files[name], 4 * (end - start), 4 * start))
+                item[name] = values.tolist()
             else:
-                dtype = DTYPES[kind]
-                item[name] = np.frombuffer(os.pread(self._files[name], 8, 8 * index), dtype)[0].item()
+                item[name] = NUMBERS[kind].unpack(os.pread(self._files[name], 8, 8 * index))[0]
         return item
 
     def __del__(self) -> None:

@@ -121,14 +121,17 @@ def tokenized(
         model = model_config(tokenizer)
         task = make_task(run.task, data, tokenizer, model, state)
         if state is None:
+            met: list[AttnkitError] = []
             try:
-                task.fit(_told(kept(), "reading the labels", say))
-            except AttnkitError as error:  # what the training file as a whole lacks (a second label)
-                raise AttnkitError(f"{data.train}: {error}") from None
+                task.fit(_passing(_told(kept(), "reading the labels", say), met))
+            except AttnkitError as error:
+                if met:  # a bad row, said as the reader said it
+                    raise
+                raise AttnkitError(f"{data.train}: {error}") from None  # what the file as a whole lacks: a label
         examples = chunks(_told(shape.stream(data, train_file), "tokenizing", say), CHUNK)
         write_items(building / TRAIN_DIR, (task.encode(chunk, training=True) for chunk in examples), task.size)
-        made = {"tokenizer": _fingerprint(tokenizer), "trained_with": trained_with, "model": to_dict(model)}
-        write_json(building / MANIFEST_FILE, {"key": key, **made, "state": task.state()})
+        built = {"tokenizer": _fingerprint(tokenizer), "trained_with": trained_with, "model": to_dict(model)}
+        write_json(building / MANIFEST_FILE, {"key": key, **built, "state": task.state()})
         if cache.exists():
             shutil.rmtree(cache)
         os.replace(building, cache)
@@ -153,22 +156,23 @@ def _told(examples: Iterable, what: str, say: Callable[[str], None]) -> Iterator
 
 
 def _trained_on(texts: Iterator[str], run, specials: list[str]) -> Tokenizer:
-    """A tokenizer trained on `texts`; a mistake met reading them (a bad row) is said as it is, not as the
-    tokenizer library's failure to train."""
+    """A tokenizer trained on `texts`; a mistake met reading them (a bad row) is said as the reader said it, not as
+    the tokenizer library's failure to train."""
     met: list[AttnkitError] = []
-
-    def read() -> Iterator[str]:
-        try:
-            yield from texts
-        except AttnkitError as error:
-            met.append(error)
-            raise
-
     try:
-        return Tokenizer.train(read(), run.tokenizer, specials)
+        return Tokenizer.train(_passing(texts, met), run.tokenizer, specials)
     except AttnkitError:
         if met:
             raise met[0] from None
+        raise
+
+
+def _passing(items: Iterable, met: list[AttnkitError]) -> Iterator:
+    """`items`, with the AttnkitError that reading them raises kept in `met`, for who consumes them to tell apart."""
+    try:
+        yield from items
+    except AttnkitError as error:
+        met.append(error)
         raise
 
 

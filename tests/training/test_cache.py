@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from attnkit.config import TokenizerConfig
 from attnkit.data.batching import batches_by_tokens
 from attnkit.data.item_files import Items
 from attnkit.data.tokenizer import Tokenizer
@@ -76,15 +77,21 @@ def test_the_cache_is_reused_while_the_file_is_unchanged_and_rebuilt_when_it_cha
     assert max(cached_items(out).sizes) == 8
 
 
-def test_a_bad_row_leaves_no_cache_and_names_its_line(tmp_path):
+@pytest.mark.parametrize("tokenizer", ["trained", "given"])
+def test_a_bad_row_leaves_no_cache_and_is_said_as_the_reader_says_it(tmp_path, tokenizer):
     rows = sentiment_rows(300, seed=1)
-    path = write_tsv(tmp_path / "train.tsv", ("label", "text"), rows)
+    (tmp_path / "data").mkdir()
+    path = write_tsv(tmp_path / "data" / "train.tsv", ("label", "text"), rows)
     with open(path, "a") as f:
         f.write("pos\n")  # line 302: one field
-    out = tmp_path / "run"
-    with pytest.raises(AttnkitError, match=r"train.tsv:302: expected 2 tab-separated fields"):
-        train(run_config({"train": path, "dev": path}, out, "classify"), quiet=True)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["train.tsv"]
+    extra = []
+    if tokenizer == "given":  # no tokenizer to train: the label set is the first reading of the file
+        Tokenizer.train([text for _, text in rows], TokenizerConfig(vocab_size=300)).save(tmp_path / "tok.json")
+        extra = [f"tokenizer.path={tmp_path / 'tok.json'}"]
+    out = tmp_path / "runs" / "run"
+    with pytest.raises(AttnkitError, match=r"^\S*train.tsv:302: expected 2 tab-separated fields"):
+        train(run_config({"train": path, "dev": path}, out, "classify", *extra), quiet=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", *(["tok.json"] if extra else [])]
 
 
 def test_a_cache_folder_holding_other_files_is_refused(sentiment_files, tmp_path):
