@@ -1,7 +1,6 @@
 """The token cache of `attnkit train`: items as the task encodes them, reused while the file is unchanged, rebuilt
 when it changes, and never left half-written (a bad row, a killed tokenization)."""
 
-import json
 import os
 import random
 import signal
@@ -13,11 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from attnkit import RunConfig
 from attnkit.config import TokenizerConfig
 from attnkit.data.batching import batches_by_tokens
 from attnkit.data.item_files import Items
 from attnkit.data.tokenizer import Tokenizer
 from attnkit.errors import AttnkitError
+from attnkit.inference.checkpoint import read_trained
 from attnkit.tasks import TASKS, make_task
 from attnkit.training.cache import MANIFEST_FILE, held_out_indices
 from attnkit.training.loop import train
@@ -36,14 +37,9 @@ def test_cached_items_are_what_the_task_encodes(task, tmp_path, request):
     out = tmp_path / "run"
     run = run_config(files, out, task, "train.max_steps=1")
     train(run, quiet=True)
-    config = json.loads((out / "config.json").read_text())
-    tokenizer = Tokenizer.load(out)
-    shape = TASKS[task]
-    from attnkit.inference.checkpoint import read_trained
-
     trained = read_trained(out)
-    made = make_task(run.task, run.data, tokenizer, trained.model, config["task_state"])
-    expected = made.encode(shape.read(run.data, files["train"]), training=True)
+    made = make_task(run.task, run.data, Tokenizer.load(out), trained.model, trained.state)
+    expected = made.encode(TASKS[task].read(run.data, files["train"]), training=True)
     items = cached_items(out)
     assert len(items) == len(expected)
     assert [items[i] for i in range(len(items))] == expected
@@ -127,8 +123,6 @@ def test_a_killed_tokenization_leaves_no_half_cache_and_the_next_run_builds_it(t
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     assert not Path(f"{out}.corpus").exists()  # no cache, half or whole
-    from attnkit import RunConfig
-
     train(RunConfig.from_values({}, "test", settings), overwrite=True, quiet=True)
     assert len(cached_items(out)) == len(rows)
     assert not list(tmp_path.glob("run.corpus.partial-*"))  # the killed build's folder is gone
