@@ -1,12 +1,13 @@
 """Item files: a task's encoded examples (what its `encode` gives: per example, lists of ids and numbers) written
 once to disk, a file per field, and read back an example at a time, so that memory does not grow with the number of
 examples. What stays in memory is each example's size for batching (4 bytes a padded tensor); the ids are read with
-os.pread, so that they sit in the system's page cache, which it can always reclaim, rather than in the process's
-resident memory (a memory map's pages count there once an epoch has touched them)."""
+os.pread (a seek and a read on Windows), so that they sit in the system's page cache, which it can always reclaim,
+rather than in the process's resident memory (a memory map's pages count there once an epoch has touched them)."""
 
 from __future__ import annotations
 
 import array
+import io
 import itertools
 import json
 import os
@@ -91,10 +92,10 @@ class Items(Sequence):
                 sizes = sizes.reshape(self.count, -1) if self.count else sizes.reshape(0, 1)
                 sizes = sizes[:, 0] if sizes.shape[1] == 1 else sizes
             self._files = {
-                name: os.open(self.folder / f"{name}{KINDS[kind]}", os.O_RDONLY) for name, kind in self.kinds.items()
+                name: open(self.folder / f"{name}{KINDS[kind]}", "rb", buffering=0) for name, kind in self.kinds.items()
             }
             self._offsets = {
-                name: os.open(self.folder / f"{name}.offsets", os.O_RDONLY)
+                name: open(self.folder / f"{name}.offsets", "rb", buffering=0)
                 for name, kind in self.kinds.items()
                 if kind == "list"
             }
@@ -122,14 +123,18 @@ class Items(Sequence):
         item: dict = {}
         for name, kind in self.kinds.items():
             if kind == "list":
-                start, end = OFFSETS.unpack(os.pread(self._offsets[name], 16, 8 * index))
+                start, end = OFFSETS.unpack(read_at(self._offsets[name], 16, 8 * index))
                 values = array.array("i")
-                values.frombytes(os.pread(self._files[name], 4 * (end - start), 4 * start))
+                values.frombytes(read_at(self._files[name], 4 * (end - start), 4 * start))
                 item[name] = values.tolist()
             else:
-                item[name] = NUMBERS[kind].unpack(os.pread(self._files[name], 8, 8 * index))[0]
+                item[name] = NUMBERS[kind].unpack(read_at(self._files[name], 8, 8 * index))[0]
         return item
 
-    def __del__(self) -> None:
-        for fd in [*getattr(self, "_files", {}).values(), *getattr(self, "_offsets", {}).values()]:
-            os.close(fd)
+
+def read_at(file: io.RawIOBase, size: int, offset: int) -> bytes:
+    """`size` bytes of `file` from `offset`: os.pread where the system has one, else a seek and a read (Windows)."""
+    if hasattr(os, "pread"):
+        return os.pread(file.fileno(), size, offset)
+    file.seek(offset)
+    return file.read(size)
