@@ -60,3 +60,39 @@ def test_max_padding_splits_a_batch_of_mixed_lengths_into_calls_of_similar_lengt
         assert len(batch) * max(sizes[i] for i in batch) <= 1.25 * sum(sizes[i] for i in batch)
     # a batch is not split below MIN_ROWS, whatever its padding
     assert batches_by_tokens([1, 50, 100], 4096, shuffle=False, max_padding=0.25) == [[0, 1, 2]]
+
+
+def python_batches(sizes, max_tokens, shuffle, seed=0, max_padding=None):
+    """The batches as attnkit made them from lists before they took arrays (Python's sort, a draw per example
+    for its ties): training on the same data and seed must draw the same batches as runs made before."""
+    rng = random.Random(seed)
+    shapes = [(size,) if isinstance(size, int) else size for size in sizes]
+    order = sorted(range(len(shapes)), key=lambda i: (shapes[i], rng.random() if shuffle else i))
+    batches, current, longest, real = [], [], (), 0
+    for index in order:
+        grown = tuple(max(a, b) for a, b in zip(longest, shapes[index])) if current else shapes[index]
+        padded = max(sum(grown), 1) * (len(current) + 1)
+        too_padded = (
+            max_padding is not None and len(current) >= 4 and padded > (1 + max_padding) * (real + sum(shapes[index]))
+        )
+        if current and (padded > max_tokens or too_padded):
+            batches.append(current)
+            current, grown, real = [], shapes[index], 0
+        current.append(index)
+        longest = grown
+        real += sum(shapes[index])
+    if current:
+        batches.append(current)
+    if shuffle:
+        rng.shuffle(batches)
+    return batches
+
+
+def test_the_batches_are_those_of_a_python_sort_with_the_same_draws():
+    rng = random.Random(7)
+    singles = [rng.randint(1, 40) for _ in range(3000)]
+    pairs = [(rng.randint(1, 20), rng.randint(1, 20)) for _ in range(3000)]
+    for sizes in (singles, pairs):
+        for shuffle, max_padding in ((True, None), (False, None), (False, 0.25)):
+            expected = python_batches(sizes, 300, shuffle, seed=11, max_padding=max_padding)
+            assert batches_by_tokens(sizes, 300, shuffle, seed=11, max_padding=max_padding) == expected
