@@ -80,7 +80,7 @@ def prepare(
         _check_family(_model_config(run, trained, source, tokenizer), tokenizer)
     if shape.pretraining:  # `attnkit pretrain` tokenized its text into token files (attnkit.training.corpus)
         task = make_task(run.task, data, tokenizer, _model_config(run, trained, source, tokenizer), _state(trained))
-        train_items, held_out = task.encode(shape.read(data, files["train"]), training=True), {}
+        train_items, held_out, tokens = task.encode(shape.read(data, files["train"]), training=True), {}, None
     else:
         cached = processes.first_does(
             lambda: tokenized(
@@ -107,6 +107,8 @@ def prepare(
             for split, indices in cached.held_out.items()
             if split != "train" and indices is not None
         }
+        made = "tokenized into" if cached.made else "read from"
+        tokens = f"{len(train_items):,} training examples {made} the token cache {cached.folder}"
     for split, examples in given.items():
         task.readable(examples, files[split])
         task.check(examples, files[split])
@@ -122,10 +124,6 @@ def prepare(
             if name.split(".")[-1] in ("embedding", "positions"):
                 module.requires_grad_(False)
 
-    tokens = None
-    if not shape.pretraining:
-        made = "tokenized into" if cached.made else "read from"
-        tokens = f"{len(train_items):,} training examples {made} the token cache {cached.folder}"
     return Prepared(
         task=task,
         tokenizer=tokenizer,
