@@ -26,6 +26,9 @@ ONNX_FILE = "onnx.json"  # what `attnkit export --onnx` wrote
 REPORT_FILE = "report.json"  # an evaluation report (attnkit evaluate --report): its metrics
 LOG_FILE = "log.jsonl"  # a run's reports, evaluations, data and summary, a JSON object a line
 FORMAT = "attnkit"  # the "format" of config.json and state.json; a Hugging Face config.json has none
+# what removes a folder being written (a token cache's build): the `attnkit` command, which ends at once on Ctrl-C,
+# calls these first (attnkit.__main__); everywhere else the writer's own `except` does
+UNDONE_ON_CTRL_C: list = []
 
 
 def read_text(path: str | os.PathLike) -> str:

@@ -89,8 +89,11 @@ class Items(Sequence):
             self.count, self.kinds = described["count"], described["fields"]
             if sizes is None:
                 sizes = np.fromfile(self.folder / SIZES_FILE, np.int32)
-                sizes = sizes.reshape(self.count, -1) if self.count else sizes.reshape(0, 1)
-                sizes = sizes[:, 0] if sizes.shape[1] == 1 else sizes
+                columns = sizes.size // self.count if self.count else 1
+                if columns < 1 or sizes.size != columns * self.count:
+                    raise ValueError(f"{SIZES_FILE} holds {sizes.size} sizes for {self.count} items")
+                sizes = sizes.reshape(self.count, columns)
+                sizes = sizes[:, 0] if columns == 1 else sizes
             self._files = {
                 name: open(self.folder / f"{name}{KINDS[kind]}", "rb", buffering=0) for name, kind in self.kinds.items()
             }
@@ -99,10 +102,9 @@ class Items(Sequence):
                 for name, kind in self.kinds.items()
                 if kind == "list"
             }
+            self._check_lengths()
         except (OSError, ValueError, KeyError) as error:
-            raise AttnkitError(
-                f"{self.folder}: unreadable item files ({error}); delete the folder to rebuild it"
-            ) from None
+            raise AttnkitError(f"{self.folder}: unreadable item files ({error})") from None
         self.indices = indices
         # each item's size (a row of sizes where a batch pads more than one tensor), in memory, for batching
         self.sizes = sizes if indices is None else sizes[indices]
@@ -110,6 +112,21 @@ class Items(Sequence):
 
     def __len__(self) -> int:
         return len(self.indices) if self.indices is not None else self.count
+
+    def _check_lengths(self) -> None:
+        """Each file as long as what describes it says (a file cut short or deleted: an error, not garbage ids)."""
+        for name, kind in self.kinds.items():
+            length = os.fstat(self._files[name].fileno()).st_size
+            if kind == "list":
+                offsets = self._offsets[name]
+                if os.fstat(offsets.fileno()).st_size != 8 * (self.count + 1):
+                    raise ValueError(f"{name}.offsets is not {self.count + 1} offsets long")
+                (end,) = NUMBERS["int"].unpack(read_at(offsets, 8, 8 * self.count))
+                expected = 4 * end
+            else:
+                expected = 8 * self.count
+            if length != expected:
+                raise ValueError(f"{name}{KINDS[kind]} holds {length} bytes, not {expected}")
 
     def subset(self, indices: np.ndarray) -> Items:
         """The items at `indices` of these."""
@@ -130,6 +147,10 @@ class Items(Sequence):
             else:
                 item[name] = NUMBERS[kind].unpack(read_at(self._files[name], 8, 8 * index))[0]
         return item
+
+    def __del__(self) -> None:  # its files closed with it
+        for file in [*getattr(self, "_files", {}).values(), *getattr(self, "_offsets", {}).values()]:
+            file.close()
 
 
 def read_at(file: io.RawIOBase, size: int, offset: int) -> bytes:

@@ -7,6 +7,7 @@ import functools
 import json
 import os
 import re
+import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -105,11 +106,23 @@ class Tokenizer:
             pair=f"{BOS} $A {EOS} $B {EOS}",
             special_tokens=[(BOS, specials.index(BOS)), (EOS, specials.index(EOS))],
         )
-        try:
-            backend.train_from_iterator((_LONG_RUN.sub(r"\g<0> ", text) for text in texts), trainer=trainer)
-        except Exception as error:  # tokenizers raises bare Exceptions, e.g. for a vocabulary under the alphabet
+        failed: list[Exception] = []
+
+        def learn() -> None:
+            try:
+                backend.train_from_iterator((_LONG_RUN.sub(r"\g<0> ", text) for text in texts), trainer=trainer)
+            except Exception as error:  # tokenizers raises bare Exceptions, e.g. for a vocabulary under the alphabet
+                failed.append(error)
+
+        # while tokenizers learns, the thread that called it is inside Rust, where Python answers no Ctrl-C until the
+        # whole file is read (12 s at a million rows): it learns in a thread of its own while this one waits here
+        learning = threading.Thread(target=learn, daemon=True)
+        learning.start()
+        while learning.is_alive():
+            learning.join(0.1)
+        if failed:
             raise AttnkitError(
-                f"tokenizer: cannot train a {config.kind} vocabulary of {config.vocab_size} ({error})"
+                f"tokenizer: cannot train a {config.kind} vocabulary of {config.vocab_size} ({failed[0]})"
             ) from None
         return cls(backend)
 

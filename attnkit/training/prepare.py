@@ -76,6 +76,12 @@ def prepare(
     if trained is not None:
         _warn_of_ignored_settings(run, trained.model)
     tokenizer = _given_tokenizer(run, resume, source)
+
+    def check(task: Task) -> None:  # dev and test data this task cannot score (a label never seen in training)
+        for split, examples in given.items():
+            task.readable(examples, files[split])
+            task.check(examples, files[split])
+
     if tokenizer is not None:
         _check_family(_model_config(run, trained, source, tokenizer), tokenizer)
     if shape.pretraining:  # `attnkit pretrain` tokenized its text into token files (attnkit.training.corpus)
@@ -92,6 +98,7 @@ def prepare(
                 special_tokens(run.model),
                 lambda tokenizer: _model_config(run, trained, source, tokenizer),
                 _state(trained),
+                check,
                 say,
             )
         )
@@ -109,9 +116,7 @@ def prepare(
         }
         made = "tokenized into" if cached.made else "read from"
         tokens = f"{len(train_items):,} training examples {made} the token cache {cached.folder}"
-    for split, examples in given.items():
-        task.readable(examples, files[split])
-        task.check(examples, files[split])
+    check(task)
     dev_examples, test_examples = held_out.get("dev") or given.get("dev"), held_out.get("test") or given.get("test")
     if dev_examples is not None and run.train.eval_examples:
         dev_examples = dev_examples[: run.train.eval_examples]

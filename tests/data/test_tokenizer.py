@@ -1,7 +1,11 @@
 """Tokenizers: trained from data, saved and loaded, and word-to-subword alignment in three scripts."""
 
+import _thread
+import random
 import subprocess
 import sys
+import threading
+import time
 import unicodedata
 
 import pytest
@@ -95,3 +99,17 @@ def test_a_gigantic_word_does_not_stall_learning_the_vocabulary():
     # took minutes before words were cut for training, a few seconds after. The time limit only catches a stall.
     done = subprocess.run([sys.executable, "-c", GIGANTIC_WORD], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_ctrl_c_is_answered_while_a_vocabulary_is_learned():
+    """tokenizers learns inside Rust, where Python runs no Ctrl-C handler until it returns (seconds for a large
+    file): the calling thread waits outside it, so the interrupt comes at once."""
+    words = [f"w{i}x{i * 7919 % 10007}" for i in range(60_000)]  # many words: seconds of learning
+    rng = random.Random(0)
+    texts = [" ".join(rng.choices(words, k=12)) for _ in range(100_000)]
+    timer = threading.Timer(0.3, _thread.interrupt_main)
+    started = time.monotonic()
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        Tokenizer.train(texts, TokenizerConfig(vocab_size=30_000))
+    assert time.monotonic() - started < 1.0

@@ -20,7 +20,7 @@ from attnkit.data.tokenizer import Tokenizer
 from attnkit.errors import AttnkitError
 from attnkit.inference.checkpoint import read_trained
 from attnkit.tasks import TASKS, make_task
-from attnkit.training.cache import MANIFEST_FILE, held_out_indices
+from attnkit.training.cache import MANIFEST_FILE, _remove_killed_builds, held_out_indices
 from attnkit.training.loop import train
 from attnkit.training.prepare import hold_out
 from tests.conftest import run_config, sentiment_rows, write_tsv
@@ -150,3 +150,68 @@ def test_batches_of_an_array_of_sizes_are_those_of_the_list():
             from_list = batches_by_tokens(given, 256, shuffle, seed=4)
             from_array = batches_by_tokens(np.asarray(given, np.int32), 256, shuffle, seed=4)
             assert [b.tolist() for b in from_list] == [b.tolist() for b in from_array]
+
+
+def test_a_setting_that_does_not_change_the_tokens_and_another_name_for_the_file_reuse_it(
+    sentiment_files, tmp_path, monkeypatch
+):
+    out = tmp_path / "run"
+    train(run_config(sentiment_files, out, "classify", "train.max_steps=1"), quiet=True)
+    manifest = Path(f"{out}.corpus") / MANIFEST_FILE
+    made = manifest.stat().st_mtime_ns
+    monkeypatch.chdir(sentiment_files["train"].parent)
+    relative = {"train": Path(sentiment_files["train"].name), "dev": sentiment_files["dev"]}
+    train(run_config(relative, out, "classify", "train.max_steps=1", "model.dropout=0.3"), overwrite=True, quiet=True)
+    assert manifest.stat().st_mtime_ns == made
+
+
+def test_a_damaged_cache_is_rebuilt(sentiment_files, tmp_path):
+    out = tmp_path / "run"
+    train(run_config(sentiment_files, out, "classify", "train.max_steps=1"), quiet=True)
+    ids = Path(f"{out}.corpus") / "train" / "ids.i32"
+    whole = ids.read_bytes()
+    os.truncate(ids, 1000)  # cut short: read as it is, its ids would be garbage
+    train(run_config(sentiment_files, out, "classify", "train.max_steps=1"), overwrite=True, quiet=True)
+    assert ids.read_bytes() == whole
+
+
+def test_a_cache_in_the_output_and_a_dev_label_never_seen_are_refused_before_anything_is_written(
+    sentiment_files, tmp_path
+):
+    out = tmp_path / "runs" / "run"
+    with pytest.raises(AttnkitError, match="data.cache must lie outside the output directory"):
+        train(run_config(sentiment_files, out, "classify", f"data.cache={out / 'tokens'}"), quiet=True)
+    unseen = write_tsv(tmp_path / "dev.tsv", ("label", "text"), [("good", "fine"), ("meh", "so so")])
+    with pytest.raises(AttnkitError, match=r"dev.tsv:3: label 'meh' never seen in training"):
+        train(run_config({**sentiment_files, "dev": unseen}, out, "classify"), quiet=True)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_build_under_way_is_left_alone_and_a_killed_ones_removed(tmp_path):
+    cache = tmp_path / "x[1].corpus"  # a name with glob characters matches only itself
+    alive = tmp_path / f"x[1].corpus.partial-{os.getpid()}"
+    dead = tmp_path / "x[1].corpus.partial-4194999"  # above Linux's largest process id
+    other = tmp_path / "x1.corpus.partial-4194999"
+    for folder in (alive, dead, other):
+        folder.mkdir()
+    _remove_killed_builds(cache)
+    assert alive.exists() and not dead.exists() and other.exists()
+
+
+def test_ctrl_c_during_tokenization_ends_at_once_and_removes_the_build(tmp_path):
+    rows = sentiment_rows(1000, seed=3) * 300
+    path = write_tsv(tmp_path / "train.tsv", ("label", "text"), rows)
+    out = tmp_path / "runs" / "run"
+    command = [sys.executable, "-m", "attnkit", "train", "--task", "classify", "--train", str(path), "--out", str(out)]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "runs").glob("run.corpus.partial-*")) and process.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.5)  # training the tokenizer, inside tokenizers' Rust
+    interrupted = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    err = process.communicate(timeout=60)[1]
+    assert process.returncode == 130 and err.strip().splitlines()[-1] == "attnkit: interrupted", err[-2000:]
+    assert time.monotonic() - interrupted < 2
+    assert not (tmp_path / "runs").exists()
