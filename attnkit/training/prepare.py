@@ -109,8 +109,9 @@ def prepare(
         train_items = Items(cached.folder / TRAIN_DIR)
         if cached.held_out["train"] is not None:
             train_items = train_items.subset(cached.held_out["train"])
+        limits = {"dev": run.train.eval_examples, "test": None}  # a dev set scored in part is read in part
         held_out = {
-            split: _examples_at(shape, data, files["train"], indices)
+            split: _examples_at(shape, data, files["train"], indices[: limits[split]])
             for split, indices in cached.held_out.items()
             if split != "train" and indices is not None
         }
