@@ -121,6 +121,8 @@ class Tokenizer:
         while learning.is_alive():
             learning.join(0.1)
         if failed:
+            if isinstance(failed[0], AttnkitError):  # met reading the texts (a bad row): said as its reader said it
+                raise failed[0]
             raise AttnkitError(
                 f"tokenizer: cannot train a {config.kind} vocabulary of {config.vocab_size} ({failed[0]})"
             ) from None

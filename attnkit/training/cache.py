@@ -124,7 +124,8 @@ def tokenized(
             return examples if keep is None else (e for i, e in enumerate(examples) if keep[i])
 
         if tokenizer is None:
-            tokenizer = _trained_on(shape.tokenizer_texts(_told(kept(), "training the tokenizer", say)), run, specials)
+            texts = shape.tokenizer_texts(_told(kept(), "training the tokenizer", say))
+            tokenizer = Tokenizer.train(texts, run.tokenizer, specials)
         tokenizer.save(building / TOKENIZER_FILE)
         tokenizer = Tokenizer.load(building / TOKENIZER_FILE)  # as later runs read it
         task = make_task(run.task, data, tokenizer, model_config(tokenizer), state)
@@ -221,18 +222,6 @@ def _told(examples: Iterable, what: str, say: Callable[[str], None]) -> Iterator
         if time.monotonic() - last >= HEARTBEAT_SECONDS:
             say(f"{what}: {done:,} examples read")
             last = time.monotonic()
-
-
-def _trained_on(texts: Iterator[str], run, specials: list[str]) -> Tokenizer:
-    """A tokenizer trained on `texts`; a mistake met reading them (a bad row) is said as the reader said it, not as
-    the tokenizer library's failure to train."""
-    met: list[AttnkitError] = []
-    try:
-        return Tokenizer.train(_passing(texts, met), run.tokenizer, specials)
-    except AttnkitError:
-        if met:
-            raise met[0] from None
-        raise
 
 
 def _passing(items: Iterable, met: list[AttnkitError]) -> Iterator:

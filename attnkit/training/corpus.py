@@ -22,6 +22,7 @@ from attnkit.data.token_files import DTYPES, token_dtype, token_suffix
 from attnkit.data.tokenizer import TOKENIZER_FILE, Tokenizer
 from attnkit.errors import AttnkitError
 from attnkit.files import write_json
+from attnkit.training.cache import stamp
 from attnkit.training.loop import train
 from attnkit.training.prepare import special_tokens
 from attnkit.training.run import RunConfig
@@ -76,10 +77,7 @@ def lines(files: list[Path]) -> Iterator[str]:
 def prepare_corpus(files: dict[str, list[Path]], run: RunConfig, cache: Path) -> dict[str, str]:
     """Train the tokenizer and write the token files, unless the cache already holds them for these inputs."""
     manifest = {
-        "files": {
-            split: [[str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns] for f in paths]
-            for split, paths in files.items()
-        },
+        "files": {split: [entry for f in paths for entry in stamp(f)] for split, paths in files.items()},
         "tokenizer": to_dict(run.tokenizer),
         "special_tokens": special_tokens(run.model),  # their ids: a family's order (--preset mpnet) or attnkit's
     }
