@@ -20,6 +20,7 @@ from attnkit.errors import AttnkitError
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+GENERATION_FILE = "generation_config.json"  # a checkpoint's generation defaults, as transformers writes them
 STATE_DIR = "trainer_state"  # beside the weights of a training run: what --resume reads
 STATE_FILE = "state.json"  # in STATE_DIR
 ONNX_FILE = "onnx.json"  # what `attnkit export --onnx` wrote

@@ -44,8 +44,8 @@ ENGINES = ("auto", "torch", "ct2")
 QUANTIZATIONS = ("float32", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "float16", "bfloat16")
 TASK_HELP = "the task shape: classify, tag, seq2seq, pair or regress (docs/configuration.md)"
 PRESET_HELP = (
-    "bert, roberta, xlm-roberta, distilbert, mpnet, electra, bart, marian, t5 or gpt2: that Hugging Face family's "
-    "architecture, so that the model exports"
+    "bert, roberta, xlm-roberta, distilbert, mpnet, electra, bart, marian, t5, gpt2, llama, mistral, qwen2 or gemma: "
+    "that Hugging Face family's architecture, so that the model exports"
 )
 
 

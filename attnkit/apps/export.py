@@ -25,6 +25,7 @@ def export(path: str | os.PathLike, out: str | os.PathLike, trust_pickle: bool =
     pipeline = Pipeline.load(path, trust_pickle)
     _refuse_an_ensemble(pipeline, path)
     task, facts, arch = pipeline.task.hf_export(pipeline.model), read_facts(path), pipeline.model.config.arch
+    task.generation = task.generation or pipeline.generation  # a task's own decoding, else the checkpoint's defaults
 
     def readme(family: str) -> str:
         return model_card(facts, family, task.head, arch, str(out))

@@ -26,6 +26,10 @@ class ModelConfig:
     target_vocab_size: int | None = None  # encoder-decoder with its own target vocabulary; None shares vocab_size
     dim: int = 256  # d_model in the paper
     num_heads: int = 4  # h
+    # grouped-query attention (Ainslie et al. 2023): key/value heads, each shared by num_heads / num_kv_heads query
+    # heads (1: multi-query attention); None: one per query head, the paper's
+    num_kv_heads: int | None = None
+    head_size: int | None = None  # the width of one head; None: dim / num_heads (Gemma's is its own)
     ff_dim: int = 1024  # d_ff
     num_layers: int = 4  # N: encoder layers, or decoder layers for arch="decoder"
     num_decoder_layers: int | None = None  # encoder-decoder only; None means num_layers
@@ -42,10 +46,18 @@ class ModelConfig:
     relative_buckets: int = 32
     relative_max_distance: int = 128
     rotary_base: float = 10000.0
+    # rotary positions stretched for longer inputs than in pretraining: linear (every angle divided by rotary_factor)
+    # or llama3 (Llama 3.1's: the low frequencies divided, the high kept, those between blended)
+    rotary_scaling: Literal["none", "linear", "llama3"] = "none"
+    rotary_factor: float = 1.0
+    rotary_low_freq_factor: float = 1.0  # llama3: wavelengths over original_positions / this are divided
+    rotary_high_freq_factor: float = 4.0  # llama3: wavelengths under original_positions / this are kept
+    rotary_original_positions: int = 8192  # llama3: the context length of pretraining
     scale_embeddings: bool = True  # multiply token embeddings by sqrt(dim) (the paper): unit scale beside sinusoids
     embedding_norm: bool = False  # a norm right after the embeddings (BERT, BART)
     embedding_dim: int | None = None  # encoder: embeddings this wide, projected up to dim (ELECTRA); None: dim
     bias: bool = True  # biases in the attention and feed-forward projections
+    qkv_bias: bool | None = None  # biases in the query, key and value projections; None: as `bias` (Qwen2: only these)
     attention_scale: float | None = None  # None is 1/sqrt(head_dim); T5 uses 1.0
     share_embeddings: bool = True  # encoder-decoder: source and target share one embedding table
     tie_output: bool = True  # the output projection reuses the target embedding matrix
@@ -59,7 +71,9 @@ class ModelConfig:
     def __post_init__(self) -> None:
         positive = ("vocab_size", "target_vocab_size", "dim", "num_heads", "ff_dim", "num_layers")
         at_least(1, "model", self, *positive, "num_decoder_layers", "max_positions", "embedding_dim")
-        at_least(1, "model", self, "relative_buckets", "relative_max_distance")
+        at_least(1, "model", self, "relative_buckets", "relative_max_distance", "num_kv_heads", "head_size")
+        at_least(1, "model", self, "rotary_original_positions")
+        in_range("model", self, "rotary_factor", 0, None, low_open=True)
         at_least(0, "model", self, "pad_id", "decoder_start_id", "segments")
         in_range("model", self, "norm_eps", 0, None, low_open=True)
         in_range("model", self, "rotary_base", 1, None, low_open=True)
@@ -67,10 +81,20 @@ class ModelConfig:
             raise AttnkitError(f"model.segments ({self.segments}): only an encoder reads segments, not {self.arch!r}")
         if self.embedding_dim is not None and self.arch != "encoder":
             raise AttnkitError(f"model.embedding_dim ({self.embedding_dim}): only an encoder has it, not {self.arch!r}")
-        if self.dim % self.num_heads:
+        if self.head_size is None and self.dim % self.num_heads:
             raise AttnkitError(f"model.dim ({self.dim}) must be divisible by model.num_heads ({self.num_heads})")
-        if self.positions == "rotary" and (self.dim // self.num_heads) % 2:
-            raise AttnkitError("model.positions=rotary needs an even head dimension (dim / num_heads)")
+        if self.num_heads % self.kv_heads:
+            raise AttnkitError(
+                f"model.num_kv_heads ({self.num_kv_heads}) must divide model.num_heads ({self.num_heads}): each "
+                "key/value head serves as many query heads"
+            )
+        if self.positions == "rotary" and self.head_dim % 2:
+            raise AttnkitError(f"model.positions=rotary needs an even head width, not {self.head_dim}")
+        if self.rotary_scaling == "llama3" and not self.rotary_low_freq_factor < self.rotary_high_freq_factor:
+            raise AttnkitError(
+                f"model.rotary_low_freq_factor ({self.rotary_low_freq_factor}) must be below "
+                f"model.rotary_high_freq_factor ({self.rotary_high_freq_factor})"
+            )
         if (
             self.arch == "encoder-decoder"
             and self.share_embeddings
@@ -87,7 +111,16 @@ class ModelConfig:
 
     @property
     def head_dim(self) -> int:
-        return self.dim // self.num_heads
+        return self.head_size if self.head_size is not None else self.dim // self.num_heads
+
+    @property
+    def kv_heads(self) -> int:
+        """Key/value heads: num_kv_heads, or one per query head."""
+        return self.num_kv_heads if self.num_kv_heads is not None else self.num_heads
+
+    @property
+    def has_qkv_bias(self) -> bool:
+        return self.bias if self.qkv_bias is None else self.qkv_bias
 
     @property
     def embedding_width(self) -> int:

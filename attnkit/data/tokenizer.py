@@ -16,8 +16,10 @@ from tokenizers import decoders, models, normalizers, pre_tokenizers, processors
 
 from attnkit.config import TokenizerConfig
 from attnkit.errors import AttnkitError
+from attnkit.files import write_json
 
 TOKENIZER_FILE = "tokenizer.json"
+TOKENIZER_CONFIG_FILE = "tokenizer_config.json"  # the special tokens by name and the chat template (transformers')
 PAD, UNK, BOS, EOS, MASK = "<pad>", "<unk>", "<s>", "</s>", "<mask>"
 SPECIALS = [PAD, UNK, BOS, EOS, MASK]  # ids 0..4 in every tokenizer attnkit trains
 # The trainers of `tokenizers` take time growing with the square of a word's length (BPE: 160,000 characters
@@ -40,13 +42,23 @@ ROLE_NAMES = {
 
 class Tokenizer:
     """A `tokenizers.Tokenizer` and the ids of its special tokens; encodes without adding any of them.
-    A tokenizer without a padding token pads with its end token; one without a start token (T5) has bos_id None."""
+    A tokenizer without a padding token pads with its end token; one without a start token (T5) has bos_id None.
+    Each role's token is the one `roles` names (tokenizer_config.json's bos_token, eos_token, ...; a role named
+    None has no token), else the first of ROLE_NAMES in the vocabulary. `chat_template` is the Jinja template that
+    turns a conversation into a prompt (a chat model's), if any."""
 
-    def __init__(self, backend: Backend, where: str = "tokenizer") -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        where: str = "tokenizer",
+        roles: dict[str, str | None] | None = None,
+        chat_template: str | None = None,
+    ) -> None:
         self.backend = backend
         self.backend.no_truncation()
         self.backend.no_padding()
-        ids = {role: _first_id(backend, names) for role, names in ROLE_NAMES.items()}
+        self.roles = {role: name for role, name in (roles or {}).items() if role in ROLE_NAMES}
+        ids = {role: self._role_id(role) for role in ROLE_NAMES}
         if ids["eos"] is None:
             raise AttnkitError(f"{where}: no end-of-sequence token ({', '.join(ROLE_NAMES['eos'])}) in the vocabulary")
         self.eos_id: int = ids["eos"]
@@ -55,6 +67,19 @@ class Tokenizer:
         self.bos_id: int | None = ids["bos"]
         self.mask_id: int | None = ids["mask"]
         self.special_ids = {i for i in ids.values() if i is not None}
+        self.chat_template = chat_template
+        # a prompt to continue starts with the start token where the tokenizer's own template puts one (attnkit's,
+        # Llama's, Gemma's), and with nothing where it does not (GPT-2's, Qwen2's, SmolLM2's)
+        added = self.backend.encode("", add_special_tokens=True).ids
+        self.prompt_start: list[int] = [self.bos_id] if self.bos_id is not None and added[:1] == [self.bos_id] else []
+
+    def _role_id(self, role: str) -> int | None:
+        if role in self.roles:
+            name = self.roles[role]
+            found = None if name is None else self.backend.token_to_id(name)
+            if name is None or found is not None:
+                return found
+        return _first_id(self.backend, ROLE_NAMES[role])
 
     @classmethod
     def train(cls, texts: Iterable[str], config: TokenizerConfig, specials: list[str] = SPECIALS) -> Tokenizer:
@@ -131,7 +156,8 @@ class Tokenizer:
     @classmethod
     def load(cls, path: str | os.PathLike) -> Tokenizer:
         """From a tokenizer.json, or a directory holding one (or, as published checkpoints may instead ship,
-        a WordPiece vocab.txt or a byte-level BPE vocab.json + merges.txt)."""
+        a WordPiece vocab.txt or a byte-level BPE vocab.json + merges.txt), with the special tokens and chat template
+        of the tokenizer_config.json (and chat_template.jinja) beside it, if there is one."""
         path = Path(path)
         if path.is_dir() and not (path / TOKENIZER_FILE).is_file():
             return cls._from_vocabulary_files(path)
@@ -142,7 +168,25 @@ class Tokenizer:
             backend = Backend.from_file(str(file))
         except Exception as error:  # tokenizers raises a bare Exception for malformed files
             raise AttnkitError(f"{file}: not a valid tokenizer.json ({str(error).splitlines()[0]})") from None
-        return cls(backend, str(file))
+        return cls(backend, str(file), *_settings(file.parent))
+
+    def save(self, path: str | os.PathLike) -> None:
+        """tokenizer.json at `path`, and beside it a tokenizer_config.json naming the special tokens and holding the
+        chat template, where the vocabulary's names alone would not say them."""
+        self.backend.save(str(path))
+        config = Path(path).parent / TOKENIZER_CONFIG_FILE
+        if self.roles or self.chat_template:
+            write_json(config, self.settings())
+
+    def settings(self) -> dict:
+        """tokenizer_config.json's special tokens (by name) and chat template: what transformers reads too."""
+        names = {
+            f"{role}_token": self.backend.id_to_token(getattr(self, f"{role}_id"))
+            for role in ROLE_NAMES
+            if getattr(self, f"{role}_id") is not None
+        }
+        names.update({f"{role}_token": None for role, name in self.roles.items() if name is None})
+        return {**names, **({"chat_template": self.chat_template} if self.chat_template else {})}
 
     @classmethod
     def _from_vocabulary_files(cls, directory: Path) -> Tokenizer:
@@ -171,10 +215,7 @@ class Tokenizer:
             built = build()
         except Exception as error:  # tokenizers raises bare Exceptions (bad UTF-8), TypeError for a vocab without [SEP]
             raise AttnkitError(f"{files}: not a valid vocabulary ({str(error).splitlines()[0]})") from None
-        return cls(built._tokenizer, str(directory))
-
-    def save(self, path: str | os.PathLike) -> None:
-        self.backend.save(str(path))
+        return cls(built._tokenizer, str(directory), *_settings(directory))
 
     @property
     def vocab_size(self) -> int:
@@ -224,6 +265,37 @@ class Tokenizer:
 
     def decode(self, ids: list[int]) -> str:
         return self.backend.decode([i for i in ids if i not in self.special_ids], skip_special_tokens=True)
+
+
+def _settings(directory: Path) -> tuple[dict[str, str | None], str | None]:
+    """The special tokens' names by role, and the chat template, of the tokenizer_config.json in `directory` (and
+    its chat_template.jinja, where transformers 4.43 and later keep the template): a role the file sets (to null
+    too) is what it says; BERT's cls_token and sep_token are its start and end."""
+    settings = _json_or_empty(directory / TOKENIZER_CONFIG_FILE)
+    roles: dict[str, str | None] = {}
+    for role, keys in {"bos": ("bos_token", "cls_token"), "eos": ("eos_token", "sep_token")}.items():
+        key = next((key for key in keys if key in settings), None)
+        if key is not None:
+            roles[role] = _token_name(settings[key])
+    for role in ("pad", "unk", "mask"):
+        if f"{role}_token" in settings:
+            roles[role] = _token_name(settings[f"{role}_token"])
+    template = settings.get("chat_template")
+    if isinstance(template, list):  # several named templates: the default one
+        template = next(
+            (t.get("template") for t in template if isinstance(t, dict) and t.get("name") == "default"), None
+        )
+    jinja = directory / "chat_template.jinja"
+    if jinja.is_file():
+        template = jinja.read_text(encoding="utf-8")
+    return roles, template if isinstance(template, str) else None
+
+
+def _token_name(value: object) -> str | None:
+    """A token as tokenizer_config.json writes it: a string, or an AddedToken's {"content": ...}."""
+    if isinstance(value, dict):
+        value = value.get("content")
+    return value if isinstance(value, str) else None
 
 
 def _json_or_empty(file: Path) -> dict:

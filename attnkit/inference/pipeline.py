@@ -20,7 +20,8 @@ from attnkit.errors import AttnkitError
 from attnkit.files import CONFIG_FILE, WEIGHTS_FILE
 from attnkit.inference.checkpoint import load_model, load_weights, read_ensemble, read_trained
 from attnkit.interop.ct2 import has_ct2, on_ct2
-from attnkit.interop.hf import is_hf_directory, load_hf_model, read_hf_config
+from attnkit.interop.gguf import find_gguf, read_gguf
+from attnkit.interop.hf import is_hf_directory, load_hf_model, read_generation_config, read_hf_config
 from attnkit.nn import count_parameters, describe, encoder_of
 from attnkit.nn.decoding import Sampling
 from attnkit.runtime import pack_linear_weights, quantize_int8, resolve_device
@@ -42,13 +43,17 @@ class Pipeline:
         task: Task,
         origin: str = "attnkit",
         batch_tokens: int = BATCH_TOKENS,
+        generation: dict | None = None,
     ) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.task = task
-        self.origin = origin  # "attnkit", or the Hugging Face model_type the checkpoint was read from
+        self.origin = origin  # "attnkit", or the format the checkpoint was read from ("Hugging Face llama", "GGUF ...")
         self.batch_tokens = batch_tokens  # tokens in one batch of predictions: what the model was trained with
         self.engine = "torch"  # what runs the model: "torch", or CTranslate2's (attnkit.interop.ct2)
+        # the generation defaults the checkpoint ships, as generation_config.json writes them (temperature, top_p,
+        # top_k, repetition_penalty, do_sample, eos_token_id: the tokens that end an output)
+        self.generation = generation or {}
 
     @classmethod
     def load(
@@ -73,10 +78,17 @@ class Pipeline:
         members = read_ensemble(path)
         if members is not None:
             return Ensemble([cls._load(m, trust_pickle, place, int8, engine) for m in members], str(path))
-        if is_hf_directory(path):
+        gguf = find_gguf(path)
+        if gguf is not None:
+            checkpoint = read_gguf(gguf)
+            model, tokenizer = checkpoint.model(), checkpoint.tokenizer
+            origin = f"GGUF {checkpoint.family.model_type} ({gguf.name})"
+            pipeline = cls(model, tokenizer, no_task(tokenizer, model.config), origin, generation=checkpoint.generation)
+        elif is_hf_directory(path):
             model_type = read_hf_config(path)[0].model_type
             model, tokenizer = load_hf_model(path, trust_pickle), Tokenizer.load(path)
-            pipeline = cls(model, tokenizer, no_task(tokenizer, model.config), origin=model_type)
+            origin, generation = f"Hugging Face {model_type}", read_generation_config(path)
+            pipeline = cls(model, tokenizer, no_task(tokenizer, model.config), origin, generation=generation)
         else:
             pipeline = cls._load_attnkit(path)
         return pipeline._on(path, place, int8, engine)
@@ -260,7 +272,7 @@ class Pipeline:
     def describe(self) -> str:
         """A few lines on the model: origin, task, architecture, sizes and parameter count (`attnkit info`)."""
         if self.origin != "attnkit":
-            origin = [("format", f"Hugging Face {self.origin}")]
+            origin = [("format", self.origin)]
         else:
             hint = " (fine-tune it with attnkit train --init)" if self.task.pretraining else ""
             origin = [("task", self.task.describe() + hint)]

@@ -119,19 +119,25 @@ class MultiHeadAttention(nn.Module):
         dropout: float = 0.0,
         bias: bool = True,
         scale: float | None = None,
+        num_kv_heads: int | None = None,
+        head_dim: int | None = None,
+        qkv_bias: bool | None = None,
     ) -> None:
         super().__init__()
         self.num_heads = num_heads
-        self.head_dim = dim // num_heads
+        self.num_kv_heads = num_kv_heads or num_heads  # grouped-query attention: fewer key/value heads than queries
+        self.head_dim = head_dim or dim // num_heads
         self.cross = cross
         self.dropout = dropout  # attention dropout, on the probabilities
         self.scale = scale
+        queries, keys = num_heads * self.head_dim, self.num_kv_heads * self.head_dim
+        projection_bias = bias if qkv_bias is None else qkv_bias
         if cross:
-            self.q_proj = nn.Linear(dim, dim, bias=bias)
-            self.kv_proj = nn.Linear(dim, 2 * dim, bias=bias)
+            self.q_proj = nn.Linear(dim, queries, bias=projection_bias)
+            self.kv_proj = nn.Linear(dim, 2 * keys, bias=projection_bias)
         else:
-            self.qkv_proj = nn.Linear(dim, 3 * dim, bias=bias)
-        self.out_proj = nn.Linear(dim, dim, bias=bias)
+            self.qkv_proj = nn.Linear(dim, queries + 2 * keys, bias=projection_bias)  # [Q | K | V]
+        self.out_proj = nn.Linear(queries, dim, bias=bias)
         self.recorded: list[Tensor] | None = None  # set by `record_attention`
 
     def forward(
@@ -151,9 +157,9 @@ class MultiHeadAttention(nn.Module):
         x: (batch, query, dim); memory: (batch, key, dim) for cross-attention. `causal` adds the causal mask to
         `mask`; `rotary` is the (cos, sin) pair for the query positions; `cache` carries keys/values across calls.
         """
-        batch, query_len, dim = x.shape
+        batch, query_len, _ = x.shape
         if self.cross:
-            q = self._heads(self.q_proj(x))
+            q = self._heads(self.q_proj(x), self.num_heads)
             if cache is not None and cache.key is not None and cache.value is not None:
                 k, v = cache.key, cache.value
             else:
@@ -162,19 +168,33 @@ class MultiHeadAttention(nn.Module):
                 if cache is not None:
                     cache.key, cache.value = k, v
         else:
-            q, k, v = (self._heads(t) for t in self.qkv_proj(x).chunk(3, dim=-1))
+            keys = self.num_kv_heads * self.head_dim
+            q, k, v = self.qkv_proj(x).split([self.num_heads * self.head_dim, keys, keys], dim=-1)
+            q, k, v = (
+                self._heads(q, self.num_heads),
+                self._heads(k, self.num_kv_heads),
+                self._heads(v, self.num_kv_heads),
+            )
             if rotary is not None:
                 q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
             if cache is not None:
                 k, v = cache.append(k, v)
-        # q: (batch, heads, query, head_dim); k, v: (batch, heads, key, head_dim)
+        # q: (batch, heads, query, head_dim); k, v: (batch, kv heads, key, head_dim)
 
+        groups = self.num_heads // self.num_kv_heads
+        rows = query_len  # the queries that read each key/value head's keys, per batch row
+        if groups > 1 and query_len == 1:  # a decoding step: each key/value head's queries in one product, no copy
+            q = q.unflatten(1, (self.num_kv_heads, groups)).flatten(2, 3)  # (batch, kv heads, groups, head_dim)
+            bias = None if bias is None else bias.unflatten(1, (self.num_kv_heads, groups)).flatten(2, 3)
+            causal, rows = False, groups  # one query sees every key
+        elif groups > 1:  # each key/value head repeated for its queries (the keys of training and of a prompt)
+            k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
         beams = batch // k.shape[0]  # > 1 where the beams of a source share its cross-attention keys and values
-        if beams > 1:  # each source's beams query its keys in one product: (sources, heads, beams * query, head_dim)
+        if beams > 1:  # each source's beams query its keys in one product: (sources, heads, beams * rows, head_dim)
             q = q.unflatten(0, (k.shape[0], beams)).transpose(1, 2).flatten(2, 3)
         attn_mask, is_causal = _scores_mask(mask, bias, causal, q.shape[2], k.shape[2], q)
         p = self.dropout if self.training else 0.0
-        if need_weights or self.recorded is not None or _explicit_is_faster(q, k, p):
+        if need_weights or self.recorded is not None or _explicit_is_faster(q, k, p, query_len == 1 and beams == 1):
             if is_causal:
                 attn_mask = causal_mask(query_len, k.shape[2], x.device)
             out, weights = _attention_with_weights(q, k, v, attn_mask, p, self.scale)
@@ -183,35 +203,38 @@ class MultiHeadAttention(nn.Module):
                 q, k, v, attn_mask=attn_mask, dropout_p=p, is_causal=is_causal, scale=self.scale
             )
             weights = None
-        if beams > 1:  # back to (batch, heads, query, ...)
-            out, weights = (None if t is None else _ungrouped(t, beams, query_len) for t in (out, weights))
+        if beams > 1:  # back to (batch, heads, rows, ...)
+            out, weights = (None if t is None else _ungrouped(t, beams, rows) for t in (out, weights))
+        if rows != query_len:  # back from (batch, kv heads, groups, ...) to (batch, heads, 1, ...)
+            out, weights = (None if t is None else t.unflatten(2, (groups, 1)).flatten(1, 2) for t in (out, weights))
         if self.recorded is not None and weights is not None:
             self.recorded.append(weights.detach())
-        out = out.transpose(1, 2).reshape(batch, query_len, dim)
+        out = out.transpose(1, 2).reshape(batch, query_len, self.num_heads * self.head_dim)
         return self.out_proj(out), weights if need_weights else None
 
     def keys_values(self, memory: Tensor) -> tuple[Tensor, Tensor]:
-        """Cross-attention's keys and values of the encoder output (batch, heads, source, head_dim) each, contiguous:
-        made once per input and kept, rather than copied by every decoding step's matrix product."""
-        k, v = (self._heads(t).contiguous() for t in self.kv_proj(memory).chunk(2, dim=-1))
+        """Cross-attention's keys and values of the encoder output (batch, kv heads, source, head_dim) each,
+        contiguous: made once per input and kept, rather than copied by every decoding step's matrix product."""
+        k, v = (self._heads(t, self.num_kv_heads).contiguous() for t in self.kv_proj(memory).chunk(2, dim=-1))
         return k, v
 
-    def _heads(self, x: Tensor) -> Tensor:
-        """(batch, time, dim) -> (batch, heads, time, head_dim)"""
-        return x.unflatten(-1, (self.num_heads, self.head_dim)).transpose(1, 2)
+    def _heads(self, x: Tensor, heads: int) -> Tensor:
+        """(batch, time, heads * head_dim) -> (batch, heads, time, head_dim)"""
+        return x.unflatten(-1, (heads, self.head_dim)).transpose(1, 2)
 
 
-def _ungrouped(x: Tensor, beams: int, query_len: int) -> Tensor:
-    """(sources, heads, beams * query, n) -> (sources * beams, heads, query, n)"""
-    return x.unflatten(2, (beams, query_len)).transpose(1, 2).flatten(0, 1)
+def _ungrouped(x: Tensor, beams: int, rows: int) -> Tensor:
+    """(sources, heads, beams * rows, n) -> (sources * beams, heads, rows, n)"""
+    return x.unflatten(2, (beams, rows)).transpose(1, 2).flatten(0, 1)
 
 
-def _explicit_is_faster(q: Tensor, k: Tensor, p: float) -> bool:
+def _explicit_is_faster(q: Tensor, k: Tensor, p: float, one_query: bool) -> bool:
     """On the CPU, where the explicit path beats scaled_dot_product_attention (benchmarks/attention_paths.py):
     with attention dropout (SDPA draws it with the slow bernoulli_; the explicit path uses attnkit's dropout);
     in bfloat16/float16 up to HALF_EXPLICIT_MAX_KEYS keys, where SDPA's flash kernel runs up to 9x slower than two
     half-precision matrix products (its backward most of all); and for a single query (a decoding step) up to
-    ONE_QUERY_EXPLICIT_MAX_KEYS keys, where the kernel's per-call work costs up to 3x the arithmetic. And in an ONNX
+    ONE_QUERY_EXPLICIT_MAX_KEYS keys, where the kernel's per-call work costs up to 3x the arithmetic (`one_query`: a
+    decoding step's, whose grouped heads may query one key/value head together). And in an ONNX
     export: the exporter's decomposition of scaled_dot_product_attention scales the transposed keys, a copy of the
     whole cache at every decoding step in onnxruntime, which fuses the explicit path's transpose into its product."""
     if torch.onnx.is_in_onnx_export():
@@ -220,7 +243,7 @@ def _explicit_is_faster(q: Tensor, k: Tensor, p: float) -> bool:
         return False
     keys = k.shape[2]
     half = q.dtype in (torch.bfloat16, torch.float16) and keys <= HALF_EXPLICIT_MAX_KEYS
-    one_query = q.shape[2] == 1 and keys <= ONE_QUERY_EXPLICIT_MAX_KEYS
+    one_query = one_query and keys <= ONE_QUERY_EXPLICIT_MAX_KEYS
     return p > 0 or half or one_query
 
 

@@ -76,6 +76,9 @@ def _attention(config: ModelConfig, cross: bool = False) -> MultiHeadAttention:
         dropout=config.attention_dropout,
         bias=config.bias,
         scale=config.attention_scale,
+        num_kv_heads=config.kv_heads,
+        head_dim=config.head_dim,
+        qkv_bias=config.has_qkv_bias,
     )
 
 

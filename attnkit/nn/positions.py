@@ -119,17 +119,41 @@ class LearnedAndRelativePositions(RelativePositionBias):
 
 class RotaryPositions(Positions):
     """RoPE (Su et al. 2021): queries and keys are rotated by position-dependent angles, so their dot product
-    depends on relative distance only."""
+    depends on relative distance only. Its frequencies may be stretched for inputs longer than in pretraining
+    (`rotary_frequencies`)."""
 
-    def __init__(self, head_dim: int, base: float) -> None:
+    def __init__(self, head_dim: int, base: float, config: ModelConfig | None = None) -> None:
         super().__init__()
-        self.register_buffer("inv_freq", base ** (-torch.arange(0, head_dim, 2) / head_dim), persistent=False)
+        self.register_buffer("inv_freq", rotary_frequencies(head_dim, base, config), persistent=False)
 
     def rotary(self, query_len: int, offset: int, device: torch.device) -> tuple[Tensor, Tensor]:
         position = torch.arange(offset, offset + query_len, device=device, dtype=torch.float32)
         angles = position[:, None] * self.inv_freq[None, :]
         angles = torch.cat([angles, angles], dim=-1)
         return angles.cos(), angles.sin()
+
+
+def rotary_frequencies(head_dim: int, base: float, config: ModelConfig | None = None) -> Tensor:
+    """The angle per position of each pair of dimensions, base^(-2i / head_dim) (computed as transformers does,
+    so that long positions give the same angles), scaled as config.rotary_scaling says: linear divides every
+    frequency by rotary_factor; llama3 (Llama 3.1) divides the low ones, keeps the high ones and blends between."""
+    inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim))
+    if config is None or config.rotary_scaling == "none":
+        return inv_freq
+    factor = config.rotary_factor
+    if config.rotary_scaling == "linear":
+        return inv_freq / factor
+    original, low, high = (
+        config.rotary_original_positions,
+        config.rotary_low_freq_factor,
+        config.rotary_high_freq_factor,
+    )
+    wavelength = 2 * math.pi / inv_freq
+    scaled = torch.where(wavelength > original / low, inv_freq / factor, inv_freq)
+    smooth = (original / wavelength - low) / (high - low)
+    blended = (1 - smooth) * scaled / factor + smooth * scaled
+    between = ~(wavelength < original / high) & ~(wavelength > original / low)
+    return torch.where(between, blended, scaled)
 
 
 class ALiBi(Positions):
@@ -169,7 +193,7 @@ def build_positions(config: ModelConfig, bidirectional: bool) -> Positions:
         buckets, distance = config.relative_buckets, config.relative_max_distance
         return LearnedAndRelativePositions(config.max_positions, width, config.num_heads, buckets, distance)
     if config.positions == "rotary":
-        return RotaryPositions(config.head_dim, config.rotary_base)
+        return RotaryPositions(config.head_dim, config.rotary_base, config)
     if config.positions == "alibi":
         return ALiBi(config.num_heads)
     return Positions()

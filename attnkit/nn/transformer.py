@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor, nn
@@ -94,7 +96,9 @@ class Decoder(_Stack):
         super().__init__(config, embedding or nn.Embedding(config.output_vocab_size, config.dim), bidirectional=False)
         num_layers = config.decoder_layers if cross else config.num_layers
         self.layers = nn.ModuleList(DecoderLayer(config, cross) for _ in range(num_layers))
-        self.output = nn.Linear(config.dim, config.output_vocab_size, bias=config.output_bias)
+        # a tied output's own matrix would be made only to be dropped (the size of the embeddings): it starts empty
+        tied = {"device": "meta"} if config.tie_output and not config.output_bias else {}
+        self.output = nn.Linear(config.dim, config.output_vocab_size, bias=config.output_bias, **tied)
         if embedding is None:
             init_weights(self, config)
         if config.tie_output:
@@ -218,9 +222,34 @@ def init_weights(model: nn.Module, config: ModelConfig) -> None:
 ARCHITECTURES: dict[str, type[nn.Module]] = {"encoder": Encoder, "decoder": Decoder, "encoder-decoder": EncoderDecoder}
 
 
-def build_model(config: ModelConfig) -> nn.Module:
-    """The Encoder, Decoder (causal, no cross-attention) or EncoderDecoder that `config.arch` names."""
-    return ARCHITECTURES[config.arch](config)
+def build_model(config: ModelConfig, initialized: bool = True) -> nn.Module:
+    """The Encoder, Decoder (causal, no cross-attention) or EncoderDecoder that `config.arch` names. Not
+    `initialized`: its weights are left undrawn (whatever the memory held), for a model whose every weight is read
+    next: no time spent drawing them, and no memory touched until they arrive (a large model loads in less)."""
+    if initialized:
+        return ARCHITECTURES[config.arch](config)
+    with _undrawn():
+        return ARCHITECTURES[config.arch](config)
+
+
+@contextlib.contextmanager
+def _undrawn() -> Iterator[None]:
+    """torch.nn.init's functions do nothing within the block (as transformers' no_init_weights)."""
+    saved = {name: getattr(nn.init, name) for name in INITS}
+    for name in INITS:
+        setattr(nn.init, name, _unchanged)
+    try:
+        yield
+    finally:
+        for name, function in saved.items():
+            setattr(nn.init, name, function)
+
+
+INITS = ("normal_", "uniform_", "kaiming_uniform_", "zeros_", "ones_", "constant_", "trunc_normal_")
+
+
+def _unchanged(tensor: Tensor, *args: object, **kwargs: object) -> Tensor:
+    return tensor
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -255,6 +284,15 @@ def counted(number: int, thing: str) -> str:
     return f"{number} {thing}{'' if number == 1 else 's'}"
 
 
+def _positions_detail(c: ModelConfig) -> str:
+    if c.position_limit:
+        return f" (up to {c.position_limit})"
+    if c.positions == "rotary":
+        scaled = f", {c.rotary_scaling} scaling x{c.rotary_factor:g}" if c.rotary_scaling != "none" else ""
+        return f" (base {c.rotary_base:g}{scaled})"
+    return ""
+
+
 def describe(config: ModelConfig) -> list[tuple[str, str]]:
     """The architecture of `config` in a few rows (`attnkit info`): layers, width, norm, positions, vocabulary."""
     c = config
@@ -267,10 +305,13 @@ def describe(config: ModelConfig) -> list[tuple[str, str]]:
         vocab = str(c.vocab_size)
     if c.arch != "encoder":
         vocab += ", tied output projection" if c.tie_output else ", separate output projection"
+    heads = f"{c.num_heads} heads of {c.head_dim}"
+    if c.kv_heads != c.num_heads:
+        heads += f" sharing {counted(c.kv_heads, 'key/value head')}"
     return [
         ("arch", f"{c.arch}, {layers}"),
-        ("width", f"dim {c.dim}, {c.num_heads} heads of {c.head_dim}, feed-forward {c.ff_dim} ({c.activation})"),
+        ("width", f"dim {c.dim}, {heads}, feed-forward {c.ff_dim} ({c.activation})"),
         ("norm", f"{c.norm}, {'pre-norm' if c.norm_first else 'post-norm'}"),
-        ("positions", c.positions + (f" (up to {c.position_limit})" if c.position_limit else "")),
+        ("positions", c.positions + _positions_detail(c)),
         ("vocabulary", vocab + (f", {c.segments} segments" if c.segments else "")),
     ]

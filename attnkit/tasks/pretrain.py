@@ -144,7 +144,7 @@ class PretrainTask(Task):
         """The tokens a text is read as: an encoder's <s> text </s>, a language model's <s> prompt, an
         encoder-decoder's text </s>."""
         arch, tokenizer = self.model_config.arch, self.tokenizer
-        around = {"encoder": len(tokenizer.add_specials([])), "decoder": int(tokenizer.bos_id is not None)}
+        around = {"encoder": len(tokenizer.add_specials([])), "decoder": len(tokenizer.prompt_start)}
         return [len(ids) + around.get(arch, 1) for ids in tokenizer.encode_batch(list(raw))]
 
     def encode(self, examples: Blocks, training: bool) -> Blocks:
@@ -233,8 +233,7 @@ class PretrainTask(Task):
             return self._transducer().generate(model, prompts, how)
         if arch == "encoder":
             raise AttnkitError(NO_DECODER)
-        start = [tokenizer.bos_id] if tokenizer.bos_id is not None else []
-        rows = [None if self.blank(prompt) else start + tokenizer.encode(prompt) for prompt in prompts]
+        rows = [None if self.blank(prompt) else tokenizer.prompt_start + tokenizer.encode(prompt) for prompt in prompts]
         limit = lambda longest: self._room(longest, how.max_new_tokens or 64)  # noqa: E731
         beam_size, sampling, stream = how.beam_size or 1, how.sampling, how.stream
         return generate_texts(
@@ -261,11 +260,7 @@ class PretrainTask(Task):
         if target is not None:
             raise AttnkitError("--target is for encoder-decoder models; this model reads one text")
         ids = tokenizer.encode(text)
-        ids = (
-            ([tokenizer.bos_id] if tokenizer.bos_id is not None else []) + ids
-            if config.arch == "decoder"
-            else tokenizer.add_specials(ids)
-        )
+        ids = tokenizer.prompt_start + ids if config.arch == "decoder" else tokenizer.add_specials(ids)
         ids = ids[: config.position_limit]
         batch = {"ids": torch.tensor([ids]), "mask": torch.ones(1, len(ids), dtype=torch.bool)}
         stack = "decoder" if config.arch == "decoder" else "encoder"

@@ -252,9 +252,14 @@ def test_fine_tuning_from_an_exported_classifier_starts_from_its_pooler(sentimen
             "test: model.arch: 'encoder' contradicts model.preset gpt2, which needs 'decoder'",
         ),
         (
+            ["model.preset=falcon"],
+            "test: model.preset: 'falcon' is not one of bert, roberta, xlm-roberta, distilbert, mpnet, electra, bart, "
+            "marian, t5, gpt2, llama, mistral, qwen2, gemma",
+        ),
+        (
             ["model.preset=llama"],
-            "test: model.preset: 'llama' is not one of bert, roberta, xlm-roberta, distilbert, mpnet, electra, bart, "
-            "marian, t5, gpt2",
+            "test: model.preset: llama is a decoder and task classify needs an encoder (presets for it: bert, "
+            "roberta, xlm-roberta, distilbert, mpnet, electra)",
         ),
     ],
 )

@@ -1,6 +1,7 @@
 """Hugging Face checkpoints read from files: attnkit's outputs match transformers' for every family (encoder
 states, decoder logits, greedy generation), and attnkit's exports load back into transformers unchanged."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,8 @@ def tiny(family: str, variant: str = ""):
             forced_eos_token_id=None,
         )
         return t.MarianMTModel(config)
+    if family in DECODER_LMS:
+        return decoder_lm(family, variant)
     # equal depths: transformers' own T5 generate fails in its cache when the decoder is deeper
     config = t.T5Config(
         vocab_size=VOCAB,
@@ -108,6 +111,48 @@ def tiny(family: str, variant: str = ""):
         eos_token_id=1,
     )
     return t.T5ForConditionalGeneration(config)
+
+
+DECODER_LMS = ("llama", "mistral", "qwen2", "gemma")
+LM_VARIANTS = {  # config.json settings that each family's readers must take
+    "": {},
+    "tied": {"tie_word_embeddings": True},
+    "multi-query": {"num_key_value_heads": 1},
+    "linear": {"rope_scaling": {"rope_type": "linear", "factor": 2.0}},
+    "llama3": {  # Llama 3.1's scaling; an original length of 16 puts frequencies in each of its three bands
+        "rope_theta": 500.0,
+        "rope_scaling": {
+            "rope_type": "llama3",
+            "factor": 8.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 16,
+        },
+    },  # fmt: skip
+    "biases": {"attention_bias": True, "mlp_bias": True},
+    "head_dim": {"head_dim": 12},  # heads of a width other than hidden_size / heads
+}
+
+
+def decoder_lm(family: str, variant: str = ""):
+    """A small random Llama-family language model: 6 query heads sharing 2 key/value heads."""
+    t = transformers
+    config_class, model_class = {
+        "llama": (t.LlamaConfig, t.LlamaForCausalLM),
+        "mistral": (t.MistralConfig, t.MistralForCausalLM),
+        "qwen2": (t.Qwen2Config, t.Qwen2ForCausalLM),
+        "gemma": (t.GemmaConfig, t.GemmaForCausalLM),
+    }[family]
+    settings = dict(
+        vocab_size=VOCAB, hidden_size=48, intermediate_size=37, num_hidden_layers=2, num_attention_heads=6,
+        num_key_value_heads=2, max_position_embeddings=64, bos_token_id=1, eos_token_id=2, pad_token_id=0,
+        rope_theta=100.0,
+    )  # fmt: skip
+    if family == "gemma":
+        settings["head_dim"] = 8  # transformers' default is 256
+    if family == "mistral":
+        settings["sliding_window"] = None
+    return model_class(config_class(**{**settings, **LM_VARIANTS[variant]}))
 
 
 def saved(model, path: Path) -> Path:
@@ -155,6 +200,55 @@ def test_gpt2_logits_and_greedy_generation_match(tmp_path):
     assert_close(ours(ids), theirs(input_ids=ids).logits, tolerance=1e-4)
     expected = theirs.generate(ids[:1], max_new_tokens=12, do_sample=False, eos_token_id=None, pad_token_id=2)
     assert generate(ours, ids[:1], eos_id=-1, max_new_tokens=12)[0] == expected[0, 9:].tolist()
+
+
+@pytest.mark.parametrize(
+    ("family", "variant"),
+    [
+        ("llama", ""),
+        ("llama", "tied"),
+        ("llama", "multi-query"),
+        ("llama", "linear"),
+        ("llama", "llama3"),
+        ("llama", "biases"),
+        ("mistral", ""),
+        ("qwen2", ""),
+        ("qwen2", "head_dim"),
+        ("gemma", ""),
+        ("gemma", "head_dim"),
+    ],
+)
+def test_decoder_language_model_logits_and_greedy_generation_match(tmp_path, family, variant):
+    theirs = tiny(family, variant).eval()
+    ours = load_hf_model(saved(theirs, tmp_path / family))
+    assert isinstance(ours, Decoder) and ours.config.preset == family
+    ids = torch.randint(3, VOCAB - 2, (2, 40), generator=torch.Generator().manual_seed(1))  # past llama3's 16
+    assert_close(ours(ids), theirs(input_ids=ids).logits, tolerance=1e-4)
+    expected = theirs.generate(ids[:1, :9], max_new_tokens=12, do_sample=False, eos_token_id=None, pad_token_id=0)
+    assert generate(ours, ids[:1, :9], eos_id=-1, max_new_tokens=12)[0] == expected[0, 9:].tolist()
+
+
+@pytest.mark.parametrize(
+    ("family", "settings", "message"),
+    [
+        ("llama", {"rope_scaling": {"rope_type": "yarn", "factor": 2.0}}, r"rope_type 'yarn' is not supported"),
+        ("llama", {"attention_bias": True}, r"attention_bias true with mlp_bias false: attnkit puts biases on every"),
+        ("llama", {"hidden_act": "relu"}, r"hidden_act 'relu' is not supported"),
+        ("llama", {"partial_rotary_factor": 0.5}, r"partial_rotary_factor 0.5: attnkit rotates every dimension"),
+        ("mistral", {"sliding_window": 16}, r"sliding_window 16 .* is shorter than max_position_embeddings 64"),
+        ("qwen2", {"use_sliding_window": True, "sliding_window": 16}, r"sliding_window 16"),
+    ],
+)
+def test_a_setting_attnkit_does_not_hold_is_one_line_naming_it(tmp_path, family, settings, message):
+    path = saved(tiny(family), tmp_path / family)
+    config = json.loads((path / "config.json").read_text())
+    config.pop("rope_parameters", None)
+    (path / "config.json").write_text(json.dumps({**config, **settings}))
+    with pytest.raises(AttnkitError, match=r"config.json: " + message):
+        load_hf_model(path)
+    config.pop("sliding_window", None)
+    (path / "config.json").write_text(json.dumps({**config, "use_sliding_window": True}))  # no window: every token
+    assert load_hf_model(path).config.preset == family
 
 
 def seq2seq_parity(theirs, ours: EncoderDecoder, start: int, eos: int) -> None:
@@ -225,10 +319,16 @@ class FakeTokenizer:
         ("bart", "AutoModelForSeq2SeqLM"),
         ("marian", "AutoModelForSeq2SeqLM"),
         ("t5", "AutoModelForSeq2SeqLM"),
+        ("llama", "AutoModelForCausalLM"),
+        ("llama/llama3", "AutoModelForCausalLM"),
+        ("mistral", "AutoModelForCausalLM"),
+        ("qwen2", "AutoModelForCausalLM"),
+        ("gemma/head_dim", "AutoModelForCausalLM"),
     ],
 )
 def test_export_loads_in_transformers_with_the_same_outputs(tmp_path, family, auto):
-    ours = load_hf_model(saved(tiny(family), tmp_path / "original"))
+    family, _, variant = family.partition("/")
+    ours = load_hf_model(saved(tiny(family, variant), tmp_path / "original"))
     assert export_hf(TaskExport(ours), FakeTokenizer(), tmp_path / "exported") == family
     theirs = getattr(transformers, auto).from_pretrained(tmp_path / "exported").eval()
     ids, mask = inputs()
@@ -237,7 +337,7 @@ def test_export_loads_in_transformers_with_the_same_outputs(tmp_path, family, au
             theirs(input_ids=ids, attention_mask=mask.long()).last_hidden_state[mask],
             ours(ids, mask)[mask],
         )
-    elif family == "gpt2":
+    elif isinstance(ours, Decoder):
         expected, found = theirs(input_ids=ids).logits, ours(ids)
     else:
         expected = theirs(input_ids=ids, attention_mask=mask.long(), decoder_input_ids=ids[:, :5]).logits
@@ -276,10 +376,10 @@ def test_a_pickle_that_would_run_code_is_refused_even_when_trusted(tmp_path, cap
 
 
 def test_unsupported_family_and_pickles_are_refused(tmp_path):
-    directory = tmp_path / "llama"
+    directory = tmp_path / "falcon"
     directory.mkdir()
-    (directory / "config.json").write_text('{"model_type": "llama"}')
-    with pytest.raises(AttnkitError, match=r"config.json: model_type 'llama' is not supported \(supported: bert"):
+    (directory / "config.json").write_text('{"model_type": "falcon"}')
+    with pytest.raises(AttnkitError, match=r"config.json: model_type 'falcon' is not supported \(supported: bert"):
         load_hf_model(directory)
     bert = tiny("bert")
     bert.save_pretrained(tmp_path / "pickled")  # transformers 5 writes safetensors only: make the pickle by hand

@@ -134,15 +134,79 @@ def test_half_precision_on_the_cpu_takes_the_explicit_path_below_the_key_limit_a
         real = padding([time, time - 3], time)
         q = torch.empty(1, 1, 2, 1, dtype=torch.bfloat16)  # more than one query: not a decoding step
         k = torch.empty(1, 1, time, 1)
-        assert _explicit_is_faster(q, k, 0.0) == (time <= HALF_EXPLICIT_MAX_KEYS)
+        assert _explicit_is_faster(q, k, 0.0, False) == (time <= HALF_EXPLICIT_MAX_KEYS)
         out, _ = ours(x, mask=real[:, None, None, :])
         reference, _ = ours(x, mask=real[:, None, None, :], need_weights=True)  # the explicit path, always
         with torch.no_grad():
-            q, k, v = (ours._heads(t) for t in ours.qkv_proj(x).chunk(3, dim=-1))
+            q, k, v = (ours._heads(t, HEADS) for t in ours.qkv_proj(x).chunk(3, dim=-1))
             sdpa = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=real[:, None, None, :])
             sdpa = ours.out_proj(sdpa.transpose(1, 2).reshape(2, time, DIM))
         assert_close(out.float(), sdpa.float(), tolerance=0.02)  # bfloat16 keeps 8 bits of mantissa
         assert_close(out.float(), reference.float(), tolerance=0.02)
-    assert not _explicit_is_faster(torch.empty(1, 1, 2, 1), torch.empty(1, 1, 8, 1), 0.0)  # float32: SDPA
-    assert _explicit_is_faster(torch.empty(1, 1, 1, 1), torch.empty(1, 1, 8, 1), 0.0)  # but a decoding step
-    assert _explicit_is_faster(torch.empty(1, 1, 1, 1), torch.empty(1, 1, 8, 1), 0.1)  # attention dropout
+    assert not _explicit_is_faster(torch.empty(1, 1, 2, 1), torch.empty(1, 1, 8, 1), 0.0, False)  # float32: SDPA
+    assert _explicit_is_faster(torch.empty(1, 1, 1, 1), torch.empty(1, 1, 8, 1), 0.0, True)  # but a decoding step
+    assert _explicit_is_faster(torch.empty(1, 1, 1, 1), torch.empty(1, 1, 8, 1), 0.1, True)  # attention dropout
+
+
+def grouped_and_repeated(kv_heads: int, cross: bool = False) -> tuple[MultiHeadAttention, MultiHeadAttention]:
+    """Grouped-query attention with `kv_heads` key/value heads, and the multi-head attention whose key and value
+    heads are those repeated for each query head that shares them (transformers' repeat_kv): the same function."""
+    torch.manual_seed(0)
+    grouped = MultiHeadAttention(DIM, HEADS, num_kv_heads=kv_heads, cross=cross).eval()
+    full = MultiHeadAttention(DIM, HEADS, cross=cross).eval()
+    head = DIM // HEADS
+
+    def repeated(t: torch.Tensor) -> torch.Tensor:  # (kv heads * head, ...) -> (heads * head, ...)
+        return t.unflatten(0, (kv_heads, head)).repeat_interleave(HEADS // kv_heads, dim=0).flatten(0, 1)
+
+    with torch.no_grad():
+        for p in grouped.parameters():  # random biases, so that a misplaced one shows
+            p.normal_()
+        if cross:
+            full.q_proj.load_state_dict(grouped.q_proj.state_dict())
+            pairs = [(full.kv_proj, grouped.kv_proj, [kv_heads * head] * 2)]
+        else:
+            pairs = [(full.qkv_proj, grouped.qkv_proj, [DIM, kv_heads * head, kv_heads * head])]
+        for ours, theirs, sizes in pairs:
+            for name in ("weight", "bias"):
+                parts = list(getattr(theirs, name).split(sizes))
+                first = 0 if cross else 1
+                parts[first:] = [repeated(part) for part in parts[first:]]
+                getattr(ours, name).copy_(torch.cat(parts))
+        full.out_proj.load_state_dict(grouped.out_proj.state_dict())
+    return grouped, full
+
+
+@pytest.mark.parametrize("kv_heads", [1, 2], ids=["multi-query", "grouped"])
+def test_grouped_query_attention_matches_repeated_heads(kv_heads):
+    grouped, full = grouped_and_repeated(kv_heads)
+    assert grouped.qkv_proj.weight.shape[0] == DIM + 2 * kv_heads * DIM // HEADS
+    x, real = torch.randn(3, 7, DIM), padding([7, 4, 1], 7)[:, None, None, :]
+    bias = torch.randn(1, HEADS, 7, 7)  # a position scheme's bias (ALiBi, relative), per query head
+    for causal in (False, True):
+        out, weights = grouped(x, mask=real, causal=causal, bias=bias, need_weights=True)
+        expected, expected_weights = full(x, mask=real, causal=causal, bias=bias, need_weights=True)
+        assert_close(out, expected)
+        assert_close(weights, expected_weights)
+        assert_close(grouped(x, mask=real, causal=causal, bias=bias)[0], expected)  # SDPA's path
+
+
+@pytest.mark.parametrize("kv_heads", [1, 2], ids=["multi-query", "grouped"])
+def test_grouped_query_cache_holds_key_value_heads_and_decodes_as_the_whole(kv_heads):
+    grouped, full = grouped_and_repeated(kv_heads)
+    x, bias = torch.randn(2, 6, DIM), torch.randn(1, HEADS, 6, 6)
+    expected = full(x, causal=True, bias=bias)[0]
+    cache = KVCache()
+    with torch.no_grad():  # a prompt of two tokens, then one token a step: the step's grouped queries share a product
+        steps = [grouped(x[:, :2], causal=True, bias=bias[:, :, :2, :2], cache=cache)[0]]
+        steps += [grouped(x[:, t : t + 1], causal=True, bias=bias[:, :, t : t + 1, : t + 1], cache=cache)[0]
+                  for t in range(2, 6)]  # fmt: skip
+    assert cache.key.shape[1] == kv_heads and cache.length == 6
+    assert_close(torch.cat(steps, dim=1), expected)
+
+
+def test_grouped_query_cross_attention_matches_repeated_heads():
+    grouped, full = grouped_and_repeated(2, cross=True)
+    x, memory, real = torch.randn(2, 5, DIM), torch.randn(2, 9, DIM), padding([9, 4], 9)[:, None, None, :]
+    assert_close(grouped(x, memory, mask=real)[0], full(x, memory, mask=real)[0])
+    assert_close(grouped(x[:, :1], memory, mask=real)[0], full(x[:, :1], memory, mask=real)[0])  # one query

@@ -35,8 +35,10 @@ def model() -> EncoderDecoder:
 
 def sequence_log_prob(model, source, tokens: list[int]) -> float:
     target = torch.tensor([[BOS, *tokens]])
-    with torch.no_grad():
-        log_probs = model(source, target).log_softmax(-1)[0]
+    with torch.no_grad():  # scored as decoding scores: among the tokens it may choose
+        logits = model(source, target)
+        logits[..., [PAD, BOS]] = float("-inf")
+        log_probs = logits.log_softmax(-1)[0]
     return sum(float(log_probs[t, token]) for t, token in enumerate(tokens))
 
 
@@ -52,7 +54,23 @@ def exhaustive_best(model, source, max_length: int, length_penalty: float) -> li
     return best
 
 
-def test_wide_beam_finds_the_exhaustive_best(model):
+@pytest.fixture
+def grouped_model() -> EncoderDecoder:
+    """The model above with one key/value head for its two query heads (multi-query attention)."""
+    torch.manual_seed(0)
+    config = ModelConfig(
+        arch="encoder-decoder", vocab_size=VOCAB, dim=16, num_heads=2, num_kv_heads=1, ff_dim=32, num_layers=1,
+        dropout=0.0,
+    )  # fmt: skip
+    model = EncoderDecoder(config).eval()
+    with torch.no_grad():
+        model.decoder.output.weight.mul_(40)
+    return model
+
+
+@pytest.mark.parametrize("which", ["model", "grouped_model"])
+def test_wide_beam_finds_the_exhaustive_best(which, request):
+    model = request.getfixturevalue(which)
     for seed in range(4):
         source = torch.randint(3, VOCAB, (1, 5), generator=torch.Generator().manual_seed(seed))
         mask = torch.ones_like(source, dtype=torch.bool)

@@ -96,20 +96,22 @@ def test_encoder_with_positions_is_not_permutation_equivariant(positions):
 
 
 @pytest.mark.parametrize("positions", SCHEMES)
-def test_decoder_kv_cache_matches_full_forward(positions):
-    model = tiny("decoder", positions)
+@pytest.mark.parametrize("kv_heads", [None, 2, 1], ids=["multi-head", "grouped", "multi-query"])
+def test_decoder_kv_cache_matches_full_forward(positions, kv_heads):
+    model = tiny("decoder", positions, num_kv_heads=kv_heads)
     x = tokens(2, 9)
     full = model(x)
     cache = model.new_cache()
     chunks = [model(x[:, :3], cache=cache)]  # a prompt of several tokens, then one token at a time
     chunks += [model(x[:, t : t + 1], cache=cache) for t in range(3, 9)]
-    assert cache.length == 9
+    assert cache.length == 9 and cache.self_attn[0].key.shape[1] == (kv_heads or 4)
     assert_close(torch.cat(chunks, dim=1), full)
 
 
 @pytest.mark.parametrize("positions", SCHEMES)
-def test_encoder_decoder_kv_cache_matches_full_forward(positions):
-    model = tiny("encoder-decoder", positions, num_decoder_layers=3)
+@pytest.mark.parametrize("kv_heads", [None, 2], ids=["multi-head", "grouped"])
+def test_encoder_decoder_kv_cache_matches_full_forward(positions, kv_heads):
+    model = tiny("encoder-decoder", positions, num_decoder_layers=3, num_kv_heads=kv_heads)
     source, target = tokens(2, 6), tokens(2, 7, seed=2)
     source_mask = padding([6, 3], 6)
     full = model(source, target, source_mask)

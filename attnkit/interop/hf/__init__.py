@@ -10,17 +10,27 @@ same tables, so they cannot drift apart. transformers is not needed here.
 """
 
 from attnkit.interop.hf.families import FAMILIES, PRESETS
-from attnkit.interop.hf.load import is_hf_directory, load_hf_model, read_hf_config, read_hf_pooler, read_hf_weights
+from attnkit.interop.hf.load import (
+    build_from,
+    is_hf_directory,
+    load_hf_model,
+    read_generation_config,
+    read_hf_config,
+    read_hf_pooler,
+    read_hf_weights,
+)
 from attnkit.interop.hf.save import TaskExport, export_hf, family_of
 
 __all__ = [
     "FAMILIES",
     "PRESETS",
     "TaskExport",
+    "build_from",
     "export_hf",
     "family_of",
     "is_hf_directory",
     "load_hf_model",
+    "read_generation_config",
     "read_hf_config",
     "read_hf_pooler",
     "read_hf_weights",

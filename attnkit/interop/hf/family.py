@@ -32,9 +32,11 @@ def copy(ours: str, theirs: str) -> Rule:
     return Rule(ours, (theirs,), lambda t: t[0], lambda t: [t])
 
 
-def concat(ours: str, *theirs: str) -> Rule:
-    """Separate Q, K, V (or K, V) projections <-> attnkit's fused one."""
-    return Rule(ours, theirs, lambda t: torch.cat(t, dim=0), lambda t: list(t.chunk(len(theirs), dim=0)))
+def concat(ours: str, *theirs: str, sizes: list[int] | None = None) -> Rule:
+    """Separate Q, K, V (or K, V) projections <-> attnkit's fused one: equal parts, or parts of `sizes` rows (grouped
+    heads make K and V narrower than Q)."""
+    split = (lambda t: list(t.chunk(len(theirs), dim=0))) if sizes is None else (lambda t: list(t.split(sizes, 0)))
+    return Rule(ours, theirs, lambda t: torch.cat(t, dim=0), split)
 
 
 def linear(ours: str, theirs: str, bias: bool = True) -> list[Rule]:
@@ -149,11 +151,18 @@ class Family:
     # the order of the special tokens in a vocabulary trained for a model of this family, where its code expects
     # one (attnkit.data.tokenizer.SPECIALS by default)
     special_tokens: list[str] | None = None
+    # the settings of the decoder language models (grouped key/value heads, a head width of its own, biases on Q, K
+    # and V alone, scaled rotary positions) that this family's config.json and classes hold; the others hold none
+    holds: frozenset[str] = frozenset()
 
     def config(self, hf: dict) -> ModelConfig:
         """The ModelConfig of config.json `hf`."""
+        return ModelConfig(**self.settings(hf), preset=self.model_type)
+
+    def settings(self, hf: dict) -> dict:
+        """The ModelConfig settings of config.json `hf`: what the preset fixes and what the fields read."""
         fixed = {key: value for key, value in self.preset.items() if not isinstance(value, tuple)}
-        return ModelConfig(**fixed, **{f.ours: f.read(hf) for f in self.fields}, preset=self.model_type)
+        return {**fixed, **{f.ours: f.read(hf) for f in self.fields}}
 
     def hf_config(self, config: ModelConfig, special: dict[str, int | None]) -> dict:
         """config.json of `config`; `special` holds the tokenizer's ids (bos, eos) and the decoder's start id."""
@@ -172,9 +181,20 @@ class Family:
         raise NotImplementedError
 
     def differences(self, config: ModelConfig) -> list[str]:
-        """What `config` must change to be written as this family (its preset); empty if nothing."""
+        """What `config` must change to be written as this family (its preset, and what it holds); empty if nothing."""
         differences = self.preset_differences(dataclasses.asdict(config))
-        return [_needs(key, allowed) for key, allowed in differences.items()]
+        return [_needs(key, allowed) for key, allowed in differences.items()] + self.unheld(config)
+
+    def unheld(self, config: ModelConfig) -> list[str]:
+        """The settings of `config` beyond the paper's attention that this family does not hold (see `holds`)."""
+        plain = {
+            "num_kv_heads": config.kv_heads == config.num_heads,
+            "head_size": config.head_dim * config.num_heads == config.dim,
+            "qkv_bias": config.has_qkv_bias == config.bias,
+            "rotary_scaling": config.rotary_scaling == "none",
+        }
+        unheld = [name for name, ok in plain.items() if not ok and name not in self.holds]
+        return [_needs(name, ("none",) if name == "rotary_scaling" else (None,)) for name in unheld]
 
     def preset_differences(self, settings: dict) -> dict[str, tuple]:
         """The `settings` that differ from what the preset fixes, each with the values it allows."""

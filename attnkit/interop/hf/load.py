@@ -7,15 +7,17 @@ import json
 import os
 import pickle
 import re
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import safetensors
 import safetensors.torch
 import torch
+from torch import Tensor
 
 from attnkit.config import ModelConfig
 from attnkit.errors import AttnkitError
-from attnkit.files import CONFIG_FILE, FORMAT, WEIGHTS_FILE, read_json
+from attnkit.files import CONFIG_FILE, FORMAT, GENERATION_FILE, WEIGHTS_FILE, read_json
 from attnkit.interop.hf.families import FAMILIES
 from attnkit.interop.hf.family import Family, Tensors
 from attnkit.nn import build_model
@@ -53,26 +55,42 @@ def load_hf_model(path: str | os.PathLike, trust_pickle: bool = False) -> torch.
     """The attnkit model with the weights of the Hugging Face checkpoint at `path`, in evaluation mode."""
     path = Path(path)
     family, config = read_hf_config(path)
-    model = build_model(config)
     tensors, weights_file = read_hf_weights(path, trust_pickle)
-    state = to_attnkit(family, config, tensors, weights_file, model.state_dict())
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    tied = {name for name in missing if _is_tied(model, name)}
-    if set(missing) - tied or unexpected:
-        raise AttnkitError(f"{weights_file}: incomplete weights (missing {sorted(set(missing) - tied)[:3]})")
+    return build_from(family, config, tensors, weights_file)
+
+
+def build_from(family: Family, config: ModelConfig, tensors: Mapping[str, Tensor], where: Path) -> torch.nn.Module:
+    """The attnkit model of `config`, filled from a family's `tensors` (read from `where`) one weight rule at a time,
+    in evaluation mode: while it loads, memory holds the model and the tensors of one rule beside what `tensors`
+    keeps (safetensors and GGUF files are mapped, not read whole)."""
+    model = build_model(config, initialized=False)
+    state = model.state_dict()
+    parameters = dict(model.named_parameters(remove_duplicate=False))
+    filled = set()
+    with torch.no_grad():
+        for name, value in converted(family, config, tensors, where, state):
+            if name in parameters:  # the converted tensor becomes the weight: the undrawn one is never touched
+                parameters[name].data = value.contiguous()
+            else:
+                state[name].copy_(value)
+            filled.add(name)
+    missing = sorted(name for name in state if name not in filled and not _is_tied(model, name))
+    if missing:
+        raise AttnkitError(f"{where}: incomplete weights (missing {missing[:3]})")
     return model.eval()
 
 
-def read_hf_weights(path: Path, trust_pickle: bool) -> tuple[Tensors, Path]:
-    """All tensors of a checkpoint: model.safetensors, its sharded form, or (trusted only) pytorch_model.bin."""
+def read_hf_weights(path: Path, trust_pickle: bool) -> tuple[Mapping[str, Tensor], Path]:
+    """All tensors of a checkpoint, read as they are asked for: model.safetensors or its sharded form (mapped), or
+    (trusted only) pytorch_model.bin."""
     single, index = path / WEIGHTS_FILE, path / f"{WEIGHTS_FILE}.index.json"
     try:
         if single.is_file():
-            return safetensors.torch.load_file(str(single)), single
+            return SafetensorsFiles([single]), single
         if index.is_file():
             shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-            return {k: v for shard in shards for k, v in safetensors.torch.load_file(str(path / shard)).items()}, index
-    except (safetensors.SafetensorError, OSError, ValueError, KeyError) as error:
+            return SafetensorsFiles([path / shard for shard in shards]), index
+    except (safetensors.SafetensorError, OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise AttnkitError(f"{single if single.is_file() else index}: unreadable weights ({error})") from None
     pickled = path / "pytorch_model.bin"
     if pickled.is_file():
@@ -94,32 +112,77 @@ def read_hf_weights(path: Path, trust_pickle: bool) -> tuple[Tensors, Path]:
     raise AttnkitError(f"{path}: no weights ({WEIGHTS_FILE} or pytorch_model.bin)")
 
 
-def to_attnkit(family: Family, config: ModelConfig, tensors: Tensors, where: Path, expected: Tensors) -> Tensors:
-    """Rename and reshape Hugging Face tensors to attnkit's names, checking each shape against the model."""
+class SafetensorsFiles(Mapping):
+    """The tensors of safetensors files (a checkpoint's shards) by name, each read from its mapped file when asked."""
+
+    def __init__(self, files: list[Path]) -> None:
+        self.handles = [safetensors.safe_open(str(file), framework="pt") for file in files]
+        self.where = {name: handle for handle in self.handles for name in handle.keys()}
+        self.files = dict(zip(self.handles, files))
+
+    def __getitem__(self, name: str) -> Tensor:
+        handle = self.where[name]
+        try:
+            return handle.get_tensor(name)
+        except (safetensors.SafetensorError, OSError, ValueError) as error:
+            raise AttnkitError(f"{self.files[handle]}: tensor {name!r} unreadable ({error})") from None
+
+    def __contains__(self, name: object) -> bool:  # without reading the tensor (Mapping's would)
+        return name in self.where
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.where)
+
+    def __len__(self) -> int:
+        return len(self.where)
+
+
+def converted(
+    family: Family, config: ModelConfig, tensors: Mapping[str, Tensor], where: Path, expected: Tensors
+) -> Iterator[tuple[str, Tensor]]:
+    """Each attnkit tensor of the family's rules, made from the Hugging Face tensors it comes from, its shape
+    checked against the model's (`expected`)."""
     rules = family.rules(config)
     probe = next(name for name in rules[0].theirs)
     prefix = next((p for p in family.prefixes if p + probe in tensors), None)
     if prefix is None:
         raise AttnkitError(f"{where}: no tensor {family.prefixes[0] + probe!r}; not a {family.model_type} checkpoint?")
-    state = {}
     for rule in rules:
         names = [name if name in family.top_level else prefix + name for name in rule.theirs]
         absent = [name for name in names if name not in tensors]
         if absent:
             raise AttnkitError(f"{where}: missing tensor {absent[0]!r}")
+        parts = [tensors[name].float() for name in names]
         try:
-            value = rule.to_ours([tensors[name].float() for name in names])
+            value = rule.to_ours(parts)
         except RuntimeError:  # tensors joined or reshaped by the rule whose shapes cannot be
             value = None
         if value is None or tuple(value.shape) != tuple(expected[rule.ours].shape):
             raise AttnkitError(
-                f"{where}: tensor {names[0]!r} has shape {list(tensors[names[0]].shape)}, which disagrees with "
+                f"{where}: tensor {names[0]!r} has shape {list(parts[0].shape)}, which disagrees with "
                 f"{CONFIG_FILE} (attnkit {rule.ours} needs {list(expected[rule.ours].shape)})"
             )
-        if not bool(value.isfinite().all()):
+        if not all_finite(value):
             raise AttnkitError(f"{where}: tensor {names[0]!r} holds NaN or infinity; these weights cannot predict")
-        state[rule.ours] = value
-    return state
+        yield rule.ours, value
+
+
+def all_finite(tensor: Tensor, chunk: int = 1 << 20) -> bool:
+    """Whether every value is a number, checked a million at a time (isfinite's temporaries on a whole embedding
+    matrix would be the largest memory of a load)."""
+    return all(bool(part.isfinite().all()) for part in tensor.reshape(-1).split(chunk))
+
+
+def read_generation_config(path: str | os.PathLike) -> dict:
+    """The generation defaults of a checkpoint folder's generation_config.json (temperature, top_p, the end
+    tokens, ...); empty if it has none."""
+    file = Path(path) / GENERATION_FILE
+    if not file.is_file():
+        return {}
+    settings = read_json(file)
+    if not isinstance(settings, dict):
+        raise AttnkitError(f"{file}: expected a JSON object")
+    return settings
 
 
 def read_hf_pooler(path: str | os.PathLike, trust_pickle: bool = False) -> Tensors | None:

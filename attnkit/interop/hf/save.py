@@ -158,8 +158,12 @@ def _tokenizer_config(tokenizer: object, types: bool = False) -> dict:
         for role in ("bos", "eos", "pad", "unk", "mask")
         if getattr(tokenizer, f"{role}_id") is not None
     }
+    roles = getattr(tokenizer, "roles", {})  # a role the checkpoint said has no token (Qwen2's start) says so again
+    template = getattr(tokenizer, "chat_template", None)
     return {
         "tokenizer_class": "PreTrainedTokenizerFast",
         "model_input_names": ["input_ids", "attention_mask", *(["token_type_ids"] if types else [])],
         **{f"{role}_token": t for role, t in names.items()},
+        **{f"{role}_token": None for role, name in roles.items() if name is None},
+        **({"chat_template": template} if template else {}),
     }
