@@ -120,7 +120,11 @@ def _tokenizer_metadata(kind: str, size: int) -> dict:
     if kind == "gpt2":
         tokens, merges, types = byte_level_vocabulary(size)
         ids = {"bos": 1, "eos": 2, "unknown": 0, "padding": 0}
-        extra = {"tokenizer.ggml.merges": merges, "tokenizer.ggml.pre": "default", "tokenizer.ggml.add_bos_token": False}
+        extra = {
+            "tokenizer.ggml.merges": merges,
+            "tokenizer.ggml.pre": "default",
+            "tokenizer.ggml.add_bos_token": False,
+        }
     else:
         tokens, scores, types = sentencepiece_vocabulary(size)
         ids = {"bos": 1, "eos": 2, "unknown": 0}
@@ -196,7 +200,7 @@ def tiny_llama(family: str = "llama", vocab: int = 320, **settings):
     )  # fmt: skip
     model = model_class(config_class(**{**config, **settings})).eval()
     with torch.no_grad():  # norms away from 1, so that a norm read wrong shows
-        for name, p in model.named_parameters():
+        for p in model.parameters():
             if p.dim() == 1:
                 p.add_(torch.randn_like(p) * 0.1)
     return model

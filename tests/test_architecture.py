@@ -1,6 +1,6 @@
 """The package's shape stays what docs/architecture.md says: wings by role that import only downward, no two modules
-of one name, few files at the top, no class past 300 lines, and outside attnkit.tasks no branch on a task's name
-or a model's class (the task answers). Read from the source with ast: nothing is imported or run."""
+of one name, few files at the top, no class past 300 lines nor function past 80, and outside attnkit.tasks no branch
+on a task's name or a model's class (the task answers). Read from the source with ast: nothing is imported or run."""
 
 import ast
 import re
@@ -109,6 +109,16 @@ def test_no_class_is_over_300_lines():
     for path in modules():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ClassDef) and node.end_lineno - node.lineno + 1 > 300:
+                long.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.name}")
+    assert not long, long
+
+
+def test_no_function_is_over_80_lines():
+    """A function past about 60 lines is usually several ideas (routes or subcommands piling up): 80 is the ceiling."""
+    long = []
+    for path in modules():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 80:
                 long.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.name}")
     assert not long, long
 

@@ -92,3 +92,37 @@ def test_a_malformed_training_file_is_read_or_refused_in_one_line(tmp_path, caps
         assert not out.exists()
     else:
         assert (out / "model.safetensors").is_file()
+
+
+GGUF_MUTATIONS: dict[str, Callable[[bytes, random.Random], bytes]] = {
+    "truncated": lambda data, draw: data[: draw.randrange(1, len(data))],
+    "a byte changed in the header and metadata": lambda data, draw: _changed(data, draw, 0, 24_000),
+    "a byte changed anywhere": lambda data, draw: _changed(data, draw, 0, len(data)),
+    "junk appended": lambda data, draw: data + bytes(draw.randrange(256) for _ in range(300)),
+    "binary junk": lambda data, draw: bytes(draw.randrange(256) for _ in range(draw.randrange(1, 3000))),
+    "empty": lambda data, draw: b"",
+}
+
+
+def _changed(data: bytes, draw: random.Random, start: int, end: int) -> bytes:
+    at = draw.randrange(start, min(end, len(data)))
+    return data[:at] + bytes([draw.randrange(256)]) + data[at + 1 :]
+
+
+@pytest.fixture(scope="module")
+def gguf_file(tmp_path_factory) -> bytes:
+    from tests.ggufs import tiny_llama, write_gguf
+
+    return write_gguf(tmp_path_factory.mktemp("gguf") / "model.gguf", tiny_llama(vocab=320), "gpt2").read_bytes()
+
+
+@pytest.mark.parametrize(("mutation", "seed"), [(m, s) for m in GGUF_MUTATIONS for s in range(8)])
+def test_a_malformed_gguf_file_is_read_or_refused_in_one_line(tmp_path, capsys, gguf_file, mutation, seed):
+    bad = tmp_path / "model.gguf"
+    bad.write_bytes(GGUF_MUTATIONS[mutation](gguf_file, random.Random(f"{mutation}{seed}")))
+    code = main(["export", str(bad), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code in (0, 2), err[-3000:]
+    if code == 2:
+        assert err.count("\n") == 1 and err.startswith(f"attnkit: error: {bad}") and "Traceback" not in err, err
+        assert not (tmp_path / "out").exists()

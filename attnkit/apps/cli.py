@@ -13,6 +13,8 @@ from pathlib import Path
 
 from attnkit.errors import AttnkitError, AttnkitWarning, install
 
+Commands = argparse._SubParsersAction  # what build_parser hands each command's parser function
+
 # flags that are shorthands for --set KEY=VALUE
 SHORTHANDS = {
     "task": "task.name",
@@ -71,12 +73,38 @@ def _train(args: argparse.Namespace) -> None:
     _print_summary(args, run.out, summary)
 
 
+def _train_command(commands: Commands) -> None:
+    train = commands.add_parser("train", help="train a model on labelled data (YAML config and/or flags)")
+    train.add_argument("config", nargs="?", help="run configuration (YAML); flags and --set override it")
+    train.add_argument("--task", help=TASK_HELP)
+    train.add_argument("--train", metavar="FILE", help="training data")
+    train.add_argument("--init", metavar="DIR", help="fine-tune this checkpoint (attnkit or Hugging Face directory)")
+    train.add_argument("--trust-pickle", action="store_true", help="with --init: allow a pytorch_model.bin")
+    train.add_argument("--preset", metavar="NAME", help=PRESET_HELP)
+    _common_training_flags(train, "FILE")
+    train.set_defaults(run=_train)
+
+
 def _pretrain(args: argparse.Namespace) -> None:
     run = _run_config(args, "task.name=pretrain")
     from attnkit.training.corpus import pretrain
 
     summary = pretrain(run, resume=args.resume, overwrite=args.overwrite)
     _print_summary(args, run.out, summary)
+
+
+def _pretrain_command(commands: Commands) -> None:
+    pretrain = commands.add_parser("pretrain", help="pretrain on raw text: masked LM, span infilling or causal LM")
+    pretrain.add_argument("config", nargs="?", help="run configuration (YAML); flags and --set override it")
+    pretrain.add_argument("--text", metavar="PATH", help="a .txt file or a folder of them")
+    pretrain.add_argument(
+        "--arch",
+        choices=["encoder", "decoder", "encoder-decoder"],
+        help="encoder: masked LM; encoder-decoder: span infilling; decoder: causal LM",
+    )
+    pretrain.add_argument("--preset", metavar="NAME", help=PRESET_HELP)
+    _common_training_flags(pretrain, "PATH")
+    pretrain.set_defaults(run=_pretrain)
 
 
 def _print_summary(args: argparse.Namespace, out: str, summary: dict) -> None:
@@ -109,6 +137,23 @@ def _evaluate(args: argparse.Namespace) -> None:
         )
 
 
+def _evaluate_command(commands: Commands) -> None:
+    evaluate = commands.add_parser("evaluate", help="score a trained model on a labelled file")
+    evaluate.add_argument("path", help="trained model directory")
+    evaluate.add_argument(
+        "--data", required=True, metavar="FILE", help="a labelled file, as for training (or a datasets split's folder)"
+    )
+    evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    evaluate.add_argument(
+        "--report",
+        metavar="DIR",
+        help="also write DIR/report.html, one page with figures (a confusion matrix, each class's or tag's scores, "
+        "the worst examples) and its figures as PNG (the viz extra's matplotlib)",
+    )
+    device_flags(evaluate, int8=True)
+    evaluate.set_defaults(run=_evaluate)
+
+
 def _average(args: argparse.Namespace) -> None:
     from attnkit.apps.average import average
 
@@ -116,11 +161,35 @@ def _average(args: argparse.Namespace) -> None:
     print(f"averaged the weights of {len(args.paths)} models -> {args.out}")
 
 
+def _average_command(commands: Commands) -> None:
+    mean = commands.add_parser(
+        "average",
+        help="average the weights of models fine-tuned from one checkpoint (a model soup): often more accurate than "
+        "each, and one model to serve",
+    )
+    mean.add_argument("paths", nargs="+", metavar="DIR", help="trained model directories (two or more)")
+    mean.add_argument("--out", required=True, metavar="DIR", help="the averaged model's directory")
+    mean.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    mean.set_defaults(run=_average)
+
+
 def _ensemble(args: argparse.Namespace) -> None:
     from attnkit.apps.ensemble import ensemble
 
     made = ensemble(args.paths, args.out, overwrite=args.overwrite)
     print(f"an ensemble of {len(args.paths)} {made.task.name} models -> {args.out}")
+
+
+def _ensemble_command(commands: Commands) -> None:
+    together = commands.add_parser(
+        "ensemble",
+        help="models of one task and label set (any architectures, any random starts) as one model that predicts "
+        "with the mean of their probabilities",
+    )
+    together.add_argument("paths", nargs="+", metavar="DIR", help="trained model directories (two or more)")
+    together.add_argument("--out", required=True, metavar="DIR", help="the ensemble's directory")
+    together.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    together.set_defaults(run=_ensemble)
 
 
 def _warn(message: str) -> None:
@@ -154,6 +223,24 @@ def _predict(args: argparse.Namespace) -> None:
             print(json.dumps(task.record(example, prediction), ensure_ascii=False))
         else:
             print("" if prediction is None else task.render(prediction))
+
+
+def _predict_command(commands: Commands) -> None:
+    predict = commands.add_parser(
+        "predict", help="predict for a file or standard input: one result per input line, blank for a blank line"
+    )
+    predict.add_argument("path", help="trained model directory")
+    predict.add_argument(
+        "file",
+        nargs="?",
+        help="a data file (its gold column is ignored), or .txt with one input per line (default: standard input)",
+    )
+    predict.add_argument("--data", metavar="FILE", help="the same as FILE")
+    predict.add_argument(
+        "--json", action="store_true", help="JSON lines with the input and the prediction (null for a blank line)"
+    )
+    device_flags(predict, int8=True)
+    predict.set_defaults(run=_predict)
 
 
 def _export(args: argparse.Namespace) -> None:
@@ -195,6 +282,40 @@ def _export(args: argparse.Namespace) -> None:
     print(f"wrote {args.out} (Hugging Face {family})")
 
 
+def _export_command(commands: Commands) -> None:
+    export = commands.add_parser(
+        "export",
+        help="write a model as a Hugging Face directory (config.json, model.safetensors, tokenizer.json) or, with "
+        "--onnx, as ONNX graphs for onnxruntime",
+    )
+    export.add_argument("path", help="model directory (attnkit or Hugging Face)")
+    export.add_argument("--out", required=True, metavar="DIR", help="the folder to write (a new one, or --overwrite)")
+    export.add_argument(
+        "--onnx",
+        action="store_true",
+        help="ONNX graphs (model.onnx, or encoder.onnx and decoder.onnx), checked against attnkit in onnxruntime",
+    )
+    export.add_argument(
+        "--ct2",
+        action="store_true",
+        help="the checkpoint with a CTranslate2 model in DIR/ctranslate2, which predict, generate, evaluate and serve "
+        "then run (the ct2 extra)",
+    )
+    export.add_argument(
+        "--quantization",
+        choices=QUANTIZATIONS,
+        help="with --ct2: how CTranslate2 stores the weights (default float32: the same outputs as attnkit)",
+    )
+    export.add_argument(
+        "--int8",
+        action="store_true",
+        help="with --onnx: quantize the graphs' matrix products; with --ct2: int8 weights",
+    )
+    export.add_argument("--trust-pickle", action="store_true", help="allow reading a pytorch_model.bin")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing --out (an attnkit directory)")
+    export.set_defaults(run=_export)
+
+
 def _serve(args: argparse.Namespace) -> None:
     from attnkit.apps.limits import FLAGS, Limits
 
@@ -206,6 +327,24 @@ def _serve(args: argparse.Namespace) -> None:
     limits = Limits(**{name: getattr(args, name) for name in FLAGS})
     api_key = args.api_key or os.environ.get("ATTNKIT_API_KEY") or None
     serve(args.path, args.host, args.port, args.device, limits, args.int8, args.engine, api_key)
+
+
+def _serve_command(commands: Commands) -> None:
+    serve = commands.add_parser("serve", help="serve a model over HTTP: /predict, /generate, /encode, /docs")
+    serve.add_argument("path", help="model directory (attnkit, or a Hugging Face directory for /encode)")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: all)"
+    )
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    serve.add_argument(
+        "--api-key",
+        metavar="KEY",
+        help="the endpoints that run or describe the model want the header 'Authorization: Bearer KEY' (401 "
+        "without it; /health and the pages do not); default: the environment's ATTNKIT_API_KEY, else none",
+    )
+    device_flags(serve, int8=True)
+    limit_flags(serve)
+    serve.set_defaults(run=_serve)
 
 
 def _attention(args: argparse.Namespace) -> None:
@@ -228,32 +367,171 @@ def _attention(args: argparse.Namespace) -> None:
         print(f"wrote {len(heatmaps)} heatmaps: {heatmaps[0].parent.parent}/*/layerL-headH.png")
 
 
+def _attention_command(commands: Commands) -> None:
+    attend = commands.add_parser(
+        "attention", help="what the model attends to: heatmaps per layer and head (PNG) and an HTML page"
+    )
+    attend.add_argument("path", help="model directory (attnkit or Hugging Face)")
+    attend.add_argument(
+        "text", help="the input text, at most 128 tokens (a pair model's: the two texts, a tab between)"
+    )
+    attend.add_argument("--target", help="encoder-decoder models: the target text (default: the model's output)")
+    attend.add_argument("--out", required=True, metavar="DIR", help="where attention.html and the PNGs go")
+    attend.add_argument("--no-png", action="store_true", help="only the HTML page (no matplotlib needed)")
+    device_flags(attend)
+    attend.set_defaults(run=_attention)
+
+
 def _generate(args: argparse.Namespace) -> None:
-    """Text: each output streams as it is decoded, one line per prompt (a blank prompt gives a blank line)."""
+    """Text: each output streams as it is decoded, one line per prompt (a blank prompt gives a blank line); with
+    --chat each prompt is a user's message, through the model's chat template."""
     from attnkit.data.readers import stdin_lines
     from attnkit.inference.pipeline import Pipeline
-    from attnkit.nn.decoding import sampling_of
 
-    sampling = sampling_of(args.temperature, args.top_k, args.top_p, args.seed, args.beam_size)
     pipeline = Pipeline.load(args.path, device=args.device, int8=args.int8, engine=args.engine)
     prompts = [args.prompt] if args.prompt is not None else stdin_lines()
     if not any(prompt.strip() for prompt in prompts):
         where = "--prompt" if args.prompt is not None else "standard input"
         raise AttnkitError(f"{where}: no prompt to continue (one per line)")
-    options = {"max_new_tokens": args.max_new_tokens, "beam_size": args.beam_size, "sampling": sampling}
+    options = {**_decoding(args), "beam_size": args.beam_size}
+    if args.chat:
+        run = lambda given, **more: [  # noqa: E731 - a blank prompt gives None, as generate's
+            None if not prompt.strip() else pipeline.chat([_conversation(args.system, prompt)], **more)[0]
+            for prompt in given
+        ]
+    elif args.system is not None:
+        raise AttnkitError("--system is the system message of a chat: add --chat")
+    else:
+        run = pipeline.generate
     if args.json:
-        for prompt, output in zip(prompts, pipeline.generate(prompts, **options)):
+        for prompt, output in zip(prompts, run(prompts, **options)):
             print(json.dumps({"prompt": prompt, "output": output}, ensure_ascii=False))
         return
     for prompt in prompts:
-        pipeline.generate([prompt], **options, stream=lambda _, piece: print(piece, end="", flush=True))
+        run([prompt], **options, stream=lambda _, piece: print(piece, end="", flush=True))
         print(flush=True)
+
+
+def _conversation(system: str | None, text: str) -> list[dict]:
+    return [*([{"role": "system", "content": system}] if system else []), {"role": "user", "content": text}]
+
+
+def _decoding(args: argparse.Namespace) -> dict:
+    """generate's and chat's decoding flags, as Pipeline.generate takes them (None: the checkpoint's default)."""
+    names = ("max_new_tokens", "temperature", "top_k", "top_p", "seed", "repetition_penalty")
+    return {**{name: getattr(args, name) for name in names}, "stop": args.stop or ()}
+
+
+def decoding_flags(parser: argparse.ArgumentParser) -> None:
+    """--max-new-tokens, --temperature, ...: how generate and chat decode; a flag not given is the checkpoint's
+    default (its generation_config.json, a GGUF's sampling settings), else attnkit's (greedy)."""
+    parser.add_argument("--max-new-tokens", type=int, help="most tokens to add (default: a seq2seq model's own; 64)")
+    parser.add_argument(
+        "--temperature", type=float, help="above 0: sample; 0: greedy (default: the checkpoint's, else 0)"
+    )
+    parser.add_argument(
+        "--top-k", type=int, help="sample among the k likeliest tokens (default: the checkpoint's, else all)"
+    )
+    parser.add_argument(
+        "--top-p",
+        type=float,
+        help="sample among the likeliest tokens of this much mass (default: the checkpoint's, else 1)",
+    )
+    parser.add_argument(
+        "--seed", type=int, help="the same seed draws the same samples (default: a fresh one; not with --engine ct2)"
+    )
+    parser.add_argument(
+        "--repetition-penalty",
+        type=float,
+        help="above 1: tokens already there are less likely (default: the checkpoint's, else 1)",
+    )
+    parser.add_argument(
+        "--stop", action="append", metavar="TEXT", help="end an output before this text (repeat for several)"
+    )
+
+
+def _generate_command(commands: Commands) -> None:
+    make = commands.add_parser(
+        "generate", help="continue a prompt (a decoder) or write the output for an input (an encoder-decoder)"
+    )
+    make.add_argument(
+        "path", help="model with a decoder: attnkit, Hugging Face (GPT-2, Llama, Qwen2, Gemma, BART, T5, ...) or GGUF"
+    )
+    make.add_argument("--prompt", help="the prompt (default: standard input, one prompt per line)")
+    make.add_argument("--beam-size", type=int, help="beams (default: a seq2seq model's own, else 1: greedy)")
+    make.add_argument(
+        "--chat", action="store_true", help="each prompt is a user's message, in the model's chat template"
+    )
+    make.add_argument("--system", metavar="TEXT", help="with --chat: the system message before each prompt")
+    decoding_flags(make)
+    make.add_argument("--json", action="store_true", help="JSON lines with the prompt and the output (no streaming)")
+    device_flags(make, int8=True)
+    make.set_defaults(run=_generate)
+
+
+def _chat(args: argparse.Namespace) -> None:
+    """A conversation on the terminal: each line a user's message, the reply streamed as it is decoded. Off a
+    terminal each line of standard input is a message and each reply a line of output."""
+    from attnkit.inference.pipeline import Pipeline
+
+    pipeline = Pipeline.load(args.path, device=args.device, int8=args.int8, engine=args.engine)
+    start = _conversation(args.system, "")[:-1]
+    pipeline.chat_prompt([*start, {"role": "user", "content": ""}])  # a model that does not chat says so now
+    terminal = sys.stdin.isatty()
+    if terminal:
+        print(
+            f"attnkit chat: {args.path}; an empty line does nothing, /reset starts over, Ctrl-D ends", file=sys.stderr
+        )
+    messages, number = list(start), 0
+    while True:
+        try:
+            line = input("> ") if terminal else _read_line(number + 1)
+        except EOFError:
+            break
+        number += 1
+        if not terminal and not line:
+            break
+        text = line.rstrip("\n")
+        if text.strip() == "/reset":
+            messages = list(start)
+            continue
+        if not text.strip():
+            continue
+        messages.append({"role": "user", "content": text})
+        stream = lambda _, piece: print(piece, end="", flush=True)  # noqa: E731
+        reply = pipeline.chat([messages], **_decoding(args), stream=stream)[0]
+        print(flush=True)
+        messages.append({"role": "assistant", "content": reply or ""})
+
+
+def _read_line(number: int) -> str:
+    """Line `number` of standard input ("" at its end)."""
+    raw = sys.stdin.buffer.readline()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise AttnkitError(f"standard input:{number}: not valid UTF-8 (byte 0x{raw[error.start]:02x})") from None
+
+
+def _chat_command(commands: Commands) -> None:
+    chat = commands.add_parser("chat", help="talk with a chat model on the terminal, its replies streamed")
+    chat.add_argument("path", help="a chat model: a Hugging Face folder or GGUF file with a chat template")
+    chat.add_argument("--system", metavar="TEXT", help="the system message (default: the chat template's own)")
+    decoding_flags(chat)
+    device_flags(chat, int8=True)
+    chat.set_defaults(run=_chat)
 
 
 def _demo(args: argparse.Namespace) -> None:
     from attnkit.apps.demo import demo
 
     demo(args.out)
+
+
+def _demo_command(commands: Commands) -> None:
+    demo = commands.add_parser("demo", help="train, score and use a model on bundled data, in minutes")
+    demo.add_argument("--out", default="runs/demo", metavar="DIR", help="where the demo's models go")
+    demo.set_defaults(run=_demo)
 
 
 def _info(args: argparse.Namespace) -> None:
@@ -268,6 +546,16 @@ def _info(args: argparse.Namespace) -> None:
     )
     for key, value in facts_lines(read_facts(args.path)):  # what its run learned from and scored: the model card's
         print(f"{key:<11} {value}")
+
+
+def _info_command(commands: Commands) -> None:
+    info = commands.add_parser(
+        "info", help="print a checkpoint's architecture, parameter count and the device it would run on"
+    )
+    info.add_argument("path", help="checkpoint directory")
+    device_flags(info)
+    info.add_argument("--engine", choices=ENGINES, default="auto", help=ENGINE_HELP)
+    info.set_defaults(run=_info)
 
 
 def _common_training_flags(parser: argparse.ArgumentParser, kind: str) -> None:
@@ -321,170 +609,26 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="attnkit", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    train = commands.add_parser("train", help="train a model on labelled data (YAML config and/or flags)")
-    train.add_argument("config", nargs="?", help="run configuration (YAML); flags and --set override it")
-    train.add_argument("--task", help=TASK_HELP)
-    train.add_argument("--train", metavar="FILE", help="training data")
-    train.add_argument("--init", metavar="DIR", help="fine-tune this checkpoint (attnkit or Hugging Face directory)")
-    train.add_argument("--trust-pickle", action="store_true", help="with --init: allow a pytorch_model.bin")
-    train.add_argument("--preset", metavar="NAME", help=PRESET_HELP)
-    _common_training_flags(train, "FILE")
-    train.set_defaults(run=_train)
-
-    pretrain = commands.add_parser("pretrain", help="pretrain on raw text: masked LM, span infilling or causal LM")
-    pretrain.add_argument("config", nargs="?", help="run configuration (YAML); flags and --set override it")
-    pretrain.add_argument("--text", metavar="PATH", help="a .txt file or a folder of them")
-    pretrain.add_argument(
-        "--arch",
-        choices=["encoder", "decoder", "encoder-decoder"],
-        help="encoder: masked LM; encoder-decoder: span infilling; decoder: causal LM",
-    )
-    pretrain.add_argument("--preset", metavar="NAME", help=PRESET_HELP)
-    _common_training_flags(pretrain, "PATH")
-    pretrain.set_defaults(run=_pretrain)
-
-    evaluate = commands.add_parser("evaluate", help="score a trained model on a labelled file")
-    evaluate.add_argument("path", help="trained model directory")
-    evaluate.add_argument(
-        "--data", required=True, metavar="FILE", help="a labelled file, as for training (or a datasets split's folder)"
-    )
-    evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
-    evaluate.add_argument(
-        "--report",
-        metavar="DIR",
-        help="also write DIR/report.html, one page with figures (a confusion matrix, each class's or tag's scores, "
-        "the worst examples) and its figures as PNG (the viz extra's matplotlib)",
-    )
-    device_flags(evaluate, int8=True)
-    evaluate.set_defaults(run=_evaluate)
-
-    mean = commands.add_parser(
-        "average",
-        help="average the weights of models fine-tuned from one checkpoint (a model soup): often more accurate than "
-        "each, and one model to serve",
-    )
-    mean.add_argument("paths", nargs="+", metavar="DIR", help="trained model directories (two or more)")
-    mean.add_argument("--out", required=True, metavar="DIR", help="the averaged model's directory")
-    mean.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    mean.set_defaults(run=_average)
-
-    together = commands.add_parser(
-        "ensemble",
-        help="models of one task and label set (any architectures, any random starts) as one model that predicts "
-        "with the mean of their probabilities",
-    )
-    together.add_argument("paths", nargs="+", metavar="DIR", help="trained model directories (two or more)")
-    together.add_argument("--out", required=True, metavar="DIR", help="the ensemble's directory")
-    together.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    together.set_defaults(run=_ensemble)
-
-    predict = commands.add_parser(
-        "predict", help="predict for a file or standard input: one result per input line, blank for a blank line"
-    )
-    predict.add_argument("path", help="trained model directory")
-    predict.add_argument(
-        "file",
-        nargs="?",
-        help="a data file (its gold column is ignored), or .txt with one input per line (default: standard input)",
-    )
-    predict.add_argument("--data", metavar="FILE", help="the same as FILE")
-    predict.add_argument(
-        "--json", action="store_true", help="JSON lines with the input and the prediction (null for a blank line)"
-    )
-    device_flags(predict, int8=True)
-    predict.set_defaults(run=_predict)
-
-    export = commands.add_parser(
-        "export",
-        help="write a model as a Hugging Face directory (config.json, model.safetensors, tokenizer.json) or, with "
-        "--onnx, as ONNX graphs for onnxruntime",
-    )
-    export.add_argument("path", help="model directory (attnkit or Hugging Face)")
-    export.add_argument("--out", required=True, metavar="DIR", help="the folder to write (a new one, or --overwrite)")
-    export.add_argument(
-        "--onnx",
-        action="store_true",
-        help="ONNX graphs (model.onnx, or encoder.onnx and decoder.onnx), checked against attnkit in onnxruntime",
-    )
-    export.add_argument(
-        "--ct2",
-        action="store_true",
-        help="the checkpoint with a CTranslate2 model in DIR/ctranslate2, which predict, generate, evaluate and serve "
-        "then run (the ct2 extra)",
-    )
-    export.add_argument(
-        "--quantization",
-        choices=QUANTIZATIONS,
-        help="with --ct2: how CTranslate2 stores the weights (default float32: the same outputs as attnkit)",
-    )
-    export.add_argument(
-        "--int8",
-        action="store_true",
-        help="with --onnx: quantize the graphs' matrix products; with --ct2: int8 weights",
-    )
-    export.add_argument("--trust-pickle", action="store_true", help="allow reading a pytorch_model.bin")
-    export.add_argument("--overwrite", action="store_true", help="replace an existing --out (an attnkit directory)")
-    export.set_defaults(run=_export)
-
-    serve = commands.add_parser("serve", help="serve a model over HTTP: /predict, /generate, /encode, /docs")
-    serve.add_argument("path", help="model directory (attnkit, or a Hugging Face directory for /encode)")
-    serve.add_argument(
-        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: all)"
-    )
-    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
-    serve.add_argument(
-        "--api-key",
-        metavar="KEY",
-        help="the endpoints that run or describe the model want the header 'Authorization: Bearer KEY' (401 "
-        "without it; /health and the pages do not); default: the environment's ATTNKIT_API_KEY, else none",
-    )
-    device_flags(serve, int8=True)
-    limit_flags(serve)
-    serve.set_defaults(run=_serve)
-
-    attend = commands.add_parser(
-        "attention", help="what the model attends to: heatmaps per layer and head (PNG) and an HTML page"
-    )
-    attend.add_argument("path", help="model directory (attnkit or Hugging Face)")
-    attend.add_argument(
-        "text", help="the input text, at most 128 tokens (a pair model's: the two texts, a tab between)"
-    )
-    attend.add_argument("--target", help="encoder-decoder models: the target text (default: the model's output)")
-    attend.add_argument("--out", required=True, metavar="DIR", help="where attention.html and the PNGs go")
-    attend.add_argument("--no-png", action="store_true", help="only the HTML page (no matplotlib needed)")
-    device_flags(attend)
-    attend.set_defaults(run=_attention)
-
-    make = commands.add_parser(
-        "generate", help="continue a prompt (a decoder) or write the output for an input (an encoder-decoder)"
-    )
-    make.add_argument("path", help="model directory with a decoder (attnkit or Hugging Face: GPT-2, BART, Marian, T5)")
-    make.add_argument("--prompt", help="the prompt (default: standard input, one prompt per line)")
-    make.add_argument("--max-new-tokens", type=int, help="most tokens to add (default: a seq2seq model's own; 64)")
-    make.add_argument("--beam-size", type=int, help="beams (default: a seq2seq model's own, else 1: greedy)")
-    make.add_argument("--temperature", type=float, default=0.0, help="above 0: sample (default 0: no sampling)")
-    make.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest tokens (default 0: all)")
-    make.add_argument("--top-p", type=float, default=1.0, help="sample among the likeliest tokens of this much mass")
-    make.add_argument(
-        "--seed", type=int, help="the same seed draws the same samples (default: a fresh one; not with --engine ct2)"
-    )
-    make.add_argument("--json", action="store_true", help="JSON lines with the prompt and the output (no streaming)")
-    device_flags(make, int8=True)
-    make.set_defaults(run=_generate)
-
-    demo = commands.add_parser("demo", help="train, score and use a model on bundled data, in minutes")
-    demo.add_argument("--out", default="runs/demo", metavar="DIR", help="where the demo's models go")
-    demo.set_defaults(run=_demo)
-
-    info = commands.add_parser(
-        "info", help="print a checkpoint's architecture, parameter count and the device it would run on"
-    )
-    info.add_argument("path", help="checkpoint directory")
-    device_flags(info)
-    info.add_argument("--engine", choices=ENGINES, default="auto", help=ENGINE_HELP)
-    info.set_defaults(run=_info)
+    for add in COMMANDS:
+        add(commands)
     return parser
+
+
+COMMANDS = (
+    _train_command,
+    _pretrain_command,
+    _evaluate_command,
+    _average_command,
+    _ensemble_command,
+    _predict_command,
+    _export_command,
+    _serve_command,
+    _attention_command,
+    _generate_command,
+    _chat_command,
+    _demo_command,
+    _info_command,
+)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,16 +6,15 @@ its head and settings, is the task's to say."""
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 from attnkit.apps.card import model_card, read_facts
 from attnkit.errors import AttnkitError
-from attnkit.files import atomic_directory
-from attnkit.inference.checkpoint import MEMBER_FILES, write_checkpoint
+from attnkit.files import GENERATION_FILE, atomic_directory, write_json
+from attnkit.inference.checkpoint import copy_checkpoint, write_checkpoint
 from attnkit.inference.pipeline import Pipeline
 from attnkit.interop.ct2 import CT2_DIR, ct2_core, write_ct2
-from attnkit.interop.hf import export_hf, is_hf_directory
+from attnkit.interop.hf import export_hf
 
 
 def export(path: str | os.PathLike, out: str | os.PathLike, trust_pickle: bool = False) -> str:
@@ -42,11 +41,12 @@ def export_ct2(path: str | os.PathLike, out: str | os.PathLike, quantization: st
     _refuse_an_ensemble(pipeline, path)
     core = ct2_core(pipeline.model, str(path))  # what CTranslate2 cannot run is refused before anything is written
     with atomic_directory(out) as tmp:
-        if is_hf_directory(path):
+        if pipeline.origin != "attnkit":  # a Hugging Face folder or a GGUF file: written as an attnkit checkpoint
             write_checkpoint(tmp, pipeline.model, pipeline.tokenizer)
+            if pipeline.generation:  # its end tokens and sampling defaults, as transformers writes them
+                write_json(tmp / GENERATION_FILE, pipeline.generation)
         else:
-            for file in MEMBER_FILES:
-                shutil.copyfile(Path(path) / file, tmp / file)
+            copy_checkpoint(Path(path), tmp)
         write_ct2(core, pipeline.tokenizer, tmp / CT2_DIR, quantization, str(path))
 
 

@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from attnkit.errors import AttnkitError
-from attnkit.nn.decoding import Sampling, sampling_of
+from attnkit.nn.decoding import sampling_of
 
 
 class Inputs(BaseModel):
@@ -79,27 +79,31 @@ class GenerationOptions(Inputs):
     beam_size: int | None = Field(None, ge=1, le=16, description="beams (1: greedy); default: the model's")
     max_new_tokens: int | None = Field(None, ge=1, le=1024, description="most new tokens; default: the model's, 64")
     max_length: int | None = Field(None, ge=1, le=1024, description="the former name of max_new_tokens")
-    temperature: float = Field(0.0, ge=0, le=100, description="above 0: sample (0: greedy or beam search)")
-    top_k: int = Field(0, ge=0, description="sample among the k likeliest tokens (0: all)")
-    top_p: float = Field(1.0, gt=0, le=1, description="sample among the likeliest tokens of this much mass")
+    temperature: float | None = Field(
+        None, ge=0, le=100, description="above 0: sample; 0: greedy or beam search; default: the checkpoint's, else 0"
+    )
+    top_k: int | None = Field(None, ge=0, description="sample among the k likeliest tokens (0: all)")
+    top_p: float | None = Field(None, gt=0, le=1, description="sample among the likeliest tokens of this much mass")
     seed: int | None = Field(None, description="the same seed draws the same samples")
+    repetition_penalty: float | None = Field(None, gt=0, le=10, description="above 1: repeated tokens less likely")
+    stop: list[str] = Field([], max_length=16, description="end an output before any of these texts")
 
     @model_validator(mode="after")
     def sampling_settings(self) -> GenerationOptions:
         if self.max_length is not None and self.max_new_tokens is not None:
             raise ValueError("max_length is the former name of max_new_tokens: give only max_new_tokens")
-        self.sampling()  # one line on what is wrong with them
+        if self.temperature is not None:  # settings that contradict each other; the checkpoint's fill in the rest
+            try:
+                sampling_of(self.temperature, self.top_k, self.top_p, self.seed, self.beam_size)
+            except AttnkitError as error:
+                raise ValueError(str(error)) from None
         return self
 
-    @property
-    def new_tokens(self) -> int | None:
-        return self.max_new_tokens if self.max_new_tokens is not None else self.max_length
-
-    def sampling(self) -> Sampling | None:
-        try:
-            return sampling_of(self.temperature, self.top_k, self.top_p, self.seed, self.beam_size)
-        except AttnkitError as error:
-            raise ValueError(str(error)) from None
+    def settings(self) -> dict:
+        """How to generate, as Pipeline.generate takes it (None: the checkpoint's default)."""
+        names = ("beam_size", "temperature", "top_k", "top_p", "seed", "repetition_penalty")
+        new = self.max_new_tokens if self.max_new_tokens is not None else self.max_length
+        return {"max_new_tokens": new, **{name: getattr(self, name) for name in names}, "stop": tuple(self.stop)}
 
 
 class EncodingOptions(Inputs):
@@ -109,9 +113,10 @@ class EncodingOptions(Inputs):
 Encoding = inputs_model(("text",), "text", EncodingOptions)
 
 
-def validation_message(error: RequestValidationError) -> str:
+def validation_message(error: RequestValidationError, forms: str | None = None) -> str:
     """A 422's one line: each problem as `field: problem`, the field named as the 413 messages name it (`text`,
-    `texts[1]`, a query parameter by its name), `body` for the body as a whole; problems joined by "; "."""
+    `texts[1]`, a query parameter by its name), `body` for the body as a whole; problems joined by "; ". A field the
+    request should not have says what the model takes instead, where `forms` says it."""
     problems = []
     for each in error.errors():
         source, *path = each["loc"] or ("body",)
@@ -121,5 +126,7 @@ def validation_message(error: RequestValidationError) -> str:
             continue
         field = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path).lstrip(".")
         message = each["msg"].removeprefix("Value error, ") if each["type"] == "value_error" else each["msg"]
+        if each["type"] == "extra_forbidden" and forms:
+            message += f" ({forms})"
         problems.append(f"{field or source}: {message}")
     return "; ".join(problems)

@@ -317,25 +317,47 @@ def _first_id(backend: Backend, names: list[str]) -> int | None:
 class TextStream:
     """Token ids of one output in, text pieces out: `emit` receives each new piece once the text decoded so far
     extends what was shown (a subword can change how earlier ones read, a multi-byte character may be half there).
-    Tokens after </s> are ignored; `finish` shows whatever is left."""
+    Tokens from an end token on (the tokenizer's </s>, or any of `ends`) are ignored, and text from the first of the
+    `stops` strings on (`stopped` says it came): the text that might begin one is held back until it cannot. `finish`
+    shows whatever is left."""
 
-    def __init__(self, tokenizer: Tokenizer, emit: Callable[[str], None]) -> None:
+    def __init__(
+        self, tokenizer: Tokenizer, emit: Callable[[str], None], ends: Iterable[int] = (), stops: Iterable[str] = ()
+    ) -> None:
         self.tokenizer, self.emit = tokenizer, emit
+        self.ends = {tokenizer.eos_id, *ends}
+        self.stops = [stop for stop in stops if stop]
         self.ids: list[int] = []
         self.shown = ""
         self.ended = False
+        self.stopped = False
 
     def __call__(self, token: int) -> None:
-        if self.ended or token == self.tokenizer.eos_id:
+        if self.ended or token in self.ends:
             self.ended = True
             return
         self.ids.append(token)
-        self._show(self.tokenizer.decode(self.ids))
+        text, self.stopped = cut_at_stop(self.tokenizer.decode(self.ids), self.stops)
+        self.ended = self.stopped
+        self._show(text if self.stopped else text[: len(text) - _held(text, self.stops)])
 
     def finish(self) -> None:
-        self._show(self.tokenizer.decode(self.ids))
+        """Show the rest: the end came, so a character still half there stays so (as the whole output has it)."""
+        self._show(cut_at_stop(self.tokenizer.decode(self.ids), self.stops)[0], final=True)
 
-    def _show(self, text: str) -> None:
-        if text.startswith(self.shown) and not text.endswith("\ufffd") and len(text) > len(self.shown):
+    def _show(self, text: str, final: bool = False) -> None:
+        whole = final or not text.endswith("\ufffd")
+        if text.startswith(self.shown) and whole and len(text) > len(self.shown):
             self.emit(text[len(self.shown) :])
             self.shown = text
+
+
+def cut_at_stop(text: str, stops: Iterable[str]) -> tuple[str, bool]:
+    """`text` before the first of the `stops` strings in it, and whether one was there."""
+    found = [i for i in (text.find(stop) for stop in stops if stop) if i >= 0]
+    return (text[: min(found)], True) if found else (text, False)
+
+
+def _held(text: str, stops: list[str]) -> int:
+    """How many characters at the end of `text` could begin a stop string (shown only once they cannot)."""
+    return max((n for stop in stops for n in range(1, len(stop)) if text.endswith(stop[:n])), default=0)

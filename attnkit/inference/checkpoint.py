@@ -1,7 +1,8 @@
 """One checkpoint directory format: config.json (the configs as JSON) + model.safetensors (the weights) +
 tokenizer.json, written by `save_checkpoint` and read back by `load_model` (a bare model), `read_trained` (what a
-trained one's task is) and attnkit.load. An ensemble's directory holds its members' checkpoints under members/ and a
-config.json that lists them (`write_ensemble`, `read_ensemble`).
+trained one's task is) and attnkit.load; `read_model`, the one reader that recognizes what a path holds (that, a
+Hugging Face folder, a GGUF file) and returns it whole. An ensemble's directory holds its members' checkpoints
+under members/ and a config.json that lists them (`write_ensemble`, `read_ensemble`).
 
 Directories are written to a temporary sibling and renamed into place, so a crash never leaves half a
 checkpoint; nothing is ever unpickled.
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import safetensors
@@ -19,11 +20,13 @@ import safetensors.torch
 from torch import nn
 
 from attnkit.config import DataConfig, ModelConfig, TaskConfig, TrainConfig, from_dict, to_dict
-from attnkit.data.tokenizer import TOKENIZER_FILE, Tokenizer
+from attnkit.data.batching import BATCH_TOKENS
+from attnkit.data.tokenizer import TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, Tokenizer
 from attnkit.errors import AttnkitError
 from attnkit.files import (
     CONFIG_FILE,
     FORMAT,
+    GENERATION_FILE,
     WEIGHTS_FILE,
     atomic_directory,
     current_umask,
@@ -31,7 +34,13 @@ from attnkit.files import (
     sync,
     write_json,
 )
+from attnkit.interop.gguf import find_gguf, read_gguf
+from attnkit.interop.hf import (
+    is_hf_directory,
+    read_generation_config,
+)
 from attnkit.nn.transformer import build_model
+from attnkit.tasks import Task, hugging_face_model, make_task, no_task
 
 
 def save_checkpoint(
@@ -93,6 +102,57 @@ def read_checkpoint_json(path: str | os.PathLike) -> dict:
 def read_model_config(path: str | os.PathLike) -> ModelConfig:
     data = read_checkpoint_json(path)
     return from_dict(ModelConfig, data.get("model"), str(Path(path) / CONFIG_FILE), "model.")
+
+
+@dataclass
+class Loaded:
+    """A model read from a path, with what predicts with it: its tokenizer, its task (NoTask for one that no attnkit
+    run trained), the format it came in, the batch size it trained with, the generation defaults it ships."""
+
+    model: nn.Module
+    tokenizer: Tokenizer
+    task: Task
+    origin: str = "attnkit"  # or "Hugging Face llama", "GGUF llama (file.gguf)"
+    batch_tokens: int = BATCH_TOKENS
+    generation: dict = field(default_factory=dict)  # as generation_config.json: temperature, top_p, eos_token_id, ...
+
+
+def read_model(path: Path, trust_pickle: bool = False) -> Loaded:
+    """Whatever `path` holds, read whole: a GGUF file (or a folder with one), a Hugging Face folder, an attnkit
+    checkpoint (of a trained task, or a bare model)."""
+    gguf = find_gguf(path)
+    if gguf is not None:
+        checkpoint = read_gguf(gguf)
+        model, tokenizer = checkpoint.model(), checkpoint.tokenizer
+        origin = f"GGUF {checkpoint.family.model_type} ({gguf.name})"
+        return Loaded(model, tokenizer, no_task(tokenizer, model.config), origin, generation=checkpoint.generation)
+    if is_hf_directory(path):
+        return _hugging_face(Path(path), trust_pickle)
+    trained = read_trained(path)
+    tokenizer = Tokenizer.load(path)
+    if trained is None:
+        return _bare(Path(path), tokenizer)
+    try:
+        task = make_task(trained.task, trained.data, tokenizer, trained.model, trained.state)
+    except AttnkitError as error:  # what config.json says of the task cannot be what attnkit wrote
+        raise AttnkitError(f"{Path(path) / CONFIG_FILE}: {error}") from None
+    model = task.build_model()
+    load_weights(model, Path(path) / WEIGHTS_FILE)
+    return Loaded(model, tokenizer, task, batch_tokens=trained.batch_tokens or BATCH_TOKENS)
+
+
+def _hugging_face(path: Path, trust_pickle: bool) -> Loaded:
+    """A Hugging Face folder: a task model where its class is a task's (attnkit.tasks.hugging_face_model), else the
+    bare architecture, with the generation defaults it ships."""
+    task, model, tokenizer, origin = hugging_face_model(path, trust_pickle)
+    return Loaded(model, tokenizer, task, origin, generation=read_generation_config(path))
+
+
+def _bare(path: Path, tokenizer: Tokenizer) -> Loaded:
+    """A model saved without a task, with the generation defaults it came with (a GGUF's or a Hugging Face
+    checkpoint's, kept by `attnkit export --ct2`)."""
+    model = load_model(path)
+    return Loaded(model, tokenizer, no_task(tokenizer, model.config), generation=read_generation_config(path))
 
 
 @dataclass
@@ -159,6 +219,17 @@ def load_weights(model: nn.Module, file: Path) -> None:
 
 ENSEMBLE = "ensemble"  # the key of an ensemble's config.json: its members' directories, relative to it
 MEMBER_FILES = (CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE)  # what a member needs to predict (no training state)
+# a tokenizer's special tokens by name and chat template, and the generation defaults, where a checkpoint has them
+OPTIONAL_FILES = (TOKENIZER_CONFIG_FILE, GENERATION_FILE)
+
+
+def copy_checkpoint(source: Path, directory: Path) -> None:
+    """A checkpoint's files that predict (no training state) copied into `directory`."""
+    for file in MEMBER_FILES:
+        shutil.copyfile(source / file, directory / file)
+    for file in OPTIONAL_FILES:
+        if (source / file).is_file():
+            shutil.copyfile(source / file, directory / file)
 
 
 def write_ensemble(path: str | os.PathLike, members: list[Path]) -> None:
@@ -169,8 +240,7 @@ def write_ensemble(path: str | os.PathLike, members: list[Path]) -> None:
         for i, member in enumerate(members):
             name = f"members/{i}"
             (tmp / name).mkdir(parents=True)
-            for file in MEMBER_FILES:
-                shutil.copyfile(member / file, tmp / name / file)
+            copy_checkpoint(member, tmp / name)
             names.append(name)
         write_json(tmp / CONFIG_FILE, {"format": FORMAT, ENSEMBLE: names, "from": [str(m) for m in members]})
 

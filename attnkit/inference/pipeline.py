@@ -6,26 +6,24 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from copy import copy
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from attnkit.data.batching import BATCH_TOKENS, MAX_PADDING, batches_by_tokens, pad
+from attnkit.data.batching import BATCH_TOKENS, MAX_PADDING, batches_by_tokens
+from attnkit.data.chat import Message, check_messages, render
 from attnkit.data.readers import read_lines
 from attnkit.data.tokenizer import Tokenizer
 from attnkit.errors import AttnkitError
-from attnkit.files import CONFIG_FILE, WEIGHTS_FILE
-from attnkit.inference.checkpoint import load_model, load_weights, read_ensemble, read_trained
+from attnkit.inference.checkpoint import read_ensemble, read_model
 from attnkit.interop.ct2 import has_ct2, on_ct2
-from attnkit.interop.gguf import find_gguf, read_gguf
-from attnkit.interop.hf import is_hf_directory, load_hf_model, read_generation_config, read_hf_config
-from attnkit.nn import count_parameters, describe, encoder_of
-from attnkit.nn.decoding import Sampling
+from attnkit.nn import count_parameters, describe
+from attnkit.nn.decoding import Sampling, sampling_of
 from attnkit.runtime import pack_linear_weights, quantize_int8, resolve_device
-from attnkit.tasks import Task, make_task, no_task
+from attnkit.tasks import Task
 from attnkit.tasks.base import NOT_TRAINED
 from attnkit.tasks.generation import Generation, Stream
 
@@ -78,35 +76,9 @@ class Pipeline:
         members = read_ensemble(path)
         if members is not None:
             return Ensemble([cls._load(m, trust_pickle, place, int8, engine) for m in members], str(path))
-        gguf = find_gguf(path)
-        if gguf is not None:
-            checkpoint = read_gguf(gguf)
-            model, tokenizer = checkpoint.model(), checkpoint.tokenizer
-            origin = f"GGUF {checkpoint.family.model_type} ({gguf.name})"
-            pipeline = cls(model, tokenizer, no_task(tokenizer, model.config), origin, generation=checkpoint.generation)
-        elif is_hf_directory(path):
-            model_type = read_hf_config(path)[0].model_type
-            model, tokenizer = load_hf_model(path, trust_pickle), Tokenizer.load(path)
-            origin, generation = f"Hugging Face {model_type}", read_generation_config(path)
-            pipeline = cls(model, tokenizer, no_task(tokenizer, model.config), origin, generation=generation)
-        else:
-            pipeline = cls._load_attnkit(path)
+        read = read_model(path, trust_pickle)
+        pipeline = cls(read.model, read.tokenizer, read.task, read.origin, read.batch_tokens, read.generation)
         return pipeline._on(path, place, int8, engine)
-
-    @classmethod
-    def _load_attnkit(cls, path: Path) -> Pipeline:
-        trained = read_trained(path)
-        tokenizer = Tokenizer.load(path)
-        if trained is None:
-            model = load_model(path)
-            return cls(model, tokenizer, no_task(tokenizer, model.config))
-        try:
-            task = make_task(trained.task, trained.data, tokenizer, trained.model, trained.state)
-        except AttnkitError as error:  # what config.json says of the task cannot be what attnkit wrote
-            raise AttnkitError(f"{path / CONFIG_FILE}: {error}") from None
-        model = task.build_model()
-        load_weights(model, path / WEIGHTS_FILE)
-        return cls(model, tokenizer, task, batch_tokens=trained.batch_tokens or BATCH_TOKENS)
 
     def _on(self, path: Path, place: torch.device, int8: bool, engine: str) -> Pipeline:
         """This pipeline with its model on `place`, run by `engine`."""
@@ -187,25 +159,21 @@ class Pipeline:
 
     @torch.no_grad()
     def encode(self, texts: list[str]) -> tuple[Tensor, Tensor]:
-        """The encoder's last-layer states (batch, time, dim) for `texts`, each wrapped in its start and end
-        tokens as in training and cut to `max_input_tokens`, and the mask (batch, time) that is True on real tokens."""
+        """The model's last-layer states (batch, time, dim) for `texts`, each read as the model reads an input (an
+        encoder's between its start and end tokens, cut to `max_input_tokens`; a language model's as a prompt), and
+        the mask (batch, time) that is True on real tokens."""
         return self._encode_ids(self.tokenizer.encode_batch(texts))
 
     def _encode_ids(self, token_ids: list[list[int]]) -> tuple[Tensor, Tensor]:
         if "encode" not in self.task.verbs:
-            raise AttnkitError("this model has no encoder (a decoder-only model cannot encode)")
-        encoder = encoder_of(self.model)
-        limit, specials = self.task.max_input_tokens, len(self.tokenizer.add_specials([]))
-        keep = None if limit is None else limit - specials
-        ids, mask = pad([self.tokenizer.add_specials(t[:keep]) for t in token_ids], self.tokenizer.pad_id)
-        device = next(encoder.parameters()).device
-        ids, mask = ids.to(device), mask.to(device)
-        return encoder(ids, mask), mask
+            raise AttnkitError(f"this model ({self.task.describe()}) gives no states to encode a text with")
+        return self.task.encode_states(self.model, token_ids)
 
     def embed(self, texts: list[str], normalize: bool = False) -> list[list[float]]:
-        """One vector per text: the mean of the encoder's last-layer states over its real tokens (what
-        sentence-embedding checkpoints such as all-MiniLM-L6-v2 are trained for), of unit length with `normalize`.
-        A blank text (empty, or only spaces) gives the vector of the empty input, <s> </s>."""
+        """One vector per text: the mean of the model's last-layer states over its real tokens (what
+        sentence-embedding checkpoints such as all-MiniLM-L6-v2 are trained for; a language model's mean state),
+        of unit length with `normalize`. A blank text (empty, or only spaces) gives the vector of the empty input,
+        <s> </s>."""
         _refuse_a_string(texts)
         texts = [text if text.strip() else "" for text in texts]
         vectors: list = [None] * len(texts)
@@ -238,11 +206,10 @@ class Pipeline:
 
     def count_tokens(self, texts: list, encoding: bool = False) -> list[int]:
         """The tokens of each input, uncut, that `predict` and `generate` read (the task says how), or with
-        `encoding` that `encode` reads (<s> text </s>)."""
+        `encoding` that `encode` reads (an encoder's <s> text </s>)."""
         if not encoding:
             return self.task.count_tokens(texts)
-        specials = len(self.tokenizer.add_specials([]))
-        return [len(ids) + specials for ids in self.tokenizer.encode_batch(texts)]
+        return [len(self.task.state_tokens(ids, cut=False)) for ids in self.tokenizer.encode_batch(texts)]
 
     @torch.no_grad()
     def generate(
@@ -253,15 +220,75 @@ class Pipeline:
         beam_size: int | None = None,
         sampling: Sampling | None = None,
         stream: Stream | None = None,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+        repetition_penalty: float | None = None,
+        stop: Sequence[str] = (),
+        templated: bool = False,
+        report: Callable[[int, int, str], None] | None = None,
     ) -> list[str | None]:
         """One output per prompt: an encoder-decoder's output for its input text, a decoder's continuation of the
         prompt. Greedy or beam search (`beam_size`; default: a seq2seq model's own setting, else 1), or drawn with
-        `sampling`; at most `max_new_tokens` (default: a seq2seq model's own limit; 64 for a decoder). A blank prompt
-        gives None. `stream(i, text)` receives each new piece of output i as it is decoded (beam search: the whole
-        output at its end); prompts are then generated one at a time, in order, else in batches."""
+        `sampling` (or `temperature`, `top_k`, `top_p`, `seed`); at most `max_new_tokens` (default: a seq2seq model's
+        own limit; 64 for a decoder); ending at the model's end tokens and before any of the `stop` strings. A setting
+        not given is the checkpoint's default (generation_config.json, a GGUF's sampling settings), else attnkit's
+        (greedy). A blank prompt gives None. `stream(i, text)` receives each new piece of output i as it is decoded
+        (beam search: the whole output at its end); prompts are then generated one at a time, in order, else in
+        batches. `templated`: the prompts are chat templates' renderings (`chat` makes them). `report(i, tokens,
+        finish)` receives the tokens output i generated and why it ended ("stop" or "length")."""
         _refuse_a_string(prompts)
-        how = Generation(max_new_tokens, beam_size, sampling, stream)
+        if sampling is None:
+            sampling = sampling_of(temperature, top_k, top_p, seed, beam_size, self.generation)
+        if repetition_penalty is None:
+            repetition_penalty = float(self.generation.get("repetition_penalty") or 1.0)
+        how = Generation(
+            max_new_tokens,
+            beam_size,
+            sampling,
+            stream,
+            tuple(stop),
+            self.end_ids,
+            repetition_penalty,
+            templated,
+            report,
+        )
         return self.task.generate(self.model, list(prompts), how)
+
+    def chat(self, conversations: list[list[Message]], **options: object) -> list[str | None]:
+        """The model's reply to each conversation (a list of {"role", "content"} messages), through its chat
+        template; `options` are generate's."""
+        prompts = [self.chat_prompt(messages, f"conversation {i}") for i, messages in enumerate(conversations)]
+        return self.generate(prompts, templated=True, **options)
+
+    def chat_prompt(self, messages: list[Message], where: str = "messages") -> str:
+        """The prompt the model's chat template makes of `messages`, the assistant's turn opened."""
+        if not self.chats:
+            raise AttnkitError(
+                "this model has no chat template (tokenizer_config.json's chat_template, a GGUF's "
+                "tokenizer.chat_template): it does not chat; continue a prompt with attnkit generate"
+            )
+        token = self.tokenizer.backend.id_to_token
+        specials = {f"{role}_token": None if i is None else token(i) for role, i in self._special_ids().items()}
+        return render(self.tokenizer.chat_template, check_messages(messages, where), specials)
+
+    @property
+    def chats(self) -> bool:
+        """Whether the model chats: it generates, and its tokenizer has a chat template."""
+        return self.tokenizer.chat_template is not None and "generate" in self.task.verbs
+
+    def _special_ids(self) -> dict[str, int | None]:
+        t = self.tokenizer
+        return {"bos": t.bos_id, "eos": t.eos_id, "unk": t.unk_id, "pad": t.pad_id}
+
+    @property
+    def end_ids(self) -> tuple[int, ...]:
+        """The tokens that end an output beside the tokenizer's own end token: the checkpoint's (generation_config
+        .json's eos_token_id, one or several; a GGUF's end of text, of turn, of message)."""
+        ids = self.generation.get("eos_token_id")
+        ids = [ids] if isinstance(ids, int) else ids if isinstance(ids, list) else []
+        return tuple(i for i in ids if isinstance(i, int) and not isinstance(i, bool) and i >= 0)
 
     def with_decoding(self, beam_size: int | None = None, max_new_tokens: int | None = None) -> Pipeline:
         """The same model decoding with another beam size or number of new tokens (seq2seq)."""
@@ -271,11 +298,10 @@ class Pipeline:
 
     def describe(self) -> str:
         """A few lines on the model: origin, task, architecture, sizes and parameter count (`attnkit info`)."""
-        if self.origin != "attnkit":
-            origin = [("format", self.origin)]
-        else:
+        origin = [("format", self.origin)] if self.origin != "attnkit" else []
+        if self.origin == "attnkit" or not self.task.pretraining:
             hint = " (fine-tune it with attnkit train --init)" if self.task.pretraining else ""
-            origin = [("task", self.task.describe() + hint)]
+            origin.append(("task", self.task.describe() + hint))
         rows = [*origin, *describe(self.model.config)]
         if self.engine == "torch":
             rows.append(("parameters", f"{count_parameters(self.model):,}"))

@@ -227,18 +227,31 @@ def _flags(specs, config: ModelConfig) -> dict:  # noqa: ANN001
     }
     if config.positions == "rotary":  # attnkit rotates the two halves of each head (GPT-NeoX's layout)
         flags.update(rotary_dim=0, rotary_interleave=False, rotary_base=config.rotary_base)
+        if config.rotary_scaling != "none":
+            kind = {"linear": "Linear", "llama3": "Llama3"}[config.rotary_scaling]
+            flags.update(
+                rotary_scaling_type=getattr(specs.RotaryScalingType, kind),
+                rotary_scaling_factor=config.rotary_factor,
+                original_max_position_embeddings=config.rotary_original_positions,
+            )
+    if config.kv_heads != config.num_heads:  # grouped-query attention
+        flags["num_heads_kv"] = config.kv_heads
+    if config.head_dim * config.num_heads != config.dim:  # heads of a width of their own (Gemma)
+        flags["head_dim"] = config.head_dim
     return flags
 
 
 def _encoder_spec(specs, encoder: Encoder):  # noqa: ANN001, ANN202
     config = encoder.config
     segments = 2 if encoder.segments is not None else 1
+    flags = _flags(specs, config)
+    flags.pop("original_max_position_embeddings", None)  # a decoder's setting only
     spec = specs.TransformerEncoderSpec(
         config.num_layers,
         config.num_heads,
         num_source_embeddings=segments,
         embeddings_merge=specs.EmbeddingsMerge.ADD,
-        **_flags(specs, config),
+        **flags,
     )
     _stack_spec(spec, encoder)
     if encoder.segments is not None:
@@ -254,6 +267,10 @@ def _decoder_spec(specs, decoder: Decoder, cross: bool):  # noqa: ANN001, ANN202
         flags["alibi"] = config.positions == "alibi"
     spec = specs.TransformerDecoderSpec(len(decoder.layers), config.num_heads, with_encoder_attention=cross, **flags)
     _stack_spec(spec, decoder)
+    if config.rotary_scaling == "llama3":  # the scaling's other two settings, which the layers hold
+        for layer in spec.layer:
+            layer.self_attention.rotary_low_freq_factor = config.rotary_low_freq_factor
+            layer.self_attention.rotary_high_freq_factor = config.rotary_high_freq_factor
     _linear(spec.projection, decoder.output.weight, decoder.output.bias)
     if config.output_scale != 1.0:
         spec.scale_outputs = np.float32(config.output_scale)
@@ -310,7 +327,8 @@ def _options(vocab: _Vocabulary, eos_id: int, beam_size: int, sampling: Sampling
         "length_penalty": settings["length_penalty"],
         "no_repeat_ngram_size": settings["no_repeat_ngram"],
         "suppress_sequences": [[vocab.tokens[i]] for i in settings["suppress"]] or None,
-        "end_token": vocab.tokens[eos_id],
+        "end_token": [vocab.tokens[i] for i in settings.get("ends", [eos_id])],
+        "repetition_penalty": settings.get("repetition_penalty", 1.0),
     }
     if sampling is not None:
         if sampling.seed is not None:  # github.com/OpenNMT/CTranslate2/issues/1757 (4.8.5 draws anew each time)
@@ -340,7 +358,7 @@ class CT2Translator(DecodingEngine):
         options.update(max_decoding_length=max_new_tokens, min_decoding_length=0, max_input_length=0)
         if stream is not None:
             steps = self.translator.generate_tokens(rows[0], prefix[0], **_step_options(options))
-            return [_streamed(steps, eos_id, stream)]
+            return [_streamed(steps, settings.get("ends", [eos_id]), stream)]
         results = self.translator.translate_batch(rows, prefix, **options)
         return [[self.target.ids[t] for t in result.hypotheses[0]] for result in results]
 
@@ -358,7 +376,8 @@ class CT2Generator(DecodingEngine):
         options = _options(self.vocab, eos_id, beam_size, sampling, settings)
         options.update(max_length=max_new_tokens, min_length=0)
         if stream is not None:
-            return [_streamed(self.generator.generate_tokens(rows[0], **_step_options(options)), eos_id, stream)]
+            steps = self.generator.generate_tokens(rows[0], **_step_options(options))
+            return [_streamed(steps, settings.get("ends", [eos_id]), stream)]
         results = self.generator.generate_batch(rows, include_prompt_in_result=False, **options)
         return [list(result.sequences_ids[0]) for result in results]
 
@@ -368,14 +387,17 @@ def _step_options(options: dict) -> dict:
     return {key: value for key, value in options.items() if key not in ("beam_size", "length_penalty")}
 
 
-def _streamed(steps, eos_id: int, stream: Callable[[Tensor], None]) -> list[int]:  # noqa: ANN001
-    """The ids of one streamed output, each passed to `stream` as attnkit's decoding does ((1, 1) tensors)."""
+def _streamed(steps, ends: list[int], stream: Callable[[Tensor], Tensor | None]) -> list[int]:  # noqa: ANN001
+    """The ids of one streamed output, each passed to `stream` as attnkit's decoding does ((1, 1) tensors), until an
+    end token or a stop that `stream` reports."""
     ids = []
     for step in steps:
-        stream(torch.tensor([[step.token_id]]))
-        if step.token_id == eos_id:
+        stopped = stream(torch.tensor([[step.token_id]]))
+        if step.token_id in ends:
             break
         ids.append(step.token_id)
+        if stopped is not None and bool(stopped.any()):
+            break
     return ids
 
 

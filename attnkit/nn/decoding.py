@@ -19,44 +19,56 @@ def generate(
     source: Tensor,
     source_mask: Tensor | None = None,
     *,
-    eos_id: int,
+    eos_id: int | Sequence[int],
     max_new_tokens: int,
     start_id: int | None = None,
     beam_size: int = 1,
     length_penalty: float = 1.0,
     suppress: Sequence[int] = (),
     no_repeat_ngram: int = 0,
+    repetition_penalty: float = 1.0,
     sampling: Sampling | None = None,
-    stream: Callable[[Tensor], None] | None = None,
+    stream: Callable[[Tensor], Tensor | None] | None = None,
 ) -> list[list[int]]:
-    """The output for each row, at most `max_new_tokens` tokens, without the start token and </s>: the most likely
-    token at each step (greedy), a drawn one (`sampling`), or the best of `beam_size` hypotheses.
+    """The output for each row, at most `max_new_tokens` tokens, without the start token and the end token: the most
+    likely token at each step (greedy), a drawn one (`sampling`), or the best of `beam_size` hypotheses.
 
     An EncoderDecoder reads `source` (batch, src) with `source_mask` and starts its output with `start_id`.
     A Decoder continues `source` as a prompt (rows of equal length, unpadded) and returns only the new tokens.
-    Beam hypotheses are ranked by log-probability / length ** length_penalty; `suppress` ids are never chosen,
-    and with no_repeat_ngram = n no n-gram occurs twice in an output. `stream` (greedy and sampling) receives
-    each step's tokens (rows, 1) as they are chosen; a row that has ended receives eos_id.
+    An output ends at `eos_id` (or at any of several: a chat model's end of text and end of turn). Beam hypotheses are
+    ranked by log-probability / length ** length_penalty; `suppress` ids are never chosen, with no_repeat_ngram = n
+    no n-gram occurs twice in an output, and a `repetition_penalty` above 1 makes the tokens a row already holds
+    less likely (CTRL's, as transformers applies it). `stream` (greedy and sampling) receives each step's tokens
+    (rows, 1) as they are chosen (a row that has ended receives its end token), and may return the rows (a boolean
+    (rows,) tensor) that end there (at a stop string of theirs).
     """
+    ends = [eos_id] if isinstance(eos_id, int) else list(eos_id)
     if isinstance(model, DecodingEngine):
-        settings = {"length_penalty": length_penalty, "suppress": suppress, "no_repeat_ngram": no_repeat_ngram}
+        settings = {
+            "length_penalty": length_penalty,
+            "suppress": suppress,
+            "no_repeat_ngram": no_repeat_ngram,
+            "repetition_penalty": repetition_penalty,
+            "ends": ends,
+        }
         return model.decode(
-            source, source_mask, eos_id, max_new_tokens, start_id, beam_size, sampling, stream, settings
+            source, source_mask, ends[0], max_new_tokens, start_id, beam_size, sampling, stream, settings
         )
+    penalties = (suppress, no_repeat_ngram, repetition_penalty)
     if isinstance(model, EncoderDecoder):
         if start_id is None:
             raise ValueError("an encoder-decoder needs start_id")
-        step = _Step(model.decoder, model.encode(source, source_mask), source_mask, suppress, no_repeat_ngram)
+        step = _Step(model.decoder, model.encode(source, source_mask), source_mask, *penalties)
         first = torch.full((source.shape[0], 1), start_id, dtype=torch.long, device=source.device)
     else:
-        step = _Step(model, None, None, suppress, no_repeat_ngram)
+        step = _Step(model, None, None, *penalties)
         first = source
     if beam_size == 1:
         choose = _most_likely if sampling is None else sampling.chooser(source.device)
-        return _one_path(step, first, eos_id, max_new_tokens, choose, stream)
+        return _one_path(step, first, ends, max_new_tokens, choose, stream)
     if sampling is not None or stream is not None:
         raise ValueError("beam search neither samples nor streams")
-    return _beam_search(step, first, eos_id, max_new_tokens, beam_size, length_penalty)
+    return _beam_search(step, first, ends, max_new_tokens, beam_size, length_penalty)
 
 
 class DecodingEngine(EngineModule):
@@ -126,17 +138,32 @@ class Sampling:
 
 
 def sampling_of(
-    temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, seed: int | None = None, beam_size: int | None = None
+    temperature: float | None = 0.0,
+    top_k: int | None = 0,
+    top_p: float | None = 1.0,
+    seed: int | None = None,
+    beam_size: int | None = None,
+    defaults: dict | None = None,
 ) -> Sampling | None:
     """The sampling these settings ask for (None for a temperature of 0: greedy or beam search), or one line on
-    what is wrong with them: `attnkit generate` and the server's /generate ask here (and every generation checks
-    beams against sampling with `check_beam`)."""
+    what is wrong with them: `attnkit generate` and the server ask here (and every generation checks beams against
+    sampling with `check_beam`). A setting left None takes the checkpoint's `defaults` (generation_config.json's
+    do_sample, temperature, top_k, top_p), else attnkit's: without a temperature, a checkpoint that samples by
+    default samples (unless beams are asked for), any other decodes greedily."""
+    defaults = defaults or {}
+    if temperature is None:
+        samples = bool(defaults.get("do_sample")) and (beam_size or 1) == 1
+        temperature = float(defaults.get("temperature", 1.0)) if samples else 0.0
+        if not samples:  # the checkpoint's sampling settings do not apply to a greedy default
+            defaults = {}
     if not temperature >= 0:
         raise AttnkitError(f"temperature must be 0 (no sampling) or more, got {temperature}")
     if temperature == 0:
-        if top_k or top_p != 1.0 or seed is not None:
+        if top_k or top_p not in (None, 1.0) or seed is not None:
             raise AttnkitError("top_k, top_p and seed shape sampling: give a temperature above 0 to sample")
         return None
+    top_k = top_k if top_k is not None else int(defaults.get("top_k") or 0)
+    top_p = top_p if top_p is not None else float(defaults.get("top_p") or 1.0)
     sampling = Sampling(temperature, top_k, top_p, seed)
     check_beam(beam_size, sampling)
     return sampling
@@ -162,10 +189,12 @@ class _Step:
         source_mask: Tensor | None,
         suppress: Sequence[int],
         no_repeat_ngram: int,
+        repetition_penalty: float = 1.0,
     ) -> None:
         self.decoder, self.source_mask = decoder, source_mask
         self.suppress = list(suppress)
         self.no_repeat_ngram = no_repeat_ngram
+        self.repetition_penalty = repetition_penalty
         self.cache = decoder.new_cache(memory)  # cross-attention's keys and values once per source row
         self.beams = 1  # rows per source
 
@@ -185,6 +214,10 @@ class _Step:
     def __call__(self, newest: Tensor, history: Tensor) -> Tensor:
         # newest: (rows, new) tokens to feed; history: (rows, all so far) -> log-probs of the next token (rows, vocab)
         logits = require_finite(self.decoder(newest, None, None, self.source_mask, cache=self.cache)[:, -1].float())
+        if self.repetition_penalty != 1.0:  # a held token's score shrinks towards "unlikely", whatever its sign
+            held = logits.gather(1, history)
+            penalty = self.repetition_penalty
+            logits.scatter_(1, history, torch.where(held < 0, held * penalty, held / penalty))
         if self.suppress:
             logits[:, self.suppress] = float("-inf")
         if self.no_repeat_ngram:
@@ -205,10 +238,10 @@ def _repeating(rows: list[list[int]], n: int) -> list[list[int]]:
 def _one_path(
     step: _Step,
     first: Tensor,
-    eos_id: int,
+    ends: list[int],
     max_new_tokens: int,
     choose: Callable[[Tensor], Tensor],
-    stream: Callable[[Tensor], None] | None,
+    stream: Callable[[Tensor], Tensor | None] | None,
 ) -> list[list[int]]:
     """Greedy decoding or sampling: one token per row and step, chosen by `choose` from the log-probabilities. A row
     that ends leaves the batch (unless streaming, which receives every row each step), so that the rows still
@@ -217,14 +250,16 @@ def _one_path(
     outputs: list[list[int]] = [[] for _ in range(first.shape[0])]
     live = list(range(first.shape[0]))  # the output each row of the batch writes
     done = torch.zeros(first.shape[0], dtype=torch.bool, device=first.device)
+    end_ids = torch.tensor(ends, device=first.device)
     for _ in range(max_new_tokens):
-        token = choose(step(token, history)).masked_fill(done[:, None], eos_id)
+        token = choose(step(token, history)).masked_fill(done[:, None], ends[0])
         history = torch.cat([history, token], dim=1)
-        if stream is not None:
-            stream(token)
         for row, chosen in zip(live, token[:, 0].tolist()):
             outputs[row].append(chosen)
-        done |= token[:, 0] == eos_id
+        done |= torch.isin(token[:, 0], end_ids)
+        stopped = stream(token) if stream is not None else None
+        if stopped is not None:
+            done |= stopped.to(done.device)
         if done.all():
             break
         if stream is None and done.any():
@@ -232,13 +267,19 @@ def _one_path(
             step.keep(going)
             token, history, done = token[going], history[going], done[going]
             live = [live[i] for i in going.tolist()]
-    return [row[: row.index(eos_id)] if eos_id in row else row for row in outputs]
+    return [_until_end(row, ends) for row in outputs]
+
+
+def _until_end(row: list[int], ends: list[int]) -> list[int]:
+    """The tokens of an output before its first end token."""
+    return next((row[:i] for i, token in enumerate(row) if token in ends), row)
 
 
 def _beam_search(
-    step: _Step, first: Tensor, eos_id: int, max_new_tokens: int, beam_size: int, length_penalty: float
+    step: _Step, first: Tensor, ends: list[int], max_new_tokens: int, beam_size: int, length_penalty: float
 ) -> list[list[int]]:
     batch, device, given = first.shape[0], first.device, first.shape[1]
+    end_ids = torch.tensor(ends, device=device)
     step.expand(beam_size)  # row b * beam_size + k is beam k of source b
     tokens = first.repeat_interleave(beam_size, dim=0)
     scores = torch.zeros(batch, beam_size, device=device)
@@ -255,13 +296,13 @@ def _beam_search(
         flat = candidates.view(groups, -1)
         # hypotheses that end here, if they rank among the best beam_size continuations
         top_scores, top_index = flat.topk(beam_size, dim=1)
-        for b, k in (top_index % vocab == eos_id).nonzero().tolist():
+        for b, k in torch.isin(top_index % vocab, end_ids).nonzero().tolist():
             if top_scores[b, k] > float("-inf"):
                 row = int(offsets[b, 0] + top_index[b, k] // vocab)
                 normalized = float(top_scores[b, k]) / length**length_penalty
                 finished[live[b]].append((normalized, tokens[row, given:].tolist()))
-        # the beams that go on: the best continuations other than </s>
-        candidates[:, :, eos_id] = float("-inf")
+        # the beams that go on: the best continuations other than an end
+        candidates[:, :, ends] = float("-inf")
         scores, index = candidates.view(groups, -1).topk(beam_size, dim=1)
         rows = (offsets + index // vocab).view(-1)
         tokens = torch.cat([tokens[rows], (index % vocab).view(-1, 1)], dim=1)

@@ -96,9 +96,7 @@ class Decoder(_Stack):
         super().__init__(config, embedding or nn.Embedding(config.output_vocab_size, config.dim), bidirectional=False)
         num_layers = config.decoder_layers if cross else config.num_layers
         self.layers = nn.ModuleList(DecoderLayer(config, cross) for _ in range(num_layers))
-        # a tied output's own matrix would be made only to be dropped (the size of the embeddings): it starts empty
-        tied = {"device": "meta"} if config.tie_output and not config.output_bias else {}
-        self.output = nn.Linear(config.dim, config.output_vocab_size, bias=config.output_bias, **tied)
+        self.output = nn.Linear(config.dim, config.output_vocab_size, bias=config.output_bias)
         if embedding is None:
             init_weights(self, config)
         if config.tie_output:
@@ -123,6 +121,21 @@ class Decoder(_Stack):
     ) -> Tensor:
         # tokens: (batch, tgt) ids; mask: (batch, tgt) True for real tokens; memory: (batch, src, dim);
         # memory_mask: (batch, src) True for real source tokens
+        hidden = self.hidden_states(tokens, mask, memory, memory_mask, cache)
+        if chosen is not None:
+            hidden = hidden[chosen]
+        scale = self.config.output_scale
+        return self.output(hidden * scale if scale != 1.0 else hidden)
+
+    def hidden_states(
+        self,
+        tokens: Tensor,
+        mask: Tensor | None = None,
+        memory: Tensor | None = None,
+        memory_mask: Tensor | None = None,
+        cache: DecoderCache | None = None,
+    ) -> Tensor:
+        """The last layer's states (batch, tgt, dim), normed, before the output projection."""
         batch, time = tokens.shape
         offset = cache.length if cache is not None else 0
         key_mask = mask
@@ -145,11 +158,7 @@ class Decoder(_Stack):
                 self_cache=cache.self_attn[i] if cache is not None else None,
                 cross_cache=cache.cross_attn[i] if cache is not None else None,
             )
-        hidden = self._finish(x)
-        if chosen is not None:
-            hidden = hidden[chosen]
-        scale = self.config.output_scale
-        return self.output(hidden * scale if scale != 1.0 else hidden)
+        return self._finish(x)
 
 
 def _extend_mask(

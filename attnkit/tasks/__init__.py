@@ -1,9 +1,15 @@
 """Task shapes: one file each, an object that answers every question about its shape (see base.Task). A new shape is
 a new file and a line in TASKS."""
 
+from pathlib import Path
+
+from torch import nn
+
 from attnkit.config import DataConfig, ModelConfig, TaskConfig
 from attnkit.data.tokenizer import Tokenizer
 from attnkit.errors import AttnkitError
+from attnkit.files import CONFIG_FILE, read_json
+from attnkit.interop.hf import build_from, load_hf_head, read_hf_config, read_hf_weights
 from attnkit.tasks.base import IGNORE_INDEX, AttentionInput, Batch, Task
 from attnkit.tasks.classify import ClassifyTask
 from attnkit.tasks.pair import PairTask
@@ -32,6 +38,29 @@ def make_task(
     return TASKS[config.name](config, data, tokenizer, model_config, state)
 
 
+def hugging_face_model(path: Path, trust_pickle: bool = False) -> tuple[Task, nn.Module, Tokenizer, str]:
+    """A Hugging Face folder's model as attnkit reads it, with its tokenizer and its format in words: a task model
+    where its class is a family's head that a task shape takes (*ForSequenceClassification, *ForTokenClassification:
+    its head and its id2label), else the family's bare architecture with NoTask."""
+    family, config = read_hf_config(path)
+    tensors, where = read_hf_weights(Path(path), trust_pickle)  # a pickle is refused before anything else is read
+    tokenizer = Tokenizer.load(path)
+    hf = read_json(Path(path) / CONFIG_FILE)
+    kind, origin = family.head_of(hf), f"Hugging Face {family.model_type}"
+    for name, shape in TASKS.items():
+        state = shape.of_head(kind, hf) if kind else None
+        if state is not None:
+            head = family.heads[kind]
+            data = DataConfig(max_length=config.position_limit or DataConfig.max_length)
+            task = shape(TaskConfig(name=name, pooling=head.pooling), data, tokenizer, config, state)
+            model = task.build_model()
+            load_hf_head(model, family, config, head, tensors, where)
+            return task, model.eval(), tokenizer, f"{origin} ({head.architecture})"
+    # drawn as it always was: a fine-tuning that starts from this checkpoint draws its head after these draws
+    model = build_from(family, config, tensors, where, drawn=True)
+    return no_task(tokenizer, model.config), model, tokenizer, origin
+
+
 def no_task(tokenizer: Tokenizer, model_config: ModelConfig) -> Task:
     """The task of a model that no attnkit run trained for one (a Hugging Face checkpoint, a bare model)."""
     return NoTask(TaskConfig(name="pretrain"), DataConfig(), tokenizer, model_config)
@@ -50,6 +79,7 @@ __all__ = [
     "Seq2SeqTask",
     "TagTask",
     "Task",
+    "hugging_face_model",
     "make_task",
     "no_task",
 ]

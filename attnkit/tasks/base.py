@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from attnkit.config import DataConfig, ModelConfig, TaskConfig
-from attnkit.data.batching import BATCH_TOKENS, MAX_PADDING, Size, batches_by_tokens
+from attnkit.data.batching import BATCH_TOKENS, MAX_PADDING, Size, batches_by_tokens, pad
 from attnkit.data.item_files import Items
 from attnkit.data.tokenizer import Tokenizer
 from attnkit.errors import AttnkitError
@@ -34,6 +34,18 @@ IGNORE_INDEX = -100  # a target position without anything to learn (padding, a l
 FEW = 20_000  # training from scratch on fewer examples than this, a pretrained checkpoint usually does better
 NO_DECODER = "this model has no decoder: it cannot generate text (an encoder classifies and tags)"
 NOT_TRAINED = "this model was not trained for a task; fine-tune it first: attnkit train ... --init PATH"
+
+
+def hf_labels(hf: dict) -> list[str]:
+    """A Hugging Face task model's outputs by name: config.json's id2label in order of id."""
+    names = hf.get("id2label") or {}
+    if not isinstance(names, dict) or not names:
+        count = hf.get("num_labels", 2)
+        return [f"LABEL_{i}" for i in range(count if isinstance(count, int) and count > 0 else 2)]
+    try:
+        return [str(names[key]) for key in sorted(names, key=int)]
+    except (TypeError, ValueError):
+        raise AttnkitError(f"id2label: expected ids as keys, got {sorted(names)[:3]}") from None
 
 
 @dataclass
@@ -168,6 +180,22 @@ class Task:
         """One batch of encoded items, token ids padded with the tokenizer's padding id."""
         raise NotImplementedError
 
+    def state_tokens(self, ids: list[int], cut: bool = True) -> list[int]:
+        """The tokens `encode_states` reads of a text's ids: an encoder's <s> text </s>, cut to max_input_tokens
+        (unless not `cut`)."""
+        limit, specials = self.max_input_tokens, len(self.tokenizer.add_specials([]))
+        keep = None if limit is None or not cut else limit - specials
+        return self.tokenizer.add_specials(ids[:keep])
+
+    def encode_states(self, model: nn.Module, token_ids: list[list[int]]) -> tuple[Tensor, Tensor]:
+        """The last layer's states (batch, time, dim) of texts' tokens read as one input each (`state_tokens`), and
+        the mask (batch, time) of their real tokens."""
+        encoder = encoder_of(model)
+        ids, mask = pad([self.state_tokens(t) for t in token_ids], self.tokenizer.pad_id)
+        device = next(encoder.parameters()).device
+        ids, mask = ids.to(device), mask.to(device)
+        return encoder(ids, mask), mask
+
     # limits
     @property
     def max_input_tokens(self) -> int | None:
@@ -179,6 +207,13 @@ class Task:
         """The tokens of each raw input, uncut, that prediction reads (special tokens included)."""
         specials = len(self.tokenizer.add_specials([]))
         return [len(ids) + specials for ids in self.tokenizer.encode_batch(list(raw))]
+
+    @classmethod
+    def of_head(cls, head: str, hf: dict) -> dict | None:
+        """The state of this task for a Hugging Face model of a family's `head` class ("sequence": an output per
+        input, "token": an output per token) whose config.json is `hf` (its id2label), if this task is what such a
+        model does; None if it is not."""
+        return None
 
     # model
     def build_model(self) -> nn.Module:

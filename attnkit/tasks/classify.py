@@ -20,7 +20,7 @@ from attnkit.nn import Encoder
 from attnkit.nn.dropout import Dropout
 from attnkit.tasks import evaluation
 from attnkit.tasks import metrics as scoring
-from attnkit.tasks.base import IGNORE_INDEX, Batch, Task
+from attnkit.tasks.base import IGNORE_INDEX, Batch, Task, hf_labels
 from attnkit.tasks.graphs import Graph, IdsAndMask, encoder_graph
 
 
@@ -86,6 +86,13 @@ class ClassifyTask(Task):
 
     def state(self) -> dict:
         return {"labels": self.labels}
+
+    @classmethod
+    def of_head(cls, head: str, hf: dict) -> dict | None:
+        """A sequence classifier of labels (transformers' *ForSequenceClassification that is no regression)."""
+        labels = hf_labels(hf)
+        regression = hf.get("problem_type") == "regression" or len(labels) == 1
+        return {"labels": labels} if head == "sequence" and not regression and cls.name == "classify" else None
 
     @property
     def output_names(self) -> list[str]:

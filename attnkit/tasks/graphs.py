@@ -3,7 +3,8 @@ and random example batches, padded, on which `attnkit export --onnx` traces each
 attnkit. Each task's `onnx_graphs` picks from these; the exporting itself is attnkit.apps.onnx_export's.
 
 Decoders come with their cache: a step reads the keys and values of the steps before it (`past_keys`,
-`past_values`: (layers, batch, heads, past, head_dim), past 0 at the first step) and returns them with its own
+`past_values`: (layers, batch, kv heads, past, head_dim), past 0 at the first step; a model with grouped-query
+attention has fewer key/value heads than query heads) and returns them with its own
 appended (`present_keys`, `present_values`), so that a decoding loop feeds each new token alone, as attnkit's own
 decoding does. An encoder-decoder's encoder graph also returns every decoder layer's cross-attention keys and
 values (`cross_keys`, `cross_values`: (layers, batch, heads, source, head_dim)), computed once per input."""
@@ -181,14 +182,15 @@ PAST = [3, 0]
 
 def cache_shape(decoder: Decoder) -> dict:
     """What onnx.json says of a decoder graph's cache: past_keys and past_values are (layers, batch, heads, past,
-    head_dim), past 0 at the first step."""
-    return {"layers": len(decoder.layers), "heads": decoder.config.num_heads, "head_dim": decoder.config.head_dim}
+    head_dim), past 0 at the first step; heads: the key/value heads (fewer than the query heads with grouped-query
+    attention)."""
+    return {"layers": len(decoder.layers), "heads": decoder.config.kv_heads, "head_dim": decoder.config.head_dim}
 
 
 def _past(decoder: Decoder, batch: int, length: int, seed: int) -> tuple[Tensor, Tensor]:
     """Random past keys and values, as a graph's earlier steps would have returned them."""
     config = decoder.config
-    shape = (len(decoder.layers), batch, config.num_heads, length, config.head_dim)
+    shape = (len(decoder.layers), batch, config.kv_heads, length, config.head_dim)
     generator = torch.Generator().manual_seed(seed)
     return torch.randn(shape, generator=generator), torch.randn(shape, generator=generator)
 

@@ -111,11 +111,26 @@ class PretrainTask(Task):
     @property
     def verbs(self) -> frozenset[str]:
         arch = self.model_config.arch
-        return frozenset(
-            {"attention"}
-            | ({"encode"} if arch != "decoder" else set())
-            | ({"generate"} if arch != "encoder" else set())
-        )
+        return frozenset({"attention", "encode"} | ({"generate"} if arch != "encoder" else set()))
+
+    def state_tokens(self, ids: list[int], cut: bool = True) -> list[int]:
+        """An encoder's as any task's; a language model reads a text as a prompt (its own start token, cut to its
+        positions)."""
+        if self.model_config.arch != "decoder":
+            return super().state_tokens(ids, cut)
+        return (self.tokenizer.prompt_start + ids)[: self.model_config.position_limit if cut else None]
+
+    def encode_states(self, model: nn.Module, token_ids: list[list[int]]) -> tuple[Tensor, Tensor]:
+        """An encoder's states as any task's; a language model's last layer (normed) over each text read as a
+        prompt."""
+        if self.model_config.arch != "decoder":
+            return super().encode_states(model, token_ids)
+        if not isinstance(model, Decoder):
+            raise AttnkitError("a language model run by another engine gives no states: run it with --engine torch")
+        ids, mask = pad([self.state_tokens(t) for t in token_ids], self.tokenizer.pad_id)
+        device = next(model.parameters()).device
+        ids, mask = ids.to(device), mask.to(device)
+        return model.hidden_states(ids, mask), mask
 
     @property
     def specials(self) -> str | None:  # type: ignore[override]
@@ -233,12 +248,10 @@ class PretrainTask(Task):
             return self._transducer().generate(model, prompts, how)
         if arch == "encoder":
             raise AttnkitError(NO_DECODER)
-        rows = [None if self.blank(prompt) else tokenizer.prompt_start + tokenizer.encode(prompt) for prompt in prompts]
+        start = [] if how.templated else tokenizer.prompt_start  # a chat template writes its own start token
+        rows = [None if self.blank(prompt) else start + tokenizer.encode(prompt) for prompt in prompts]
         limit = lambda longest: self._room(longest, how.max_new_tokens or 64)  # noqa: E731
-        beam_size, sampling, stream = how.beam_size or 1, how.sampling, how.stream
-        return generate_texts(
-            model, tokenizer, rows, limit=limit, beam_size=beam_size, sampling=sampling, stream=stream
-        )
+        return generate_texts(model, tokenizer, rows, how, limit=limit, beam_size=how.beam_size or 1)
 
     def _room(self, prompt_tokens: int, wanted: int) -> int:
         """New tokens a language model can add to a prompt: `wanted`, or fewer when its learned positions run out."""

@@ -22,7 +22,7 @@ from attnkit.findings import Finding
 from attnkit.interop.hf import TaskExport
 from attnkit.tasks import evaluation
 from attnkit.tasks import metrics as scoring
-from attnkit.tasks.base import Batch, Task
+from attnkit.tasks.base import Batch, Task, hf_labels
 from attnkit.tasks.classify import Classifier, copy_pooler, default_pooling
 from attnkit.tasks.graphs import Graph, IdsAndMask, IdsMaskAndSegments, encoder_graph
 from attnkit.tasks.pair import (
@@ -64,6 +64,12 @@ class RegressTask(Task):
         if not (_finite(self.mean) and _finite(self.std) and self.std > 0 and isinstance(self.pair, bool)):
             wanted = "a mean, a deviation above 0 and pair true or false"
             raise AttnkitError(f"task_state: expected {wanted}, got {state!r}")
+
+    @classmethod
+    def of_head(cls, head: str, hf: dict) -> dict | None:
+        """A sequence classifier with one output, or of problem_type regression: its output is the number."""
+        regression = hf.get("problem_type") == "regression" or len(hf_labels(hf)) == 1
+        return {"mean": 0.0, "std": 1.0, "pair": False} if head == "sequence" and regression else None
 
     def state(self) -> dict:
         return {"mean": self.mean, "std": self.std, "pair": self.pair}

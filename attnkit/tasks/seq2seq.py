@@ -136,11 +136,10 @@ class Seq2SeqTask(Task):
             model,
             self.tokenizer,
             rows,
+            how,
             limit=lambda longest: how.max_new_tokens or min(most, 2 * longest + 10),
             start_id=decoder_start(self.model_config, self.tokenizer),
-            beam_size=1 if how.sampling is not None else how.beam_size or self.config.beam_size,
-            sampling=how.sampling,
-            stream=how.stream,
+            beam_size=how.beam_size or self.config.beam_size,
             length_penalty=self.config.length_penalty,
             no_repeat_ngram=self.config.no_repeat_ngram,
         )

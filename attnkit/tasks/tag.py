@@ -24,7 +24,7 @@ from attnkit.nn.dropout import Dropout
 from attnkit.runtime import to_device
 from attnkit.tasks import evaluation
 from attnkit.tasks import metrics as scoring
-from attnkit.tasks.base import IGNORE_INDEX, Batch, Task
+from attnkit.tasks.base import IGNORE_INDEX, Batch, Task, hf_labels
 from attnkit.tasks.graphs import Graph, IdsAndMask, encoder_graph
 
 # the shape of a word, which every one of its subwords reads (with task.word_shapes); "none" marks special tokens
@@ -82,6 +82,11 @@ class TagTask(Task):
 
     def state(self) -> dict:
         return {"tags": self.tags, "specials": self.specials}
+
+    @classmethod
+    def of_head(cls, head: str, hf: dict) -> dict | None:
+        """A token classifier (transformers' *ForTokenClassification): a tag per word, read at its first subword."""
+        return {"tags": hf_labels(hf), "specials": "both"} if head == "token" else None
 
     @property
     def output_names(self) -> list[str]:

@@ -27,7 +27,7 @@ import numpy as np
 
 from attnkit.config import ModelConfig, to_dict
 from attnkit.data.item_files import Items, write_items
-from attnkit.data.tokenizer import TOKENIZER_FILE, Tokenizer
+from attnkit.data.tokenizer import TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, Tokenizer
 from attnkit.errors import AttnkitError
 from attnkit.files import UNDONE_ON_CTRL_C, write_json
 from attnkit.tasks import Task, make_task
@@ -118,37 +118,70 @@ def tokenized(
     UNDONE_ON_CTRL_C.append(undo)
     try:
         building.mkdir(parents=True)
-
-        def kept() -> Iterator:
-            examples = shape.stream(data, train_file)
-            return examples if keep is None else (e for i, e in enumerate(examples) if keep[i])
-
-        if tokenizer is None:
-            texts = shape.tokenizer_texts(_told(kept(), "training the tokenizer", say))
-            tokenizer = Tokenizer.train(texts, run.tokenizer, specials)
-        tokenizer.save(building / TOKENIZER_FILE)
-        tokenizer = Tokenizer.load(building / TOKENIZER_FILE)  # as later runs read it
-        task = make_task(run.task, data, tokenizer, model_config(tokenizer), state)
-        if state is None:
-            met: list[AttnkitError] = []
-            try:
-                task.fit(_passing(_told(kept(), "reading the labels", say), met))
-            except AttnkitError as error:
-                if met:  # a bad row, said as the reader said it
-                    raise
-                raise AttnkitError(f"{data.train}: {error}") from None  # what the file as a whole lacks: a label
-        check(task)
-        examples = chunks(_told(shape.stream(data, train_file), "tokenizing", say), CHUNK)
-        write_items(building / TRAIN_DIR, (task.encode(chunk, training=True) for chunk in examples), task.size)
-        built = {"tokenizer": _fingerprint(tokenizer), "trained_with": trained_with}
-        write_json(building / MANIFEST_FILE, {"key": key, **built, "state": task.state()})
+        source = Source(run, shape, train_file, keep, say)
+        state = _write_items(building, source, tokenizer, specials, model_config, state, check, key, trained_with)
         _put_in_place(building, cache)
     except BaseException:
         undo()
         raise
     finally:
         UNDONE_ON_CTRL_C.remove(undo)
-    return Tokenized(cache, task.state(), True, held_out)
+    return Tokenized(cache, state, True, held_out)
+
+
+@dataclasses.dataclass
+class Source:
+    """The training file of a run, read as a stream: whole, or only the examples `keep` marks (the rest are held
+    out), each pass told of through `say`."""
+
+    run: object
+    shape: type[Task]
+    train_file: str
+    keep: np.ndarray | None
+    say: Callable[[str], None]
+
+    def examples(self, doing: str, kept: bool = True) -> Iterator:
+        examples = _told(self.shape.stream(self.run.data, self.train_file), doing, self.say)
+        if not kept or self.keep is None:
+            return examples
+        keep = self.keep
+        return (e for i, e in enumerate(examples) if keep[i])
+
+
+def _write_items(
+    building: Path,
+    source: Source,
+    tokenizer: Tokenizer | None,
+    specials: list[str],
+    model_config: Callable[[Tokenizer], ModelConfig],
+    state: dict | None,
+    check: Callable[[Task], None],
+    key: dict,
+    trained_with: dict | None,
+) -> dict:
+    """The cache's files in `building`: its tokenizer (trained here if none is given), the training items and the
+    manifest; returns the task's state (its labels, fitted here if not given)."""
+    run = source.run
+    if tokenizer is None:
+        texts = source.shape.tokenizer_texts(source.examples("training the tokenizer"))
+        tokenizer = Tokenizer.train(texts, run.tokenizer, specials)
+    tokenizer.save(building / TOKENIZER_FILE)
+    tokenizer = Tokenizer.load(building / TOKENIZER_FILE)  # as later runs read it
+    task = make_task(run.task, run.data, tokenizer, model_config(tokenizer), state)
+    if state is None:
+        met: list[AttnkitError] = []
+        try:
+            task.fit(_passing(source.examples("reading the labels"), met))
+        except AttnkitError as error:
+            if met:  # a bad row, said as the reader said it
+                raise
+            raise AttnkitError(f"{run.data.train}: {error}") from None  # what the file as a whole lacks: a label
+    check(task)
+    examples = chunks(source.examples("tokenizing", kept=False), CHUNK)
+    write_items(building / TRAIN_DIR, (task.encode(chunk, training=True) for chunk in examples), task.size)
+    built = {"tokenizer": _fingerprint(tokenizer), "trained_with": trained_with}
+    write_json(building / MANIFEST_FILE, {"key": key, **built, "state": task.state()})
+    return task.state()
 
 
 def _reusable(cache, key, tokenizer, trained_with, state, shape, run, train_file, model_config) -> bool:
@@ -277,7 +310,7 @@ def stamp(path: Path) -> list:
 
 
 def _holds_only_a_cache(cache: Path) -> bool:  # a cache made by attnkit (a partial one too)
-    ours = {MANIFEST_FILE, TOKENIZER_FILE, TRAIN_DIR}
+    ours = {MANIFEST_FILE, TOKENIZER_FILE, TOKENIZER_CONFIG_FILE, TRAIN_DIR}
     return cache.is_dir() and all(entry.name in ours for entry in cache.iterdir())
 
 

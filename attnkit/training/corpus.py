@@ -19,7 +19,7 @@ import numpy as np
 from attnkit import runtime
 from attnkit.config import to_dict
 from attnkit.data.token_files import DTYPES, token_dtype, token_suffix
-from attnkit.data.tokenizer import TOKENIZER_FILE, Tokenizer
+from attnkit.data.tokenizer import TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, Tokenizer
 from attnkit.errors import AttnkitError
 from attnkit.files import write_json
 from attnkit.training.cache import stamp
@@ -149,7 +149,12 @@ def split_off_tail(train: Path, dev: Path) -> None:
 
 def _holds_only_a_corpus(cache: Path) -> bool:
     """Whether `cache` is a folder of nothing but what `_write_corpus` writes (a half-written corpus too)."""
-    ours = {"manifest.json", TOKENIZER_FILE, *(f"{split}{suffix}" for split in SPLITS for suffix in DTYPES)}
+    ours = {
+        "manifest.json",
+        TOKENIZER_FILE,
+        TOKENIZER_CONFIG_FILE,
+        *(f"{split}{suffix}" for split in SPLITS for suffix in DTYPES),
+    }
     return cache.is_dir() and all(entry.name in ours for entry in cache.iterdir())
 
 

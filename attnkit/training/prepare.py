@@ -4,6 +4,7 @@ and its data, the tokenizer, and the model (new, resumed, or started from a pret
 from __future__ import annotations
 
 import dataclasses
+import functools
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -56,17 +57,10 @@ def prepare(
     if not run.data.train:
         raise AttnkitError("data.train: no training file given")
     data, shape = run.data, TASKS[run.task.name]
-    split_seed = data.split_seed if data.split_seed is not None else run.train.seed
-    files = {"train": split_path(data.train, (data.split or "train",))}  # a DatasetDict: the split of each role
-    fractions = {"dev": data.dev_fraction, "test": data.test_fraction}
-    for split, path in (("dev", data.dev), ("test", data.test)):
-        if fractions[split]:
-            files[split] = f"{files['train']} ({fractions[split]:g} held out)"
-        elif path:
-            files[split] = split_path(path, SPLITS[split])
+    files = _files(data)
     # read before the training file is tokenized, so that a mistake in them costs no waiting
     given = {
-        split: shape.read(data, files[split]) for split in ("dev", "test") if split in files and not fractions[split]
+        split: shape.read(data, files[split]) for split in ("dev", "test") if split in files and not held(data, split)
     }
     init = run.train.init
     source = Pipeline.load(init, run.train.trust_pickle, device="cpu") if init and not resume else None
@@ -76,6 +70,7 @@ def prepare(
     if trained is not None:
         _warn_of_ignored_settings(run, trained.model)
     tokenizer = _given_tokenizer(run, resume, source)
+    configured = functools.partial(_model_config, run, trained, source)
 
     def check(task: Task) -> None:  # dev and test data this task cannot score (a label never seen in training)
         for split, examples in given.items():
@@ -83,57 +78,26 @@ def prepare(
             task.check(examples, files[split])
 
     if tokenizer is not None:
-        _check_family(_model_config(run, trained, source, tokenizer), tokenizer)
+        _check_family(configured(tokenizer), tokenizer)
     if shape.pretraining:  # `attnkit pretrain` tokenized its text into token files (attnkit.training.corpus)
-        task = make_task(run.task, data, tokenizer, _model_config(run, trained, source, tokenizer), _state(trained))
+        task = make_task(run.task, data, tokenizer, configured(tokenizer), _state(trained))
         train_items, held_out, tokens = task.encode(shape.read(data, files["train"]), training=True), {}, None
     else:
         cached = processes.first_does(
             lambda: tokenized(
-                run,
-                shape,
-                files["train"],
-                split_seed,
-                tokenizer,
-                special_tokens(run.model),
-                lambda tokenizer: _model_config(run, trained, source, tokenizer),
-                _state(trained),
-                check,
-                say,
+                run, shape, files["train"], _split_seed(run), tokenizer, special_tokens(run.model), configured,
+                _state(trained), check, say,
             )
-        )
-        tokenizer = Tokenizer.load(cached.folder / TOKENIZER_FILE)
-        model_config = _model_config(run, trained, source, tokenizer)
-        _check_family(model_config, tokenizer)
-        task = make_task(run.task, data, tokenizer, model_config, cached.state)
-        train_items = Items(cached.folder / TRAIN_DIR)
-        if cached.held_out["train"] is not None:
-            train_items = train_items.subset(cached.held_out["train"])
-        limits = {"dev": run.train.eval_examples, "test": None}  # a dev set scored in part is read in part
-        held_out = {
-            split: _examples_at(shape, data, files["train"], indices[: limits[split]])
-            for split, indices in cached.held_out.items()
-            if split != "train" and indices is not None
-        }
-        made = "tokenized into" if cached.made else "read from"
-        tokens = f"{len(train_items):,} training examples {made} the token cache {cached.folder}"
+        )  # fmt: skip
+        task, train_items, held_out, tokens = _from_cache(run, shape, files, cached, configured)
     check(task)
     dev_examples, test_examples = held_out.get("dev") or given.get("dev"), held_out.get("test") or given.get("test")
     if dev_examples is not None and run.train.eval_examples:
         dev_examples = dev_examples[: run.train.eval_examples]
-
-    model = task.build_model()
-    if source is not None:
-        task.initialize(model, source.model, init, run.train.trust_pickle)
-    if run.train.freeze_embeddings:
-        for name, module in model.named_modules():
-            if name.split(".")[-1] in ("embedding", "positions"):
-                module.requires_grad_(False)
-
     return Prepared(
         task=task,
-        tokenizer=tokenizer,
-        model=model,
+        tokenizer=task.tokenizer,
+        model=_model(run, task, source),
         train_items=train_items,
         dev_examples=dev_examples,
         dev_items=task.encode(dev_examples, training=False) if dev_examples else None,
@@ -141,6 +105,61 @@ def prepare(
         files=files,
         tokens=tokens,
     )
+
+
+def held(data: DataConfig, split: str) -> float | None:
+    """The share of the training file held out as `split` (dev or test), if one is."""
+    return {"dev": data.dev_fraction, "test": data.test_fraction}[split]
+
+
+def _split_seed(run: RunConfig) -> int:
+    return run.data.split_seed if run.data.split_seed is not None else run.train.seed
+
+
+def _files(data: DataConfig) -> dict[str, str]:
+    """The file of each split (a DatasetDict's split of each role), or for a held-out split what it is held from."""
+    files = {"train": split_path(data.train, (data.split or "train",))}
+    for split, path in (("dev", data.dev), ("test", data.test)):
+        if held(data, split):
+            files[split] = f"{files['train']} ({held(data, split):g} held out)"
+        elif path:
+            files[split] = split_path(path, SPLITS[split])
+    return files
+
+
+def _from_cache(
+    run: RunConfig, shape: type[Task], files: dict[str, str], cached: object, configured: Callable
+) -> tuple[Task, Items, dict, str]:
+    """The task of the token cache's tokenizer and labels, its training items, the examples it holds out as dev and
+    test, and the line that says where the items came from."""
+    tokenizer = Tokenizer.load(cached.folder / TOKENIZER_FILE)
+    model_config = configured(tokenizer)
+    _check_family(model_config, tokenizer)
+    task = make_task(run.task, run.data, tokenizer, model_config, cached.state)
+    train_items = Items(cached.folder / TRAIN_DIR)
+    if cached.held_out["train"] is not None:
+        train_items = train_items.subset(cached.held_out["train"])
+    limits = {"dev": run.train.eval_examples, "test": None}  # a dev set scored in part is read in part
+    held_out = {
+        split: _examples_at(shape, run.data, files["train"], indices[: limits[split]])
+        for split, indices in cached.held_out.items()
+        if split != "train" and indices is not None
+    }
+    made = "tokenized into" if cached.made else "read from"
+    return task, train_items, held_out, f"{len(train_items):,} training examples {made} the token cache {cached.folder}"
+
+
+def _model(run: RunConfig, task: Task, source: Pipeline | None) -> nn.Module:
+    """The task's new model, started from the --init checkpoint's where there is one, its embeddings frozen if
+    asked."""
+    model = task.build_model()
+    if source is not None:
+        task.initialize(model, source.model, run.train.init, run.train.trust_pickle)
+    if run.train.freeze_embeddings:
+        for name, module in model.named_modules():
+            if name.split(".")[-1] in ("embedding", "positions"):
+                module.requires_grad_(False)
+    return model
 
 
 def _examples_at(shape: type[Task], data: DataConfig, path: str, indices: np.ndarray) -> list:

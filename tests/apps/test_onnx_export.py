@@ -241,3 +241,25 @@ def test_an_exporter_failure_is_one_line_and_nothing_is_written(classifier_dir, 
         str(raised.value) == f"{classifier_dir}: torch.onnx could not export model.onnx: Unsupported: aten::mystery_op"
     )
     assert not (tmp_path / "onnx").exists()
+
+
+def test_a_llama_with_grouped_heads_decodes_greedily_with_its_cache_as_attnkit_does(tmp_path):
+    from attnkit.nn.decoding import generate
+    from tests.ggufs import tiny_llama, write_gguf
+
+    gguf = write_gguf(tmp_path / "llama.gguf", tiny_llama(num_key_value_heads=1), "gpt2", quantization="F32")
+    manifest = export_onnx(gguf, tmp_path / "onnx")
+    assert manifest["cache"]["heads"] == 1  # the key/value heads only: the cache of multi-query attention
+    model = Pipeline.load(gguf, device="cpu").model
+    prompt = torch.randint(3, 320, (2, 7), generator=torch.Generator().manual_seed(3))
+    ids, mask = prompt.numpy(), np.ones((2, 7), dtype=np.int64)
+    cache, chosen = empty_cache(manifest, 2), []
+    for _ in range(10):
+        logits, past_keys, past_values = run_all(
+            tmp_path / "onnx", "model", input_ids=ids, attention_mask=mask, **cache
+        )
+        cache = {"past_keys": past_keys, "past_values": past_values}
+        ids = logits[:, -1].argmax(-1)[:, None]
+        mask = np.ones((2, mask.shape[1] + 1), dtype=np.int64)
+        chosen.append(ids[:, 0].tolist())
+    assert [list(row) for row in zip(*chosen)] == generate(model, prompt, eos_id=-1, max_new_tokens=10)

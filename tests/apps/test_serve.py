@@ -105,7 +105,12 @@ def test_generate_with_decoding_options(translator):
         assert greedy == translator.predict(["red green"])[0]
         short = client.post("/generate", json={"texts": ["red green blue"], "beam_size": 2, "max_length": 1})
         assert short.status_code == 200 and len(short.json()["predictions"][0].split()) <= 1
-        assert client.post("/predict", json={"text": "red"}).status_code == 400  # not a classifier
+        unserved = client.post("/predict", json={"text": "red"})  # not a classifier: not in its API
+        assert (
+            unserved.status_code == 404
+            and "/predict: this model (seq2seq) does not serve it; it serves /generate" in (unserved.json()["detail"])
+        )
+        assert "/predict" not in client.get("/openapi.json").json()["paths"]
 
 
 def stream_events(response) -> list[dict]:
@@ -124,7 +129,7 @@ def test_generate_stream_sends_each_piece_then_the_output(language_model):
         many = client.post("/generate_stream", json={"texts": ["red", "green"]})
         assert many.status_code == 400 and "one input per request" in many.json()["detail"]
         info = client.get("/info").json()
-        assert info["endpoints"] == ["/generate", "/generate_stream"] and info["inputs"] == ["text"]
+        assert info["endpoints"] == ["/generate", "/generate_stream", "/encode"] and info["inputs"] == ["text"]
 
 
 def test_the_root_is_a_page_to_try_the_model_that_loads_nothing_from_elsewhere(client):
@@ -171,21 +176,23 @@ def test_generate_continues_a_prompt_greedily_or_by_sampling(language_model):
         sampled = [client.post("/generate", json=body).json()["prediction"] for _ in range(2)]
         expected = language_model.generate(["the cat"], max_new_tokens=8, sampling=Sampling(1.5, 20, seed=4))
         assert sampled[0] == sampled[1] == expected[0]
-        assert client.post("/predict", json={"text": "the cat"}).status_code == 400  # it predicts no label
+        assert client.post("/predict", json={"text": "the cat"}).status_code == 404  # it predicts no label
 
 
 @pytest.mark.parametrize(
-    ("body", "message"),
+    ("body", "status", "message"),
     [
-        ({"text": "x", "seed": 1}, "body: top_k, top_p and seed shape sampling: give a temperature above 0"),
-        ({"text": "x", "temperature": 1, "beam_size": 2}, "beam search (beam_size > 1) and sampling"),
-        ({"text": "x", "temperature": 1, "top_p": 0}, "top_p: Input should be greater than 0"),
+        ({"text": "x", "temperature": 0, "seed": 1}, 422, "body: top_k, top_p and seed shape sampling: give a temp"),
+        ({"text": "x", "temperature": 1, "beam_size": 2}, 422, "beam search (beam_size > 1) and sampling"),
+        ({"text": "x", "temperature": 1, "top_p": 0}, 422, "top_p: Input should be greater than 0"),
+        # a temperature left out is the checkpoint's: this one decodes greedily, so a seed has nothing to draw
+        ({"text": "x", "seed": 1}, 400, "top_k, top_p and seed shape sampling: give a temperature above 0"),
     ],
 )
-def test_generate_refuses_sampling_settings_that_do_not_fit(language_model, body, message):
+def test_generate_refuses_sampling_settings_that_do_not_fit(language_model, body, status, message):
     with TestClient(create_app(language_model)) as client:
         response = client.post("/generate", json=body)
-        assert response.status_code == 422 and message in response.json()["detail"]
+        assert response.status_code == status and message in response.json()["detail"]
 
 
 @pytest.mark.parametrize(
@@ -214,7 +221,11 @@ EITHER = 'give either "text" (one string) or "texts" (a list of strings)'
         ({"texts": "not a list"}, "texts: Input should be a valid list"),
         ({"texts": ["ok", 5]}, "texts[1]: Input should be a valid string"),
         (["a"], "body: Input should be a valid dictionary or object to extract fields from"),
-        ({"text": 5, "extra": 1}, "text: Input should be a valid string; extra: Extra inputs are not permitted"),
+        (
+            {"text": 5, "extra": 1},
+            'text: Input should be a valid string; extra: Extra inputs are not permitted (this model takes "text" '
+            '(one string) or "texts" (a list of strings))',
+        ),
     ],
 )
 def test_a_422_is_one_line_naming_the_field(client, body, detail):
@@ -223,13 +234,20 @@ def test_a_422_is_one_line_naming_the_field(client, body, detail):
 
 
 @pytest.mark.parametrize(
-    ("endpoint", "field"),
-    [("/predict", "label"), ("/generate", "max_tokens"), ("/encode", "pooling"), ("/generate", "beam")],
+    ("model", "endpoint", "field"),
+    [
+        ("classifier", "/predict", "label"),
+        ("classifier", "/encode", "pooling"),
+        ("language_model", "/generate", "max_tokens"),
+        ("language_model", "/generate", "beam"),
+    ],
 )
-def test_an_unknown_field_is_refused_not_ignored(client, endpoint, field):
-    response = client.post(endpoint, json={"text": "happy red", field: 5})
+def test_an_unknown_field_is_refused_not_ignored(request, model, endpoint, field):
+    with TestClient(create_app(request.getfixturevalue(model))) as client:
+        response = client.post(endpoint, json={"text": "happy red", field: 5})
     assert response.status_code == 422
-    assert response.json() == {"detail": f"{field}: Extra inputs are not permitted"}
+    takes = ' (this model takes "text" (one string) or "texts" (a list of strings))' if endpoint != "/encode" else ""
+    assert response.json() == {"detail": f"{field}: Extra inputs are not permitted{takes}"}
 
 
 def test_invalid_json_is_422_and_the_server_goes_on(client):
@@ -238,7 +256,7 @@ def test_invalid_json_is_422_and_the_server_goes_on(client):
     assert response.json() == {
         "detail": "body: invalid JSON at character 1 (Expecting property name enclosed in double quotes)"
     }
-    assert client.post("/generate", json={"text": "a"}).status_code == 400  # a classifier does not generate
+    assert client.post("/generate", json={"text": "a"}).status_code == 404  # a classifier does not generate
     assert client.post("/predict", json={"text": "happy"}).status_code == 200
 
 
@@ -408,10 +426,15 @@ def test_no_texts_give_no_predictions(request, model, endpoint, key):
 @pytest.mark.parametrize(
     ("model", "line"),
     [
-        ("classifier", "attnkit serve: runs/m (classify: bad, good) on http://127.0.0.1:8000 - POST /predict, /encode"),
+        (
+            "classifier",
+            "attnkit serve: runs/m (classify: bad, good) on http://127.0.0.1:8000 - POST /predict, /encode, "
+            "/v1/embeddings",
+        ),
         (
             "translator",
-            "attnkit serve: runs/m (seq2seq) on http://127.0.0.1:8000 - POST /generate, /encode, /generate_stream",
+            "attnkit serve: runs/m (seq2seq) on http://127.0.0.1:8000 - POST /generate, /generate_stream, /encode, "
+            "/v1/completions, /v1/embeddings",
         ),
     ],
 )
@@ -434,7 +457,8 @@ def test_attnkit_serve_answers_on_localhost_and_stops_cleanly(small_classifier):
         assert response.status_code == 200 and len(response.json()["predictions"]) == 2
         assert httpx.post(f"{url}/predict", json={"text": LONG}).status_code == 413  # --too-long reject
     assert stopped_cleanly(server), server.output
-    announced = f"attnkit serve: {small_classifier} (classify: bad, good) on {url} - POST /predict, /encode; GET"
+    endpoints = "POST /predict, /encode, /v1/embeddings; GET"
+    announced = f"attnkit serve: {small_classifier} (classify: bad, good) on {url} - {endpoints}"
     assert announced in server.output, server.output
 
 

@@ -178,3 +178,37 @@ def test_the_page_asks_for_the_servers_api_key(servers, browser):
         browser.execute_script("sessionStorage.clear()")
         process.kill()
         process.communicate()
+
+
+def test_the_page_chats_with_a_chat_model(browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    import attnkit
+    from tests.ggufs import tiny_llama, write_gguf
+
+    model = write_gguf(tmp_path / "chat.gguf", tiny_llama(vocab=320), "gpt2")
+    local = attnkit.load(model, device="cpu")
+    port = free_port()
+    process = start_server(model, port)
+    try:
+        browser.get(f"http://127.0.0.1:{port}/")
+        WebDriverWait(browser, 30).until(lambda b: b.find_element(By.ID, "message").is_displayed())
+        conversation = []
+        for turn, text in enumerate(["hello there", "and then?"], start=1):
+            browser.find_element(By.ID, "message").send_keys(text)
+            browser.find_element(By.ID, "send").click()
+            reply = WebDriverWait(browser, 60).until(
+                lambda b, turn=turn: (
+                    b.find_element(By.ID, f"reply-{2 * turn - 1}").get_attribute("data-done")
+                    and b.find_element(By.ID, f"reply-{2 * turn - 1}")
+                )
+            )
+            conversation.append({"role": "user", "content": text})
+            expected = local.chat([conversation], max_new_tokens=512)[0]
+            assert reply.get_attribute("textContent") == expected and browser.find_element(By.ID, "error").text == ""
+            conversation.append({"role": "assistant", "content": expected})
+        assert len(browser.find_elements(By.CSS_SELECTOR, "#log .turn")) == 4
+    finally:
+        process.kill()
+        process.communicate()

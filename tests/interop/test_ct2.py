@@ -383,3 +383,45 @@ def test_int8_and_another_quantization_are_refused_together(classifier, tmp_path
     assert main(args) == 2
     assert "ask for two kinds of weights" in capsys.readouterr().err
     assert not (tmp_path / "q").exists()
+
+
+LLAMA3 = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+          "original_max_position_embeddings": 16}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("family", "settings"),
+    [
+        ("llama", {"num_key_value_heads": 1}),
+        ("llama", {"rope_scaling": LLAMA3}),
+        ("qwen2", {}),  # biases on Q, K and V alone
+        ("gemma", {"head_dim": 32}),  # heads wider than dim / heads, scaled embeddings, 1 + w norms
+    ],
+)
+def test_a_llama_family_model_runs_on_ctranslate2_with_attnkits_greedy_tokens(tmp_path, family, settings):
+    from tests.ggufs import tiny_llama, write_gguf
+
+    source = tiny_llama(family, **settings)
+    with torch.no_grad():  # sharper and more varied outputs than random weights give, so that a wrong weight shows
+        source.lm_head.weight.mul_(
+            8
+        ) if not source.config.tie_word_embeddings else source.model.embed_tokens.weight.mul_(8)
+    gguf = write_gguf(tmp_path / "model.gguf", source, "gpt2", quantization="F32")
+    assert main(["export", str(gguf), "--ct2", "--out", str(tmp_path / "ct2")]) == 0
+    ours = Pipeline.load(gguf, device="cpu", engine="torch").model
+    engine = Pipeline.load(tmp_path / "ct2", device="cpu").model  # the folder's own CTranslate2 model
+    prompts = torch.randint(3, 320, (3, 20), generator=torch.Generator().manual_seed(1))
+    for row in prompts:
+        expected = generate(ours, row[None], eos_id=2, max_new_tokens=24, suppress=[2])
+        assert generate(engine, row[None], eos_id=2, max_new_tokens=24, suppress=[2]) == expected
+
+
+def test_smollm2_answers_the_same_on_ctranslate2(tmp_path):
+    from tests.ggufs import smollm2
+
+    file = smollm2()
+    question = [[{"role": "user", "content": "What is the capital of France?"}]]
+    assert main(["export", str(file), "--ct2", "--out", str(tmp_path / "ct2")]) == 0
+    for engine in ("torch", "ct2"):
+        pipeline = Pipeline.load(file if engine == "torch" else tmp_path / "ct2", device="cpu", engine=engine)
+        assert pipeline.chat(question, temperature=0) == ["The capital of France is Paris."], engine

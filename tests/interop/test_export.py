@@ -76,6 +76,9 @@ def assert_transformers_classifies_alike(model: Path, dev: Path, out: Path, fami
         assert_close(logits, pipeline.model(ours["ids"], ours["mask"]))
     labels = [theirs.config.id2label[int(i)] for i in logits.argmax(-1)]
     assert labels == [p["label"] for p in pipeline.predict(texts)]
+    read_back = Pipeline.load(out)  # the folder is a classifier to attnkit too: its head and its labels
+    assert read_back.task.name == "classify" and read_back.task.labels == ["bad", "good"]
+    assert [p["label"] for p in read_back.predict(texts)] == labels
 
 
 def checkpoint_of(family: str, folder: Path, texts: list[str]) -> Path:
@@ -155,6 +158,8 @@ def test_tagger_exports_as_its_familys_token_classifier(tagging_files, tmp_path,
         firsts = [i for i, word in enumerate(words) if word is not None and (i == 0 or words[i - 1] != word)]
         tags.append([theirs.config.id2label[int(best[i])] for i in firsts])
     assert tags == pipeline.predict([" ".join(words) for words in sentences])
+    read_back = Pipeline.load(tmp_path / "hf")  # a tagger to attnkit too
+    assert read_back.task.name == "tag" and read_back.predict([" ".join(words) for words in sentences]) == tags
 
 
 @pytest.mark.parametrize(

@@ -94,14 +94,17 @@ def bad_files(tmp_path):
     good = write_gguf(tmp_path / "good.gguf", tiny_llama(), "gpt2")
     truncated = tmp_path / "truncated.gguf"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
-    falcon = tiny_llama()
+    model = tiny_llama()
     yield truncated, r"truncated.gguf: not a whole GGUF file \(truncated or damaged"
     (tmp_path / "other").mkdir()
-    other = write_gguf(tmp_path / "other" / "model.gguf", falcon, "gpt2", named="phi3")
-    yield tmp_path / "other", r"model.gguf: architecture 'phi3' is not one attnkit reads \(it reads llama, qwen2, gemma\)"
-    no_tokenizer = write_gguf(tmp_path / "untokenized.gguf", falcon, "gpt2", **{"tokenizer.ggml.tokens": None})
+    write_gguf(tmp_path / "other" / "model.gguf", model, "gpt2", named="phi3")
+    yield (
+        tmp_path / "other",
+        r"model.gguf: architecture 'phi3' is not one attnkit reads \(it reads llama, qwen2, gemma\)",
+    )
+    no_tokenizer = write_gguf(tmp_path / "untokenized.gguf", model, "gpt2", **{"tokenizer.ggml.tokens": None})
     yield no_tokenizer, r"untokenized.gguf: no tokenizer in its metadata \(tokenizer.ggml.model and tokenizer.ggml"
-    odd = write_gguf(tmp_path / "q81.gguf", falcon, "gpt2", quantization="Q8_1")
+    odd = write_gguf(tmp_path / "q81.gguf", model, "gpt2", quantization="Q8_1")
     yield odd, r"q81.gguf: tensor 'token_embd.weight' is stored as Q8_1, which the gguf package cannot dequantize"
 
 

@@ -431,3 +431,37 @@ def test_a_sentencepiece_model_alone_says_how_to_get_a_tokenizer_json(tmp_path):
         r"AutoTokenizer.from_pretrained\('.*xlmr'\).save_pretrained",
     ):
         attnkit.load(path)
+
+
+@pytest.mark.parametrize(
+    ("head", "labels", "task"),
+    [("sequence", 3, "classify"), ("sequence", 1, "regress"), ("token", 4, "tag")],
+)
+def test_a_task_model_people_download_loads_as_that_task(tmp_path, head, labels, task):
+    import attnkit
+
+    torch.manual_seed(0)
+    names = {i: f"name{i}" for i in range(labels)}
+    config = transformers.BertConfig(
+        vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+        max_position_embeddings=64, num_labels=labels, id2label=names, label2id={v: k for k, v in names.items()},
+    )  # fmt: skip
+    kind = transformers.BertForSequenceClassification if head == "sequence" else transformers.BertForTokenClassification
+    theirs = kind(config).eval()
+    path = saved(theirs, tmp_path / "bert")
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *(f"w{i}" for i in range(5, VOCAB))]
+    (path / "vocab.txt").write_text("\n".join(words))
+    ours = attnkit.load(path, device="cpu")
+    assert ours.task.name == task and ours.origin == f"Hugging Face bert ({kind.__name__})"
+    text = "w5 w17 w40 w9"
+    ids = torch.tensor([[2, 5, 17, 40, 9, 3]])  # [CLS] text [SEP], as transformers' tokenizer would give
+    with torch.no_grad():
+        logits = theirs(input_ids=ids).logits[0]
+    (found,) = ours.predict([text])
+    if task == "classify":
+        assert ours.task.labels == list(names.values()) and found["label"] == names[int(logits.argmax())]
+        assert found["probability"] == pytest.approx(float(logits.softmax(-1).max()), abs=1e-5)
+    elif task == "regress":
+        assert found == pytest.approx(float(logits[0]), abs=1e-4)
+    else:
+        assert found == [names[int(i)] for i in logits[1:-1].argmax(-1)]  # each word's one subword

@@ -117,7 +117,10 @@ def test_the_server_takes_text_a_and_text_b(scratch):
         half = client.post("/predict", json={"text_a": "red green"})
     assert one.status_code == 200 and one.json()["prediction"]["label"] == "same"
     assert many.status_code == 200 and len(many.json()["predictions"]) == 2
-    assert wrong.status_code == 422 and "text: Extra inputs are not permitted" in wrong.json()["detail"]
+    assert wrong.status_code == 422 and wrong.json()["detail"] == (
+        'text: Extra inputs are not permitted (this model takes "text_a" and "text_b" (strings) or "pairs" (a list of '
+        'objects with "text_a" and "text_b"))'
+    )
     assert half.status_code == 422 and 'give either "text_a" and "text_b"' in half.json()["detail"]
 
 

@@ -13,6 +13,7 @@ from attnkit.interop.hf.families import FAMILIES, PRESETS
 from attnkit.interop.hf.load import (
     build_from,
     is_hf_directory,
+    load_hf_head,
     load_hf_model,
     read_generation_config,
     read_hf_config,
@@ -29,6 +30,7 @@ __all__ = [
     "export_hf",
     "family_of",
     "is_hf_directory",
+    "load_hf_head",
     "load_hf_model",
     "read_generation_config",
     "read_hf_config",

@@ -180,6 +180,11 @@ class Family:
     def rules(self, config: ModelConfig) -> list[Rule]:
         raise NotImplementedError
 
+    def head_of(self, hf: dict) -> str | None:
+        """Which of the family's heads ("sequence", "token") the class config.json `hf` names is; None: no head."""
+        named = (hf.get("architectures") or [None])[0]
+        return next((kind for kind, head in self.heads.items() if head.architecture == named), None)
+
     def differences(self, config: ModelConfig) -> list[str]:
         """What `config` must change to be written as this family (its preset, and what it holds); empty if nothing."""
         differences = self.preset_differences(dataclasses.asdict(config))

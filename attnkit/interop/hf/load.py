@@ -19,7 +19,7 @@ from attnkit.config import ModelConfig
 from attnkit.errors import AttnkitError
 from attnkit.files import CONFIG_FILE, FORMAT, GENERATION_FILE, WEIGHTS_FILE, read_json
 from attnkit.interop.hf.families import FAMILIES
-from attnkit.interop.hf.family import Family, Tensors
+from attnkit.interop.hf.family import Family, Head, Tensors
 from attnkit.nn import build_model
 
 
@@ -56,14 +56,18 @@ def load_hf_model(path: str | os.PathLike, trust_pickle: bool = False) -> torch.
     path = Path(path)
     family, config = read_hf_config(path)
     tensors, weights_file = read_hf_weights(path, trust_pickle)
-    return build_from(family, config, tensors, weights_file)
+    # drawn as it always was: a fine-tuning that starts from this checkpoint draws its head after these draws
+    return build_from(family, config, tensors, weights_file, drawn=True)
 
 
-def build_from(family: Family, config: ModelConfig, tensors: Mapping[str, Tensor], where: Path) -> torch.nn.Module:
+def build_from(
+    family: Family, config: ModelConfig, tensors: Mapping[str, Tensor], where: Path, drawn: bool = False
+) -> torch.nn.Module:
     """The attnkit model of `config`, filled from a family's `tensors` (read from `where`) one weight rule at a time,
     in evaluation mode: while it loads, memory holds the model and the tensors of one rule beside what `tensors`
-    keeps (safetensors and GGUF files are mapped, not read whole)."""
-    model = build_model(config, initialized=False)
+    keeps (safetensors and GGUF files are mapped, not read whole). Unless `drawn`, the model's own weights are never
+    drawn (nor their memory touched) before the file's replace them."""
+    model = build_model(config, initialized=drawn)
     state = model.state_dict()
     parameters = dict(model.named_parameters(remove_duplicate=False))
     filled = set()
@@ -171,6 +175,29 @@ def all_finite(tensor: Tensor, chunk: int = 1 << 20) -> bool:
     """Whether every value is a number, checked a million at a time (isfinite's temporaries on a whole embedding
     matrix would be the largest memory of a load)."""
     return all(bool(part.isfinite().all()) for part in tensor.reshape(-1).split(chunk))
+
+
+def load_hf_head(
+    model: torch.nn.Module, family: Family, config: ModelConfig, head: Head, tensors: Mapping[str, Tensor], where: Path
+) -> None:
+    """Fill a task model (its `encoder` and its head) with the `tensors` of a Hugging Face task model read from
+    `where`, whose class is the family's `head`."""
+    encoder, state = model.encoder.state_dict(), model.state_dict()
+    with torch.no_grad():
+        for name, value in converted(family, config, tensors, where, encoder):
+            encoder[name].copy_(value)
+        for rule in head.rules:
+            names = [name if name in head.top_level else head.prefix + name for name in rule.theirs]
+            absent = [name for name in names if name not in tensors]
+            if absent:
+                raise AttnkitError(f"{where}: missing tensor {absent[0]!r} of {head.architecture}'s head")
+            value = rule.to_ours([tensors[name].float() for name in names])
+            if tuple(value.shape) != tuple(state[rule.ours].shape):
+                raise AttnkitError(
+                    f"{where}: tensor {names[0]!r} has shape {list(value.shape)}; {CONFIG_FILE}'s labels "
+                    f"need {list(state[rule.ours].shape)}"
+                )
+            state[rule.ours].copy_(value)
 
 
 def read_generation_config(path: str | os.PathLike) -> dict:
