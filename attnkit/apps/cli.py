@@ -162,15 +162,19 @@ def _average(args: argparse.Namespace) -> None:
 
 
 def _average_command(commands: Commands) -> None:
-    mean = commands.add_parser(
-        "average",
-        help="average the weights of models fine-tuned from one checkpoint (a model soup): often more accurate than "
-        "each, and one model to serve",
+    help = "average the weights of models fine-tuned from one checkpoint (a model soup): often more accurate than "
+    _many_into_one(
+        commands, "average", help + "each, and one model to serve", "the averaged model's directory", _average
     )
-    mean.add_argument("paths", nargs="+", metavar="DIR", help="trained model directories (two or more)")
-    mean.add_argument("--out", required=True, metavar="DIR", help="the averaged model's directory")
-    mean.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    mean.set_defaults(run=_average)
+
+
+def _many_into_one(commands: Commands, name: str, help: str, out: str, run) -> None:  # noqa: ANN001
+    """A command that makes one model of several: average, ensemble."""
+    parser = commands.add_parser(name, help=help)
+    parser.add_argument("paths", nargs="+", metavar="DIR", help="trained model directories (two or more)")
+    parser.add_argument("--out", required=True, metavar="DIR", help=out)
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    parser.set_defaults(run=run)
 
 
 def _ensemble(args: argparse.Namespace) -> None:
@@ -181,15 +185,10 @@ def _ensemble(args: argparse.Namespace) -> None:
 
 
 def _ensemble_command(commands: Commands) -> None:
-    together = commands.add_parser(
-        "ensemble",
-        help="models of one task and label set (any architectures, any random starts) as one model that predicts "
-        "with the mean of their probabilities",
+    help = "models of one task and label set (any architectures, any random starts) as one model that predicts "
+    _many_into_one(
+        commands, "ensemble", help + "with the mean of their probabilities", "the ensemble's directory", _ensemble
     )
-    together.add_argument("paths", nargs="+", metavar="DIR", help="trained model directories (two or more)")
-    together.add_argument("--out", required=True, metavar="DIR", help="the ensemble's directory")
-    together.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    together.set_defaults(run=_ensemble)
 
 
 def _warn(message: str) -> None:

@@ -168,15 +168,12 @@ class MultiHeadAttention(nn.Module):
                 if cache is not None:
                     cache.key, cache.value = k, v
         else:
-            keys = self.num_kv_heads * self.head_dim
-            q, k, v = self.qkv_proj(x).split([self.num_heads * self.head_dim, keys, keys], dim=-1)
-            q, k, v = (
-                self._heads(q, self.num_heads),
-                self._heads(k, self.num_kv_heads),
-                self._heads(v, self.num_kv_heads),
-            )
-            if rotary is not None:
-                q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
+            values = self.num_kv_heads * self.head_dim
+            qk, v = self.qkv_proj(x).split([self.num_heads * self.head_dim + values, values], dim=-1)
+            qk, v = self._heads(qk, self.num_heads + self.num_kv_heads), self._heads(v, self.num_kv_heads)
+            if rotary is not None:  # queries and keys rotated together: one pass of a few small operations
+                qk = apply_rotary(qk, *rotary)
+            q, k = qk.split([self.num_heads, self.num_kv_heads], dim=1)
             if cache is not None:
                 k, v = cache.append(k, v)
         # q: (batch, heads, query, head_dim); k, v: (batch, kv heads, key, head_dim)
@@ -271,7 +268,7 @@ def _attention_with_weights(
     scores = q @ k.transpose(-2, -1) * (q.shape[-1] ** -0.5 if scale is None else scale)
     if attn_mask is not None:
         scores = scores.masked_fill(~attn_mask, float("-inf")) if attn_mask.dtype == torch.bool else scores + attn_mask
-    weights = scores.float().softmax(dim=-1).to(q.dtype)
+    weights = scores.softmax(dim=-1, dtype=torch.float32).to(q.dtype)
     return dropout(weights, p, training=p > 0) @ v, weights
 
 
