@@ -234,14 +234,12 @@ def _explicit_is_faster(q: Tensor, k: Tensor, p: float, one_query: bool) -> bool
     decoding step's, whose grouped heads may query one key/value head together). And in an ONNX
     export: the exporter's decomposition of scaled_dot_product_attention scales the transposed keys, a copy of the
     whole cache at every decoding step in onnxruntime, which fuses the explicit path's transpose into its product."""
-    if torch.onnx.is_in_onnx_export():
-        return True
-    if q.device.type != "cpu":
-        return False
-    keys = k.shape[2]
-    half = q.dtype in (torch.bfloat16, torch.float16) and keys <= HALF_EXPLICIT_MAX_KEYS
-    one_query = one_query and keys <= ONE_QUERY_EXPLICIT_MAX_KEYS
-    return p > 0 or half or one_query
+    if q.device.type == "cpu":
+        keys = k.shape[2]
+        half = q.dtype in (torch.bfloat16, torch.float16) and keys <= HALF_EXPLICIT_MAX_KEYS
+        if p > 0 or half or (one_query and keys <= ONE_QUERY_EXPLICIT_MAX_KEYS):
+            return True
+    return torch.onnx.is_in_onnx_export()  # asked last: it costs a decoding step more than the rest
 
 
 def _scores_mask(

@@ -76,6 +76,7 @@ class Task:
     input_name = "text"
     few_examples: int | None = FEW  # fewer training examples than this: advise a pretrained checkpoint
     pretraining = False  # a model of this task is a starting point: it predicts nothing until fine-tuned
+    continues_any_architecture = False  # started from a checkpoint, a model of this task has its architecture
 
     def __init__(
         self,

@@ -107,6 +107,7 @@ class PretrainTask(Task):
     mean_span = 3.0  # span infilling
     few_examples = None  # raw text is never too little to say so: it is what there is
     pretraining = True
+    continues_any_architecture = True  # pretraining goes on from a checkpoint in the checkpoint's own architecture
 
     @property
     def verbs(self) -> frozenset[str]:
@@ -278,6 +279,18 @@ class PretrainTask(Task):
         batch = {"ids": torch.tensor([ids]), "mask": torch.ones(1, len(ids), dtype=torch.bool)}
         stack = "decoder" if config.arch == "decoder" else "encoder"
         return AttentionInput(batch, {"ids": ids}, stack=stack)
+
+    def initialize(self, model: nn.Module, source: nn.Module, where: str, trust_pickle: bool = False) -> None:
+        """A masked LM starts from the checkpoint's encoder; a language model or an encoder-decoder from all of the
+        checkpoint (a Llama's GGUF file, a GPT-2 folder: pretraining goes on, on the user's text)."""
+        if isinstance(model, MaskedLM):
+            return super().initialize(model, source, where, trust_pickle)
+        if type(source) is not type(model):
+            raise AttnkitError(
+                f"{where}: a {type(source).__name__} cannot go on pretraining as a {type(model).__name__}"
+            )
+        model.load_state_dict(source.state_dict())
+        return None
 
     def bare(self, model: nn.Module) -> nn.Module:
         """The architecture without the pretraining head: a masked LM's encoder; a decoder, an encoder-decoder."""

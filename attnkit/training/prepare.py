@@ -214,7 +214,8 @@ def _model_config(
         return trained.model
     if source is not None:
         dropouts = {name: getattr(run.model, name) for name in FINE_TUNABLE}
-        arch = run.model.arch  # the task's: an encoder-decoder's encoder can start a classifier
+        # the task's (an encoder-decoder's encoder can start a classifier), or for pretraining the checkpoint's own
+        arch = source.model.config.arch if TASKS[run.task.name].continues_any_architecture else run.model.arch
         # a BART encoder alone is no family's architecture; a BERT's segments stay with an encoder of its own
         same = arch == source.model.config.arch
         kept = {"preset": source.model.config.preset, "segments": source.model.config.segments} if same else {}

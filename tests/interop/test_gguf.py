@@ -123,3 +123,16 @@ def test_a_bad_gguf_file_is_one_line_and_nothing_is_written(tmp_path, capsys):
             assert error.count("\n") == 1 and "Traceback" not in error, error
             assert __import__("re").search(message, error), error
             assert not (tmp_path / "out").exists()
+
+
+def test_pretraining_goes_on_from_a_gguf_file_in_its_own_architecture(tmp_path, capsys):
+    gguf = write_gguf(tmp_path / "model.gguf", tiny_llama(), "gpt2", quantization="F32")
+    (tmp_path / "text.txt").write_text("".join(f"{text}\n" for text in TEXTS))
+    out = tmp_path / "lm"
+    settings = ["--set", f"train.init={gguf}", "--set", "train.lr=0", "--max-steps", "2"]
+    assert main(["pretrain", "--text", str(tmp_path / "text.txt"), "--out", str(out), *settings]) == 0
+    started, went_on = attnkit.load(gguf, device="cpu"), attnkit.load(out, device="cpu")
+    assert went_on.model.config.preset == "llama" and went_on.tokenizer.chat_template == started.tokenizer.chat_template
+    tokens = ids()
+    with torch.no_grad():  # a rate of 0: the weights it started from, whole
+        assert torch.equal(went_on.model(tokens), started.model(tokens))
