@@ -76,7 +76,6 @@ class Task:
     input_name = "text"
     few_examples: int | None = FEW  # fewer training examples than this: advise a pretrained checkpoint
     pretraining = False  # a model of this task is a starting point: it predicts nothing until fine-tuned
-    continues_any_architecture = False  # started from a checkpoint, a model of this task has its architecture
 
     def __init__(
         self,
@@ -208,6 +207,12 @@ class Task:
         """The tokens of each raw input, uncut, that prediction reads (special tokens included)."""
         specials = len(self.tokenizer.add_specials([]))
         return [len(ids) + specials for ids in self.tokenizer.encode_batch(list(raw))]
+
+    @staticmethod
+    def started_arch(run_arch: str, checkpoint_arch: str) -> str:
+        """The architecture of a model of this task started from a checkpoint of `checkpoint_arch`: the task's own
+        (the run's); pretraining goes on in the checkpoint's."""
+        return run_arch
 
     @classmethod
     def of_head(cls, head: str, hf: dict) -> dict | None:

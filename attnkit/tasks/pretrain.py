@@ -107,7 +107,6 @@ class PretrainTask(Task):
     mean_span = 3.0  # span infilling
     few_examples = None  # raw text is never too little to say so: it is what there is
     pretraining = True
-    continues_any_architecture = True  # pretraining goes on from a checkpoint in the checkpoint's own architecture
 
     @property
     def verbs(self) -> frozenset[str]:
@@ -279,6 +278,10 @@ class PretrainTask(Task):
         batch = {"ids": torch.tensor([ids]), "mask": torch.ones(1, len(ids), dtype=torch.bool)}
         stack = "decoder" if config.arch == "decoder" else "encoder"
         return AttentionInput(batch, {"ids": ids}, stack=stack)
+
+    @staticmethod
+    def started_arch(run_arch: str, checkpoint_arch: str) -> str:
+        return checkpoint_arch
 
     def initialize(self, model: nn.Module, source: nn.Module, where: str, trust_pickle: bool = False) -> None:
         """A masked LM starts from the checkpoint's encoder; a language model or an encoder-decoder from all of the

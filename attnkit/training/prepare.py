@@ -215,7 +215,7 @@ def _model_config(
     if source is not None:
         dropouts = {name: getattr(run.model, name) for name in FINE_TUNABLE}
         # the task's (an encoder-decoder's encoder can start a classifier), or for pretraining the checkpoint's own
-        arch = source.model.config.arch if TASKS[run.task.name].continues_any_architecture else run.model.arch
+        arch = TASKS[run.task.name].started_arch(run.model.arch, source.model.config.arch)
         # a BART encoder alone is no family's architecture; a BERT's segments stay with an encoder of its own
         same = arch == source.model.config.arch
         kept = {"preset": source.model.config.preset, "segments": source.model.config.segments} if same else {}
