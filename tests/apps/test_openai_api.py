@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 import attnkit
 from attnkit.apps.serve import create_app
-from tests.ggufs import smollm2, tiny_llama, write_gguf
+from tests.ggufs import tiny_llama, write_gguf
 from tests.servers import free_port, start_server
 
 openai = pytest.importorskip("openai")
@@ -138,18 +138,3 @@ def test_a_model_without_a_chat_template_lists_no_chat(tmp_path):
             answer.status_code == 404 and "does not serve it; it serves /generate" in answer.json()["error"]["message"]
         )
         assert client.post("/v1/completions", json={"prompt": "hi", "max_tokens": 2}).status_code == 200
-
-
-def test_smollm2_answers_the_clients_question():
-    file = smollm2()
-    port = free_port()
-    process = start_server(file, port)
-    try:
-        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0)
-        question = [{"role": "user", "content": "What is the capital of France?"}]
-        answer = client.chat.completions.create(model="smollm2", messages=question, temperature=0)
-        assert answer.choices[0].message.content == "The capital of France is Paris."
-        assert answer.choices[0].finish_reason == "stop"
-    finally:
-        process.terminate()
-        process.wait(30)
