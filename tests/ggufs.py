@@ -109,11 +109,33 @@ def write_gguf(
             writer.add_tensor(gguf_name, quantized, raw_dtype=kind)
         else:
             writer.add_tensor(gguf_name, np.ascontiguousarray(data, dtype=np.float32))
+    rope = config.rope_parameters or {}
+    if rope.get("rope_type") == "llama3":  # as llama.cpp writes Llama 3.1: the frequencies' divisors as a tensor
+        writer.add_tensor("rope_freqs.weight", _llama3_divisors(config.head_dim, rope))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+def _llama3_divisors(head_dim: int, rope: dict) -> np.ndarray:
+    """convert_hf_to_gguf.py's rope_freqs of Llama 3.1: per frequency, by how much its scaling divides it."""
+    import math
+
+    factor, low, high = rope["factor"], rope["low_freq_factor"], rope["high_freq_factor"]
+    original = rope["original_max_position_embeddings"]
+    divisors = []
+    for i in range(0, head_dim, 2):
+        wavelength = 2 * math.pi * rope["rope_theta"] ** (i / head_dim)
+        if wavelength < original / high:
+            divisors.append(1.0)
+        elif wavelength > original / low:
+            divisors.append(factor)
+        else:
+            smooth = (original / wavelength - low) / (high - low)
+            divisors.append(1 / ((1 - smooth) / factor + smooth))
+    return np.array(divisors, dtype=np.float32)
 
 
 def _tokenizer_metadata(kind: str, size: int) -> dict:

@@ -13,6 +13,8 @@ from attnkit.nn.decoding import generate
 from tests.ggufs import TEXTS, smollm2, tiny_llama, transformers, write_gguf
 from tests.numerics import assert_close
 
+LLAMA31 = {"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+           "original_max_position_embeddings": 8192}  # fmt: skip
 WORDS = [*TEXTS[:3], "  two leading spaces", "digits 1234567 and symbols #$%", "<|im_start|>user\nhi<|im_end|>"]
 
 
@@ -22,12 +24,20 @@ def ids(seed: int = 1, vocab: int = 320) -> torch.Tensor:
 
 @pytest.mark.parametrize(
     ("family", "settings"),
-    [("llama", {}), ("llama", {"num_key_value_heads": 1}), ("qwen2", {}), ("gemma", {"head_dim": 32})],
+    [
+        ("llama", {}),
+        ("llama", {"num_key_value_heads": 1}),
+        ("llama", {"rope_theta": 500000.0, "rope_scaling": LLAMA31}),  # its scaling read from rope_freqs
+        ("qwen2", {}),
+        ("gemma", {"head_dim": 32}),
+    ],
 )
 def test_a_gguf_file_holds_the_model_it_was_written_from(tmp_path, family, settings):
     source = tiny_llama(family, **settings)
     ours = attnkit.load(write_gguf(tmp_path / "model.gguf", source, quantization="F32"), device="cpu")
     assert ours.origin == f"GGUF {family} (model.gguf)"
+    scaled = ("llama3", 32.0) if "rope_scaling" in settings else ("none", 1.0)
+    assert (ours.model.config.rotary_scaling, ours.model.config.rotary_factor) == scaled
     tokens = ids()
     with torch.no_grad():
         assert_close(ours.model(tokens), source(input_ids=tokens).logits, tolerance=1e-4)
