@@ -385,15 +385,15 @@ def test_int8_and_another_quantization_are_refused_together(classifier, tmp_path
     assert not (tmp_path / "q").exists()
 
 
-LLAMA3 = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-          "original_max_position_embeddings": 16}  # fmt: skip
+LLAMA31 = {"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+           "original_max_position_embeddings": 8192}  # fmt: skip
 
 
 @pytest.mark.parametrize(
     ("family", "settings"),
     [
         ("llama", {"num_key_value_heads": 1}),
-        ("llama", {"rope_scaling": LLAMA3}),
+        ("llama", {"rope_theta": 500000.0, "rope_scaling": LLAMA31}),  # low frequencies divided by 32
         ("qwen2", {}),  # biases on Q, K and V alone
         ("gemma", {"head_dim": 32}),  # heads wider than dim / heads, scaled embeddings, 1 + w norms
     ],
