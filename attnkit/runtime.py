@@ -215,10 +215,13 @@ PACKING_ROWS = 64  # the rows oneDNN lays the packed weights out for; any count 
 
 class PackedLinear(nn.Linear):
     """An nn.Linear that, for float32 inference on the CPU, also keeps its weight in oneDNN's packed layout and
-    multiplies with it, as torch.compile's freezing does: 2-3x PyTorch's default matrix product on 2 to 200 rows,
-    and as fast on one (docs/benchmarks.md). Its parameters stay the same tensors (a tied weight stays tied, the
-    state dict is unchanged); training, another dtype or device, and export tracing take the plain product, and
-    a weight changed since packing (an optimizer step, load_state_dict) is packed again."""
+    multiplies with it, as torch.compile's freezing does: 2-3x PyTorch's default matrix product on 2 to 200 rows
+    (docs/benchmarks.md). A single row (a decoding step at batch 1) multiplies the weight itself, laid out column
+    by column at its first such product (the same values, transposed in memory): that product reads a large
+    weight at 1.5-2x the speed of oneDNN's or of a row-major weight's. Its parameters stay the same tensors (a
+    tied weight stays tied, the state dict has the same values); training, another dtype or device, and export
+    tracing take the plain product, and a weight changed since packing (an optimizer step, load_state_dict) is
+    packed again."""
 
     packed: torch.Tensor | None = None
     packed_version: int = -1
@@ -236,8 +239,13 @@ class PackedLinear(nn.Linear):
         plain = self.training or torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.is_grad_enabled()
         if plain or x.dtype != torch.float32 or weight.dtype != torch.float32 or x.device.type != "cpu":
             return nn.functional.linear(x, weight, self.bias)
+        if x.numel() == self.in_features:
+            if weight.is_contiguous():
+                with torch.inference_mode(False):  # a plain tensor, which training may use later
+                    weight.data = weight.detach().t().contiguous().t()
+            return nn.functional.linear(x, weight, self.bias)
         if self.packed is None or self.packed_version != weight._version:
-            self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), PACKING_ROWS)
+            self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach().contiguous(), PACKING_ROWS)
             self.packed_version = weight._version
         return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
 

@@ -104,3 +104,28 @@ def test_int8_is_for_the_cpu(sentiment_files, tmp_path):
     model = Pipeline.load(tmp_path / "out", device="cpu").model.to("meta")  # stands in for a GPU
     with pytest.raises(AttnkitError, match="int8 runs on the CPU: add --device cpu"):
         runtime.quantize_int8(model)
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="PyTorch built without oneDNN")
+def test_packed_linear_layers_multiply_as_the_plain_ones_and_keep_their_parameters():
+    torch.manual_seed(0)
+    embedding = torch.nn.Embedding(50, 24)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 24), torch.nn.Linear(24, 50, bias=False)).eval()
+    model[1].weight = embedding.weight  # tied, as a decoder's output layer is to its embeddings
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    plain = {rows: model(torch.randn(rows, 16, generator=torch.Generator().manual_seed(rows))) for rows in (1, 3)}
+    runtime.pack_linear_weights(model)
+    assert all(type(layer) is runtime.PackedLinear for layer in model)
+    assert model[1].weight is embedding.weight
+    assert all(torch.equal(before[name], tensor) for name, tensor in model.state_dict().items())
+    with torch.inference_mode():
+        for rows, expected in plain.items():  # one row: the column-major weight's product; three: oneDNN's
+            x = torch.randn(rows, 16, generator=torch.Generator().manual_seed(rows))
+            torch.testing.assert_close(model(x), expected, rtol=1e-5, atol=1e-5)
+        assert model[0].packed is not None
+        assert model[1].weight is embedding.weight and not embedding.weight.is_contiguous()  # column-major now
+        assert all(torch.equal(before[name], tensor) for name, tensor in model.state_dict().items())
+        model[0].weight.copy_(torch.zeros_like(model[0].weight))  # a changed weight is packed again
+        assert torch.equal(model[0](torch.ones(3, 16)), model[0].bias.expand(3, -1))
+    model.train()(torch.randn(2, 16)).sum().backward()  # the relaid weights train as any
+    assert embedding.weight.grad is not None
