@@ -158,10 +158,10 @@ class TaskConfig:
     """What the model is trained to do, and the options of that task shape."""
 
     name: str = "classify"  # a task shape of attnkit.tasks.TASKS (TASK_ARCHS)
-    # classify, pair, regress: average or maximum of the states, the first, or a pooler (the first, a dense layer,
-    # then tanh as BERT, RoBERTa and MPNet; ReLU as DistilBERT; GELU as ELECTRA); None: the architecture's own (its
-    # model.preset family's, else mean)
-    pooling: Literal["mean", "max", "first", "pooler", "pooler_relu", "pooler_gelu"] | None = None
+    # classify, pair, regress: average or maximum of the states, the first, the last (a decoder's), or a pooler (the
+    # first, a dense layer, then tanh as BERT, RoBERTa and MPNet; ReLU as DistilBERT; GELU as ELECTRA); None: the
+    # architecture's own (its model.preset family's, else last for a decoder, mean for an encoder)
+    pooling: Literal["mean", "max", "first", "last", "pooler", "pooler_relu", "pooler_gelu"] | None = None
     beam_size: int = 4  # seq2seq decoding; 1 is greedy
     length_penalty: float = 1.0  # seq2seq: hypotheses are ranked by log-probability / length ** length_penalty
     no_repeat_ngram: int = 0  # seq2seq: if n > 0, no n-gram occurs twice in an output

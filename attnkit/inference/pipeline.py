@@ -302,7 +302,7 @@ class Pipeline:
         if self.origin == "attnkit" or not self.task.pretraining:
             hint = " (fine-tune it with attnkit train --init)" if self.task.pretraining else ""
             origin.append(("task", self.task.describe() + hint))
-        rows = [*origin, *describe(self.model.config)]
+        rows = [*origin, *describe(self.model.config, output="generate" in self.task.verbs)]  # a head replaces it
         if self.engine == "torch":
             rows.append(("parameters", f"{count_parameters(self.model):,}"))
         else:

@@ -125,6 +125,8 @@ def _encoder_in(model: nn.Module, where: str) -> Encoder:
     # a tagger's word shapes are added to the embeddings, which CTranslate2 reads from token ids only
     if isinstance(getattr(model, "shapes", None), nn.Module):
         raise AttnkitError(f"{where}: CTranslate2 cannot add word shapes to the embeddings (task.word_shapes)")
+    if isinstance(getattr(model, "decoder", None), Decoder):
+        raise AttnkitError(f"{where}: CTranslate2 runs a decoder for its next tokens, not its states for a task's head")
     found = [module for module in model.modules() if isinstance(module, Encoder)]
     if len(found) != 1:
         raise AttnkitError(

@@ -90,16 +90,19 @@ class Encoder(_Stack):
 class Decoder(_Stack):
     """N causal layers, with cross-attention to an encoder output if `cross`; returns next-token logits
     (batch, time, vocab), or (n, vocab) at the n `chosen` positions only (training skips the output projection
-    of padding). With a `cache`, `tokens` are only the new ones and earlier steps are reused."""
+    of padding). With a `cache`, `tokens` are only the new ones and earlier steps are reused. Without `output`
+    (the body of a classifier or a tagger) it has no output projection and gives `hidden_states` alone."""
 
-    def __init__(self, config: ModelConfig, cross: bool = False, embedding: nn.Embedding | None = None) -> None:
+    def __init__(
+        self, config: ModelConfig, cross: bool = False, embedding: nn.Embedding | None = None, output: bool = True
+    ) -> None:
         super().__init__(config, embedding or nn.Embedding(config.output_vocab_size, config.dim), bidirectional=False)
         num_layers = config.decoder_layers if cross else config.num_layers
         self.layers = nn.ModuleList(DecoderLayer(config, cross) for _ in range(num_layers))
-        self.output = nn.Linear(config.dim, config.output_vocab_size, bias=config.output_bias)
+        self.output = nn.Linear(config.dim, config.output_vocab_size, bias=config.output_bias) if output else None
         if embedding is None:
             init_weights(self, config)
-        if config.tie_output:
+        if config.tie_output and self.output is not None:
             self.output.weight = self.embedding.weight
 
     def new_cache(self, memory: Tensor | None = None) -> DecoderCache:
@@ -125,6 +128,7 @@ class Decoder(_Stack):
         if chosen is not None:
             hidden = hidden[chosen]
         scale = self.config.output_scale
+        assert self.output is not None, "a decoder without its output projection gives hidden_states alone"
         return self.output(hidden * scale if scale != 1.0 else hidden)
 
     def hidden_states(
@@ -302,8 +306,9 @@ def _positions_detail(c: ModelConfig) -> str:
     return ""
 
 
-def describe(config: ModelConfig) -> list[tuple[str, str]]:
-    """The architecture of `config` in a few rows (`attnkit info`): layers, width, norm, positions, vocabulary."""
+def describe(config: ModelConfig, output: bool = True) -> list[tuple[str, str]]:
+    """The architecture of `config` in a few rows (`attnkit info`): layers, width, norm, positions, vocabulary (and
+    a decoder's output projection, where it has one: a task's head replaces it)."""
     c = config
     if c.arch == "encoder-decoder":
         layers = f"{counted(c.num_layers, 'encoder layer')} + {counted(c.decoder_layers, 'decoder layer')}"
@@ -312,7 +317,7 @@ def describe(config: ModelConfig) -> list[tuple[str, str]]:
     else:
         layers = counted(c.num_layers, "causal layer" if c.arch == "decoder" else "layer")
         vocab = str(c.vocab_size)
-    if c.arch != "encoder":
+    if c.arch != "encoder" and output:
         vocab += ", tied output projection" if c.tie_output else ", separate output projection"
     heads = f"{c.num_heads} heads of {c.head_dim}"
     if c.kv_heads != c.num_heads:

@@ -51,7 +51,7 @@ def hugging_face_model(path: Path, trust_pickle: bool = False) -> tuple[Task, nn
         state = shape.of_head(kind, hf) if kind else None
         if state is not None:
             head = family.heads[kind]
-            data = DataConfig(max_length=config.position_limit or DataConfig.max_length)
+            data = DataConfig(max_length=config.max_positions)  # what it was trained to read (rotary: any length)
             task = shape(TaskConfig(name=name, pooling=head.pooling), data, tokenizer, config, state)
             model = task.build_model()
             load_hf_head(model, family, config, head, tensors, where)

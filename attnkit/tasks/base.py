@@ -24,7 +24,7 @@ from attnkit.data.tokenizer import Tokenizer
 from attnkit.errors import AttnkitError
 from attnkit.findings import Finding
 from attnkit.interop.hf import TaskExport
-from attnkit.nn import encoder_of
+from attnkit.nn import Decoder, Encoder, encoder_of
 from attnkit.runtime import to_device
 from attnkit.tasks.generation import Generation
 from attnkit.tasks.graphs import Graph
@@ -60,6 +60,35 @@ class AttentionInput:
     stack: str = "encoder"  # the stack whose layers' names carry no prefix in the model (a bare decoder's)
 
 
+class TaskModel(nn.Module):
+    """A task's model that reads its input with a Transformer body and puts a head on the body's states: an
+    encoder (`encoder`), or a decoder language model without its output projection (`decoder`), each of whose states
+    sees its token and those before it, as transformers' *ForSequenceClassification of GPT-2 and Llama read them."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        causal = config.arch == "decoder"
+        self.encoder = None if causal else Encoder(config)
+        self.decoder = Decoder(config, output=False) if causal else None
+
+    @property
+    def body(self) -> nn.Module:
+        """The encoder or the decoder: the part a pretrained checkpoint fills."""
+        return self.encoder if self.decoder is None else self.decoder
+
+    def states(
+        self, ids: Tensor, mask: Tensor, features: Tensor | None = None, segments: Tensor | None = None
+    ) -> Tensor:
+        """The body's last states (batch, time, dim); `features` are added to the embeddings of an encoder's tokens,
+        `segments` name their texts (BERT's token types)."""
+        if self.decoder is None:
+            return self.encoder(ids, mask, features, segments=segments)
+        if features is not None or segments is not None:
+            raise ValueError("a decoder reads tokens alone: no word shapes, no segments")
+        return self.decoder.hidden_states(ids, mask)
+
+
 class Task:
     """A task shape, made once its tokenizer and model configuration exist. `state` holds what was learned from
     the training data (the label set), saved in config.json so that a loaded checkpoint decodes the same way.
@@ -93,7 +122,7 @@ class Task:
     @property
     def verbs(self) -> frozenset[str]:
         """What a model of this task serves: predict, generate (a decoder), encode (an encoder), attention."""
-        return frozenset({"predict", "encode", "attention"})
+        return frozenset({"predict", "attention"} | ({"encode"} if self.model_config.arch == "encoder" else set()))
 
     @property
     def metric(self) -> str:
@@ -180,12 +209,26 @@ class Task:
         """One batch of encoded items, token ids padded with the tokenizer's padding id."""
         raise NotImplementedError
 
+    def framed(self, ids: list[int]) -> list[int]:
+        """A text's ids with the special tokens the model reads around them: an encoder's <s> text </s>; a
+        decoder's start token, where its tokenizer puts one, and the text (whose last token's state is the text's,
+        as transformers' decoder classifiers read it)."""
+        if self.model_config.arch == "decoder":
+            return self.tokenizer.prompt_start + ids
+        return self.tokenizer.add_specials(ids)
+
+    @property
+    def exported_specials(self) -> str | None:
+        """The special tokens a Hugging Face export's tokenizer adds around a text (see TaskExport.specials): the
+        task's own for an encoder; a decoder's tokenizer as it came (None)."""
+        return None if self.model_config.arch == "decoder" else self.specials
+
     def state_tokens(self, ids: list[int], cut: bool = True) -> list[int]:
-        """The tokens `encode_states` reads of a text's ids: an encoder's <s> text </s>, cut to max_input_tokens
-        (unless not `cut`)."""
-        limit, specials = self.max_input_tokens, len(self.tokenizer.add_specials([]))
+        """The tokens `encode_states` reads of a text's ids (`framed`), cut to max_input_tokens (unless not
+        `cut`)."""
+        limit, specials = self.max_input_tokens, len(self.framed([]))
         keep = None if limit is None or not cut else limit - specials
-        return self.tokenizer.add_specials(ids[:keep])
+        return self.framed(ids[:keep])
 
     def encode_states(self, model: nn.Module, token_ids: list[list[int]]) -> tuple[Tensor, Tensor]:
         """The last layer's states (batch, time, dim) of texts' tokens read as one input each (`state_tokens`), and
@@ -205,7 +248,7 @@ class Task:
 
     def count_tokens(self, raw: list) -> list[int]:
         """The tokens of each raw input, uncut, that prediction reads (special tokens included)."""
-        specials = len(self.tokenizer.add_specials([]))
+        specials = len(self.framed([]))
         return [len(ids) + specials for ids in self.tokenizer.encode_batch(list(raw))]
 
     @staticmethod

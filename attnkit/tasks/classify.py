@@ -16,20 +16,21 @@ from attnkit.data.readers import Labelled, read_labelled
 from attnkit.errors import AttnkitError, require_finite
 from attnkit.findings import Finding
 from attnkit.interop.hf import FAMILIES, TaskExport, is_hf_directory, read_hf_pooler
-from attnkit.nn import Encoder
 from attnkit.nn.dropout import Dropout
 from attnkit.tasks import evaluation
 from attnkit.tasks import metrics as scoring
-from attnkit.tasks.base import IGNORE_INDEX, Batch, Task, hf_labels
+from attnkit.tasks.base import IGNORE_INDEX, Batch, Task, TaskModel, hf_labels
 from attnkit.tasks.graphs import Graph, IdsAndMask, encoder_graph
 
 
 def default_pooling(config: ModelConfig) -> str:
     """The architecture's own pooling: what its Hugging Face family's sequence classifier computes (BERT's pooler
-    for a BERT-shaped model), else the mean."""
+    for a BERT-shaped model; a decoder's last token), else the mean."""
     family = FAMILIES.get(config.preset or "")
     head = family.heads.get("sequence") if family is not None else None
-    return head.pooling if head is not None and head.pooling else "mean"
+    if head is not None and head.pooling:
+        return head.pooling
+    return "last" if config.arch == "decoder" else "mean"
 
 
 # a pooler: the first token through a dense layer and this activation (BERT, RoBERTa, MPNet: tanh; DistilBERT:
@@ -37,26 +38,27 @@ def default_pooling(config: ModelConfig) -> str:
 POOLER_ACTIVATIONS = {"pooler": torch.tanh, "pooler_relu": F.relu, "pooler_gelu": F.gelu}
 
 
-class Classifier(nn.Module):
-    """Encoder, pooling over the real tokens (their mean or maximum, the first token <s>, or a pooler: the first
-    token through a dense layer and an activation), dropout, a linear layer."""
+class Classifier(TaskModel):
+    """Encoder or decoder, pooling over the real tokens (their mean or maximum, the first token <s>, the last one,
+    or a pooler: the first token through a dense layer and an activation), dropout, a linear layer (without a bias
+    on a decoder, as transformers' decoder classifiers have it)."""
 
     def __init__(self, config: ModelConfig, num_labels: int, pooling: str) -> None:
-        super().__init__()
-        self.config = config
-        self.encoder = Encoder(config)
+        super().__init__(config)
         self.pooling = pooling
         self.pooler = nn.Linear(config.dim, config.dim) if pooling in POOLER_ACTIVATIONS else None
         self.dropout = Dropout(config.dropout)
-        self.head = nn.Linear(config.dim, num_labels)
+        self.head = nn.Linear(config.dim, num_labels, bias=self.decoder is None)
 
     def forward(self, ids: Tensor, mask: Tensor, segments: Tensor | None = None) -> Tensor:
         # ids, mask, segments: (batch, time) -> logits (batch, labels)
-        hidden = self.encoder(ids, mask, segments=segments)
+        hidden = self.states(ids, mask, segments=segments)
         if self.pooler is not None:
             pooled = POOLER_ACTIVATIONS[self.pooling](self.pooler(hidden[:, 0]))
         elif self.pooling == "first":
             pooled = hidden[:, 0]
+        elif self.pooling == "last":  # the last real token's (padding comes after it)
+            pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), mask.sum(1) - 1]
         elif self.pooling == "max":
             pooled = hidden.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(1)
         else:
@@ -135,7 +137,7 @@ class ClassifyTask(Task):
         index = {label: i for i, label in enumerate(self.labels)}
         keep, tokenizer = self.data.max_length - 2, self.tokenizer
         return [
-            {"ids": tokenizer.add_specials(ids[:keep]), "label": index.get(e.label, IGNORE_INDEX)}
+            {"ids": self.framed(ids[:keep]), "label": index.get(e.label, IGNORE_INDEX)}
             for e, ids in zip(examples, tokenizer.encode_batch([e.text for e in examples]))
         ]
 
@@ -212,7 +214,7 @@ class ClassifyTask(Task):
             model,
             self.name,
             head="sequence",
-            specials=self.specials,
+            specials=self.exported_specials,
             labels=list(self.labels),
             max_length=self.data.max_length,
             config={"problem_type": "single_label_classification"},

@@ -143,7 +143,7 @@ class RegressTask(Task):
             return [{"ids": ids, "segments": segments, "target": t} for (ids, segments), t in zip(encoded, targets)]
         keep, tokenizer = self.data.max_length - 2, self.tokenizer
         texts = tokenizer.encode_batch([e.text for e in examples])
-        return [{"ids": tokenizer.add_specials(ids[:keep]), "target": t} for ids, t in zip(texts, targets)]
+        return [{"ids": self.framed(ids[:keep]), "target": t} for ids, t in zip(texts, targets)]
 
     def collate(self, items: list[dict]) -> Batch:
         if self.pair:
@@ -198,19 +198,26 @@ class RegressTask(Task):
         return {**texts, "score": prediction}
 
     def hf_export(self, model: nn.Module) -> TaskExport:
-        """BERT's sequence classifier with one output, its head scaled so that it gives the targets' units."""
-        head = {"head.weight": model.head.weight * self.std, "head.bias": model.head.bias * self.std + self.mean}
+        """BERT's sequence classifier with one output, its head scaled so that it gives the targets' units (a
+        decoder's head has no bias to hold their mean)."""
+        head = {"head.weight": model.head.weight * self.std}
+        if model.head.bias is not None:
+            head["head.bias"] = model.head.bias * self.std + self.mean
+        unheld = model.head.bias is None and self.mean != 0
         return TaskExport(
             model,
             self.name,
             head="sequence",
-            specials=self.specials,
+            specials=self.exported_specials,
             labels=["score"],
             max_length=self.data.max_length,
             config={"problem_type": "regression"},
             pooling=model.pooling,
             pair=self.pair,
             head_state={name: tensor.detach() for name, tensor in head.items()},
+            refused=f"a regressor on a decoder adds its targets' mean ({self.mean:g}) to its output"
+            if unheld
+            else None,
         )
 
     def onnx_graphs(self, model: nn.Module) -> tuple[list[Graph], dict]:

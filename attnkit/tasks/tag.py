@@ -19,12 +19,11 @@ from attnkit.data.readers import Tagged, read_tagged
 from attnkit.errors import AttnkitError, require_finite
 from attnkit.findings import Finding
 from attnkit.interop.hf import TaskExport
-from attnkit.nn import Encoder
 from attnkit.nn.dropout import Dropout
 from attnkit.runtime import to_device
 from attnkit.tasks import evaluation
 from attnkit.tasks import metrics as scoring
-from attnkit.tasks.base import IGNORE_INDEX, Batch, Task, hf_labels
+from attnkit.tasks.base import IGNORE_INDEX, Batch, Task, TaskModel, hf_labels
 from attnkit.tasks.graphs import Graph, IdsAndMask, encoder_graph
 
 # the shape of a word, which every one of its subwords reads (with task.word_shapes); "none" marks special tokens
@@ -46,15 +45,13 @@ def word_shape(word: str) -> int:
     return SHAPES.index("uncased" if any(c.isalpha() for c in word) else "symbol")
 
 
-class Tagger(nn.Module):
-    """Encoder, dropout, and a linear layer giving tag scores at every position. With `word_shapes`, an
-    embedding of each word's shape is added to its subwords' embeddings; it starts at zero, so a pretrained
-    encoder starts as it was."""
+class Tagger(TaskModel):
+    """Encoder (or decoder), dropout, and a linear layer giving tag scores at every position. With `word_shapes`
+    (an encoder's), an embedding of each word's shape is added to its subwords' embeddings; it starts at zero, so
+    a pretrained encoder starts as it was."""
 
     def __init__(self, config: ModelConfig, num_tags: int, word_shapes: bool = False) -> None:
-        super().__init__()
-        self.config = config
-        self.encoder = Encoder(config)
+        super().__init__(config)
         self.shapes = nn.Embedding(len(SHAPES), config.embedding_width) if word_shapes else None
         if self.shapes is not None:
             nn.init.zeros_(self.shapes.weight)
@@ -66,7 +63,7 @@ class Tagger(nn.Module):
         if (shapes is None) != (self.shapes is None):
             raise ValueError("a tagger with word shapes needs them, and one without takes none")
         features = None if self.shapes is None else self.shapes(shapes)
-        return self.head(self.dropout(self.encoder(ids, mask, features)))
+        return self.head(self.dropout(self.states(ids, mask, features)))
 
 
 class TagTask(Task):
@@ -79,6 +76,8 @@ class TagTask(Task):
         self.tags: list[str] = list((state or {}).get("tags", []))
         # models saved before tag inputs had special tokens read the words' subwords alone
         self.specials = "both" if state is None or state.get("specials") == "both" else "none"
+        if model_config.arch == "decoder":  # its tokenizer's own start token alone (Task.framed)
+            self.specials = "start"
 
     def state(self) -> dict:
         return {"tags": self.tags, "specials": self.specials}
@@ -147,6 +146,8 @@ class TagTask(Task):
         """How many special tokens come before and after a sentence's subwords."""
         if self.specials == "none":
             return 0, 0
+        if self.specials == "start":
+            return len(self.tokenizer.prompt_start), 0
         return int(self.tokenizer.bos_id is not None), 1
 
     def _item(self, ids: list[int], starts: list[int], word_labels: list[int], word_shapes: list[int]) -> dict:
@@ -159,7 +160,7 @@ class TagTask(Task):
                 shapes[start:end] = [shape] * (min(end, len(ids)) - start)
         before, after = self._around()
         if before or after:
-            ids = self.tokenizer.add_specials(ids)
+            ids = self.framed(ids)
             labels = [IGNORE_INDEX] * before + labels + [IGNORE_INDEX] * after
             shapes = [0] * before + shapes + [0] * after
             starts = [start + before for start in starts]
@@ -241,7 +242,7 @@ class TagTask(Task):
     def hf_export(self, model: nn.Module) -> TaskExport:
         refused = "a tagger trained with task.word_shapes reads word shapes" if self.config.word_shapes else None
         return TaskExport(
-            model, self.name, head="token", specials=self.specials, labels=list(self.tags), refused=refused
+            model, self.name, head="token", specials=self.exported_specials, labels=list(self.tags), refused=refused
         )
 
     def onnx_graphs(self, model: nn.Module) -> tuple[list[Graph], dict]:

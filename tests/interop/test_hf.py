@@ -465,3 +465,111 @@ def test_a_task_model_people_download_loads_as_that_task(tmp_path, head, labels,
         assert found == pytest.approx(float(logits[0]), abs=1e-4)
     else:
         assert found == [names[int(i)] for i in logits[1:-1].argmax(-1)]  # each word's one subword
+
+
+def decoder_task_model(family: str, head: str, labels: int):
+    """A small random transformers classifier on a decoder of `family`: a label per text (`head` "sequence") or
+    per token ("token"), with its id2label; padding is token 0."""
+    t, names = transformers, {i: f"name{i}" for i in range(labels)}
+    task = dict(num_labels=labels, id2label=names, label2id={v: k for k, v in names.items()}, pad_token_id=0)
+    kind = "Sequence" if head == "sequence" else "Token"
+    if family == "gpt2":
+        config = t.GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_positions=64, bos_token_id=1,
+                              eos_token_id=2, **task)  # fmt: skip
+        return getattr(t, f"GPT2For{kind}Classification")(config)
+    lm = decoder_lm(family)
+    return getattr(t, f"{type(lm).__name__.removesuffix('ForCausalLM')}For{kind}Classification")(
+        type(lm.config)(**{**lm.config.to_dict(), **task})
+    )
+
+
+def write_word_tokenizer(path: Path, start: bool) -> None:
+    """A tokenizer of <pad>, <s>, </s>, <unk> and the words w4 ... w98 that puts <s> before a text where `start`
+    (as Llama's does) and nothing where not (as GPT-2's)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+
+    specials = ["<pad>", "<s>", "</s>", "<unk>"]
+    words = {**{token: i for i, token in enumerate(specials)}, **{f"w{i}": i for i in range(len(specials), VOCAB)}}
+    backend = Tokenizer(models.WordLevel(words, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    if start:
+        backend.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    backend.save(str(path / "tokenizer.json"))
+    roles = {f"{role}_token": token for role, token in zip(("pad", "bos", "eos", "unk"), specials)}
+    (path / "tokenizer_config.json").write_text(json.dumps({**roles, "tokenizer_class": "PreTrainedTokenizerFast"}))
+
+
+@pytest.mark.parametrize(
+    ("family", "head", "labels", "task"),
+    [
+        ("gpt2", "sequence", 3, "classify"),
+        ("llama", "sequence", 3, "classify"),
+        ("qwen2", "sequence", 1, "regress"),
+        ("gemma", "sequence", 2, "classify"),
+        ("mistral", "token", 4, "tag"),
+        ("gpt2", "token", 4, "tag"),
+    ],
+)
+def test_a_decoder_task_model_people_download_loads_as_that_task_and_exports_back(
+    tmp_path, capsys, family, head, labels, task
+):
+    import attnkit
+    from attnkit.apps.cli import main
+
+    torch.manual_seed(0)
+    theirs = decoder_task_model(family, head, labels).eval()
+    path = saved(theirs, tmp_path / "theirs")
+    start = family != "gpt2"
+    write_word_tokenizer(path, start)
+    ours = attnkit.load(path, device="cpu")
+    assert ours.task.name == task and ours.origin == f"Hugging Face {family} ({type(theirs).__name__})"
+    texts = ["w5 w17 w40 w9", "w8 w22"]  # the second padded after its end, where the last real token is read
+    ids = [[1] * start + [int(word[1:]) for word in text.split()] for text in texts]
+    batch = torch.tensor([ids[0], ids[1] + [0] * (len(ids[0]) - len(ids[1]))])
+    with torch.no_grad():
+        logits = theirs(input_ids=batch, attention_mask=(batch != 0).long()).logits
+    found = ours.predict(texts)
+    if task == "classify":
+        best = logits.softmax(-1).max(-1)
+        assert [f["label"] for f in found] == [f"name{int(i)}" for i in best.indices]
+        assert [f["probability"] for f in found] == pytest.approx(best.values.tolist(), abs=1e-5)
+    elif task == "regress":
+        assert found == pytest.approx(logits[:, 0].tolist(), abs=1e-4)
+    else:
+        words = [logits[row, start : len(ids[row])].argmax(-1) for row in range(2)]
+        assert found == [[f"name{int(i)}" for i in row] for row in words]  # each word's one token
+
+    assert main(["export", str(path), "--out", str(tmp_path / "exported")]) == 0
+    config = json.loads((tmp_path / "exported" / "config.json").read_text())
+    assert config["architectures"] == [type(theirs).__name__]
+    assert list(config["id2label"].values()) == (
+        ["score"] if task == "regress" else list(theirs.config.id2label.values())
+    )
+    again = type(theirs).from_pretrained(tmp_path / "exported").eval()
+    with torch.no_grad():
+        assert_close(again(input_ids=batch, attention_mask=(batch != 0).long()).logits, logits, tolerance=1e-5)
+    tokenized = [
+        transformers.AutoTokenizer.from_pretrained(folder)(texts)["input_ids"]
+        for folder in (path, tmp_path / "exported")
+    ]
+    assert tokenized[0] == tokenized[1]  # the tokenizer as it came
+
+
+def test_a_decoder_classifier_exports_to_onnx_and_ctranslate2_says_it_runs_decoders_for_their_next_tokens(
+    tmp_path, capsys
+):
+    for extra in ("onnx", "onnxruntime", "ctranslate2"):
+        pytest.importorskip(extra)
+    from attnkit.apps.cli import main
+
+    path = saved(decoder_task_model("llama", "sequence", 3).eval(), tmp_path / "theirs")
+    write_word_tokenizer(path, start=True)
+    assert main(["export", str(path), "--onnx", "--out", str(tmp_path / "onnx")]) == 0  # checked against attnkit
+    assert "largest difference from attnkit" in capsys.readouterr().out
+    assert main(["export", str(path), "--ct2", "--out", str(tmp_path / "ct2")]) == 2
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith("CTranslate2 runs a decoder for its next tokens, not its states for a task's head")
+    )
+    assert not (tmp_path / "ct2").exists()

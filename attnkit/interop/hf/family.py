@@ -60,6 +60,26 @@ class Head:
     pooling: str | None = None  # a sequence head: the Classifier pooling that the class computes
 
 
+def decoder_heads(name: str, prefix: str, token_layer: str) -> dict[str, Head]:
+    """transformers' classifiers on the decoder `name` (GPT2, Llama, ...): the last real token's state through
+    `score` (no bias) for a label per text; each token's through `token_layer` (with a bias) for a tag per token."""
+    return {
+        "sequence": Head(
+            f"{name}ForSequenceClassification",
+            prefix,
+            linear("head", "score", bias=False),
+            frozenset({"score.weight"}),
+            pooling="last",
+        ),
+        "token": Head(
+            f"{name}ForTokenClassification",
+            prefix,
+            linear("head", token_layer),
+            frozenset({f"{token_layer}.weight", f"{token_layer}.bias"}),
+        ),
+    }
+
+
 def _same(value: Any) -> Any:
     return value
 

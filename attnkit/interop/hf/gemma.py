@@ -5,7 +5,7 @@ GemmaForCausalLM."""
 from __future__ import annotations
 
 from attnkit.config import ModelConfig
-from attnkit.interop.hf.family import Field, Rule, names
+from attnkit.interop.hf.family import Field, Rule, decoder_heads, names
 from attnkit.interop.hf.llama import Llama
 
 # Gemma's gate is GELU's tanh approximation; transformers reads its legacy "gelu" as that too
@@ -18,6 +18,7 @@ GELU = names(
 class Gemma(Llama):
     model_type = "gemma"
     architecture = "GemmaForCausalLM"
+    heads = decoder_heads("Gemma", "model.", "score")
     preset = {**Llama.preset, "bias": False, "scale_embeddings": True, "tie_output": True, "activation": "geglu_tanh"}
     fields = tuple(f for f in Llama.fields if f.ours not in ("activation", "head_size", "tie_output")) + (
         Field("head_size", "head_dim", 256),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from attnkit.config import ModelConfig
 from attnkit.errors import AttnkitError
-from attnkit.interop.hf.family import ACTIVATIONS, Family, Field, Rule, copy, norm
+from attnkit.interop.hf.family import ACTIVATIONS, Family, Field, Rule, copy, decoder_heads, norm
 
 
 class GPT2(Family):
@@ -26,6 +26,7 @@ class GPT2(Family):
         segments=0,
     )
     prefixes = ("transformer.", "")
+    heads = decoder_heads("GPT2", "transformer.", "classifier")
     fields = (
         Field("vocab_size", "vocab_size"),
         Field("dim", "n_embd"),

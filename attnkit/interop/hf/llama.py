@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from attnkit.config import ModelConfig
 from attnkit.errors import AttnkitError
-from attnkit.interop.hf.family import Family, Field, Rule, concat, copy, linear, names, norm
+from attnkit.interop.hf.family import Family, Field, Rule, concat, copy, decoder_heads, linear, names, norm
 
 # the feed-forward of these families is always gated: hidden_act names the gate's activation
 GATED = names(
@@ -36,7 +36,8 @@ class Llama(Family):
         embedding_dim=None,
     )
     prefixes = ("model.", "")
-    top_level = frozenset({"lm_head.weight", "score.weight"})
+    top_level = frozenset({"lm_head.weight"})
+    heads = decoder_heads("Llama", "model.", "score")
     holds = frozenset({"num_kv_heads", "head_size", "rotary_scaling"})
     fields = (
         Field("vocab_size", "vocab_size"),
@@ -125,6 +126,7 @@ class Mistral(Llama):
 
     model_type = "mistral"
     architecture = "MistralForCausalLM"
+    heads = decoder_heads("Mistral", "model.", "score")
     preset = {**Llama.preset, "bias": False}
 
     def biases(self, hf: dict) -> bool:
@@ -142,6 +144,7 @@ class Qwen2(Mistral):
 
     model_type = "qwen2"
     architecture = "Qwen2ForCausalLM"
+    heads = decoder_heads("Qwen2", "model.", "score")
     preset = {**Llama.preset, "bias": False, "qkv_bias": True}
     holds = Llama.holds | {"qkv_bias"}
 

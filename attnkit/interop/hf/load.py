@@ -146,7 +146,7 @@ def converted(
 ) -> Iterator[tuple[str, Tensor]]:
     """Each attnkit tensor of the family's rules, made from the Hugging Face tensors it comes from, its shape
     checked against the model's (`expected`)."""
-    rules = family.rules(config)
+    rules = [rule for rule in family.rules(config) if rule.ours in expected]  # a task's decoder has no output layer
     probe = next(name for name in rules[0].theirs)
     prefix = next((p for p in family.prefixes if p + probe in tensors), None)
     if prefix is None:
@@ -180,12 +180,12 @@ def all_finite(tensor: Tensor, chunk: int = 1 << 20) -> bool:
 def load_hf_head(
     model: torch.nn.Module, family: Family, config: ModelConfig, head: Head, tensors: Mapping[str, Tensor], where: Path
 ) -> None:
-    """Fill a task model (its `encoder` and its head) with the `tensors` of a Hugging Face task model read from
-    `where`, whose class is the family's `head`."""
-    encoder, state = model.encoder.state_dict(), model.state_dict()
+    """Fill a task model (its body, an encoder or a decoder, and its head) with the `tensors` of a Hugging Face task
+    model read from `where`, whose class is the family's `head`."""
+    body, state = model.body.state_dict(), model.state_dict()
     with torch.no_grad():
-        for name, value in converted(family, config, tensors, where, encoder):
-            encoder[name].copy_(value)
+        for name, value in converted(family, config, tensors, where, body):
+            body[name].copy_(value)
         for rule in head.rules:
             names = [name if name in head.top_level else head.prefix + name for name in rule.theirs]
             absent = [name for name in names if name not in tensors]

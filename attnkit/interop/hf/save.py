@@ -47,11 +47,13 @@ def export_hf(
     """Write `task.model` (with `tokenizer`) as a Hugging Face checkpoint directory; returns the family's name. A
     task model becomes the family's class for its head; only an architecture a family holds is written. `readme`
     gives the folder's README.md (a model card) for the family's name."""
-    base = task.model.encoder if task.head is not None else task.model
+    base = task.model.body if task.head is not None else task.model
     family = family_of(base.config, where)
     head = _head(family, task, where) if task.head is not None else None
     prefix = head.prefix if head else family.prefixes[0]
-    tensors = _hf_tensors(family.rules(base.config), base.state_dict(), prefix, family.top_level)
+    state = base.state_dict()
+    rules = [rule for rule in family.rules(base.config) if rule.ours in state]  # a task's decoder: no output layer
+    tensors = _hf_tensors(rules, state, prefix, family.top_level)
     special = {role: getattr(tokenizer, f"{role}_id") for role in ("bos", "eos", "pad", "unk")}
     special["start"] = base.config.decoder_start_id if base.config.decoder_start_id is not None else special["bos"]
     config = {**family.hf_config(base.config, special), "torch_dtype": "float32"}
@@ -59,6 +61,7 @@ def export_hf(
         state = {**task.model.state_dict(), **(task.head_state or {})}
         tensors.update(_hf_tensors(head.rules, state, head.prefix, head.top_level))
         config.update(architectures=[head.architecture], **task.config)
+        config.setdefault("pad_token_id", special["pad"])  # where a decoder's classifier finds a padded text's end
         labels = task.labels
         config.update(id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)})
     with atomic_directory(out) as tmp:
