@@ -3,11 +3,13 @@
 import json
 
 import pytest
+import safetensors.torch
 import torch
 
 from attnkit import runtime
 from attnkit.apps.cli import main
 from attnkit.errors import AttnkitError
+from attnkit.inference.checkpoint import save_weights
 from attnkit.inference.pipeline import Pipeline
 from attnkit.training.loop import train
 from tests.conftest import run_config
@@ -107,7 +109,7 @@ def test_int8_is_for_the_cpu(sentiment_files, tmp_path):
 
 
 @pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="PyTorch built without oneDNN")
-def test_packed_linear_layers_multiply_as_the_plain_ones_and_keep_their_parameters():
+def test_packed_linear_layers_multiply_as_the_plain_ones_and_keep_their_parameters(tmp_path):
     torch.manual_seed(0)
     embedding = torch.nn.Embedding(50, 24)
     model = torch.nn.Sequential(torch.nn.Linear(16, 24), torch.nn.Linear(24, 50, bias=False)).eval()
@@ -127,5 +129,9 @@ def test_packed_linear_layers_multiply_as_the_plain_ones_and_keep_their_paramete
         assert all(torch.equal(before[name], tensor) for name, tensor in model.state_dict().items())
         model[0].weight.copy_(torch.zeros_like(model[0].weight))  # a changed weight is packed again
         assert torch.equal(model[0](torch.ones(3, 16)), model[0].bias.expand(3, -1))
+    whole = torch.nn.ModuleDict({"embedding": embedding, "model": model})
+    save_weights(whole, tmp_path)  # a tied weight laid out column-major saves as any, once
+    saved, state = safetensors.torch.load_file(str(tmp_path / "model.safetensors")), whole.state_dict()
+    assert all(torch.equal(state[name], saved[name]) for name in saved) and len(saved) == len(state) - 1
     model.train()(torch.randn(2, 16)).sum().backward()  # the relaid weights train as any
     assert embedding.weight.grad is not None

@@ -67,6 +67,9 @@ def save_weights(model: nn.Module, directory: str | os.PathLike) -> None:
     """model.safetensors in `directory`, replaced whole: written beside its place and renamed into it."""
     directory = Path(directory)
     tmp = directory / f".{WEIGHTS_FILE}.tmp"
+    for parameter in model.parameters():  # laid out column-major by a one-row product (PackedLinear): safetensors
+        if not parameter.is_contiguous():  # finds a tied weight's shared storage only in the usual layout
+            parameter.data = parameter.data.contiguous()
     try:
         safetensors.torch.save_model(model, str(tmp))
         tmp.chmod(0o666 & ~current_umask())  # safetensors creates its files readable by their owner only
