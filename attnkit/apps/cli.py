@@ -44,6 +44,8 @@ INT8_HELP = (
 # equal to attnkit.tasks.TASKS, attnkit.interop.hf.FAMILIES, Pipeline's ENGINES and CTranslate2's QUANTIZATIONS
 ENGINES = ("auto", "torch", "ct2")
 QUANTIZATIONS = ("float32", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "float16", "bfloat16")
+ANY_MODEL = "a model: an attnkit checkpoint, a Hugging Face folder, or a GGUF file (or a folder with one)"
+TRAINED = "a trained model: an attnkit run, or a Hugging Face *ForSequenceClassification or *ForTokenClassification"
 TASK_HELP = "the task shape: classify, tag, seq2seq, pair or regress (docs/configuration.md)"
 PRESET_HELP = (
     "bert, roberta, xlm-roberta, distilbert, mpnet, electra, bart, marian, t5, gpt2, llama, mistral, qwen2 or gemma: "
@@ -139,7 +141,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 def _evaluate_command(commands: Commands) -> None:
     evaluate = commands.add_parser("evaluate", help="score a trained model on a labelled file")
-    evaluate.add_argument("path", help="trained model directory")
+    evaluate.add_argument("path", help=TRAINED)
     evaluate.add_argument(
         "--data", required=True, metavar="FILE", help="a labelled file, as for training (or a datasets split's folder)"
     )
@@ -228,7 +230,7 @@ def _predict_command(commands: Commands) -> None:
     predict = commands.add_parser(
         "predict", help="predict for a file or standard input: one result per input line, blank for a blank line"
     )
-    predict.add_argument("path", help="trained model directory")
+    predict.add_argument("path", help=TRAINED)
     predict.add_argument(
         "file",
         nargs="?",
@@ -287,7 +289,7 @@ def _export_command(commands: Commands) -> None:
         help="write a model as a Hugging Face directory (config.json, model.safetensors, tokenizer.json) or, with "
         "--onnx, as ONNX graphs for onnxruntime",
     )
-    export.add_argument("path", help="model directory (attnkit or Hugging Face)")
+    export.add_argument("path", help=ANY_MODEL)
     export.add_argument("--out", required=True, metavar="DIR", help="the folder to write (a new one, or --overwrite)")
     export.add_argument(
         "--onnx",
@@ -330,7 +332,7 @@ def _serve(args: argparse.Namespace) -> None:
 
 def _serve_command(commands: Commands) -> None:
     serve = commands.add_parser("serve", help="serve a model over HTTP: /predict, /generate, /encode, /docs")
-    serve.add_argument("path", help="model directory (attnkit, or a Hugging Face directory for /encode)")
+    serve.add_argument("path", help=ANY_MODEL)
     serve.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: all)"
     )
@@ -370,7 +372,7 @@ def _attention_command(commands: Commands) -> None:
     attend = commands.add_parser(
         "attention", help="what the model attends to: heatmaps per layer and head (PNG) and an HTML page"
     )
-    attend.add_argument("path", help="model directory (attnkit or Hugging Face)")
+    attend.add_argument("path", help=ANY_MODEL)
     attend.add_argument(
         "text", help="the input text, at most 128 tokens (a pair model's: the two texts, a tab between)"
     )
@@ -551,7 +553,7 @@ def _info_command(commands: Commands) -> None:
     info = commands.add_parser(
         "info", help="print a checkpoint's architecture, parameter count and the device it would run on"
     )
-    info.add_argument("path", help="checkpoint directory")
+    info.add_argument("path", help=ANY_MODEL)
     device_flags(info)
     info.add_argument("--engine", choices=ENGINES, default="auto", help=ENGINE_HELP)
     info.set_defaults(run=_info)
