@@ -104,6 +104,7 @@ class Task:
     input_fields: tuple[str, ...] = ("text",)  # one input's fields in a request; the plural form is input_name + s
     input_name = "text"
     few_examples: int | None = FEW  # fewer training examples than this: advise a pretrained checkpoint
+    reads_decoders = False  # a decoder checkpoint starts a model of this task on its states (a TaskModel's decoder)
     pretraining = False  # a model of this task is a starting point: it predicts nothing until fine-tuned
 
     def __init__(
@@ -251,11 +252,12 @@ class Task:
         specials = len(self.framed([]))
         return [len(ids) + specials for ids in self.tokenizer.encode_batch(list(raw))]
 
-    @staticmethod
-    def started_arch(run_arch: str, checkpoint_arch: str) -> str:
+    @classmethod
+    def started_arch(cls, run_arch: str, checkpoint_arch: str) -> str:
         """The architecture of a model of this task started from a checkpoint of `checkpoint_arch`: the task's own
-        (the run's); pretraining goes on in the checkpoint's."""
-        return run_arch
+        (the run's), or a decoder's where the task reads a decoder's states (`reads_decoders`); pretraining goes on
+        in the checkpoint's."""
+        return checkpoint_arch if cls.reads_decoders and checkpoint_arch == "decoder" else run_arch
 
     @classmethod
     def of_head(cls, head: str, hf: dict) -> dict | None:
@@ -271,7 +273,12 @@ class Task:
 
     def initialize(self, model: nn.Module, source: nn.Module, where: str, trust_pickle: bool = False) -> None:
         """Copy the pretrained part of `source` (a checkpoint's model, read from `where`) into a new task model:
-        its encoder."""
+        its encoder, or a decoder's layers (a language model's or a task model's, without an output projection)."""
+        if isinstance(model, TaskModel) and model.decoder is not None:
+            decoder = source.decoder if isinstance(source, TaskModel) else source
+            state = decoder.state_dict()
+            model.decoder.load_state_dict({name: state[name] for name in model.decoder.state_dict()})
+            return
         encoder = encoder_of(source)
         if encoder is None:
             raise AttnkitError(f"{where}: has no encoder to start a {type(model).__name__.lower()} from")

@@ -45,6 +45,11 @@ class Classifier(TaskModel):
 
     def __init__(self, config: ModelConfig, num_labels: int, pooling: str) -> None:
         super().__init__(config)
+        if self.decoder is not None and (pooling == "first" or pooling in POOLER_ACTIVATIONS):
+            raise AttnkitError(
+                f"task.pooling={pooling}: a decoder's first state has read its first token alone; a decoder's states "
+                "pool as mean, max or last (its own)"
+            )
         self.pooling = pooling
         self.pooler = nn.Linear(config.dim, config.dim) if pooling in POOLER_ACTIVATIONS else None
         self.dropout = Dropout(config.dropout)
@@ -80,6 +85,7 @@ def copy_pooler(model: Classifier, source: nn.Module, where: str, trust_pickle: 
 
 class ClassifyTask(Task):
     name = "classify"
+    reads_decoders = True  # transformers' *ForSequenceClassification on GPT-2, Llama, ...
     main_metric = "accuracy"
 
     def __init__(self, config, data, tokenizer, model_config, state=None) -> None:

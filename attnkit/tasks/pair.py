@@ -97,6 +97,7 @@ def collate_pairs(items: list[dict], pad_id: int) -> Batch:
 
 class PairTask(ClassifyTask):
     name = "pair"
+    reads_decoders = False  # a pair's framing on a decoder (Llama's <s> a <s> b) is not written yet
     input_fields = FIELDS
     input_name = "pair"
 

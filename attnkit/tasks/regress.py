@@ -53,6 +53,7 @@ class Scaled(nn.Module):
 
 class RegressTask(Task):
     name = "regress"
+    reads_decoders = True  # a text's score from a decoder's last state (a pair's framing on a decoder is not written)
     main_metric = "pearson"
     lower_is_better = frozenset({"rmse", "mae"})
     gold_name = "score"
@@ -158,6 +159,8 @@ class RegressTask(Task):
 
     def initialize(self, model: nn.Module, source: nn.Module, where: str, trust_pickle: bool = False) -> None:
         """The encoder, and BERT's pooler when the regressor pools with one and the checkpoint has it."""
+        if self.pair and model.decoder is not None:
+            raise AttnkitError(f"{where}: a decoder scores one text; pairs of texts need an encoder checkpoint")
         super().initialize(model, source, where, trust_pickle)
         copy_pooler(model, source, where, trust_pickle)
 

@@ -68,6 +68,7 @@ class Tagger(TaskModel):
 
 class TagTask(Task):
     name = "tag"
+    reads_decoders = True  # transformers' *ForTokenClassification on GPT-2, Llama, ...
     main_metric = "accuracy"
     gold_unit, gold_name = "token", "tag"
 
@@ -176,6 +177,8 @@ class TagTask(Task):
         return batch
 
     def build_model(self) -> Tagger:
+        if self.config.word_shapes and self.model_config.arch == "decoder":
+            raise AttnkitError("task.word_shapes: a decoder reads tokens alone; start from an encoder for word shapes")
         return Tagger(self.model_config, len(self.tags), self.config.word_shapes)
 
     def forward(self, model: nn.Module, batch: Batch) -> Tensor:

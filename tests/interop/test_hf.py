@@ -2,6 +2,7 @@
 states, decoder logits, greedy generation), and attnkit's exports load back into transformers unchanged."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -573,3 +574,90 @@ def test_a_decoder_classifier_exports_to_onnx_and_ctranslate2_says_it_runs_decod
         .endswith("CTranslate2 runs a decoder for its next tokens, not its states for a task's head")
     )
     assert not (tmp_path / "ct2").exists()
+
+
+@pytest.mark.parametrize(("family", "task"), [("llama", "classify"), ("gpt2", "tag")])
+def test_a_decoder_language_model_fine_tunes_for_a_task_and_exports_as_its_class(tmp_path, capsys, family, task):
+    from attnkit.apps.cli import main
+    from tests.conftest import write_conll, write_tsv
+
+    torch.manual_seed(0)
+    lm = tiny(family).eval()
+    path = saved(lm, tmp_path / "lm")
+    write_word_tokenizer(path, start=family != "gpt2")
+    rng = torch.Generator().manual_seed(0)
+    lengths = torch.randint(2, 9, (120,), generator=rng).tolist()
+    sentences = [[f"w{int(i)}" for i in torch.randint(4, VOCAB, (n,), generator=rng)] for n in lengths]
+    if task == "classify":  # the label: whether w10 is in the text
+        rows = [("yes" if i % 2 else "no", " ".join(words + ["w10"] * (i % 2))) for i, words in enumerate(sentences)]
+        data = write_tsv(tmp_path / "train.tsv", ("label", "text"), rows)
+    else:  # each word's tag is its number modulo 3
+        data = write_conll(tmp_path / "train.conll", [[(w, "ABC"[int(w[1:]) % 3]) for w in s] for s in sentences])
+    out = tmp_path / "tuned"
+    common = f"--train {data} --dev {data} --init {path} --out {out} --max-steps 40".split()
+    # the classifier's embeddings frozen, so that they show where its decoder came from (base.initialize)
+    frozen = ["--set", "train.freeze_embeddings=true"] if task == "classify" else []
+    assert (
+        main(
+            [
+                "train",
+                "--task",
+                task,
+                *common,
+                "--set",
+                f"train.lr={3e-3 if task == 'classify' else 1e-2}",
+                *frozen,
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
+    accuracy = float(re.search(r"^dev: accuracy ([0-9.]+)", capsys.readouterr().out, re.MULTILINE).group(1))
+    assert accuracy >= 0.95  # learned from the decoder's states (a random start is near 0.5, or 0.33 for tags)
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["arch"] == "decoder" and config["model"]["preset"] == family
+
+    import attnkit
+
+    ours = attnkit.load(out, device="cpu")
+    if frozen:
+        assert torch.equal(ours.model.decoder.embedding.weight, lm.get_input_embeddings().weight)
+    texts = ["w5 w17 w10 w9", "w8 w22"]
+    found = ours.predict(texts)
+    assert main(["export", str(out), "--out", str(tmp_path / "exported")]) == 0
+    kind = "Sequence" if task == "classify" else "Token"
+    name = {"llama": "Llama", "gpt2": "GPT2"}[family]
+    theirs = getattr(transformers, f"{name}For{kind}Classification").from_pretrained(tmp_path / "exported").eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "exported")
+    for text, prediction in zip(texts, found):
+        with torch.no_grad():
+            logits = theirs(**tokenizer(text, return_tensors="pt")).logits[0]
+        if task == "classify":
+            assert prediction["label"] == theirs.config.id2label[int(logits.argmax())]
+            assert prediction["probability"] == pytest.approx(float(logits.softmax(-1).max()), abs=1e-5)
+        else:
+            assert prediction == [theirs.config.id2label[int(i)] for i in logits.argmax(-1)]  # a token per word
+
+
+@pytest.mark.parametrize(
+    ("task", "rows", "settings", "message"),
+    [
+        ("regress", ("text_a", "text_b", "label"), [], "a decoder scores one text; pairs of texts need an encoder"),
+        ("pair", ("text_a", "text_b", "label"), [], "has no encoder to start a classifier from"),
+        ("classify", ("label", "text"), ["--set", "task.pooling=pooler"], "a decoder's states pool as mean, max or"),
+    ],
+)
+def test_what_a_decoder_does_not_read_for_a_task_is_one_line(tmp_path, capsys, task, rows, settings, message):
+    from attnkit.apps.cli import main
+    from tests.conftest import write_tsv
+
+    path = saved(tiny("llama"), tmp_path / "lm")
+    write_word_tokenizer(path, start=True)
+    values = {"label": lambda i: str(i % 2), "text": lambda i: f"w{i + 5} w9", "text_a": lambda i: f"w{i + 5}",
+              "text_b": lambda i: "w9"}  # fmt: skip
+    data = write_tsv(tmp_path / "train.tsv", rows, [tuple(values[c](i) for c in rows) for i in range(8)])
+    command = ["train", "--task", task, "--train", str(data), "--init", str(path), "--out", str(tmp_path / "out")]
+    assert main([*command, *settings, "--max-steps", "1", "--device", "cpu"]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
