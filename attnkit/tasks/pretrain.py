@@ -279,8 +279,8 @@ class PretrainTask(Task):
         stack = "decoder" if config.arch == "decoder" else "encoder"
         return AttentionInput(batch, {"ids": ids}, stack=stack)
 
-    @staticmethod
-    def started_arch(run_arch: str, checkpoint_arch: str) -> str:
+    @classmethod
+    def started_arch(cls, run_arch: str, checkpoint_arch: str) -> str:
         return checkpoint_arch
 
     def initialize(self, model: nn.Module, source: nn.Module, where: str, trust_pickle: bool = False) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -199,6 +199,10 @@ class Family:
 
     def rules(self, config: ModelConfig) -> list[Rule]:
         raise NotImplementedError
+
+    def held_rules(self, config: ModelConfig, state: Mapping[str, object]) -> list[Rule]:
+        """The rules for the tensors of attnkit's `state`: all, but a task's decoder has no output projection."""
+        return [rule for rule in self.rules(config) if rule.ours in state]
 
     def head_of(self, hf: dict) -> str | None:
         """Which of the family's heads ("sequence", "token") the class config.json `hf` names is; None: no head."""

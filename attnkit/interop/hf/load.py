@@ -146,7 +146,7 @@ def converted(
 ) -> Iterator[tuple[str, Tensor]]:
     """Each attnkit tensor of the family's rules, made from the Hugging Face tensors it comes from, its shape
     checked against the model's (`expected`)."""
-    rules = [rule for rule in family.rules(config) if rule.ours in expected]  # a task's decoder has no output layer
+    rules = family.held_rules(config, expected)
     probe = next(name for name in rules[0].theirs)
     prefix = next((p for p in family.prefixes if p + probe in tensors), None)
     if prefix is None:

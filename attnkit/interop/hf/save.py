@@ -52,8 +52,7 @@ def export_hf(
     head = _head(family, task, where) if task.head is not None else None
     prefix = head.prefix if head else family.prefixes[0]
     state = base.state_dict()
-    rules = [rule for rule in family.rules(base.config) if rule.ours in state]  # a task's decoder: no output layer
-    tensors = _hf_tensors(rules, state, prefix, family.top_level)
+    tensors = _hf_tensors(family.held_rules(base.config, state), state, prefix, family.top_level)
     special = {role: getattr(tokenizer, f"{role}_id") for role in ("bos", "eos", "pad", "unk")}
     special["start"] = base.config.decoder_start_id if base.config.decoder_start_id is not None else special["bos"]
     config = {**family.hf_config(base.config, special), "torch_dtype": "float32"}
