@@ -218,7 +218,8 @@ class PackedLinear(nn.Linear):
     multiplies with it, as torch.compile's freezing does: 2-3x PyTorch's default matrix product on 2 to 200 rows
     (docs/benchmarks.md). A single row (a decoding step at batch 1) multiplies the weight itself, laid out column
     by column at its first such product (the same values, transposed in memory): that product reads a large
-    weight at 1.5-2x the speed of oneDNN's or of a row-major weight's. Its parameters stay the same tensors (a
+    weight (an output projection) 1.5x as fast as oneDNN's and 2x a row-major one's, the layers' a little faster
+    (benchmarks/one_row_products.py). Its parameters stay the same tensors (a
     tied weight stays tied, the state dict has the same values); training, another dtype or device, and export
     tracing take the plain product, and a weight changed since packing (an optimizer step, load_state_dict) is
     packed again."""
