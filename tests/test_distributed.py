@@ -73,6 +73,20 @@ def test_two_processes_train_as_one(files, tmp_path, strategy):
     assert not [p for p in (tmp_path / "two").rglob("*") if p.name.startswith(".")]
 
 
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_lora_trains_under_torchrun_as_in_one_process(files, tmp_path, strategy):
+    base = attnkit(1, files, tmp_path / "base", *TINY, "train.max_steps=5")
+    assert base.returncode == 0, base.stderr[-3000:]
+    fine_tuning = [s for s in SETTINGS if not s.startswith(("model.", "tokenizer."))]  # the base's architecture
+    lora = [*fine_tuning, "model.dropout=0.0", f"train.init={tmp_path / 'base'}", "train.lora.rank=4", "train.lr=1e-2"]
+    one = attnkit(1, files, tmp_path / "one", *lora)
+    two = attnkit(2, files, tmp_path / "two", *lora, f"train.strategy={strategy}")
+    assert one.returncode == 0 and two.returncode == 0, two.stderr[-3000:]
+    assert_same_training(tmp_path / "one", tmp_path / "two")
+    saved = last_weights(tmp_path / "two")  # the adapters and the head alone, gathered from every process
+    assert saved and all(name.endswith((".lora_a", ".lora_b")) or name.startswith("head.") for name in saved)
+
+
 def test_resume_under_torchrun_continues_exactly(files, tmp_path):
     settings = [*SETTINGS, "model.dropout=0.1", "train.schedule=constant"]  # each process's dropout masks resume
     whole = attnkit(2, files, tmp_path / "whole", *settings)

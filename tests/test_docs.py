@@ -3,6 +3,7 @@ the README, every example config named in the docs exists."""
 
 import dataclasses
 import re
+import typing
 from pathlib import Path
 
 import pytest
@@ -19,8 +20,12 @@ def test_every_configuration_key_is_documented(config):
     section = config.__name__.removesuffix("Config").lower()
     assert f"## `{section}`" in reference
     documented = reference.split(f"## `{section}`")[1].split("\n## ")[0]
+    hints = typing.get_type_hints(config)
     for field in dataclasses.fields(config):
         assert f"`{field.name}`" in documented, f"{section}.{field.name} is not in docs/configuration.md"
+        if dataclasses.is_dataclass(hints[field.name]):  # a nested section (train.lora): each of its keys too
+            for inner in dataclasses.fields(hints[field.name]):
+                assert f"`{field.name}.{inner.name}`" in documented, f"{section}.{field.name}.{inner.name}"
 
 
 def test_every_command_is_in_the_readme():

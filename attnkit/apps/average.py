@@ -11,7 +11,7 @@ from pathlib import Path
 from attnkit.data.tokenizer import TOKENIZER_FILE
 from attnkit.errors import AttnkitError
 from attnkit.files import CONFIG_FILE, check_output
-from attnkit.inference.checkpoint import ENSEMBLE, read_checkpoint_json, save_checkpoint
+from attnkit.inference.checkpoint import ENSEMBLE, LORA_BASE, read_checkpoint_json, save_checkpoint
 from attnkit.inference.pipeline import Pipeline
 
 # what must be equal for two models to be averaged: the architecture, the task and its labels, the tokenizer
@@ -41,7 +41,10 @@ def average(paths: list[str | os.PathLike], out: str | os.PathLike, overwrite: b
                 f"{paths[0]}'s; only models of one architecture, "
                 "task, label set and tokenizer can be averaged"
             )
-    first, *others = [Pipeline.load(path, device="cpu") for path in paths]
+    bases = {config[LORA_BASE]["fingerprint"] for config in configs if LORA_BASE in config}
+    if len(bases) > 1:
+        raise AttnkitError(f"{paths[0]} and the others: LoRA runs of different bases; average runs of one base")
+    first, *others = [Pipeline.load(path, device="cpu") for path in paths]  # a LoRA run's adapters merged
     states = [pipeline.model.state_dict() for pipeline in (first, *others)]
     mean = {
         name: (sum(state[name].double() for state in states) / len(states)).to(tensor.dtype)
@@ -49,7 +52,7 @@ def average(paths: list[str | os.PathLike], out: str | os.PathLike, overwrite: b
         if tensor.is_floating_point()
     }
     first.model.load_state_dict(mean, strict=False)
-    sections = {key: value for key, value in configs[0].items() if key not in ("format", "model")}
+    sections = {key: value for key, value in configs[0].items() if key not in ("format", "model", LORA_BASE)}
     sections.update(out=str(out), averaged_from=[str(path) for path in paths])
     save_checkpoint(out, first.model, first.tokenizer, sections)
     return Pipeline.load(out, device="cpu")

@@ -28,6 +28,8 @@ SHORTHANDS = {
     "max_steps": "train.max_steps",
     "max_minutes": "train.max_minutes",
     "init": "train.init",
+    "adapter": "train.adapter",
+    "lora": "train.lora.rank",
     "preset": "model.preset",
     "device": "train.device",
 }
@@ -82,6 +84,14 @@ def _train_command(commands: Commands) -> None:
     train.add_argument("--train", metavar="FILE", help="training data")
     train.add_argument("--init", metavar="DIR", help="fine-tune this checkpoint (attnkit or Hugging Face directory)")
     train.add_argument("--trust-pickle", action="store_true", help="with --init: allow a pytorch_model.bin")
+    train.add_argument(
+        "--lora",
+        type=int,
+        metavar="RANK",
+        help="with --init: train LoRA adapters of this rank and the task's head, the checkpoint's weights frozen "
+        "(docs/lora.md; e.g. 8)",
+    )
+    train.add_argument("--adapter", metavar="DIR", help="with --init: a PEFT LoRA adapter folder, merged into it first")
     train.add_argument("--preset", metavar="NAME", help=PRESET_HELP)
     _common_training_flags(train, "FILE")
     train.set_defaults(run=_train)
@@ -247,8 +257,8 @@ def _predict_command(commands: Commands) -> None:
 def _export(args: argparse.Namespace) -> None:
     from attnkit.files import check_output
 
-    if args.onnx and args.ct2:
-        raise AttnkitError("--onnx and --ct2 are two different exports: choose one")
+    if sum((args.onnx, args.ct2, args.peft)) > 1:
+        raise AttnkitError("--onnx, --ct2 and --peft are different exports: choose one")
     if Path(args.out).resolve() == Path(args.path).resolve():
         raise AttnkitError(f"{args.out}: is the model to export; write the export to a new directory")
     check_output(args.out, args.overwrite)
@@ -272,6 +282,12 @@ def _export(args: argparse.Namespace) -> None:
         return
     if args.quantization:
         raise AttnkitError("--quantization sets a CTranslate2 export's weights: add --ct2")
+    if args.peft:
+        from attnkit.apps.export import export_peft
+
+        task_type = export_peft(args.path, args.out, args.trust_pickle)
+        print(f"wrote {args.out} (PEFT LoRA adapter, {task_type}: peft.PeftModel.from_pretrained(base model, DIR))")
+        return
     if args.int8:
         raise AttnkitError(
             "--int8 quantizes an ONNX or CTranslate2 export: add --onnx or --ct2 (a Hugging Face directory stays "
@@ -301,6 +317,11 @@ def _export_command(commands: Commands) -> None:
         action="store_true",
         help="the checkpoint with a CTranslate2 model in DIR/ctranslate2, which predict, generate, evaluate and serve "
         "then run (the ct2 extra)",
+    )
+    export.add_argument(
+        "--peft",
+        action="store_true",
+        help="a LoRA run's adapters and head as a PEFT adapter folder, for peft.PeftModel on its base",
     )
     export.add_argument(
         "--quantization",

@@ -4,7 +4,15 @@ making one from a user's YAML needs the tasks and the Hugging Face families' pre
 
 from attnkit.config.fields import describe_type, from_dict, located, to_dict, value_matches
 from attnkit.config.loader import apply_override, read_yaml
-from attnkit.config.schema import TASK_ARCHS, DataConfig, ModelConfig, TaskConfig, TokenizerConfig, TrainConfig
+from attnkit.config.schema import (
+    TASK_ARCHS,
+    DataConfig,
+    LoraConfig,
+    ModelConfig,
+    TaskConfig,
+    TokenizerConfig,
+    TrainConfig,
+)
 
 __all__ = [
     "TASK_ARCHS",
@@ -13,6 +21,7 @@ __all__ = [
     "TaskConfig",
     "TokenizerConfig",
     "TrainConfig",
+    "LoraConfig",
     "apply_override",
     "describe_type",
     "from_dict",

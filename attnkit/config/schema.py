@@ -5,7 +5,7 @@ the key and line). A checkpoint's config.json holds them as JSON, so loading a m
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 from attnkit.config.fields import at_least, in_range
@@ -165,6 +165,7 @@ class TaskConfig:
     beam_size: int = 4  # seq2seq decoding; 1 is greedy
     length_penalty: float = 1.0  # seq2seq: hypotheses are ranked by log-probability / length ** length_penalty
     no_repeat_ngram: int = 0  # seq2seq: if n > 0, no n-gram occurs twice in an output
+    chat: bool = False  # seq2seq on a language model: the source as the user's message through its chat template
     metric: str | None = None  # the dev metric that picks the best checkpoint; None: the task's main metric
     # tag: the encoder also reads each word's shape (lower, Title, UPPER, digits...), which an uncased
     # checkpoint's tokenizer drops (all-MiniLM-L6-v2 lowercases: proper nouns look like common ones)
@@ -228,6 +229,27 @@ class TokenizerConfig:
 
 
 @dataclass
+class LoraConfig:
+    """LoRA: a pretrained checkpoint's linear layers stay frozen and learn a low-rank update (docs/lora.md)."""
+
+    rank: int = 0  # the update's rank; 0: no adapters, every weight trains (full fine-tuning)
+    alpha: float | None = None  # the update is scaled by alpha / rank; None: 2 * rank
+    dropout: float = 0.0  # on the adapters' input
+    targets: list[Literal["attention", "feed_forward"]] = field(default_factory=lambda: ["attention", "feed_forward"])
+
+    def __post_init__(self) -> None:
+        at_least(0, "train.lora", self, "rank")
+        in_range("train.lora", self, "alpha", 0, None, low_open=True)
+        in_range("train.lora", self, "dropout", 0, 1, high_open=True)
+        if self.rank and not self.targets:
+            raise AttnkitError("train.lora.targets: empty; name attention, feed_forward or both")
+
+    @property
+    def effective_alpha(self) -> float:
+        return self.alpha if self.alpha is not None else 2.0 * self.rank
+
+
+@dataclass
 class TrainConfig:
     """The optimization: AdamW with warmup and a decay schedule, batches by token budget."""
 
@@ -256,6 +278,8 @@ class TrainConfig:
     layer_decay: float = 1.0  # with init: layer i of N learns at lr * layer_decay ** (N - i), embeddings lowest
     freeze_embeddings: bool = False  # with init: keep the token and position embeddings as they are
     trust_pickle: bool = False  # with init: allow a pytorch_model.bin (unpickling can run code)
+    adapter: str | None = None  # with init: a PEFT LoRA adapter folder for it, merged into it before training
+    lora: LoraConfig = field(default_factory=LoraConfig)  # with init: train LoRA adapters and the head alone
 
     def __post_init__(self) -> None:
         at_least(1, "train", self, "epochs", "max_steps", "batch_tokens", "accumulate", "eval_every")

@@ -35,7 +35,7 @@ def make_task(
     if config.name not in TASKS:
         known = ", ".join(repr(name) for name in TASKS)
         raise AttnkitError(f"task.name: expected one of {known}, got {config.name!r}")
-    return TASKS[config.name](config, data, tokenizer, model_config, state)
+    return TASKS[config.name].of_arch(model_config.arch)(config, data, tokenizer, model_config, state)
 
 
 def hugging_face_model(path: Path, trust_pickle: bool = False) -> tuple[Task, nn.Module, Tokenizer, str]:

@@ -89,6 +89,12 @@ class TaskModel(nn.Module):
         return self.decoder.hidden_states(ids, mask)
 
 
+def outside(model: nn.Module, body: nn.Module) -> set[str]:
+    """The names of the weights of `model` that are not `body`'s."""
+    inside = {id(t) for t in body.state_dict(keep_vars=True).values()}
+    return {name for name, t in model.state_dict(keep_vars=True).items() if id(t) not in inside}
+
+
 class Task:
     """A task shape, made once its tokenizer and model configuration exist. `state` holds what was learned from
     the training data (the label set), saved in config.json so that a loaded checkpoint decodes the same way.
@@ -253,6 +259,11 @@ class Task:
         return [len(ids) + specials for ids in self.tokenizer.encode_batch(list(raw))]
 
     @classmethod
+    def of_arch(cls, arch: str | None) -> type[Task]:
+        """The class of this task shape for a model of `arch` (a shape may read one architecture its own way)."""
+        return cls
+
+    @classmethod
     def started_arch(cls, run_arch: str, checkpoint_arch: str) -> str:
         """The architecture of a model of this task started from a checkpoint of `checkpoint_arch`: the task's own
         (the run's), or a decoder's where the task reads a decoder's states (`reads_decoders`); pretraining goes on
@@ -283,6 +294,12 @@ class Task:
         if encoder is None:
             raise AttnkitError(f"{where}: has no encoder to start a {type(model).__name__.lower()} from")
         model.encoder.load_state_dict(encoder.state_dict())
+
+    def head(self, model: nn.Module) -> set[str]:
+        """The names of the weights of `model` (a model of this task) outside what a pretrained checkpoint fills:
+        its head, which trains in full beside LoRA's adapters (a classifier's pooler and layer; nothing for a model
+        the checkpoint fills whole)."""
+        return outside(model, model.body if isinstance(model, TaskModel) else model)
 
     def forward(self, model: nn.Module, batch: Batch) -> Tensor:
         """The model's outputs for a collated batch."""

@@ -17,7 +17,7 @@ from attnkit.data.readers import Labelled, TextPair, read_text_pairs
 from attnkit.data.tokenizer import Tokenizer
 from attnkit.errors import AttnkitError
 from attnkit.interop.hf import TaskExport
-from attnkit.tasks.base import IGNORE_INDEX, Batch
+from attnkit.tasks.base import IGNORE_INDEX, Batch, Task
 from attnkit.tasks.classify import ClassifyTask
 from attnkit.tasks.graphs import Graph, IdsMaskAndSegments, encoder_graph
 
@@ -67,14 +67,31 @@ def pair_texts(examples: list[TextPair]) -> Iterator[str]:
         yield e.text_b
 
 
-def encode_pairs(tokenizer: Tokenizer, examples: list[TextPair], max_length: int | None) -> list[tuple[list, list]]:
+def encode_pairs(
+    tokenizer: Tokenizer, examples: list[TextPair], max_length: int | None, decoder: bool = False
+) -> list[tuple[list, list | None]]:
     """Each pair's ids, <s> a </s> b </s>, and segment ids (0 up to the first </s>, 1 after), within `max_length`
-    tokens (None: uncut)."""
+    tokens (None: uncut); for a `decoder`, each text after the tokenizer's start token where its template puts one
+    (Llama's <s> a <s> b, as transformers' tokenizer frames a pair; GPT-2's a b), without segments."""
     firsts = tokenizer.encode_batch([e.text_a for e in examples])
     seconds = tokenizer.encode_batch([e.text_b for e in examples])
-    specials = len(tokenizer.add_pair_specials([], [])[0])
+    start = tokenizer.prompt_start
+    specials = 2 * len(start) if decoder else len(tokenizer.add_pair_specials([], [])[0])
     keep = None if max_length is None else max(max_length - specials, 0)
-    return [tokenizer.add_pair_specials(*_cut(a, b, keep)) for a, b in zip(firsts, seconds)]
+    cut = [_cut(a, b, keep) for a, b in zip(firsts, seconds)]
+    if decoder:
+        return [([*start, *a, *start, *b], None) for a, b in cut]
+    return [tokenizer.add_pair_specials(a, b) for a, b in cut]
+
+
+def encoded_pairs(task: Task, examples: list[TextPair], max_length: int | None) -> list[tuple[list, list | None]]:
+    """`encode_pairs` as `task`'s model reads them (an encoder's, a decoder's)."""
+    return encode_pairs(task.tokenizer, examples, max_length, task.model_config.arch == "decoder")
+
+
+def pair_item(ids: list[int], segments: list[int] | None, **rest: object) -> dict:
+    """An encoded pair: its ids, its segments where the model reads them, and what else the task keeps."""
+    return {"ids": ids, **({"segments": segments} if segments is not None else {}), **rest}
 
 
 def _cut(first: list[int], second: list[int], keep: int | None) -> tuple[list[int], list[int]]:
@@ -91,13 +108,15 @@ def _cut(first: list[int], second: list[int], keep: int | None) -> tuple[list[in
 
 def collate_pairs(items: list[dict], pad_id: int) -> Batch:
     ids, mask = pad([item["ids"] for item in items], pad_id)
+    if "segments" not in items[0]:  # a decoder's pairs
+        return {"ids": ids, "mask": mask}
     segments, _ = pad([item["segments"] for item in items], 0)
     return {"ids": ids, "mask": mask, "segments": segments}
 
 
 class PairTask(ClassifyTask):
     name = "pair"
-    reads_decoders = False  # a pair's framing on a decoder (Llama's <s> a <s> b) is not written yet
+    reads_decoders = True  # a pair read as one text from a decoder's last state: Llama's <s> a <s> b
     input_fields = FIELDS
     input_name = "pair"
 
@@ -119,13 +138,13 @@ class PairTask(ClassifyTask):
         return pair_texts(examples)
 
     def count_tokens(self, raw: list) -> list[int]:
-        return [len(ids) for ids, _ in encode_pairs(self.tokenizer, self.inputs(raw), None)]
+        return [len(ids) for ids, _ in encoded_pairs(self, self.inputs(raw), None)]
 
     def encode(self, examples: list[TextPair], training: bool) -> list[dict]:
         index = {label: i for i, label in enumerate(self.labels)}
-        encoded = encode_pairs(self.tokenizer, examples, self.data.max_length)
+        encoded = encoded_pairs(self, examples, self.data.max_length)
         return [
-            {"ids": ids, "segments": segments, "label": index.get(e.label, IGNORE_INDEX)}
+            pair_item(ids, segments, label=index.get(e.label, IGNORE_INDEX))
             for e, (ids, segments) in zip(examples, encoded)
         ]
 
@@ -134,7 +153,7 @@ class PairTask(ClassifyTask):
         return {**batch, "labels": torch.tensor([item["label"] for item in items])}
 
     def forward(self, model: nn.Module, batch: Batch) -> Tensor:
-        return model(batch["ids"], batch["mask"], batch["segments"])
+        return model(batch["ids"], batch["mask"], batch.get("segments"))
 
     def record(self, example: TextPair, prediction: dict | None) -> dict:
         texts = {"text_a": example.text_a, "text_b": example.text_b}

@@ -26,7 +26,7 @@ from attnkit.data.tokenizer import Tokenizer
 from attnkit.errors import AttnkitError, require_finite
 from attnkit.interop.hf import TaskExport
 from attnkit.nn import Decoder, Encoder, EncoderDecoder, encoder_of
-from attnkit.tasks.base import IGNORE_INDEX, NO_DECODER, NOT_TRAINED, AttentionInput, Batch, Task
+from attnkit.tasks.base import IGNORE_INDEX, NO_DECODER, NOT_TRAINED, AttentionInput, Batch, Task, outside
 from attnkit.tasks.generation import Generation, generate_texts
 from attnkit.tasks.graphs import Graph, IdsAndMask, cache_shape, encoder_graph, language_model_graph
 from attnkit.tasks.seq2seq import Seq2SeqTask, decoder_start
@@ -294,6 +294,11 @@ class PretrainTask(Task):
             )
         model.load_state_dict(source.state_dict())
         return None
+
+    def head(self, model: nn.Module) -> set[str]:
+        """A masked LM's prediction head (its encoder is the checkpoint's); nothing of a language model or an
+        encoder-decoder, which the checkpoint fills whole."""
+        return outside(model, self.bare(model))
 
     def bare(self, model: nn.Module) -> nn.Module:
         """The architecture without the pretraining head: a masked LM's encoder; a decoder, an encoder-decoder."""

@@ -29,8 +29,9 @@ from attnkit.tasks.pair import (
     FIELDS,
     blank_pair,
     collate_pairs,
-    encode_pairs,
+    encoded_pairs,
     pair_inputs,
+    pair_item,
     pair_texts,
     read_pairs_of,
     shown,
@@ -53,7 +54,7 @@ class Scaled(nn.Module):
 
 class RegressTask(Task):
     name = "regress"
-    reads_decoders = True  # a text's score from a decoder's last state (a pair's framing on a decoder is not written)
+    reads_decoders = True  # a text's (or a pair's) score from a decoder's last state
     main_metric = "pearson"
     lower_is_better = frozenset({"rmse", "mae"})
     gold_name = "score"
@@ -133,15 +134,15 @@ class RegressTask(Task):
 
     def count_tokens(self, raw: list) -> list[int]:
         if self.pair:
-            return [len(ids) for ids, _ in encode_pairs(self.tokenizer, self.inputs(raw), None)]
+            return [len(ids) for ids, _ in encoded_pairs(self, self.inputs(raw), None)]
         return super().count_tokens(raw)
 
     def encode(self, examples: list[Example], training: bool) -> list[dict]:
         """Token ids (and a pair's segments) and the standardized target (NaN without one: prediction)."""
         targets = [(float(e.label) - self.mean) / self.std if e.label != "" else math.nan for e in examples]
         if self.pair:
-            encoded = encode_pairs(self.tokenizer, examples, self.data.max_length)
-            return [{"ids": ids, "segments": segments, "target": t} for (ids, segments), t in zip(encoded, targets)]
+            encoded = encoded_pairs(self, examples, self.data.max_length)
+            return [pair_item(ids, segments, target=t) for (ids, segments), t in zip(encoded, targets)]
         keep, tokenizer = self.data.max_length - 2, self.tokenizer
         texts = tokenizer.encode_batch([e.text for e in examples])
         return [{"ids": self.framed(ids[:keep]), "target": t} for ids, t in zip(texts, targets)]
@@ -159,8 +160,6 @@ class RegressTask(Task):
 
     def initialize(self, model: nn.Module, source: nn.Module, where: str, trust_pickle: bool = False) -> None:
         """The encoder, and BERT's pooler when the regressor pools with one and the checkpoint has it."""
-        if self.pair and model.decoder is not None:
-            raise AttnkitError(f"{where}: a decoder scores one text; pairs of texts need an encoder checkpoint")
         super().initialize(model, source, where, trust_pickle)
         copy_pooler(model, source, where, trust_pickle)
 

@@ -8,23 +8,25 @@ import os
 from collections.abc import Iterator
 from copy import copy
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnkit.config import DataConfig, ModelConfig
 from attnkit.data.batching import pad
+from attnkit.data.chat import render
 from attnkit.data.readers import Pair, read_pairs
 from attnkit.data.tokenizer import Tokenizer
 from attnkit.errors import AttnkitError
 from attnkit.findings import Finding
 from attnkit.interop.hf import TaskExport
-from attnkit.nn import EncoderDecoder
+from attnkit.nn import Decoder, EncoderDecoder
 from attnkit.nn.decoding import generate
 from attnkit.tasks import evaluation
 from attnkit.tasks import metrics as scoring
 from attnkit.tasks.base import AttentionInput, Batch, Task
 from attnkit.tasks.generation import Generation, generate_texts, suppressed
-from attnkit.tasks.graphs import Graph, cache_shape, seq2seq_graphs
+from attnkit.tasks.graphs import Graph, cache_shape, language_model_graph, seq2seq_graphs
 
 
 def decoder_start(config: ModelConfig, tokenizer: Tokenizer) -> int:
@@ -41,6 +43,11 @@ class Seq2SeqTask(Task):
     arch = "encoder-decoder"
     specials = "end"
     main_metric = "bleu"
+    reads_decoders = True  # a language model continues a prompt: PromptedSeq2SeqTask
+
+    @classmethod
+    def of_arch(cls, arch: str | None) -> type[Task]:
+        return PromptedSeq2SeqTask if arch == "decoder" else cls
 
     @property
     def verbs(self) -> frozenset[str]:
@@ -204,4 +211,143 @@ class Seq2SeqTask(Task):
         return graphs, {
             "decoder_start_id": decoder_start(self.model_config, self.tokenizer),
             "cache": cache_shape(model.decoder),
+        }
+
+
+class PromptedSeq2SeqTask(Seq2SeqTask):
+    """N->M on a decoder-only language model (GPT-2, Llama, SmolLM2): the source is a prompt and the target its
+    continuation, the loss on the target's tokens alone. The prompt is the source and the end token after it, or
+    with task.chat the source as the user's message through the model's chat template, the assistant's turn opened,
+    so that an instruct model is fine-tuned as it was taught."""
+
+    arch = "decoder"
+
+    @property
+    def verbs(self) -> frozenset[str]:
+        return frozenset({"generate", "attention"})
+
+    def prompt(self, source: str) -> list[int]:
+        """The ids a decoder reads before it writes the target: the source cut to data.max_length tokens."""
+        tokenizer = self.tokenizer
+        ids = tokenizer.encode(source)[: self.data.max_length]
+        if not self.config.chat:
+            return [*tokenizer.prompt_start, *ids, tokenizer.eos_id]
+        if tokenizer.chat_template is None:
+            raise AttnkitError("task.chat: this model's tokenizer has no chat template; leave task.chat false")
+        marker = "\x00"  # where the message goes: the template's text around it is encoded as the template gives it
+        token = tokenizer.backend.id_to_token
+        roles = {"bos": tokenizer.bos_id, "eos": tokenizer.eos_id, "unk": tokenizer.unk_id, "pad": tokenizer.pad_id}
+        specials = {f"{role}_token": None if i is None else token(i) for role, i in roles.items()}
+        before, after = render(tokenizer.chat_template, [{"role": "user", "content": marker}], specials).split(marker)
+        return [*tokenizer.encode(before), *ids, *tokenizer.encode(after)]
+
+    def count_tokens(self, raw: list) -> list[int]:
+        return [len(self.prompt(text)) for text in raw]
+
+    def encode(self, examples: list[Pair], training: bool) -> list[dict]:
+        tokenizer, keep = self.tokenizer, self.data.max_new_tokens
+        targets = tokenizer.encode_batch([e.target for e in examples])
+        return [
+            {"prompt": self.prompt(e.source), "target": [*target[:keep], tokenizer.eos_id]}
+            for e, target in zip(examples, targets)
+        ]
+
+    def size(self, item: dict) -> int:
+        return len(item["prompt"]) + len(item["target"])
+
+    def collate(self, items: list[dict]) -> Batch:
+        """The prompt and target as one row (right-padded); `chosen` marks the positions whose next token is the
+        target's; the prompts alone too, for generation."""
+        ids, mask = pad([item["prompt"] + item["target"] for item in items], self.tokenizer.pad_id)
+        chosen = torch.zeros_like(mask)
+        for row, item in enumerate(items):
+            start = len(item["prompt"]) - 1  # the prompt's last position predicts the target's first token
+            chosen[row, start : start + len(item["target"])] = True
+        prompts, prompt_mask = pad([item["prompt"] for item in items], self.tokenizer.pad_id)
+        return {"ids": ids, "mask": mask, "chosen": chosen[:, :-1], "prompt": prompts, "prompt_mask": prompt_mask}
+
+    def build_model(self) -> Decoder:
+        return Decoder(self.model_config)
+
+    def initialize(self, model: nn.Module, source: nn.Module, where: str, trust_pickle: bool = False) -> None:
+        """The whole language model."""
+        if type(source) is not Decoder or source.output is None:
+            raise AttnkitError(f"{where}: a seq2seq decoder starts from a language model (a decoder with its output)")
+        model.load_state_dict(source.state_dict())
+
+    def forward(self, model: nn.Module, batch: Batch) -> Tensor:
+        """Next-token logits (batch, time - 1, vocab) of the prompt and target."""
+        return model(batch["ids"][:, :-1], batch["mask"][:, :-1])
+
+    def loss(self, model: nn.Module, batch: Batch, label_smoothing: float) -> tuple[Tensor, Tensor]:
+        """The target's tokens, each predicted from the prompt and the target before it."""
+        chosen = batch["chosen"]
+        logits = model(batch["ids"][:, :-1], batch["mask"][:, :-1], chosen=chosen)
+        labels = batch["ids"][:, 1:][chosen]
+        total = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing, reduction="sum")
+        return total, chosen.sum()
+
+    def decode(self, model: nn.Module, batch: Batch) -> list[str]:
+        rows = [row[keep].tolist() for row, keep in zip(batch["prompt"], batch["prompt_mask"])]
+        return self._continue(model, rows, Generation())
+
+    def generate(self, model: nn.Module, prompts: list[str], how: Generation) -> list[str | None]:
+        """Each source's target; a chat template's rendering (`how.templated`: a conversation) is read as it is."""
+        frame = self.tokenizer.encode if how.templated else self.prompt
+        rows = [None if self.blank(prompt) else frame(prompt) for prompt in prompts]
+        return self._continue(model, rows, how)
+
+    def _continue(self, model: nn.Module, rows: list[list[int] | None], how: Generation) -> list[str | None]:
+        """Each prompt's continuation, by the task's beam search unless `how` says otherwise: at most
+        `how.max_new_tokens`, by default data.max_new_tokens, fewer where the model's learned positions run out."""
+        limit = self.model_config.position_limit
+
+        def most(longest: int) -> int:
+            wanted = how.max_new_tokens or self.data.max_new_tokens
+            return wanted if limit is None else max(1, min(wanted, limit - longest))
+
+        return generate_texts(
+            model,
+            self.tokenizer,
+            rows,
+            how,
+            limit=most,
+            beam_size=how.beam_size or self.config.beam_size,
+            length_penalty=self.config.length_penalty,
+            no_repeat_ngram=self.config.no_repeat_ngram,
+        )
+
+    def attention_input(self, model: nn.Module, text: str, target: str | None = None) -> AttentionInput:
+        """The prompt and the target as the model reads them in training; the target is its own output unless one
+        is given."""
+        prediction = None
+        if target is None:
+            target = prediction = self.generate(model, [text], Generation())[0]
+        item = self.encode([Pair(text, target, 1)], training=False)[0]
+        ids = item["prompt"] + item["target"][:-1]  # the end token is predicted, never read
+        batch = {"ids": torch.tensor([[*ids, self.tokenizer.eos_id]]), "mask": torch.ones(1, len(ids) + 1).bool()}
+        return AttentionInput(batch, {"ids": ids}, prediction, target, stack="decoder")
+
+    def hf_export(self, model: nn.Module) -> TaskExport:
+        """The family's language model, with the task's decoding as its generation config (a prompt is framed as
+        `prompt` frames it: the end token after the source, or the chat template)."""
+        tokenizer, config = self.tokenizer, self.config
+        generation = {
+            "bos_token_id": tokenizer.bos_id,
+            "eos_token_id": tokenizer.eos_id,
+            "pad_token_id": tokenizer.pad_id,
+            "num_beams": config.beam_size,
+            "no_repeat_ngram_size": config.no_repeat_ngram,
+            "max_new_tokens": self.data.max_new_tokens,
+            "suppress_tokens": suppressed(tokenizer),
+            "renormalize_logits": True,
+            "do_sample": False,
+        }
+        if config.beam_size > 1:
+            generation.update(length_penalty=config.length_penalty, early_stopping=False)
+        return TaskExport(model, self.name, generation=generation)
+
+    def onnx_graphs(self, model: nn.Module) -> tuple[list[Graph], dict]:
+        return [language_model_graph(model, self.tokenizer.vocab_size, self.tokenizer.pad_id)], {
+            "cache": cache_shape(model)
         }

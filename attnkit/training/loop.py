@@ -31,7 +31,7 @@ from attnkit.config import to_dict
 from attnkit.data.batching import batches_by_tokens
 from attnkit.errors import AttnkitError
 from attnkit.files import STATE_DIR, WEIGHTS_FILE, recover
-from attnkit.inference.checkpoint import load_weights
+from attnkit.inference.checkpoint import LORA_BASE, load_weights
 from attnkit.training.optim import Average, learning_rate, make_optimizer
 from attnkit.training.plan import plan_run
 from attnkit.training.prepare import prepare
@@ -82,11 +82,12 @@ class Trainer:
         self.train_items, self.dev_items = prepared.train_items, prepared.dev_items
         self.dev_examples, self.test_examples = prepared.dev_examples, prepared.test_examples
         self.data_files, self.tokens = prepared.files, prepared.tokens
+        self.base = prepared.base  # a LoRA run's: named in its checkpoint, which holds the adapters and head alone
         self.stop_asked = self.stopping = False  # a Ctrl-C, here and as every process agreed (see _backward)
         if self.config.ema and processes.sharded:
             raise AttnkitError("train.ema: not available with train.strategy fsdp (the average would need every shard)")
         if self.resumed:
-            load_weights(prepared.model, self.out / STATE_DIR / WEIGHTS_FILE)
+            load_weights(prepared.model, self.out / STATE_DIR / WEIGHTS_FILE, prepared.trained)
         self.module = prepared.model.to(device)  # the model itself: evaluated and saved
         self.model = runtime.wrap(self.module, device, processes)  # what training steps call
         if processes.world > 1:
@@ -95,8 +96,9 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.config.precision == "float16")
         self.average = Average(self.module, self.config.ema) if self.config.ema else None
         self.files = Checkpointer(
-            self.out, processes, self.module, self.optimizer, self.scaler, self.average, self.task.build_model
-        )
+            self.out, processes, self.module, self.optimizer, self.scaler, self.average, prepared.build,
+            prepared.trained,
+        )  # fmt: skip
         self.sizes = np.asarray(self.task.sizes(self.train_items))  # an example's size: a row of them in seq2seq
         self.plan = plan_run(self.config, self.sizes)
         self.progress = Progress()
@@ -109,6 +111,8 @@ class Trainer:
         self.processes.barrier()  # every process has read and checked its inputs before the output appears
         if not self.resumed:
             sections = {**to_dict(self.run), "task_state": self.task.state()}
+            if self.base is not None:
+                sections[LORA_BASE] = self.base
             del sections["model"]  # the model's own configuration (an init checkpoint's) is written
             self._save_state(create=(self.tokenizer, sections))
         say, plan = self.records.say, self.plan

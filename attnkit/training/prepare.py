@@ -12,15 +12,18 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
-from attnkit.config import DataConfig, ModelConfig
+from attnkit import runtime
+from attnkit.config import DataConfig, LoraConfig, ModelConfig
 from attnkit.data.arrow import split_path
 from attnkit.data.item_files import Items
 from attnkit.data.tokenizer import SPECIALS, TOKENIZER_FILE, Tokenizer
 from attnkit.errors import AttnkitError, AttnkitWarning
 from attnkit.files import STATE_DIR, STATE_FILE, check_output
-from attnkit.inference.checkpoint import Trained, read_trained
+from attnkit.inference.checkpoint import Trained, check_base, fingerprint, read_trained, start_adapted
 from attnkit.inference.pipeline import Pipeline
 from attnkit.interop.hf import FAMILIES
+from attnkit.interop.peft import merge_peft_adapter
+from attnkit.nn.lora import add_lora, store_frozen_weights
 from attnkit.runtime import Processes
 from attnkit.tasks import TASKS, Task, make_task
 from attnkit.training.cache import TRAIN_DIR, held_out_indices, tokenized
@@ -41,6 +44,17 @@ class Prepared:
     test_examples: list | None
     files: dict[str, str]  # each split's file as read: a DatasetDict's split folder, a held-out fraction named
     tokens: str | None  # where the training examples' tokens are, said once the run starts (a mistake is one line)
+    lora: LoraConfig | None = None  # with LoRA (rank > 0), its settings; and
+    trained: set[str] | None = None  # the weights that train and are saved (the adapters, the head)
+    base: dict | None = None  # the base checkpoint's path and fingerprint, which config.json names
+
+    def build(self) -> nn.Module:
+        """A new model of the run's shape (its adapters too), for the weights of this one to be loaded into."""
+        model = self.task.build_model()
+        if self.trained is not None:
+            lora = self.lora
+            add_lora(model, lora.rank, lora.effective_alpha, lora.dropout, lora.targets)
+        return model
 
 
 def prepare(
@@ -62,11 +76,17 @@ def prepare(
     given = {
         split: shape.read(data, files[split]) for split in ("dev", "test") if split in files and not held(data, split)
     }
-    init = run.train.init
-    source = Pipeline.load(init, run.train.trust_pickle, device="cpu") if init and not resume else None
-    if source is not None and len(source.members) > 1:
-        raise AttnkitError(f"{init}: an ensemble; fine-tune one of its members ({init}/members/0, ...)")
+    init, lora = run.train.init, run.train.lora
+    if lora.rank and not init:
+        raise AttnkitError("train.lora: LoRA adapts a pretrained checkpoint; give it with --init")
+    if run.train.adapter and not init:
+        raise AttnkitError("train.adapter: a PEFT adapter is merged into its base; give the base with --init")
+    # a LoRA run's base is read again on resuming: its checkpoint holds the adapters and head alone
+    source = _source(run) if init and (lora.rank or not resume) else None
     trained = _trained(out) if resume else None
+    if trained is not None and trained.base is not None and not lora.rank:
+        raise AttnkitError(f"{out}: a LoRA run; resume it as it was started (with --init and --lora)")
+    base = _base(run, source, trained)
     if trained is not None:
         _warn_of_ignored_settings(run, trained.model)
     tokenizer = _given_tokenizer(run, resume, source)
@@ -94,17 +114,50 @@ def prepare(
     dev_examples, test_examples = held_out.get("dev") or given.get("dev"), held_out.get("test") or given.get("test")
     if dev_examples is not None and run.train.eval_examples:
         dev_examples = dev_examples[: run.train.eval_examples]
+    model, trained_names = _model(run, task, source)
+    low = runtime.PRECISIONS[run.train.precision]  # the type autocast computes in, if any
+    if lora.rank and low is not None and not processes.sharded:  # FSDP shards a layer's weights in one type
+        store_frozen_weights(model, low)
     return Prepared(
         task=task,
         tokenizer=task.tokenizer,
-        model=_model(run, task, source),
+        model=model,
         train_items=train_items,
         dev_examples=dev_examples,
         dev_items=task.encode(dev_examples, training=False) if dev_examples else None,
         test_examples=test_examples,
         files=files,
         tokens=tokens,
+        lora=lora if lora.rank else None,
+        trained=trained_names if lora.rank else None,
+        base=base,
     )
+
+
+def _source(run: RunConfig) -> Pipeline:
+    """The checkpoint that --init names, with the PEFT adapter that train.adapter names merged into it."""
+    init = run.train.init
+    source = Pipeline.load(init, run.train.trust_pickle, device="cpu")
+    if len(source.members) > 1:
+        raise AttnkitError(f"{init}: an ensemble; fine-tune one of its members ({init}/members/0, ...)")
+    if run.train.adapter:
+        merge_peft_adapter(source.model, run.train.adapter, init)
+    return source
+
+
+def _base(run: RunConfig, source: Pipeline | None, trained: Trained | None) -> dict | None:
+    """A LoRA run's base as its checkpoint names it: the --init path and its weights' fingerprint; on resuming,
+    the one the run started from, checked."""
+    if source is None or not run.train.lora.rank:
+        return None
+    base = {"path": str(Path(run.train.init).resolve()), "fingerprint": fingerprint(source.model)}
+    if run.train.adapter:  # merged into the base before the run: read again with it
+        base["adapter"] = str(Path(run.train.adapter).resolve())
+    if trained is not None:
+        if trained.base is None:
+            raise AttnkitError(f"{run.out}: a run that trained every weight; it cannot go on with train.lora")
+        check_base(source.model, trained.base, run.train.init)
+    return base
 
 
 def held(data: DataConfig, split: str) -> float | None:
@@ -149,17 +202,19 @@ def _from_cache(
     return task, train_items, held_out, f"{len(train_items):,} training examples {made} the token cache {cached.folder}"
 
 
-def _model(run: RunConfig, task: Task, source: Pipeline | None) -> nn.Module:
-    """The task's new model, started from the --init checkpoint's where there is one, its embeddings frozen if
-    asked."""
+def _model(run: RunConfig, task: Task, source: Pipeline | None) -> tuple[nn.Module, set[str]]:
+    """The task's new model, started from the --init checkpoint's where there is one (with LoRA, adapted: on
+    resuming too), its embeddings frozen if asked; and the names of the weights that train."""
     model = task.build_model()
+    trained = set(model.state_dict())
     if source is not None:
-        task.initialize(model, source.model, run.train.init, run.train.trust_pickle)
+        train = run.train
+        trained = start_adapted(task, model, source.model, train.init, train.lora, train.trust_pickle)
     if run.train.freeze_embeddings:
         for name, module in model.named_modules():
             if name.split(".")[-1] in ("embedding", "positions"):
                 module.requires_grad_(False)
-    return model
+    return model, trained
 
 
 def _examples_at(shape: type[Task], data: DataConfig, path: str, indices: np.ndarray) -> list:

@@ -93,9 +93,12 @@ class Checkpointer:
         scaler: torch.amp.GradScaler,
         average: Average | None,
         build: Callable[[], nn.Module],
+        only: set[str] | None = None,
     ) -> None:
+        """`build` makes a new model of the run's shape; `only` names the weights a LoRA run saves (its adapters
+        and head: the base's are the base's)."""
         self.out, self.processes, self.module, self.build = out, processes, module, build
-        self.optimizer, self.scaler, self.average = optimizer, scaler, average
+        self.optimizer, self.scaler, self.average, self.only = optimizer, scaler, average, only
 
     @contextlib.contextmanager
     def whole(self) -> Iterator[nn.Module]:
@@ -117,16 +120,16 @@ class Checkpointer:
         with self.averaged(), self.whole() as model:
             if self.processes.main:
                 with write_errors(self.out / WEIGHTS_FILE):
-                    save_weights(model, self.out)
+                    save_weights(model, self.out, self.only)
 
     def load_best(self) -> None:
         """The model takes the best weights saved (for the test score)."""
         if not self.processes.sharded:
-            load_weights(self.module, self.out / WEIGHTS_FILE)
+            load_weights(self.module, self.out / WEIGHTS_FILE, self.only)
             return
-        copy = self.build()
-        load_weights(copy, self.out / WEIGHTS_FILE)
-        runtime.load_full_state(self.module, copy.to(next(self.module.parameters()).device).state_dict())
+        with self.whole() as copy:  # the weights a LoRA run does not save are the ones it holds
+            load_weights(copy, self.out / WEIGHTS_FILE, self.only)
+            runtime.load_full_state(self.module, copy.state_dict())
 
     def save_state(
         self,
@@ -148,11 +151,11 @@ class Checkpointer:
             with atomic_directory(self.out if create else self.out / STATE_DIR) as tmp:
                 if create is not None:
                     tokenizer, sections = create
-                    write_checkpoint(tmp, model, tokenizer, sections)
+                    write_checkpoint(tmp, model, tokenizer, sections, self.only)
                     tmp = tmp / STATE_DIR
                     tmp.mkdir()
                 scaler = self.scaler.state_dict()
-                write_state(tmp, model, optimizer, scaler, self.average, every, progress, plan)
+                write_state(tmp, model, optimizer, scaler, self.average, every, progress, plan, self.only)
 
     def load_state(self, device: torch.device) -> Saved:
         """What `save_state` wrote, put back into the optimizer, scaler, weight average and random generators
@@ -177,10 +180,12 @@ def write_state(
     generators: list[list[Tensor]],
     progress: Progress,
     plan: dict,
+    only: set[str] | None = None,
 ) -> None:
     """The files of a trainer state in `directory` (a temporary one, which the caller renames into place):
-    `optimizer` is the optimizer's whole state keyed by parameter name, `generators` each process's."""
-    save_weights(model, directory)
+    `optimizer` is the optimizer's whole state keyed by parameter name, `generators` each process's; the weights
+    of `only`'s names where given (a LoRA run's)."""
+    save_weights(model, directory, only)
     tensors = {f"{name}:{slot}": t for name, slots in optimizer["state"].items() for slot, t in slots.items()}
     if average is not None:
         tensors.update({f"ema.{i}": t for i, t in enumerate(average.weights)})

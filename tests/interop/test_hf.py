@@ -12,10 +12,10 @@ from attnkit.errors import AttnkitError
 from attnkit.interop.hf import TaskExport, export_hf, load_hf_model
 from attnkit.nn import Decoder, EncoderDecoder
 from attnkit.nn.decoding import generate
+from tests.hf_models import DECODER_LMS, VOCAB, decoder_lm, saved, write_word_tokenizer
 from tests.numerics import assert_close
 
 transformers = pytest.importorskip("transformers")
-VOCAB = 99
 
 
 def tiny(family: str, variant: str = ""):
@@ -112,57 +112,6 @@ def tiny(family: str, variant: str = ""):
         eos_token_id=1,
     )
     return t.T5ForConditionalGeneration(config)
-
-
-DECODER_LMS = ("llama", "mistral", "qwen2", "gemma")
-LM_VARIANTS = {  # config.json settings that each family's readers must take
-    "": {},
-    "tied": {"tie_word_embeddings": True},
-    "multi-query": {"num_key_value_heads": 1},
-    "linear": {"rope_scaling": {"rope_type": "linear", "factor": 2.0}},
-    "llama3": {  # Llama 3.1's scaling; an original length of 16 puts frequencies in each of its three bands
-        "rope_theta": 500.0,
-        "rope_scaling": {
-            "rope_type": "llama3",
-            "factor": 8.0,
-            "low_freq_factor": 1.0,
-            "high_freq_factor": 4.0,
-            "original_max_position_embeddings": 16,
-        },
-    },  # fmt: skip
-    "biases": {"attention_bias": True, "mlp_bias": True},
-    "head_dim": {"head_dim": 12},  # heads of a width other than hidden_size / heads
-}
-
-
-def decoder_lm(family: str, variant: str = ""):
-    """A small random Llama-family language model: 6 query heads sharing 2 key/value heads."""
-    t = transformers
-    config_class, model_class = {
-        "llama": (t.LlamaConfig, t.LlamaForCausalLM),
-        "mistral": (t.MistralConfig, t.MistralForCausalLM),
-        "qwen2": (t.Qwen2Config, t.Qwen2ForCausalLM),
-        "gemma": (t.GemmaConfig, t.GemmaForCausalLM),
-    }[family]
-    settings = dict(
-        vocab_size=VOCAB, hidden_size=48, intermediate_size=37, num_hidden_layers=2, num_attention_heads=6,
-        num_key_value_heads=2, max_position_embeddings=64, bos_token_id=1, eos_token_id=2, pad_token_id=0,
-        rope_theta=100.0,
-    )  # fmt: skip
-    if family == "gemma":
-        settings["head_dim"] = 8  # transformers' default is 256
-    if family == "mistral":
-        settings["sliding_window"] = None
-    return model_class(config_class(**{**settings, **LM_VARIANTS[variant]}))
-
-
-def saved(model, path: Path) -> Path:
-    with torch.no_grad():  # random biases and norms, so that a weight mapped to the wrong place shows
-        for p in model.parameters():
-            if p.dim() == 1:
-                p.add_(torch.randn_like(p) * 0.1)
-    model.save_pretrained(path)
-    return path
 
 
 def inputs(batch: int = 2, time: int = 9, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -484,22 +433,6 @@ def decoder_task_model(family: str, head: str, labels: int):
     )
 
 
-def write_word_tokenizer(path: Path, start: bool) -> None:
-    """A tokenizer of <pad>, <s>, </s>, <unk> and the words w4 ... w98 that puts <s> before a text where `start`
-    (as Llama's does) and nothing where not (as GPT-2's)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-
-    specials = ["<pad>", "<s>", "</s>", "<unk>"]
-    words = {**{token: i for i, token in enumerate(specials)}, **{f"w{i}": i for i in range(len(specials), VOCAB)}}
-    backend = Tokenizer(models.WordLevel(words, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    if start:
-        backend.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
-    backend.save(str(path / "tokenizer.json"))
-    roles = {f"{role}_token": token for role, token in zip(("pad", "bos", "eos", "unk"), specials)}
-    (path / "tokenizer_config.json").write_text(json.dumps({**roles, "tokenizer_class": "PreTrainedTokenizerFast"}))
-
-
 @pytest.mark.parametrize(
     ("family", "head", "labels", "task"),
     [
@@ -643,8 +576,6 @@ def test_a_decoder_language_model_fine_tunes_for_a_task_and_exports_as_its_class
 @pytest.mark.parametrize(
     ("task", "rows", "settings", "message"),
     [
-        ("regress", ("text_a", "text_b", "label"), [], "a decoder scores one text; pairs of texts need an encoder"),
-        ("pair", ("text_a", "text_b", "label"), [], "has no encoder to start a classifier from"),
         ("classify", ("label", "text"), ["--set", "task.pooling=pooler"], "a decoder's states pool as mean, max or"),
     ],
 )
@@ -661,3 +592,37 @@ def test_what_a_decoder_does_not_read_for_a_task_is_one_line(tmp_path, capsys, t
     assert main([*command, *settings, "--max-steps", "1", "--device", "cpu"]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("task", ["pair", "regress"])
+def test_a_decoder_reads_a_pair_as_its_tokenizer_frames_one_and_exports_as_its_class(tmp_path, capsys, task):
+    import attnkit
+    from attnkit.apps.cli import main
+    from tests.conftest import write_tsv
+
+    path = saved(tiny("llama"), tmp_path / "lm")
+    write_word_tokenizer(path, start=True)
+    rng = torch.Generator().manual_seed(0)
+    rows = []
+    for i in range(80):  # the label: whether the two texts share their first word
+        a, b = (f"w{int(w)}" for w in torch.randint(5, 40, (2,), generator=rng))
+        label = str(i % 2) if task == "pair" else str(2 * (i % 2) - 1)  # a regressor of mean 0: it exports
+        rows.append((a + " w40", (a if i % 2 else b) + " w41", label))
+    data = write_tsv(tmp_path / "train.tsv", ("text_a", "text_b", "label"), rows)
+    out = tmp_path / "out"
+    command = ["train", "--task", task, "--train", str(data), "--init", str(path), "--out", str(out)]
+    assert main([*command, "--max-steps", "3", "--device", "cpu"]) == 0
+    ours = attnkit.load(out, device="cpu")
+    pair = ("w5 w40", "w5 w41")
+    (item,) = ours.task.encode(ours.task.inputs([pair]), training=False)
+    assert item["ids"] == [1, 5, 40, 1, 5, 41] and "segments" not in item  # <s> a <s> b, as Llama's tokenizer
+    (found,) = ours.predict([pair])
+    assert main(["export", str(out), "--out", str(tmp_path / "exported")]) == 0
+    theirs = transformers.LlamaForSequenceClassification.from_pretrained(tmp_path / "exported").eval()
+    with torch.no_grad():
+        logits = theirs(input_ids=torch.tensor([item["ids"]])).logits[0]
+    if task == "pair":
+        assert found["label"] == theirs.config.id2label[int(logits.argmax())]
+        assert found["probability"] == pytest.approx(float(logits.softmax(-1).max()), abs=1e-5)
+    else:
+        assert found == pytest.approx(float(logits[0]), abs=1e-4)

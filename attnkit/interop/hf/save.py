@@ -49,16 +49,16 @@ def export_hf(
     gives the folder's README.md (a model card) for the family's name."""
     base = task.model.body if task.head is not None else task.model
     family = family_of(base.config, where)
-    head = _head(family, task, where) if task.head is not None else None
+    head = task_head(family, task, where) if task.head is not None else None
     prefix = head.prefix if head else family.prefixes[0]
     state = base.state_dict()
-    tensors = _hf_tensors(family.held_rules(base.config, state), state, prefix, family.top_level)
+    tensors = hf_tensors(family.held_rules(base.config, state), state, prefix, family.top_level)
     special = {role: getattr(tokenizer, f"{role}_id") for role in ("bos", "eos", "pad", "unk")}
     special["start"] = base.config.decoder_start_id if base.config.decoder_start_id is not None else special["bos"]
     config = {**family.hf_config(base.config, special), "torch_dtype": "float32"}
     if head is not None:
         state = {**task.model.state_dict(), **(task.head_state or {})}
-        tensors.update(_hf_tensors(head.rules, state, head.prefix, head.top_level))
+        tensors.update(hf_tensors(head.rules, state, head.prefix, head.top_level))
         config.update(architectures=[head.architecture], **task.config)
         config.setdefault("pad_token_id", special["pad"])  # where a decoder's classifier finds a padded text's end
         labels = task.labels
@@ -68,7 +68,7 @@ def export_hf(
         safetensors.torch.save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         if task.generation:
             write_json(tmp / "generation_config.json", task.generation)
-        _save_tokenizer(tokenizer, tmp, task, types=task.pair and bool(base.config.segments))
+        save_tokenizer(tokenizer, tmp, task, types=task.pair and bool(base.config.segments))
         if readme is not None:
             (tmp / "README.md").write_text(readme(family.model_type), encoding="utf-8")
     return family.model_type
@@ -90,7 +90,7 @@ def family_of(config: ModelConfig, where: str = "model") -> Family:
     )
 
 
-def _head(family: Family, task: TaskExport, where: str) -> Head:
+def task_head(family: Family, task: TaskExport, where: str) -> Head:
     head = family.heads.get(task.head)
     if head is None:
         raise AttnkitError(f"{where}: Hugging Face {family.model_type} has no model class for task {task.task}")
@@ -105,7 +105,7 @@ def _head(family: Family, task: TaskExport, where: str) -> Head:
     return head
 
 
-def _hf_tensors(rules: list[Rule], state: Tensors, prefix: str, top_level: frozenset[str] = frozenset()) -> Tensors:
+def hf_tensors(rules: list[Rule], state: Tensors, prefix: str, top_level: frozenset[str] = frozenset()) -> Tensors:
     """The Hugging Face tensors that `rules` make of attnkit's `state`, named under `prefix`."""
     tensors = {}
     for rule in rules:
@@ -114,7 +114,7 @@ def _hf_tensors(rules: list[Rule], state: Tensors, prefix: str, top_level: froze
     return tensors
 
 
-def _save_tokenizer(tokenizer: object, directory: Path, task: TaskExport, types: bool) -> None:
+def save_tokenizer(tokenizer: object, directory: Path, task: TaskExport, types: bool) -> None:
     """tokenizer.json and tokenizer_config.json; tokenizer.json adds the special tokens that the task's inputs
     have, so that transformers' tokenizer(text) (or tokenizer(text_a, text_b)) gives the ids attnkit gives the
     model, and with `types` a pair's token types."""
