@@ -264,3 +264,17 @@ def test_a_lora_run_of_an_attnkit_checkpoint_exports_to_onnx_and_ctranslate2_mer
 
 
 TEXTS = ["the happy cat sat", "a sad dog ran far away"]
+
+
+def test_a_lora_run_serves_as_any_model(lora_run):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from attnkit.apps.serve import create_app
+
+    pipeline = attnkit.load(lora_run["run"], device="cpu")
+    texts = ["w5 w10 w40", "w5 w17 w40"]
+    with TestClient(create_app(pipeline)) as client:
+        reply = client.post("/predict", json={"texts": texts})
+    assert reply.status_code == 200 and reply.json()["predictions"] == pipeline.predict(texts)
+    assert [p["label"] for p in reply.json()["predictions"]] == ["yes", "no"]
