@@ -72,6 +72,11 @@ def from_dict(cls: type[T], values: object, where: str, prefix: str = "", warn: 
         if isinstance(value, os.PathLike) and value_matches("", hints[key]):  # paths as pathlib.Path from Python
             value = values[key] = os.fspath(value)
         if dataclasses.is_dataclass(hints[key]):
+            if value is not None and not isinstance(value, dict):
+                names = ", ".join(field.name for field in dataclasses.fields(hints[key]))
+                raise AttnkitError(
+                    f"{located(where, read, key)}: {prefix}{key}: expected a mapping of {names}, got {value!r}"
+                )
             section = value if value is not None else {}
             values[key] = from_dict(hints[key], section, where, f"{prefix}{key}.", warn)
         elif not value_matches(value, hints[key]):
