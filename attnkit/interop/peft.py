@@ -21,7 +21,7 @@ from attnkit.errors import AttnkitError, AttnkitWarning
 from attnkit.files import atomic_directory, read_json, write_json
 from attnkit.interop.hf.family import Family, Rule
 from attnkit.interop.hf.save import TaskExport, family_of, hf_tensors, save_tokenizer, task_head
-from attnkit.nn.lora import adapted_layers
+from attnkit.nn.lora import adapted_layers, adapter_names
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -39,7 +39,8 @@ def write_peft(
     family = family_of(body.config, where)
     head = task_head(family, export, where) if export.head is not None else None
     prefix = head.prefix if head is not None else family.prefixes[0]
-    plain = {name: t for name, t in body.state_dict().items() if not name.endswith((".lora_a", ".lora_b"))}
+    adapters = set(adapter_names(body))
+    plain = {name: t for name, t in body.state_dict().items() if name not in adapters}
     rules = {rule.ours: rule for rule in family.held_rules(body.config, plain)}
     tensors: dict[str, Tensor] = {}
     targets = []
