@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from attnkit.files import CONFIG_FILE, LOG_FILE
+from attnkit.interop.hf import TaskExport
 
 # the run's settings a reader of the card needs to judge or repeat it, by section
 SETTINGS = {
@@ -97,15 +98,18 @@ def facts_lines(facts: Facts | None) -> list[tuple[str, str]]:
     return rows
 
 
-def model_card(facts: Facts | None, family: str, head: str | None, arch: str, name: str) -> str:
-    """README.md of an exported Hugging Face folder `name`: what the model does, what it learned from, how well it
-    did, and how to load it."""
-    auto = AUTO_CLASSES[head] if head is not None else AUTO_CLASSES[arch]
+def model_card(
+    facts: Facts | None, family: str, task: TaskExport, arch: str, name: str, columns: str | None = None
+) -> str:
+    """README.md of an exported Hugging Face folder `name`: what the model does, what it learned from (the data's
+    `columns`, input -> target), how well it did, and how to load it."""
+    auto = AUTO_CLASSES[task.head] if task.head is not None else AUTO_CLASSES[arch]
     what = f"A `{facts.task}` model trained with attnkit" if facts else "A model (imported: its training is unknown)"
+    loads = f"`{auto}`" if task.library == "transformers" else f"with `{task.library}`"
     facts = facts or Facts(task="")
     lines = [
         "---",
-        "library_name: transformers",
+        f"library_name: {task.library}",
         "tags:",
         "- attnkit",
         *([f"- {facts.task}"] if facts.task else []),
@@ -113,11 +117,13 @@ def model_card(facts: Facts | None, family: str, head: str | None, arch: str, na
         "",
         f"# {name}",
         "",
-        f"{what}, written by attnkit as a Hugging Face `{family}` checkpoint (`{auto}`).",
+        f"{what}, written by attnkit as a Hugging Face `{family}` checkpoint ({loads}).",
         "",
     ]
     if facts.labels:
         lines += [f"**Outputs** ({len(facts.labels)}): {_listed(facts.labels, 40)}", ""]
+    if facts.data and columns:
+        lines += [f"**Columns** (input -> target): {columns}", ""]
     if facts.data:
         lines += ["## Training data", "", "| split | file | examples | size |", "|---|---|---|---|"]
         for split, described in facts.data.items():
@@ -136,9 +142,12 @@ def model_card(facts: Facts | None, family: str, head: str | None, arch: str, na
         lines += [f"## Settings{trained}", ""]
         lines += [f"- `{key}`: {value}" for key, value in facts.settings.items()]
         lines.append("")
-    lines += ["## Use", "", "```python", f"from transformers import AutoTokenizer, {auto}", "",
-              f'tokenizer = AutoTokenizer.from_pretrained("{name}")',
-              f'model = {auto}.from_pretrained("{name}")', *_usage(head, arch), "```", ""]  # fmt: skip
+    if task.library == "sentence-transformers":
+        loading = ["from sentence_transformers import SentenceTransformer", "", f'model = SentenceTransformer("{name}")']
+    else:
+        loading = [f"from transformers import AutoTokenizer, {auto}", "",
+                   f'tokenizer = AutoTokenizer.from_pretrained("{name}")', f'model = {auto}.from_pretrained("{name}")']  # fmt: skip
+    lines += ["## Use", "", "```python", *loading, *(task.usage or _usage(task.head, arch)), "```", ""]
     return "\n".join(lines)
 
 

@@ -4,6 +4,7 @@ Pipeline, export, serve, ...). A user's mistake exits with code 2 and one line; 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -131,6 +132,8 @@ def _summary_text(out: str, summary: dict) -> str:
     for split in ("dev", "test"):
         if summary.get(split):
             lines.append(f"{split}: " + "  ".join(f"{k} {v:.4f}" for k, v in summary[split].items()))
+    if summary.get("stopped"):
+        lines.append(f"stopped early, at step {summary['steps']:,} of {summary['planned_steps']:,}, by {summary['stopped']}")
     return "\n".join(lines)
 
 
@@ -138,6 +141,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     from attnkit.inference.pipeline import Pipeline
 
     pipeline = Pipeline.load(args.path, device=args.device, int8=args.int8, engine=args.engine)
+    pipeline.task.data = _columns(pipeline.task.data, args.set)
     metrics, examples, predictions = pipeline.evaluate(args.data, warn=_warn)
     print(json.dumps(metrics) if args.json else pipeline.task.report(metrics))
     if args.report:
@@ -149,6 +153,19 @@ def _evaluate(args: argparse.Namespace) -> None:
         )
 
 
+def _columns(data: typing.Any, settings: list[str]) -> typing.Any:
+    """`data` with the columns `settings` name ("data.label_column=score")."""
+    columns = {}
+    for setting in settings:
+        key, _, value = setting.partition("=")
+        name = key.removeprefix("data.")
+        if not key.startswith("data.") or not name.endswith("_column") or name not in vars(data) or not value:
+            known = ", ".join(f"data.{k}" for k in vars(data) if k.endswith("_column"))
+            raise AttnkitError(f"--set {setting}: evaluate names a file's columns: {known} (as KEY=NAME)")
+        columns[name] = value
+    return dataclasses.replace(data, **columns)
+
+
 def _evaluate_command(commands: Commands) -> None:
     evaluate = commands.add_parser("evaluate", help="score a trained model on a labelled file")
     evaluate.add_argument("path", help=TRAINED)
@@ -156,6 +173,13 @@ def _evaluate_command(commands: Commands) -> None:
         "--data", required=True, metavar="FILE", help="a labelled file, as for training (or a datasets split's folder)"
     )
     evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    evaluate.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=NAME",
+        help="a column of the file by another name than the model's, e.g. data.label_column=score",
+    )
     evaluate.add_argument(
         "--report",
         metavar="DIR",
@@ -217,7 +241,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 def _predict(args: argparse.Namespace) -> None:
     """One output line per input line; a blank input line gives an empty line (JSON: the prediction is null)."""
-    from attnkit.data.readers import stdin_lines
+    from attnkit.data.readers import read_lines, stdin_lines
     from attnkit.inference.pipeline import Pipeline
 
     if args.file and args.data and args.file != args.data:
@@ -225,15 +249,28 @@ def _predict(args: argparse.Namespace) -> None:
     data = args.file or args.data
     pipeline = Pipeline.load(args.path, device=args.device, int8=args.int8, engine=args.engine)
     task = pipeline.task
-    if data:
+    if data and Path(data).suffix != ".txt":
         examples, predictions = pipeline.predict_file(data)
     else:
-        examples, predictions = pipeline.predict_lines(stdin_lines(), "standard input")
+        lines = [line.rstrip("\n") for line in (read_lines(data) if data else stdin_lines())]
+        examples, predictions = pipeline.predict_lines(lines, data or "standard input")
+        _say_what_was_cut(pipeline, [line for line in lines if not task.blank(line)])
     for example, prediction in zip(examples, predictions):
         if args.json:
             print(json.dumps(task.record(example, prediction), ensure_ascii=False))
         else:
             print("" if prediction is None else task.render(prediction))
+
+
+def _say_what_was_cut(pipeline: typing.Any, lines: list[str]) -> None:
+    """A warning of the inputs longer than the model reads, which were cut to its limit."""
+    over = [count for count in pipeline.over_limit(lines) if count is not None]
+    if over:
+        longest, limit = max(over)
+        _warn(
+            f"{len(over):,} of {len(lines):,} inputs had more tokens than the model reads ({limit:,}) and were cut to "
+            f"it (the longest: {longest:,} tokens)"
+        )
 
 
 def _predict_command(commands: Commands) -> None:
@@ -566,7 +603,10 @@ def _info(args: argparse.Namespace) -> None:
         f"{'checkpoint':<11} {args.path}\n{pipeline.describe()}\n{'device':<11} {device}"
         + (" (auto)" if args.device == "auto" else "")
     )
-    for key, value in facts_lines(read_facts(args.path)):  # what its run learned from and scored: the model card's
+    facts = read_facts(args.path)
+    if facts is not None and pipeline.task.columns:  # what an attnkit run read of its data
+        print(f"{'columns':<11} {pipeline.task.columns}")
+    for key, value in facts_lines(facts):  # what its run learned from and scored: the model card's
         print(f"{key:<11} {value}")
 
 

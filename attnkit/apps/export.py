@@ -35,7 +35,7 @@ def export(path: str | os.PathLike, out: str | os.PathLike, trust_pickle: bool =
     task.generation = task.generation or pipeline.generation  # a task's own decoding, else the checkpoint's defaults
 
     def readme(family: str) -> str:
-        return model_card(facts, family, task.head, arch, str(out))
+        return model_card(facts, family, task, arch, str(out), pipeline.task.columns)
 
     return export_hf(task, pipeline.tokenizer, out, where=str(path), readme=readme)
 

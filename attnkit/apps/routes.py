@@ -151,5 +151,6 @@ def _describe(router: APIRouter, served: Served) -> None:
             "inputs": list(task.input_fields),
             "endpoints": posts_served(pipeline),
             "attention": "attention" in task.verbs,
+            "similar": task.similar,
             "chat": pipeline.chats,
         }

@@ -150,6 +150,7 @@ TASK_ARCHS: dict[str, str | None] = {
     "pretrain": None,
     "pair": "encoder",
     "regress": "encoder",
+    "embed": "encoder",
 }
 
 
@@ -158,9 +159,10 @@ class TaskConfig:
     """What the model is trained to do, and the options of that task shape."""
 
     name: str = "classify"  # a task shape of attnkit.tasks.TASKS (TASK_ARCHS)
-    # classify, pair, regress: average or maximum of the states, the first, the last (a decoder's), or a pooler (the
-    # first, a dense layer, then tanh as BERT, RoBERTa and MPNet; ReLU as DistilBERT; GELU as ELECTRA); None: the
-    # architecture's own (its model.preset family's, else last for a decoder, mean for an encoder)
+    # classify, pair, regress, embed: average or maximum of the states, the first, the last (a decoder's), or a pooler
+    # (the first, a dense layer, then tanh as BERT, RoBERTa and MPNet; ReLU as DistilBERT; GELU as ELECTRA); None: the
+    # architecture's own (its model.preset family's, else last for a decoder, mean for an encoder; embed: the mean, or
+    # the --init sentence-transformers folder's)
     pooling: Literal["mean", "max", "first", "last", "pooler", "pooler_relu", "pooler_gelu"] | None = None
     beam_size: int = 4  # seq2seq decoding; 1 is greedy
     length_penalty: float = 1.0  # seq2seq: hypotheses are ranked by log-probability / length ** length_penalty
@@ -192,6 +194,7 @@ class DataConfig:
     label_column: str = "label"  # classify, pair: a label; regress: a number
     text_a_column: str = "text_a"  # pair (and regress of pairs): the first text and the second
     text_b_column: str = "text_b"
+    negative_column: str = "negative"  # embed: a text that does not belong with text_a, where the file has the column
     source_column: str = "source"  # parallel files
     target_column: str = "target"
     words_column: str = "tokens"  # tag, from Parquet, Arrow or a datasets folder: a list of words and of tags per row

@@ -39,6 +39,7 @@ class TextPair:
     text_b: str
     label: str
     line: int
+    negative: str = ""  # embed: a text that does not belong with text_a (a hard negative), where the file has one
 
 
 @dataclass
@@ -93,13 +94,18 @@ def read_text_pairs(
     label_column: str = "label",
     need_labels: bool = True,
     settings: tuple[str, str, str] = ("data.text_a_column", "data.text_b_column", "data.label_column"),
+    negative_column: str | None = None,
 ) -> Iterator[TextPair]:
-    """Pairs of texts with a label from .tsv, .csv or .jsonl, like read_labelled."""
+    """Pairs of texts with a label from .tsv, .csv or .jsonl, like read_labelled; with `negative_column`, a third
+    text each (embed's hard negatives: the column must be there and hold text on every line)."""
     columns = {a_column: settings[0], b_column: settings[1]}
     if need_labels:
         columns[label_column] = settings[2]
+    if negative_column is not None:
+        columns[negative_column] = "data.negative_column"
     for line, row in _table_rows(path, columns, [label_column]):
-        yield TextPair(row[a_column], row[b_column], row[label_column] if need_labels else "", line)
+        negative = row[negative_column] if negative_column is not None else ""
+        yield TextPair(row[a_column], row[b_column], row[label_column] if need_labels else "", line, negative)
 
 
 def table_columns(path: str | os.PathLike) -> list[str]:

@@ -165,16 +165,21 @@ class Pipeline:
         return self._encode_ids(self.tokenizer.encode_batch(texts))
 
     def _encode_ids(self, token_ids: list[list[int]]) -> tuple[Tensor, Tensor]:
-        if "encode" not in self.task.verbs:
-            raise AttnkitError(f"this model ({self.task.describe()}) gives no states to encode a text with")
+        self._check_encodes()
         return self.task.encode_states(self.model, token_ids)
 
+    def _check_encodes(self) -> None:
+        if "encode" not in self.task.verbs:
+            raise AttnkitError(f"this model ({self.task.describe()}) gives no states to encode a text with")
+
+    @torch.no_grad()
     def embed(self, texts: list[str], normalize: bool = False) -> list[list[float]]:
         """One vector per text: the mean of the model's last-layer states over its real tokens (what
-        sentence-embedding checkpoints such as all-MiniLM-L6-v2 are trained for; a language model's mean state),
-        of unit length with `normalize`. A blank text (empty, or only spaces) gives the vector of the empty input,
-        <s> </s>."""
+        sentence-embedding checkpoints such as all-MiniLM-L6-v2 are trained for; a language model's mean state), an
+        embedding model's own (its pooling; of unit length where it normalizes), of unit length with `normalize`. A
+        blank text (empty, or only spaces) gives the vector of the empty input, <s> </s>."""
         _refuse_a_string(texts)
+        self._check_encodes()
         texts = [text if text.strip() else "" for text in texts]
         vectors: list = [None] * len(texts)
         token_ids = self.tokenizer.encode_batch(texts)
@@ -182,9 +187,7 @@ class Pipeline:
         for indices in batches_by_tokens(
             sizes, BATCH_TOKENS, False, max_padding=MAX_PADDING
         ):  # similar lengths: little padding
-            states, mask = self._encode_ids([token_ids[i] for i in indices])
-            weights = mask.unsqueeze(-1).to(states.dtype)
-            pooled = (states * weights).sum(1) / weights.sum(1)
+            pooled = self.task.vectors(self.model, [token_ids[i] for i in indices])
             if normalize:
                 pooled = torch.nn.functional.normalize(pooled, dim=-1)
             for i, vector in zip(indices, pooled.float().cpu().tolist()):

@@ -10,8 +10,10 @@ from attnkit.data.tokenizer import Tokenizer
 from attnkit.errors import AttnkitError
 from attnkit.files import CONFIG_FILE, read_json
 from attnkit.interop.hf import build_from, load_hf_head, read_hf_config, read_hf_weights
+from attnkit.interop.sentence_transformers import is_st_folder, read_st
 from attnkit.tasks.base import IGNORE_INDEX, AttentionInput, Batch, Task
 from attnkit.tasks.classify import ClassifyTask
+from attnkit.tasks.embed import EmbedTask
 from attnkit.tasks.pair import PairTask
 from attnkit.tasks.pretrain import NoTask, PretrainTask
 from attnkit.tasks.regress import RegressTask
@@ -25,6 +27,7 @@ TASKS: dict[str, type[Task]] = {
     "pretrain": PretrainTask,
     "pair": PairTask,
     "regress": RegressTask,
+    "embed": EmbedTask,
 }
 
 
@@ -41,7 +44,8 @@ def make_task(
 def hugging_face_model(path: Path, trust_pickle: bool = False) -> tuple[Task, nn.Module, Tokenizer, str]:
     """A Hugging Face folder's model as attnkit reads it, with its tokenizer and its format in words: a task model
     where its class is a family's head that a task shape takes (*ForSequenceClassification, *ForTokenClassification:
-    its head and its id2label), else the family's bare architecture with NoTask."""
+    its head and its id2label), an embedding model where it is a sentence-transformers folder (its pooling), else
+    the family's bare architecture with NoTask."""
     family, config = read_hf_config(path)
     tensors, where = read_hf_weights(Path(path), trust_pickle)  # a pickle is refused before anything else is read
     tokenizer = Tokenizer.load(path)
@@ -58,6 +62,13 @@ def hugging_face_model(path: Path, trust_pickle: bool = False) -> tuple[Task, nn
             return task, model.eval(), tokenizer, f"{origin} ({head.architecture})"
     # drawn as it always was: a fine-tuning that starts from this checkpoint draws its head after these draws
     model = build_from(family, config, tensors, where, drawn=True)
+    if is_st_folder(path):
+        st = read_st(path)
+        data = DataConfig(max_length=st.max_length or config.max_positions)
+        task = EmbedTask(TaskConfig(name="embed", pooling=st.pooling), data, tokenizer, config, {"normalize": st.normalize})
+        embedder = task.build_model()
+        task.initialize(embedder, model, str(path))
+        return task, embedder.eval(), tokenizer, f"{origin} (sentence-transformers)"
     return no_task(tokenizer, model.config), model, tokenizer, origin
 
 
@@ -72,6 +83,7 @@ __all__ = [
     "AttentionInput",
     "Batch",
     "ClassifyTask",
+    "EmbedTask",
     "NoTask",
     "PairTask",
     "PretrainTask",

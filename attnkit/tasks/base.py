@@ -112,6 +112,7 @@ class Task:
     few_examples: int | None = FEW  # fewer training examples than this: advise a pretrained checkpoint
     reads_decoders = False  # a decoder checkpoint starts a model of this task on its states (a TaskModel's decoder)
     pretraining = False  # a model of this task is a starting point: it predicts nothing until fine-tuned
+    similar = False  # the cosine of two texts' vectors says how alike they are (the try page compares two)
 
     def __init__(
         self,
@@ -146,6 +147,11 @@ class Task:
     @property
     def output_names(self) -> list[str] | None:
         """The names of the model's outputs (a classifier's labels, a tagger's tags), if it has names."""
+        return None
+
+    @property
+    def columns(self) -> str | None:
+        """The columns of a table its model was trained on, input -> target ("text -> label"), if it reads a table."""
         return None
 
     def describe(self) -> str:
@@ -246,6 +252,14 @@ class Task:
         ids, mask = ids.to(device), mask.to(device)
         return encoder(ids, mask), mask
 
+    def vectors(self, model: nn.Module, token_ids: list[list[int]]) -> Tensor:
+        """One vector (batch, dim) per text's tokens: the mean of its `encode_states` over its real tokens (what
+        sentence-embedding checkpoints such as all-MiniLM-L6-v2 are trained for; a language model's mean state);
+        an embedding model's own pooling."""
+        states, mask = self.encode_states(model, token_ids)
+        weights = mask.unsqueeze(-1).to(states.dtype)
+        return (states * weights).sum(1) / weights.sum(1)
+
     # limits
     @property
     def max_input_tokens(self) -> int | None:
@@ -276,6 +290,11 @@ class Task:
         input, "token": an output per token) whose config.json is `hf` (its id2label), if this task is what such a
         model does; None if it is not."""
         return None
+
+    @classmethod
+    def configured(cls, config: TaskConfig, source: Task) -> TaskConfig:
+        """The run's task settings, where the --init checkpoint's task (`source`) decides one the run leaves open."""
+        return config
 
     # model
     def build_model(self) -> nn.Module:

@@ -60,16 +60,22 @@ class Classifier(TaskModel):
         hidden = self.states(ids, mask, segments=segments)
         if self.pooler is not None:
             pooled = POOLER_ACTIVATIONS[self.pooling](self.pooler(hidden[:, 0]))
-        elif self.pooling == "first":
-            pooled = hidden[:, 0]
-        elif self.pooling == "last":  # the last real token's (padding comes after it)
-            pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), mask.sum(1) - 1]
-        elif self.pooling == "max":
-            pooled = hidden.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(1)
         else:
-            weights = mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * weights).sum(1) / weights.sum(1)
+            pooled = pool(hidden, mask, self.pooling)
         return self.head(self.dropout(pooled))
+
+
+def pool(hidden: Tensor, mask: Tensor, pooling: str) -> Tensor:
+    """One vector per sequence (batch, dim) of states (batch, time, dim) over their real tokens (mask): their mean
+    or maximum, the first, or the last real one (padding comes after it)."""
+    if pooling == "first":
+        return hidden[:, 0]
+    if pooling == "last":
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), mask.sum(1) - 1]
+    if pooling == "max":
+        return hidden.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(1)
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(1) / weights.sum(1)
 
 
 def copy_pooler(model: Classifier, source: nn.Module, where: str, trust_pickle: bool = False) -> None:
@@ -109,6 +115,10 @@ class ClassifyTask(Task):
     @property
     def pooling(self) -> str:
         return self.config.pooling or default_pooling(self.model_config)
+
+    @property
+    def columns(self) -> str:
+        return f"{self.data.text_column} -> {self.data.label_column}"
 
     @staticmethod
     def stream(data: DataConfig, path: str | os.PathLike, need_targets: bool = True) -> Iterator[Labelled]:

@@ -124,6 +124,10 @@ class PairTask(ClassifyTask):
     def stream(data: DataConfig, path: str | os.PathLike, need_targets: bool = True) -> Iterator[TextPair]:
         return read_pairs_of(data, path, need_targets)
 
+    @property
+    def columns(self) -> str:
+        return f"{self.data.text_a_column}, {self.data.text_b_column} -> {self.data.label_column}"
+
     def inputs(self, raw: list, where: str = "input") -> list[TextPair]:
         return pair_inputs(raw, where)
 
@@ -162,6 +166,10 @@ class PairTask(ClassifyTask):
     def hf_export(self, model: nn.Module) -> TaskExport:
         export = super().hf_export(model)
         export.pair = True
+        export.usage = [
+            'logits = model(**tokenizer(["A first text."], ["A second text."], return_tensors="pt")).logits',
+            "print(model.config.id2label[int(logits.argmax(-1)[0])])",
+        ]
         return export
 
     def onnx_graphs(self, model: nn.Module) -> tuple[list[Graph], dict]:

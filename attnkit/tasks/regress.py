@@ -84,6 +84,12 @@ class RegressTask(Task):
     def input_name(self) -> str:  # type: ignore[override]
         return "pair" if self.pair else "text"
 
+    @property
+    def columns(self) -> str:
+        data = self.data
+        texts = f"{data.text_a_column}, {data.text_b_column}" if self.pair else data.text_column
+        return f"{texts} -> {data.label_column}"
+
     @staticmethod
     def stream(data: DataConfig, path: str | os.PathLike, need_targets: bool = True) -> Iterator[Example]:
         """Texts and their numbers, or pairs (a file with both pair columns and no text column)."""
@@ -95,8 +101,8 @@ class RegressTask(Task):
             settings = ("data.text_column", "data.label_column")
             examples = read_labelled(path, data.text_column, data.label_column, need_targets, settings)
         for e in examples:
-            if need_targets and _number(e.label) is None:
-                raise AttnkitError(f"{path}:{e.line}: column {data.label_column!r} holds {e.label!r}, not a number")
+            if need_targets:
+                number_in(e, path, data.label_column, columns)
             yield e
 
     def inputs(self, raw: list, where: str = "input") -> list[Example]:
@@ -206,6 +212,8 @@ class RegressTask(Task):
         if model.head.bias is not None:
             head["head.bias"] = model.head.bias * self.std + self.mean
         unheld = model.head.bias is None and self.mean != 0
+        texts = '["A first text."], ["A second text."]' if self.pair else '["A text."]'
+        column = self.data.label_column
         return TaskExport(
             model,
             self.name,
@@ -216,6 +224,10 @@ class RegressTask(Task):
             config={"problem_type": "regression"},
             pooling=model.pooling,
             pair=self.pair,
+            usage=[
+                f"inputs = tokenizer({texts}, return_tensors=\"pt\")",
+                f"print(float(model(**inputs).logits[0, 0]))  # the number, in the units of column {column!r}",
+            ],
             head_state={name: tensor.detach() for name, tensor in head.items()},
             refused=f"a regressor on a decoder adds its targets' mean ({self.mean:g}) to its output"
             if unheld
@@ -227,6 +239,16 @@ class RegressTask(Task):
         wrapped = IdsMaskAndSegments(scaled) if self.pair and self.model_config.segments else IdsAndMask(scaled)
         vocab, pad_id = self.tokenizer.vocab_size, self.tokenizer.pad_id
         return [encoder_graph(wrapped, vocab, pad_id, "scores", meaning, per_token=False)], {}
+
+
+def number_in(example: Labelled | TextPair, path: str | os.PathLike, column: str, columns: list[str]) -> None:
+    """Refuse an example whose target is not a number, naming the setting that picks another column where the
+    file has others."""
+    if _number(example.label) is not None:
+        return
+    others = [name for name in columns if name != column]
+    hint = f"; name the column of numbers with data.label_column (this file has {', '.join(others)})" if others else ""
+    raise AttnkitError(f"{path}:{example.line}: column {column!r} holds {example.label!r}, not a number{hint}")
 
 
 def _finite(value: object) -> bool:

@@ -50,6 +50,10 @@ class Seq2SeqTask(Task):
         return PromptedSeq2SeqTask if arch == "decoder" else cls
 
     @property
+    def columns(self) -> str:
+        return f"{self.data.source_column} -> {self.data.target_column}"
+
+    @property
     def verbs(self) -> frozenset[str]:
         return frozenset({"generate", "encode", "attention"})
 

@@ -106,6 +106,7 @@ class Trainer:
         if self.resumed:
             self._resume()
         self.evaluated_at = self.progress.step if self.resumed else -1
+        self.stopped: str | None = None  # why the run ended before its planned steps, if it did
 
     def fit(self) -> dict:
         self.processes.barrier()  # every process has read and checked its inputs before the output appears
@@ -175,8 +176,11 @@ class Trainer:
                     lr = self.optimizer.param_groups[0]["lr"]
                     self.records.training(p.step, plan.total_steps, p.epoch, loss, lr, speed, p.elapsed)
                 if plan.evaluation_due(p.step, end_of_epoch) and self._evaluate_and_keep_best():
+                    self.stopped = f"train.patience: {self.config.patience} dev scores without a better one"
                     return
                 if self._budget_spent():
+                    if not plan.steps_spent(p.step):
+                        self.stopped = f"train.max_minutes ({self.config.max_minutes:g}): --resume with a larger one goes on"
                     return
                 if self.stopping:  # Ctrl-C: here progress, weights, optimizer and evaluations agree
                     raise KeyboardInterrupt
@@ -324,6 +328,8 @@ class Trainer:
     def _finish(self) -> dict:
         p = self.progress
         summary: dict = {"steps": p.step, "epochs": p.epoch, "minutes": p.elapsed / 60, "dev": p.best}
+        if self.stopped is not None:
+            summary.update(planned_steps=self.plan.total_steps, stopped=self.stopped)
         if self.test_examples is not None:
             self.processes.barrier()  # the best weights are written
             self.files.load_best()

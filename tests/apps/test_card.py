@@ -12,6 +12,7 @@ import pytest
 from attnkit.apps.card import model_card, read_facts
 from attnkit.apps.cli import main
 from attnkit.apps.export import export
+from attnkit.interop.hf import TaskExport
 from tests.conftest import summary_of, trained, trained_on
 
 transformers = pytest.importorskip("transformers")
@@ -67,7 +68,7 @@ def test_an_imported_models_card_says_only_what_is_known(tmp_path):
     assert read_facts(tmp_path) is None  # no config.json: nothing is known
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))  # a Hugging Face checkpoint's
     assert read_facts(tmp_path) is None
-    card = model_card(None, "bert", None, "encoder", "out")
+    card = model_card(None, "bert", TaskExport(None), "encoder", "out")
     assert (
         "A model (imported: its training is unknown)" in card
         and "## Results" not in card

@@ -2,6 +2,7 @@
 learned from scratch and from all-MiniLM-L6-v2, and taken through evaluate, predict, serve, export (transformers
 predicts the same number), ONNX and average; a bad file gets one line."""
 
+import contextlib
 import io
 import json
 import math
@@ -127,6 +128,14 @@ def test_transformers_reads_the_exported_regressor_as_the_same_number(bert_pairs
             **tokenizer([a for a, _, _ in rows], [b for _, b, _ in rows], padding=True, return_tensors="pt")
         )
     assert torch.allclose(logits.logits[:, 0], torch.tensor(ours), atol=1e-4)
+    card = (tmp_path / "hf" / "README.md").read_text()
+    assert "**Columns** (input -> target): text_a, text_b -> label" in card
+    code = card.split("```python\n")[1].split("```")[0]
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(code, {})  # the card's Use code, as a reader would run it: a pair in, the number out
+    (expected,) = Pipeline.load(bert_pairs, device="cpu").predict([("A first text.", "A second text.")])
+    assert float(printed.getvalue()) == pytest.approx(expected, abs=1e-4)
 
 
 def test_onnx_gives_the_scores_in_their_units(scratch, tmp_path):

@@ -2,6 +2,7 @@
 
 import errno
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -161,6 +162,25 @@ def test_bad_dev_label_fails_before_anything_is_written(sentiment_files, tmp_pat
     with pytest.raises(AttnkitError, match=rf"{dev}:42: label 'meh' never seen in training"):
         train(run_config(sentiment_files, tmp_path / "out"))
     assert not (tmp_path / "out").exists()
+
+
+def test_resuming_with_other_training_data_says_so(sentiment_files, tmp_path):
+    train(run_config(sentiment_files, tmp_path / "out", "classify", "train.max_steps=2"))
+    other = write_tsv(tmp_path / "other.tsv", ("label", "text"), [("meh", "so so"), ("pos", "happy")])
+    dev = write_tsv(tmp_path / "dev.tsv", ("label", "text"), [("meh", "so so")])
+    files = {"train": other, "dev": dev}
+    message = rf"{dev}:2: label 'meh' never seen in training .*; the run being resumed learned from other data \("
+    with pytest.raises(AttnkitError, match=message):
+        train(run_config(files, tmp_path / "out", "classify", "train.max_steps=4"), resume=True)
+
+
+def test_a_run_cut_by_its_time_limit_says_so(sentiment_files, tmp_path, capsys):
+    from attnkit.apps.cli import main
+
+    args = ["train", "--train", sentiment_files["train"], "--out", tmp_path / "out", "--max-minutes", "0.0001"]
+    assert main([str(a) for a in [*args, *(x for s in TINY for x in ("--set", s))]]) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert re.fullmatch(r"stopped early, at step \d+ of \d+, by train\.max_minutes \(0\.0001\): .*", last), last
 
 
 @pytest.mark.parametrize(("precision", "dtype"), [("float32", torch.float32), ("bfloat16", torch.bfloat16)])

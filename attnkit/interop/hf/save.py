@@ -35,6 +35,9 @@ class TaskExport:
     refused: str | None = None  # what the model reads that the family's classes cannot ("a tagger ... reads ...")
     pair: bool = False  # inputs are pairs of texts, the second marked by token type 1 (BERT's sentence B)
     head_state: dict[str, Tensor] | None = None  # the head's tensors, where they differ from the model's own
+    files: dict[str, dict | list] = field(default_factory=dict)  # more JSON files (sentence-transformers' modules)
+    library: str = "transformers"  # what loads the folder: transformers, or sentence-transformers
+    usage: list[str] = field(default_factory=list)  # the model card's code for the loaded `model` (and `tokenizer`)
 
 
 def export_hf(
@@ -68,6 +71,9 @@ def export_hf(
         safetensors.torch.save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         if task.generation:
             write_json(tmp / "generation_config.json", task.generation)
+        for name, content in task.files.items():
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            write_json(tmp / name, content)
         save_tokenizer(tokenizer, tmp, task, types=task.pair and bool(base.config.segments))
         if readme is not None:
             (tmp / "README.md").write_text(readme(family.model_type), encoding="utf-8")
