@@ -3,6 +3,7 @@ a new file and a line in TASKS."""
 
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from attnkit.config import DataConfig, ModelConfig, TaskConfig
@@ -66,7 +67,8 @@ def hugging_face_model(path: Path, trust_pickle: bool = False) -> tuple[Task, nn
         st = read_st(path)
         data = DataConfig(max_length=st.max_length or config.max_positions)
         task = EmbedTask(TaskConfig(name="embed", pooling=st.pooling), data, tokenizer, config, {"normalize": st.normalize})
-        embedder = task.build_model()
+        with torch.random.fork_rng():  # drawn without moving the random state, as the bare model's reading left it
+            embedder = task.build_model()
         task.initialize(embedder, model, str(path))
         return task, embedder.eval(), tokenizer, f"{origin} (sentence-transformers)"
     return no_task(tokenizer, model.config), model, tokenizer, origin

@@ -33,7 +33,7 @@ def fine_tune_config(files, out, *extra):
 
 def test_classifier_starts_from_the_checkpoint_weights(sentiment_files, tmp_path):
     train(fine_tune_config(sentiment_files, tmp_path / "out", "train.max_steps=1", "train.lr=0.0"))
-    source = Pipeline.load(minilm.get_model_path()).model.state_dict()
+    source = Pipeline.load(minilm.get_model_path()).model.encoder.state_dict()  # a sentence-transformers folder
     tuned = safetensors.torch.load_file(str(tmp_path / "out" / "model.safetensors"))
     assert all(torch.equal(tuned[f"encoder.{name}"], value) for name, value in source.items())
     assert Pipeline.load(tmp_path / "out").tokenizer.encode("hello") == [7592]  # MiniLM's own vocabulary
@@ -55,7 +55,7 @@ def test_frozen_embeddings_stay_and_the_rest_moves(sentiment_files, tmp_path):
             "train.eval_every=3",
         )
     )
-    source = Pipeline.load(minilm.get_model_path()).model.state_dict()
+    source = Pipeline.load(minilm.get_model_path()).model.encoder.state_dict()  # a sentence-transformers folder
     tuned = safetensors.torch.load_file(str(tmp_path / "out" / "trainer_state" / "model.safetensors"))
     assert torch.equal(tuned["encoder.embedding.weight"], source["embedding.weight"])
     assert torch.equal(tuned["encoder.positions.table.weight"], source["positions.table.weight"])
