@@ -143,10 +143,18 @@ def model_card(
         lines += [f"- `{key}`: {value}" for key, value in facts.settings.items()]
         lines.append("")
     if task.library == "sentence-transformers":
-        loading = ["from sentence_transformers import SentenceTransformer", "", f'model = SentenceTransformer("{name}")']
+        loading = [
+            "from sentence_transformers import SentenceTransformer",
+            "",
+            f'model = SentenceTransformer("{name}")',
+        ]
     else:
-        loading = [f"from transformers import AutoTokenizer, {auto}", "",
-                   f'tokenizer = AutoTokenizer.from_pretrained("{name}")', f'model = {auto}.from_pretrained("{name}")']  # fmt: skip
+        loading = [
+            f"from transformers import AutoTokenizer, {auto}",
+            "",
+            f'tokenizer = AutoTokenizer.from_pretrained("{name}")',
+            f'model = {auto}.from_pretrained("{name}")',
+        ]
     lines += ["## Use", "", "```python", *loading, *(task.usage or _usage(task.head, arch)), "```", ""]
     return "\n".join(lines)
 

@@ -49,7 +49,7 @@ ENGINES = ("auto", "torch", "ct2")
 QUANTIZATIONS = ("float32", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "float16", "bfloat16")
 ANY_MODEL = "a model: an attnkit checkpoint, a Hugging Face folder, or a GGUF file (or a folder with one)"
 TRAINED = "a trained model: an attnkit run, or a Hugging Face *ForSequenceClassification or *ForTokenClassification"
-TASK_HELP = "the task shape: classify, tag, seq2seq, pair or regress (docs/configuration.md)"
+TASK_HELP = "the task shape: classify, tag, seq2seq, pair, regress or embed (docs/configuration.md)"
 PRESET_HELP = (
     "bert, roberta, xlm-roberta, distilbert, mpnet, electra, bart, marian, t5, gpt2, llama, mistral, qwen2 or gemma: "
     "that Hugging Face family's architecture, so that the model exports"
@@ -133,7 +133,9 @@ def _summary_text(out: str, summary: dict) -> str:
         if summary.get(split):
             lines.append(f"{split}: " + "  ".join(f"{k} {v:.4f}" for k, v in summary[split].items()))
     if summary.get("stopped"):
-        lines.append(f"stopped early, at step {summary['steps']:,} of {summary['planned_steps']:,}, by {summary['stopped']}")
+        lines.append(
+            f"stopped early, at step {summary['steps']:,} of {summary['planned_steps']:,}, by {summary['stopped']}"
+        )
     return "\n".join(lines)
 
 

@@ -66,7 +66,8 @@ def hugging_face_model(path: Path, trust_pickle: bool = False) -> tuple[Task, nn
     if is_st_folder(path):
         st = read_st(path)
         data = DataConfig(max_length=st.max_length or config.max_positions)
-        task = EmbedTask(TaskConfig(name="embed", pooling=st.pooling), data, tokenizer, config, {"normalize": st.normalize})
+        state = {"normalize": st.normalize, "pooling": st.pooling}
+        task = EmbedTask(TaskConfig(name="embed"), data, tokenizer, config, state)
         with torch.random.fork_rng():  # drawn without moving the random state, as the bare model's reading left it
             embedder = task.build_model()
         task.initialize(embedder, model, str(path))

@@ -95,7 +95,64 @@ def outside(model: nn.Module, body: nn.Module) -> set[str]:
     return {name for name, t in model.state_dict(keep_vars=True).items() if id(t) not in inside}
 
 
-class Task:
+class Reading:
+    """How a task's model reads one text (Task's defaults): the special tokens around it, the most tokens it
+    reads, its last layer's states and its vector."""
+
+    specials = "both"  # special tokens around an input: both (<s> text </s>), end (text </s>) or none
+    tokenizer: Tokenizer
+    model_config: ModelConfig
+    data: DataConfig
+
+    def framed(self, ids: list[int]) -> list[int]:
+        """A text's ids with the special tokens the model reads around them: an encoder's <s> text </s>; a
+        decoder's start token, where its tokenizer puts one, and the text (whose last token's state is the text's,
+        as transformers' decoder classifiers read it)."""
+        if self.model_config.arch == "decoder":
+            return self.tokenizer.prompt_start + ids
+        return self.tokenizer.add_specials(ids)
+
+    @property
+    def exported_specials(self) -> str | None:
+        """The special tokens a Hugging Face export's tokenizer adds around a text (see TaskExport.specials): the
+        task's own for an encoder; a decoder's tokenizer as it came (None)."""
+        return None if self.model_config.arch == "decoder" else self.specials
+
+    def state_tokens(self, ids: list[int], cut: bool = True) -> list[int]:
+        """The tokens `encode_states` reads of a text's ids (`framed`), cut to max_input_tokens (unless not
+        `cut`)."""
+        limit, specials = self.max_input_tokens, len(self.framed([]))
+        keep = None if limit is None or not cut else limit - specials
+        return self.framed(ids[:keep])
+
+    def encode_states(self, model: nn.Module, token_ids: list[list[int]]) -> tuple[Tensor, Tensor]:
+        """The last layer's states (batch, time, dim) of texts' tokens read as one input each (`state_tokens`), and
+        the mask (batch, time) of their real tokens."""
+        encoder = encoder_of(model)
+        ids, mask = pad([self.state_tokens(t) for t in token_ids], self.tokenizer.pad_id)
+        device = next(encoder.parameters()).device
+        ids, mask = ids.to(device), mask.to(device)
+        return encoder(ids, mask), mask
+
+    def vectors(self, model: nn.Module, token_ids: list[list[int]]) -> Tensor:
+        """A vector (batch, dim) per text's ids: the mean of its `encode_states` (an embedding model's own pooling)."""
+        states, mask = self.encode_states(model, token_ids)
+        return (states * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True)
+
+    # limits
+    @property
+    def max_input_tokens(self) -> int | None:
+        """The most tokens of one input the model reads, special tokens included (a longer one is cut), or None
+        when it reads any length."""
+        return self.data.max_length
+
+    def count_tokens(self, raw: list) -> list[int]:
+        """The tokens of each raw input, uncut, that prediction reads (special tokens included)."""
+        specials = len(self.framed([]))
+        return [len(ids) + specials for ids in self.tokenizer.encode_batch(list(raw))]
+
+
+class Task(Reading):
     """A task shape, made once its tokenizer and model configuration exist. `state` holds what was learned from
     the training data (the label set), saved in config.json so that a loaded checkpoint decodes the same way.
     Reading data and the tokenizer's training texts need no task (`TASKS[name].read(data, path)`): a new run reads
@@ -106,7 +163,6 @@ class Task:
     main_metric = ""
     lower_is_better: frozenset[str] = frozenset()
     gold_unit, gold_name = "example", "label"  # what carries a gold label, and what one is called (for warnings)
-    specials = "both"  # special tokens around an input: both (<s> text </s>), end (text </s>) or none
     input_fields: tuple[str, ...] = ("text",)  # one input's fields in a request; the plural form is input_name + s
     input_name = "text"
     few_examples: int | None = FEW  # fewer training examples than this: advise a pretrained checkpoint
@@ -149,10 +205,7 @@ class Task:
         """The names of the model's outputs (a classifier's labels, a tagger's tags), if it has names."""
         return None
 
-    @property
-    def columns(self) -> str | None:
-        """The columns of a table its model was trained on, input -> target ("text -> label"), if it reads a table."""
-        return None
+    columns: str | None = None  # the table columns its model trained on, input -> target ("text -> label")
 
     def describe(self) -> str:
         """The task in a few words, its outputs named: "classify: bad, good"."""
@@ -222,56 +275,6 @@ class Task:
         """One batch of encoded items, token ids padded with the tokenizer's padding id."""
         raise NotImplementedError
 
-    def framed(self, ids: list[int]) -> list[int]:
-        """A text's ids with the special tokens the model reads around them: an encoder's <s> text </s>; a
-        decoder's start token, where its tokenizer puts one, and the text (whose last token's state is the text's,
-        as transformers' decoder classifiers read it)."""
-        if self.model_config.arch == "decoder":
-            return self.tokenizer.prompt_start + ids
-        return self.tokenizer.add_specials(ids)
-
-    @property
-    def exported_specials(self) -> str | None:
-        """The special tokens a Hugging Face export's tokenizer adds around a text (see TaskExport.specials): the
-        task's own for an encoder; a decoder's tokenizer as it came (None)."""
-        return None if self.model_config.arch == "decoder" else self.specials
-
-    def state_tokens(self, ids: list[int], cut: bool = True) -> list[int]:
-        """The tokens `encode_states` reads of a text's ids (`framed`), cut to max_input_tokens (unless not
-        `cut`)."""
-        limit, specials = self.max_input_tokens, len(self.framed([]))
-        keep = None if limit is None or not cut else limit - specials
-        return self.framed(ids[:keep])
-
-    def encode_states(self, model: nn.Module, token_ids: list[list[int]]) -> tuple[Tensor, Tensor]:
-        """The last layer's states (batch, time, dim) of texts' tokens read as one input each (`state_tokens`), and
-        the mask (batch, time) of their real tokens."""
-        encoder = encoder_of(model)
-        ids, mask = pad([self.state_tokens(t) for t in token_ids], self.tokenizer.pad_id)
-        device = next(encoder.parameters()).device
-        ids, mask = ids.to(device), mask.to(device)
-        return encoder(ids, mask), mask
-
-    def vectors(self, model: nn.Module, token_ids: list[list[int]]) -> Tensor:
-        """One vector (batch, dim) per text's tokens: the mean of its `encode_states` over its real tokens (what
-        sentence-embedding checkpoints such as all-MiniLM-L6-v2 are trained for; a language model's mean state);
-        an embedding model's own pooling."""
-        states, mask = self.encode_states(model, token_ids)
-        weights = mask.unsqueeze(-1).to(states.dtype)
-        return (states * weights).sum(1) / weights.sum(1)
-
-    # limits
-    @property
-    def max_input_tokens(self) -> int | None:
-        """The most tokens of one input the model reads, special tokens included (a longer one is cut), or None
-        when it reads any length."""
-        return self.data.max_length
-
-    def count_tokens(self, raw: list) -> list[int]:
-        """The tokens of each raw input, uncut, that prediction reads (special tokens included)."""
-        specials = len(self.framed([]))
-        return [len(ids) + specials for ids in self.tokenizer.encode_batch(list(raw))]
-
     @classmethod
     def of_arch(cls, arch: str | None) -> type[Task]:
         """The class of this task shape for a model of `arch` (a shape may read one architecture its own way)."""
@@ -290,11 +293,6 @@ class Task:
         input, "token": an output per token) whose config.json is `hf` (its id2label), if this task is what such a
         model does; None if it is not."""
         return None
-
-    @classmethod
-    def configured(cls, config: TaskConfig, source: Task) -> TaskConfig:
-        """The run's task settings, where the --init checkpoint's task (`source`) decides one the run leaves open."""
-        return config
 
     # model
     def build_model(self) -> nn.Module:

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnkit.config import DataConfig, TaskConfig
+from attnkit.config import DataConfig
 from attnkit.data.batching import Size, pad
 from attnkit.data.readers import Labelled, TextPair, read_text_pairs, table_columns
 from attnkit.errors import AttnkitError, require_finite
@@ -70,11 +70,18 @@ class EmbedTask(Task):
         super().__init__(config, data, tokenizer, model_config, state)
         state = state or {}
         self.scored, self.normalize = state.get("scored", True), state.get("normalize", True)
-        if not isinstance(self.scored, bool) or not isinstance(self.normalize, bool):
-            raise AttnkitError(f"task_state: expected scored and normalize, true or false; got {state!r}")
+        self.pooled = state.get("pooling")  # a sentence-transformers checkpoint's, where task.pooling is not set
+        if (
+            not isinstance(self.scored, bool)
+            or not isinstance(self.normalize, bool)
+            or self.pooled not in (None, *POOLINGS)
+        ):
+            raise AttnkitError(
+                f"task_state: expected scored and normalize, true or false, and a pooling; got {state!r}"
+            )
 
     def state(self) -> dict:
-        return {"scored": self.scored, "normalize": self.normalize}
+        return {"scored": self.scored, "normalize": self.normalize, "pooling": self.pooling}
 
     @property
     def main_metric(self) -> str:  # type: ignore[override]
@@ -82,14 +89,7 @@ class EmbedTask(Task):
 
     @property
     def pooling(self) -> str:
-        return self.config.pooling or "mean"
-
-    @classmethod
-    def configured(cls, config: TaskConfig, source: Task) -> TaskConfig:
-        """A sentence-transformers checkpoint's pooling, where the run names none."""
-        if config.pooling is None and isinstance(source, EmbedTask):
-            return TaskConfig(**{**vars(config), "pooling": source.pooling})
-        return config
+        return self.config.pooling or self.pooled or "mean"
 
     @property
     def columns(self) -> str:
@@ -177,6 +177,13 @@ class EmbedTask(Task):
     # model
     def build_model(self) -> Embedder:
         return Embedder(self.model_config, self.pooling, self.normalize)
+
+    def initialize(self, model: nn.Module, source: nn.Module, where: str, trust_pickle: bool = False) -> None:
+        """The checkpoint's body, and its pooling where it is an embedder (a sentence-transformers folder) and
+        task.pooling is not set."""
+        super().initialize(model, source, where, trust_pickle)
+        if self.config.pooling is None and isinstance(source, Embedder):
+            model.pooling = self.pooled = source.pooling
 
     def vectors(self, model: nn.Module, token_ids: list[list[int]]) -> Tensor:
         ids, mask = pad([self.state_tokens(t) for t in token_ids], self.tokenizer.pad_id)

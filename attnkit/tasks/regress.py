@@ -225,7 +225,7 @@ class RegressTask(Task):
             pooling=model.pooling,
             pair=self.pair,
             usage=[
-                f"inputs = tokenizer({texts}, return_tensors=\"pt\")",
+                f'inputs = tokenizer({texts}, return_tensors="pt")',
                 f"print(float(model(**inputs).logits[0, 0]))  # the number, in the units of column {column!r}",
             ],
             head_state={name: tensor.detach() for name, tensor in head.items()},

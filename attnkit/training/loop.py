@@ -179,8 +179,6 @@ class Trainer:
                     self.stopped = f"train.patience: {self.config.patience} dev scores without a better one"
                     return
                 if self._budget_spent():
-                    if not plan.steps_spent(p.step):
-                        self.stopped = f"train.max_minutes ({self.config.max_minutes:g}): --resume with a larger one goes on"
                     return
                 if self.stopping:  # Ctrl-C: here progress, weights, optimizer and evaluations agree
                     raise KeyboardInterrupt
@@ -278,7 +276,9 @@ class Trainer:
         if self.config.max_minutes is None:
             return False
         late = torch.tensor([float(p.elapsed >= 60 * self.config.max_minutes)], device=self.device)
-        return bool(self.processes.all_sum(late).item())  # the processes' clocks differ; any one stops them all
+        if self.processes.all_sum(late).item():  # the processes' clocks differ; any one stops them all
+            self.stopped = f"train.max_minutes ({self.config.max_minutes:g}): --resume with a larger one goes on"
+        return self.stopped is not None
 
     def _evaluate_and_keep_best(self) -> bool:
         """Score dev (if any), keep the best weights, save the trainer state; True when patience ran out."""

@@ -83,11 +83,7 @@ def prepare(
         raise AttnkitError("train.adapter: a PEFT adapter is merged into its base; give the base with --init")
     # a LoRA run's base is read again on resuming: its checkpoint holds the adapters and head alone
     source = _source(run) if init and (lora.rank or not resume) else None
-    if source is not None:  # a setting the run leaves open that the checkpoint decides (an embedder's pooling)
-        run.task = shape.configured(run.task, source.task)
     trained = _trained(out) if resume else None
-    if trained is not None and run.task.pooling is None:  # as the run started (an embedder took its checkpoint's)
-        run.task.pooling = trained.task.pooling
     if trained is not None and trained.base is not None and not lora.rank:
         raise AttnkitError(f"{out}: a LoRA run; resume it as it was started (with --init and --lora)")
     base = _base(run, source, trained)
@@ -96,18 +92,7 @@ def prepare(
     tokenizer = _given_tokenizer(run, resume, source)
     configured = functools.partial(_model_config, run, trained, source)
 
-    def check(task: Task) -> None:  # dev and test data this task cannot score (a label never seen in training)
-        for split, examples in given.items():
-            task.readable(examples, files[split])
-            try:
-                task.check(examples, files[split])
-            except AttnkitError as error:
-                if trained is None or trained.data.train == run.data.train:
-                    raise
-                raise AttnkitError(
-                    f"{error}; the run being resumed learned from other data ({trained.data.train}): resume it with "
-                    "the files it started with"
-                ) from None
+    check = functools.partial(_check_splits, given=given, files=files, resumed=trained, train=run.data.train)
 
     if tokenizer is not None:
         _check_family(configured(tokenizer), tokenizer)
@@ -144,6 +129,22 @@ def prepare(
         trained=trained_names if lora.rank else None,
         base=base,
     )
+
+
+def _check_splits(task: Task, given: dict, files: dict, resumed: Trained | None, train: str | None) -> None:
+    """Refuse dev and test data this task cannot score (a label never seen in training), saying so where a resumed
+    run learned from another training file."""
+    for split, examples in given.items():
+        task.readable(examples, files[split])
+        try:
+            task.check(examples, files[split])
+        except AttnkitError as error:
+            if resumed is None or resumed.data.train == train:
+                raise
+            raise AttnkitError(
+                f"{error}; the run being resumed learned from other data ({resumed.data.train}): resume it with the "
+                "files it started with"
+            ) from None
 
 
 def _source(run: RunConfig) -> Pipeline:

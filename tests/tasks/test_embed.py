@@ -18,7 +18,6 @@ from fastapi.testclient import TestClient
 from attnkit.apps.cli import main
 from attnkit.apps.export import export
 from attnkit.apps.serve import create_app
-from attnkit.errors import AttnkitError
 from attnkit.inference.pipeline import Pipeline
 from attnkit.interop.sentence_transformers import read_st
 from attnkit.tasks.embed import SCALE, cosent, retrieval
@@ -53,7 +52,9 @@ def test_cosent_is_its_definition():
 
 def test_retrieval_ranks_each_first_texts_own_second_text():
     firsts = torch.eye(3)
-    seconds = torch.tensor([[1.0, 0, 0], [0, 0, 1], [0, 1, 0.5]])  # the 2nd's own is below the 3rd, the 3rd's below the 2nd
+    seconds = torch.tensor(
+        [[1.0, 0, 0], [0, 0, 1], [0, 1, 0.5]]
+    )  # the 2nd's own is below the 3rd, the 3rd's below the 2nd
     result = retrieval(firsts, seconds)
     assert result["recall@1"] == pytest.approx(1 / 3) and result["recall@10"] == 1.0
     assert result["mrr"] == pytest.approx((1 + 1 / 2 + 1 / 2) / 3)  # ranks 1, 2, 2
@@ -64,7 +65,9 @@ def test_from_scratch_the_cosines_learn_the_scores(scratch, similarity_files, ca
     assert main(["evaluate", str(scratch), "--data", str(similarity_files["test"])]) == 0
     match = re.fullmatch(r"spearman (0\.\d+)   pearson (0\.\d+)\n", capsys.readouterr().out)
     assert match and float(match[1]) >= 0.8
-    vectors = np.array(Pipeline.load(scratch, device="cpu").predict(["happy warm red", "red happy cold", "blue sad dark"]))
+    vectors = np.array(
+        Pipeline.load(scratch, device="cpu").predict(["happy warm red", "red happy cold", "blue sad dark"])
+    )
     assert np.linalg.norm(vectors, axis=1) == pytest.approx([1, 1, 1], abs=1e-5)
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]  # two words shared against none
 
@@ -98,7 +101,10 @@ def test_pairs_without_scores_learn_with_in_batch_negatives_and_hard_negatives(t
         return out
 
     header = ("text_a", "text_b", "negative")
-    train, dev = write_tsv(tmp_path / "train.tsv", header, rows(300, 1)), write_tsv(tmp_path / "dev.tsv", header, rows(60, 2))
+    train, dev = (
+        write_tsv(tmp_path / "train.tsv", header, rows(300, 1)),
+        write_tsv(tmp_path / "dev.tsv", header, rows(60, 2)),
+    )
     run = trained_on({"train": train, "dev": dev}, tmp_path, "embed", 150, "train.patience=null")
     assert Pipeline.load(run, device="cpu").task.metric == "recall@1"
     assert summary_of(run)["dev"]["recall@1"] >= 0.5, summary_of(run)  # of 60 candidates: chance is 1 in 60
@@ -123,7 +129,9 @@ def test_a_sentence_transformers_folder_is_read_with_its_pooling_and_gives_its_v
     ours = np.array(Pipeline.load(minilm, device="cpu").embed(texts))
     assert np.abs(ours - sentence_transformers_vectors(minilm, texts)).max() < 1e-5
     assert main(["info", str(minilm)]) == 0
-    assert re.search(r"format +Hugging Face bert \(sentence-transformers\)\ntask +embed: mean pooling", capsys.readouterr().out)
+    assert re.search(
+        r"format +Hugging Face bert \(sentence-transformers\)\ntask +embed: mean pooling", capsys.readouterr().out
+    )
     assert read_st(minilm).normalize and read_st(minilm).max_length == 256
 
 
