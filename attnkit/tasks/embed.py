@@ -211,9 +211,6 @@ class EmbedTask(Task):
         b = require_finite(model(batch["b_ids"], batch["b_mask"]).float())
         return [Similarity(x, y) for x, y in zip(a, b)]
 
-    def decode(self, model: nn.Module, batch: Batch) -> list:
-        return [self.prediction(output) for output in self.outputs(model, batch)]
-
     def prediction(self, output: Tensor | Similarity) -> list[float] | Similarity:
         return output if isinstance(output, Similarity) else output.tolist()
 
