@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from attnkit import RunConfig
+from attnkit.tasks import TASKS
 
 ROOT = Path(__file__).parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
@@ -12,7 +13,7 @@ EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 
 def test_there_is_an_example_per_task_shape():
     tasks = {RunConfig.from_yaml(path).task.name for path in EXAMPLES}
-    assert tasks == {"classify", "tag", "seq2seq", "pretrain"}
+    assert tasks == set(TASKS)
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
