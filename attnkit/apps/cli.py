@@ -14,6 +14,10 @@ from pathlib import Path
 
 from attnkit.errors import AttnkitError, AttnkitWarning, install
 
+if typing.TYPE_CHECKING:  # the commands import what they run when they run: --help stays fast
+    from attnkit.config import DataConfig
+    from attnkit.inference.pipeline import Pipeline
+
 Commands = argparse._SubParsersAction  # what build_parser hands each command's parser function
 
 # flags that are shorthands for --set KEY=VALUE
@@ -155,7 +159,7 @@ def _evaluate(args: argparse.Namespace) -> None:
         )
 
 
-def _columns(data: typing.Any, settings: list[str]) -> typing.Any:
+def _columns(data: DataConfig, settings: list[str]) -> DataConfig:
     """`data` with the columns `settings` name ("data.label_column=score")."""
     columns = {}
     for setting in settings:
@@ -264,7 +268,7 @@ def _predict(args: argparse.Namespace) -> None:
             print("" if prediction is None else task.render(prediction))
 
 
-def _say_what_was_cut(pipeline: typing.Any, lines: list[str]) -> None:
+def _say_what_was_cut(pipeline: Pipeline, lines: list[str]) -> None:
     """A warning of the inputs longer than the model reads, which were cut to its limit."""
     over = [count for count in pipeline.over_limit(lines) if count is not None]
     if over:

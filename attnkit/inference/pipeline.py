@@ -162,11 +162,8 @@ class Pipeline:
         """The model's last-layer states (batch, time, dim) for `texts`, each read as the model reads an input (an
         encoder's between its start and end tokens, cut to `max_input_tokens`; a language model's as a prompt), and
         the mask (batch, time) that is True on real tokens."""
-        return self._encode_ids(self.tokenizer.encode_batch(texts))
-
-    def _encode_ids(self, token_ids: list[list[int]]) -> tuple[Tensor, Tensor]:
         self._check_encodes()
-        return self.task.encode_states(self.model, token_ids)
+        return self.task.encode_states(self.model, self.tokenizer.encode_batch(texts))
 
     def _check_encodes(self) -> None:
         if "encode" not in self.task.verbs:

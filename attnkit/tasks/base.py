@@ -129,10 +129,14 @@ class Reading:
         """The last layer's states (batch, time, dim) of texts' tokens read as one input each (`state_tokens`), and
         the mask (batch, time) of their real tokens."""
         encoder = encoder_of(model)
-        ids, mask = pad([self.state_tokens(t) for t in token_ids], self.tokenizer.pad_id)
-        device = next(encoder.parameters()).device
-        ids, mask = ids.to(device), mask.to(device)
+        ids, mask = self.state_batch(encoder, token_ids)
         return encoder(ids, mask), mask
+
+    def state_batch(self, model: nn.Module, token_ids: list[list[int]]) -> tuple[Tensor, Tensor]:
+        """Texts' `state_tokens` padded into ids and mask (batch, time), on `model`'s device."""
+        ids, mask = pad([self.state_tokens(t) for t in token_ids], self.tokenizer.pad_id)
+        device = next(model.parameters()).device
+        return ids.to(device), mask.to(device)
 
     def vectors(self, model: nn.Module, token_ids: list[list[int]]) -> Tensor:
         """A vector (batch, dim) per text's ids: the mean of its `encode_states` (an embedding model's own pooling)."""
@@ -169,6 +173,7 @@ class Task(Reading):
     reads_decoders = False  # a decoder checkpoint starts a model of this task on its states (a TaskModel's decoder)
     pretraining = False  # a model of this task is a starting point: it predicts nothing until fine-tuned
     similar = False  # the cosine of two texts' vectors says how alike they are (the try page compares two)
+    columns: str | None = None  # the table columns its model trained on, input -> target ("text -> label")
 
     def __init__(
         self,
@@ -204,8 +209,6 @@ class Task(Reading):
     def output_names(self) -> list[str] | None:
         """The names of the model's outputs (a classifier's labels, a tagger's tags), if it has names."""
         return None
-
-    columns: str | None = None  # the table columns its model trained on, input -> target ("text -> label")
 
     def describe(self) -> str:
         """The task in a few words, its outputs named: "classify: bad, good"."""

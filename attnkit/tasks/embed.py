@@ -186,9 +186,7 @@ class EmbedTask(Task):
             model.pooling = self.pooled = source.pooling
 
     def vectors(self, model: nn.Module, token_ids: list[list[int]]) -> Tensor:
-        ids, mask = pad([self.state_tokens(t) for t in token_ids], self.tokenizer.pad_id)
-        device = next(model.parameters()).device
-        return model(ids.to(device), mask.to(device))
+        return model(*self.state_batch(model, token_ids))
 
     def loss(self, model: nn.Module, batch: Batch, label_smoothing: float) -> tuple[Tensor, Tensor]:
         """CoSENT on a batch of scored pairs, else the multiple-negatives ranking loss; the batch's mean, weighed
