@@ -226,7 +226,7 @@ class RegressTask(Task):
             pair=self.pair,
             usage=[
                 f'inputs = tokenizer({texts}, return_tensors="pt")',
-                f"print(float(model(**inputs).logits[0, 0]))  # the number, in the units of column {column!r}",
+                f"print(model(**inputs).logits[0, 0].item())  # the number, in the units of column {column!r}",
             ],
             head_state={name: tensor.detach() for name, tensor in head.items()},
             refused=f"a regressor on a decoder adds its targets' mean ({self.mean:g}) to its output"
