@@ -26,6 +26,7 @@ from attnkit.interop.sentence_transformers import Embedding, st_files
 from attnkit.tasks import metrics as scoring
 from attnkit.tasks.base import Batch, Task, TaskModel
 from attnkit.tasks.classify import pool
+from attnkit.tasks.graphs import Graph, IdsAndMask, encoder_graph
 from attnkit.tasks.regress import number_in
 
 SCALE = 20.0  # cosines times this before the loss (sentence-transformers' CoSENT and multiple-negatives scale)
@@ -254,6 +255,10 @@ class EmbedTask(Task):
                 "print(float(model.similarity(a, b)))  # their cosine",
             ],
         )
+
+    def onnx_graphs(self, model: nn.Module) -> tuple[list[Graph], dict]:
+        vocab, pad_id, meaning = self.tokenizer.vocab_size, self.tokenizer.pad_id, "vectors (batch, dim)"
+        return [encoder_graph(IdsAndMask(model), vocab, pad_id, "vectors", meaning, per_token=False)], {}
 
 
 def cosent(cosines: Tensor, scores: Tensor) -> Tensor:

@@ -198,3 +198,27 @@ def test_predict_says_how_many_inputs_were_cut(scratch, tmp_path, capsys):
     assert len(captured.out.splitlines()) == 2
     message = r"attnkit: warning: 1 of 2 inputs had more tokens than the model reads \(256\) and were cut to it \(the "
     assert re.fullmatch(message + r"longest: 40\d tokens\)\n", captured.err), captured.err
+
+
+def test_onnx_gives_the_vectors(scratch, tmp_path):
+    onnxruntime = pytest.importorskip("onnxruntime")
+    from attnkit.apps.onnx_export import export_onnx
+
+    assert export_onnx(scratch, tmp_path / "onnx")["graphs"]["model"]["output"].startswith("vectors (batch, dim)")
+    pipeline = Pipeline.load(scratch, device="cpu")
+    batch = pipeline.task.collate(pipeline.task.encode(pipeline.task.inputs(TEXTS), False))
+    session = onnxruntime.InferenceSession(str(tmp_path / "onnx" / "model.onnx"))
+    (vectors,) = session.run(None, {"input_ids": batch["ids"].numpy(), "attention_mask": batch["mask"].long().numpy()})
+    assert np.abs(vectors - np.array(pipeline.embed(TEXTS))).max() < 1e-5
+
+
+def test_two_runs_average_into_one_embedder(scratch, similarity_files, tmp_path):
+    from attnkit.apps.average import average
+
+    other = trained_on(similarity_files, tmp_path, "embed", 30, "train.seed=2")
+    soup = average([scratch, other], tmp_path / "soup")
+    a, b = (Pipeline.load(path, device="cpu").model.state_dict() for path in (scratch, other))
+    assert all(
+        torch.allclose(value, (a[name] + b[name]) / 2, atol=1e-6) for name, value in soup.model.state_dict().items()
+    )
+    assert soup.task.name == "embed" and len(soup.embed(["happy"])[0]) == 32
