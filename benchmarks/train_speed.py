@@ -149,17 +149,16 @@ def hf_collator(workload: str, trainer, model: torch.nn.Module):
     return DataCollatorForSeq2Seq(wrapped, model=model)
 
 
-def run_hf(workload: str, trainer, precision: str, steps: int) -> float:
-    """Median tokens/s of a transformers loop of `steps` steps, measured in sixths like attnkit's reports."""
+def run_hf(workload: str, trainer, precision: str, steps: int, after_step=None) -> float:
+    """Median tokens/s of a transformers loop of `steps` steps, measured in sixths like attnkit's reports
+    (`after_step`, if given, is called after each: benchmarks/train_profile.py marks its steps)."""
     from transformers.trainer_pt_utils import LengthGroupedSampler
-
-    from attnkit.data.batching import tokens_in
 
     model = hf_model(workload, trainer)
     model.train()
     features = hf_features(workload, trainer)
     collator = hf_collator(workload, trainer, model)
-    sizes = [tokens_in(size) for size in trainer.sizes]
+    sizes = trainer.sizes.reshape(len(trainer.sizes), -1).sum(1).tolist()  # seq2seq: target + source
     batch_size = round(len(sizes) / trainer.plan.steps_per_epoch)
     sampler = LengthGroupedSampler(batch_size, lengths=sizes, generator=torch.Generator().manual_seed(1))
     order = list(sampler)
@@ -181,6 +180,8 @@ def run_hf(workload: str, trainer, precision: str, steps: int) -> float:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         tokens += sum(sizes[i] for i in indices)
+        if after_step is not None:
+            after_step()
         if (step + 1) % chunk == 0:
             speeds.append(tokens / (time.perf_counter() - started))
             tokens, started = 0, time.perf_counter()

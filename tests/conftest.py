@@ -13,6 +13,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import attnkit  # noqa: F401  (before torch: it sets how OpenMP waits, which PyTorch reads when it loads)
+
+# isort: split
 import httpx
 import pytest
 import torch

@@ -1,6 +1,9 @@
 """Devices and processes: what `auto` chooses, what a wrong name says, and a checkpoint placed where it is asked."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import safetensors.torch
@@ -135,3 +138,18 @@ def test_packed_linear_layers_multiply_as_the_plain_ones_and_keep_their_paramete
     assert all(torch.equal(state[name], saved[name]) for name in saved) and len(saved) == len(state) - 1
     model.train()(torch.randn(2, 16)).sum().backward()  # the relaid weights train as any
     assert embedding.weight.grad is not None
+
+
+@pytest.mark.parametrize(
+    ("environment", "expected"),
+    [({}, "10000"), ({"GOMP_SPINCOUNT": "5"}, "5"), ({"OMP_WAIT_POLICY": "PASSIVE"}, None)],
+)
+def test_openmp_waiting_is_set_before_torch_loads(environment, expected):
+    """Importing attnkit shortens OpenMP's spinning (a busy machine's cure) unless the user chose, and does it before
+    PyTorch (which libgomp reads it with) is imported."""
+    code = "import os, sys, attnkit; print(os.environ.get('GOMP_SPINCOUNT'), 'torch' in sys.modules)"
+    clean = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    shown = subprocess.run(
+        [sys.executable, "-c", code], env={**clean, **environment}, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert shown == [str(expected), "False"]
