@@ -412,7 +412,12 @@ class CT2Encoder(EncoderEngine):
         self.segments = segments
 
     def forward(
-        self, tokens: Tensor, mask: Tensor | None = None, features: Tensor | None = None, segments: Tensor | None = None
+        self,
+        tokens: Tensor,
+        mask: Tensor | None = None,
+        features: Tensor | None = None,
+        segments: Tensor | None = None,
+        first_only: bool = False,  # CTranslate2 computes every position; the first is among them
     ) -> Tensor:
         rows = _rows(tokens, mask)
         types = None

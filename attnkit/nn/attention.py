@@ -151,11 +151,14 @@ class MultiHeadAttention(nn.Module):
         rotary: tuple[Tensor, Tensor] | None = None,
         cache: KVCache | None = None,
         need_weights: bool = False,
+        first_only: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
         """Returns the output (batch, query, dim) and, with need_weights, the probabilities (batch, heads, query, key).
 
         x: (batch, query, dim); memory: (batch, key, dim) for cross-attention. `causal` adds the causal mask to
-        `mask`; `rotary` is the (cos, sin) pair for the query positions; `cache` carries keys/values across calls.
+        `mask`; `rotary` is the (cos, sin) pair for the query positions; `cache` carries keys/values across calls;
+        `first_only` (self-attention without a cache) attends with the first position's query alone: output
+        (batch, 1, dim), attention dropout drawn as for every query.
         """
         batch, query_len, _ = x.shape
         if self.cross:
@@ -176,11 +179,17 @@ class MultiHeadAttention(nn.Module):
             q, k = qk.split([self.num_heads, self.num_kv_heads], dim=1)
             if cache is not None:
                 k, v = cache.append(k, v)
+        drawn = None  # the shape of the attention dropout's draws, where the scores are fewer than it
+        if first_only:
+            drawn = torch.Size((batch, self.num_heads, query_len, k.shape[2]))
+            q, query_len = q[:, :, :1], 1
+            bias = None if bias is None else bias[:, :, :1]
         # q: (batch, heads, query, head_dim); k, v: (batch, kv heads, key, head_dim)
 
         groups = self.num_heads // self.num_kv_heads
         rows = query_len  # the queries that read each key/value head's keys, per batch row
-        if groups > 1 and query_len == 1:  # a decoding step: each key/value head's queries in one product, no copy
+        # a decoding step: each key/value head's queries in one product, no copy
+        if groups > 1 and query_len == 1 and not first_only:
             q = q.unflatten(1, (self.num_kv_heads, groups)).flatten(2, 3)  # (batch, kv heads, groups, head_dim)
             bias = None if bias is None else bias.unflatten(1, (self.num_kv_heads, groups)).flatten(2, 3)
             causal, rows = False, groups  # one query sees every key
@@ -191,10 +200,11 @@ class MultiHeadAttention(nn.Module):
             q = q.unflatten(0, (k.shape[0], beams)).transpose(1, 2).flatten(2, 3)
         attn_mask, is_causal = _scores_mask(mask, bias, causal, q.shape[2], k.shape[2], q)
         p = self.dropout if self.training else 0.0
-        if need_weights or self.recorded is not None or _explicit_is_faster(q, k, p, query_len == 1 and beams == 1):
+        explicit = need_weights or self.recorded is not None or (p > 0 and first_only)  # first_only: its draws
+        if explicit or _explicit_is_faster(q, k, p, query_len == 1 and beams == 1):
             if is_causal:
                 attn_mask = causal_mask(query_len, k.shape[2], x.device)
-            out, weights = _attention_with_weights(q, k, v, attn_mask, p, self.scale)
+            out, weights = _attention_with_weights(q, k, v, attn_mask, p, self.scale, drawn)
         else:
             out = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=attn_mask, dropout_p=p, is_causal=is_causal, scale=self.scale
@@ -260,14 +270,20 @@ def _scores_mask(
 
 
 def _attention_with_weights(
-    q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None, p: float, scale: float | None
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    attn_mask: Tensor | None,
+    p: float,
+    scale: float | None,
+    drawn: torch.Size | None = None,
 ) -> tuple[Tensor, Tensor]:
     """The same math as scaled_dot_product_attention, keeping the probabilities (before dropout)."""
     scores = q @ k.transpose(-2, -1) * (q.shape[-1] ** -0.5 if scale is None else scale)
     if attn_mask is not None:
         scores = scores.masked_fill(~attn_mask, float("-inf")) if attn_mask.dtype == torch.bool else scores + attn_mask
     weights = scores.softmax(dim=-1, dtype=torch.float32).to(q.dtype)
-    return dropout(weights, p, training=p > 0) @ v, weights
+    return dropout(weights, p, training=p > 0, drawn=drawn) @ v, weights
 
 
 def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:

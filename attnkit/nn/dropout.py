@@ -11,8 +11,8 @@ from torch import Tensor, nn
 
 class _CPUDropout(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: Tensor, p: float) -> Tensor:  # type: ignore[override]
-        keep = torch.rand(x.shape, device=x.device) >= p  # float32 draws even for bfloat16 x
+    def forward(ctx, x: Tensor, p: float, drawn: torch.Size | None) -> Tensor:  # type: ignore[override]
+        keep = _leading(torch.rand(drawn or x.shape, device=x.device) >= p, x.shape)  # float32 draws for bfloat16 x
         ctx.save_for_backward(keep)
         ctx.scale = 1.0 / (1.0 - p)
         return x.mul(keep).mul_(ctx.scale)
@@ -20,15 +20,25 @@ class _CPUDropout(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
         (keep,) = ctx.saved_tensors
-        return grad.mul(keep).mul_(ctx.scale), None
+        return grad.mul(keep).mul_(ctx.scale), None, None
 
 
-def dropout(x: Tensor, p: float, training: bool) -> Tensor:
+def dropout(x: Tensor, p: float, training: bool, drawn: torch.Size | None = None) -> Tensor:
+    """`drawn`: the shape whose masks are drawn, of which x's is the leading part: a layer that computes the first
+    position alone (Encoder's first_only) draws what the whole layer would, so that a run's random numbers, and so
+    its results, are those of the whole layer."""
     if not training or p == 0.0:
         return x
     if x.device.type == "cpu":
-        return _CPUDropout.apply(x, p)
+        return _CPUDropout.apply(x, p, drawn)
+    if drawn is not None:
+        return x * _leading(F.dropout(x.new_ones(drawn), p, training=True), x.shape)
     return F.dropout(x, p, training=True)
+
+
+def _leading(t: Tensor, shape: torch.Size) -> Tensor:
+    """The leading `shape` part of t (t itself when the shapes agree)."""
+    return t if t.shape == shape else t[tuple(slice(0, n) for n in shape)]
 
 
 class Dropout(nn.Module):
@@ -36,8 +46,8 @@ class Dropout(nn.Module):
         super().__init__()
         self.p = p
 
-    def forward(self, x: Tensor) -> Tensor:
-        return dropout(x, self.p, self.training)
+    def forward(self, x: Tensor, drawn: torch.Size | None = None) -> Tensor:
+        return dropout(x, self.p, self.training, drawn)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

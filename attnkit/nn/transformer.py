@@ -70,10 +70,14 @@ class Encoder(_Stack):
         mask: Tensor | None = None,
         features: Tensor | None = None,
         segments: Tensor | None = None,
+        first_only: bool = False,
     ) -> Tensor:
         # tokens: (batch, time) ids; mask: (batch, time), True for real tokens; None when nothing is padded;
         # features: (batch, time, embedding width), added to the token embeddings (a tagger's word shapes);
-        # segments: (batch, time) segment ids (None: all 0), read with config.segments only
+        # segments: (batch, time) segment ids (None: all 0), read with config.segments only;
+        # first_only: the states of the first position alone, (batch, 1, dim): the last layer computes that
+        # position's query, output projection and feed-forward alone (a classifier reading <s>: the same numbers,
+        # the last layer's work a quarter); all positions while attention maps are recorded
         time = tokens.shape[1]
         if self.segments is not None:
             segment = self.segments(segments if segments is not None else torch.zeros_like(tokens))
@@ -82,8 +86,10 @@ class Encoder(_Stack):
         attn_mask = None if mask is None else mask[:, None, None, :]
         bias = self.positions.score_bias(time, time, 0)
         rotary = self.positions.rotary(time, 0, tokens.device)
-        for layer in self.layers:
-            x = layer(x, attn_mask, bias, rotary)
+        last = len(self.layers) - 1
+        first_only = first_only and last >= 0 and self.layers[last].self_attn.recorded is None
+        for i, layer in enumerate(self.layers):
+            x = layer(x, attn_mask, bias, rotary, first_only=first_only and i == last)
         return self._finish(x)
 
 
@@ -281,7 +287,8 @@ class EngineModule(nn.Module):
 
 
 class EncoderEngine(EngineModule):
-    """An Encoder's place, run by another engine: the same `forward`, the same states."""
+    """An Encoder's place, run by another engine: the same `forward`, the same states (with first_only, it may give
+    every position's: the first is among them)."""
 
 
 def encoder_of(model: nn.Module) -> Encoder | EncoderEngine | None:

@@ -78,12 +78,18 @@ class TaskModel(nn.Module):
         return self.encoder if self.decoder is None else self.decoder
 
     def states(
-        self, ids: Tensor, mask: Tensor, features: Tensor | None = None, segments: Tensor | None = None
+        self,
+        ids: Tensor,
+        mask: Tensor,
+        features: Tensor | None = None,
+        segments: Tensor | None = None,
+        first_only: bool = False,
     ) -> Tensor:
         """The body's last states (batch, time, dim); `features` are added to the embeddings of an encoder's tokens,
-        `segments` name their texts (BERT's token types)."""
+        `segments` name their texts (BERT's token types); `first_only`: an encoder's may be the first position's
+        alone (batch, 1, dim), for a head that reads no other."""
         if self.decoder is None:
-            return self.encoder(ids, mask, features, segments=segments)
+            return self.encoder(ids, mask, features, segments=segments, first_only=first_only)
         if features is not None or segments is not None:
             raise ValueError("a decoder reads tokens alone: no word shapes, no segments")
         return self.decoder.hidden_states(ids, mask)

@@ -57,7 +57,8 @@ class Classifier(TaskModel):
 
     def forward(self, ids: Tensor, mask: Tensor, segments: Tensor | None = None) -> Tensor:
         # ids, mask, segments: (batch, time) -> logits (batch, labels)
-        hidden = self.states(ids, mask, segments=segments)
+        reads_first = self.pooler is not None or self.pooling == "first"
+        hidden = self.states(ids, mask, segments=segments, first_only=reads_first)
         if self.pooler is not None:
             pooled = POOLER_ACTIVATIONS[self.pooling](self.pooler(hidden[:, 0]))
         else:

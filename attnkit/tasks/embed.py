@@ -45,7 +45,7 @@ class Embedder(TaskModel):
 
     def forward(self, ids: Tensor, mask: Tensor) -> Tensor:
         # ids, mask: (batch, time) -> vectors (batch, dim)
-        vectors = pool(self.states(ids, mask), mask, self.pooling)
+        vectors = pool(self.states(ids, mask, first_only=self.pooling == "first"), mask, self.pooling)
         return F.normalize(vectors.float(), dim=-1) if self.normalize else vectors
 
 

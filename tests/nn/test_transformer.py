@@ -208,6 +208,33 @@ def test_chosen_positions_get_the_logits_of_the_full_forward(arch):
     assert_close(model(*inputs, chosen=chosen), full[chosen])
 
 
+@pytest.mark.parametrize("positions", ["learned", "relative", "rotary", "alibi"])
+@pytest.mark.parametrize(("norm_first", "kv_heads"), [(False, None), (True, 2)])
+@pytest.mark.parametrize("training", [False, True])
+def test_the_first_position_alone_is_the_full_forwards_with_its_draws(positions, norm_first, kv_heads, training):
+    """Encoder(first_only=True) computes the last layer for the first position alone: the same states and
+    gradients, and in training the same dropout masks (drawn as for every position) and the random numbers after."""
+    model = tiny(
+        "encoder", positions, norm_first=norm_first, num_kv_heads=kv_heads, dropout=0.3, attention_dropout=0.3
+    ).train(training)
+    x, mask = tokens(3, 7), padding([7, 4, 6], 7)
+    results = []
+    for first_only in (False, True):
+        torch.manual_seed(5)
+        states = model(x, mask, first_only=first_only)
+        grads = torch.autograd.grad(states[:, 0].square().sum(), list(model.parameters()))
+        results.append((states, grads, torch.rand(4)))
+    (full, full_grads, full_after), (first, first_grads, first_after) = results
+    assert first.shape == (3, 1, 32)
+    assert_close(first, full[:, :1])
+    for a, b in zip(first_grads, full_grads):
+        assert_close(a, b)
+    assert torch.equal(first_after, full_after)
+    if training:  # the draws mattered: another seed gives other states
+        torch.manual_seed(6)
+        assert not torch.allclose(model(x, mask, first_only=True), first)
+
+
 def test_beams_share_their_sources_cross_attention_rows_and_reorder_within_them():
     model = tiny("encoder-decoder", "sinusoidal")
     source, source_mask = tokens(2, 5), padding([5, 3], 5)
