@@ -12,9 +12,10 @@ from attnkit.errors import AttnkitError
 from attnkit.files import CONFIG_FILE, read_json
 from attnkit.interop.hf import build_from, load_hf_head, read_hf_config, read_hf_weights
 from attnkit.interop.sentence_transformers import is_st_folder, read_st
-from attnkit.tasks.base import IGNORE_INDEX, AttentionInput, Batch, Task
+from attnkit.tasks.base import AttentionInput, Batch, Task
 from attnkit.tasks.classify import ClassifyTask
 from attnkit.tasks.embed import EmbedTask
+from attnkit.tasks.losses import IGNORE_INDEX
 from attnkit.tasks.pair import PairTask
 from attnkit.tasks.pretrain import NoTask, PretrainTask
 from attnkit.tasks.regress import RegressTask

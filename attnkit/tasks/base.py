@@ -30,7 +30,6 @@ from attnkit.tasks.generation import Generation
 from attnkit.tasks.graphs import Graph
 
 Batch = dict[str, Tensor]
-IGNORE_INDEX = -100  # a target position without anything to learn (padding, a later subword): cross_entropy skips it
 FEW = 20_000  # training from scratch on fewer examples than this, a pretrained checkpoint usually does better
 NO_DECODER = "this model has no decoder: it cannot generate text (an encoder classifies and tags)"
 NOT_TRAINED = "this model was not trained for a task; fine-tune it first: attnkit train ... --init PATH"

@@ -19,8 +19,9 @@ from attnkit.interop.hf import FAMILIES, TaskExport, is_hf_directory, read_hf_po
 from attnkit.nn.dropout import Dropout
 from attnkit.tasks import evaluation
 from attnkit.tasks import metrics as scoring
-from attnkit.tasks.base import IGNORE_INDEX, Batch, Task, TaskModel, hf_labels
+from attnkit.tasks.base import Batch, Task, TaskModel, hf_labels
 from attnkit.tasks.graphs import Graph, IdsAndMask, encoder_graph
+from attnkit.tasks.losses import IGNORE_INDEX, cross_entropy_sum
 
 
 def default_pooling(config: ModelConfig) -> str:
@@ -172,7 +173,7 @@ class ClassifyTask(Task):
 
     def loss(self, model: nn.Module, batch: Batch, label_smoothing: float) -> tuple[Tensor, Tensor]:
         logits, labels = self.forward(model, batch), batch["labels"]
-        total = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing, reduction="sum")
+        total = cross_entropy_sum(logits, labels, label_smoothing)
         return total, (labels != IGNORE_INDEX).sum()
 
     ensembles = True

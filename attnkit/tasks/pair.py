@@ -17,9 +17,10 @@ from attnkit.data.readers import Labelled, TextPair, read_text_pairs
 from attnkit.data.tokenizer import Tokenizer
 from attnkit.errors import AttnkitError
 from attnkit.interop.hf import TaskExport
-from attnkit.tasks.base import IGNORE_INDEX, Batch, Task
+from attnkit.tasks.base import Batch, Task
 from attnkit.tasks.classify import ClassifyTask
 from attnkit.tasks.graphs import Graph, IdsMaskAndSegments, encoder_graph
+from attnkit.tasks.losses import IGNORE_INDEX
 
 FIELDS = ("text_a", "text_b")  # a pair's two texts, as a request and a JSON record name them
 

@@ -26,9 +26,10 @@ from attnkit.data.tokenizer import Tokenizer
 from attnkit.errors import AttnkitError, require_finite
 from attnkit.interop.hf import TaskExport
 from attnkit.nn import Decoder, Encoder, EncoderDecoder, encoder_of
-from attnkit.tasks.base import IGNORE_INDEX, NO_DECODER, NOT_TRAINED, AttentionInput, Batch, Task, outside
+from attnkit.tasks.base import NO_DECODER, NOT_TRAINED, AttentionInput, Batch, Task, outside
 from attnkit.tasks.generation import Generation, generate_texts
 from attnkit.tasks.graphs import Graph, IdsAndMask, cache_shape, encoder_graph, language_model_graph
+from attnkit.tasks.losses import IGNORE_INDEX, cross_entropy_sum
 from attnkit.tasks.seq2seq import Seq2SeqTask, decoder_start
 
 
@@ -209,7 +210,7 @@ class PretrainTask(Task):
 
     def loss(self, model: nn.Module, batch: Batch, label_smoothing: float) -> tuple[Tensor, Tensor]:
         logits, labels, _ = self._scores(model, batch, None)  # training draws from the global (seeded) generator
-        return F.cross_entropy(logits.float(), labels, reduction="sum"), labels.new_tensor(labels.numel())
+        return cross_entropy_sum(logits, labels), labels.new_tensor(labels.numel())
 
     def decode(self, model: nn.Module, batch: Batch) -> list[tuple[float, int]]:
         """Per block: summed negative log-likelihood and the number of predicted tokens. Evaluation corrupts with

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from copy import copy
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnkit.config import DataConfig, ModelConfig
@@ -27,6 +26,7 @@ from attnkit.tasks import metrics as scoring
 from attnkit.tasks.base import AttentionInput, Batch, Task
 from attnkit.tasks.generation import Generation, generate_texts, suppressed
 from attnkit.tasks.graphs import Graph, cache_shape, language_model_graph, seq2seq_graphs
+from attnkit.tasks.losses import cross_entropy_sum
 
 
 def decoder_start(config: ModelConfig, tokenizer: Tokenizer) -> int:
@@ -117,7 +117,7 @@ class Seq2SeqTask(Task):
         chosen = batch["target_mask"][:, 1:]  # positions with a next token to predict: padding is not scored
         logits = model(batch["source"], inputs, batch["source_mask"], mask, chosen)
         labels = batch["target"][:, 1:][chosen]
-        total = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing, reduction="sum")
+        total = cross_entropy_sum(logits, labels, label_smoothing)
         return total, chosen.sum()
 
     def decode(self, model: nn.Module, batch: Batch) -> list[str]:
@@ -288,7 +288,7 @@ class PromptedSeq2SeqTask(Seq2SeqTask):
         chosen = batch["chosen"]
         logits = model(batch["ids"][:, :-1], batch["mask"][:, :-1], chosen=chosen)
         labels = batch["ids"][:, 1:][chosen]
-        total = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing, reduction="sum")
+        total = cross_entropy_sum(logits, labels, label_smoothing)
         return total, chosen.sum()
 
     def decode(self, model: nn.Module, batch: Batch) -> list[str]:

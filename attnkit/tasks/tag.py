@@ -10,7 +10,6 @@ from collections import Counter
 from collections.abc import Iterator
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnkit.config import DataConfig, ModelConfig
@@ -23,8 +22,9 @@ from attnkit.nn.dropout import Dropout
 from attnkit.runtime import to_device
 from attnkit.tasks import evaluation
 from attnkit.tasks import metrics as scoring
-from attnkit.tasks.base import IGNORE_INDEX, Batch, Task, TaskModel, hf_labels
+from attnkit.tasks.base import Batch, Task, TaskModel, hf_labels
 from attnkit.tasks.graphs import Graph, IdsAndMask, encoder_graph
+from attnkit.tasks.losses import IGNORE_INDEX, cross_entropy_sum
 
 # the shape of a word, which every one of its subwords reads (with task.word_shapes); "none" marks special tokens
 SHAPES = ("none", "lower", "title", "upper", "mixed", "digits", "uncased", "symbol")
@@ -188,7 +188,7 @@ class TagTask(Task):
     def loss(self, model: nn.Module, batch: Batch, label_smoothing: float) -> tuple[Tensor, Tensor]:
         """Scored at each word's first subword (the other positions hold IGNORE_INDEX)."""
         logits, labels = self.forward(model, batch).flatten(0, 1), batch["labels"].flatten()
-        total = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing, reduction="sum")
+        total = cross_entropy_sum(logits, labels, label_smoothing)
         return total, (labels != IGNORE_INDEX).sum()
 
     ensembles = True

@@ -12,7 +12,6 @@ from torch import nn
 
 from attnkit.config import TrainConfig
 
-
 FUSED_DEVICES = ("cpu", "cuda")  # where PyTorch's fused AdamW runs: one pass over each tensor, not a dozen
 
 
