@@ -78,7 +78,7 @@ class Attention:
 def attention(pipeline: Pipeline, text: str, target: str | None = None, model_name: str = "") -> Attention:
     """The attention maps of `pipeline`'s model reading `text` as its task reads an input (and, for an
     encoder-decoder, `target`, by default its own output for `text`)."""
-    if pipeline.engine != "torch":
+    if pipeline.engine.startswith("ctranslate2"):
         raise AttnkitError(
             f"attention maps are read from attnkit's own layers, not {pipeline.engine}'s: run the model on attnkit's "
             "engine (--engine torch; attnkit.load(path, engine='torch'))"

@@ -44,8 +44,9 @@ ENGINE_HELP = (
     "(default: ct2 for a folder written by export --ct2, else torch)"
 )
 INT8_HELP = (
-    "int8 linear layers, on the CPU (with --engine ct2: CTranslate2's int8): about 2-3x faster, a little less "
-    "accurate (docs/benchmarks.md)"
+    "int8 on the CPU, about 2-3x faster: CTranslate2's where the ct2 extra is installed and runs the model (as "
+    "accurate as float32), else attnkit's own (a little less accurate; --engine torch asks for it); the command "
+    "says which (docs/benchmarks.md)"
 )
 # named here, so that building the parser reads no task, family or engine module; tests/test_docs.py keeps them
 # equal to attnkit.tasks.TASKS, attnkit.interop.hf.FAMILIES, Pipeline's ENGINES and CTranslate2's QUANTIZATIONS
@@ -144,9 +145,8 @@ def _summary_text(out: str, summary: dict) -> str:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from attnkit.inference.pipeline import Pipeline
 
-    pipeline = Pipeline.load(args.path, device=args.device, int8=args.int8, engine=args.engine)
+    pipeline = _load_pipeline(args)
     pipeline.task.data = _columns(pipeline.task.data, args.set)
     metrics, examples, predictions = pipeline.evaluate(args.data, warn=_warn)
     print(json.dumps(metrics) if args.json else pipeline.task.report(metrics))
@@ -233,6 +233,20 @@ def _ensemble_command(commands: Commands) -> None:
     )
 
 
+def _load_pipeline(args: argparse.Namespace) -> Pipeline:
+    """The model of a command with --device, --int8 and --engine; with --int8, a line on whose int8 runs it."""
+    from attnkit.inference.pipeline import Pipeline
+    from attnkit.interop.ct2 import ct2_installed
+
+    pipeline = Pipeline.load(args.path, device=args.device, int8=args.int8, engine=args.engine)
+    if args.int8:
+        hint = ""
+        if pipeline.engine == "torch int8" and not ct2_installed():
+            hint = f" (CTranslate2's is faster and as accurate as float32: {install('ct2')})"
+        print(f"attnkit: int8 run by {pipeline.engine.replace('torch', 'attnkit')}{hint}", file=sys.stderr)
+    return pipeline
+
+
 def _warn(message: str) -> None:
     print(f"attnkit: warning: {message}", file=sys.stderr)
 
@@ -248,12 +262,11 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 def _predict(args: argparse.Namespace) -> None:
     """One output line per input line; a blank input line gives an empty line (JSON: the prediction is null)."""
     from attnkit.data.readers import read_lines, stdin_lines
-    from attnkit.inference.pipeline import Pipeline
 
     if args.file and args.data and args.file != args.data:
         raise AttnkitError(f"two files to predict, {args.file} and --data {args.data}: give one")
     data = args.file or args.data
-    pipeline = Pipeline.load(args.path, device=args.device, int8=args.int8, engine=args.engine)
+    pipeline = _load_pipeline(args)
     task = pipeline.task
     if data and Path(data).suffix != ".txt":
         examples, predictions = pipeline.predict_file(data)
@@ -451,9 +464,8 @@ def _generate(args: argparse.Namespace) -> None:
     """Text: each output streams as it is decoded, one line per prompt (a blank prompt gives a blank line); with
     --chat each prompt is a user's message, through the model's chat template."""
     from attnkit.data.readers import stdin_lines
-    from attnkit.inference.pipeline import Pipeline
 
-    pipeline = Pipeline.load(args.path, device=args.device, int8=args.int8, engine=args.engine)
+    pipeline = _load_pipeline(args)
     prompts = [args.prompt] if args.prompt is not None else stdin_lines()
     if not any(prompt.strip() for prompt in prompts):
         where = "--prompt" if args.prompt is not None else "standard input"
@@ -537,9 +549,8 @@ def _generate_command(commands: Commands) -> None:
 def _chat(args: argparse.Namespace) -> None:
     """A conversation on the terminal: each line a user's message, the reply streamed as it is decoded. Off a
     terminal each line of standard input is a message and each reply a line of output."""
-    from attnkit.inference.pipeline import Pipeline
 
-    pipeline = Pipeline.load(args.path, device=args.device, int8=args.int8, engine=args.engine)
+    pipeline = _load_pipeline(args)
     start = _conversation(args.system, "")[:-1]
     pipeline.chat_prompt([*start, {"role": "user", "content": ""}])  # a model that does not chat says so now
     terminal = sys.stdin.isatty()

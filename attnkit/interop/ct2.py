@@ -120,6 +120,23 @@ def ct2_core(model: nn.Module, where: str) -> nn.Module:
     return core
 
 
+def ct2_installed() -> bool:
+    try:
+        ctranslate2_module()
+    except AttnkitError:
+        return False
+    return True
+
+
+def runs_on_ct2(model: nn.Module) -> bool:
+    """Whether CTranslate2 is installed and has a form of `model` (what --int8 takes where it can)."""
+    try:
+        ct2_core(model, "")
+    except AttnkitError:
+        return False
+    return True
+
+
 def _encoder_in(model: nn.Module, where: str) -> Encoder:
     """The one attnkit Encoder inside a task model."""
     # a tagger's word shapes are added to the embeddings, which CTranslate2 reads from token ids only

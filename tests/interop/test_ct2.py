@@ -253,6 +253,30 @@ def test_export_ct2_int8_and_engine_int8(classifier, tmp_path, capsys):
     assert Pipeline.load(classifier, engine="ct2", int8=True).engine == "ctranslate2 int8"
 
 
+def test_int8_takes_ctranslate2s_where_it_runs_and_says_which(classifier, tmp_path, capsys, monkeypatch):
+    data = tmp_path / "texts.txt"
+    data.write_text("so happy today\na sad sad day\nhappy\n")
+    expected = [p["label"] for p in Pipeline.load(classifier).predict(data.read_text().split("\n")[:3])]
+    capsys.readouterr()
+    for engine, said in (("auto", "int8 run by ctranslate2 int8\n"), ("torch", "int8 run by attnkit int8\n")):
+        assert main(["predict", str(classifier), "--int8", "--data", str(data), "--engine", engine]) == 0
+        captured = capsys.readouterr()
+        assert captured.err == f"attnkit: {said}" and captured.out.split() == expected
+    assert attnkit.load(classifier, int8=True).engine == "ctranslate2 int8"
+    assert Pipeline.load(classifier, int8=True).engine == "torch int8"  # the class's default engine is attnkit's
+    monkeypatch.setitem(sys.modules, "ctranslate2", None)  # as if the extra were not installed
+    assert main(["predict", str(classifier), "--int8", "--data", str(data)]) == 0
+    assert capsys.readouterr().err == (
+        "attnkit: int8 run by attnkit int8 (CTranslate2's is faster and as accurate as float32: "
+        "pip install -c constraints.txt -e '.[ct2]')\n"
+    )
+
+
+def test_int8_of_a_model_ctranslate2_cannot_run_is_attnkits(tmp_path):
+    model = trained(tmp_path, "classify", sentiment_rows(60, 1), ("label", "text"), 5, "model.positions=none")
+    assert attnkit.load(model, int8=True).engine == "torch int8"
+
+
 def test_an_imported_seq2seq_checkpoint_exports_to_ct2(tmp_path, capsys):
     marian = ("model.preset=marian", "model.norm_first=false", "model.output_bias=true")
     model = trained(tmp_path, "seq2seq", copy_pairs(200, 1), ("source", "target"), 60, *marian)
