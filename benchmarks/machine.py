@@ -48,23 +48,24 @@ def peak() -> dict[str, dict[str, float]]:
     result = {}
     for dtype in (torch.float32, torch.bfloat16):
         x, w = torch.randn(rows, inner, dtype=dtype), torch.randn(columns, inner, dtype=dtype)
-        speeds = {"default": _gflops(lambda: torch.nn.functional.linear(x, w), flops)}
+        speeds = {"default": _gflops(torch.nn.functional.linear, (x, w), flops)}
         if torch.backends.mkldnn.is_available():
             packed = torch.ops.mkldnn._reorder_linear_weight(w, rows) if dtype == torch.float32 else w
-            speeds["onednn"] = _gflops(lambda: torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], ""), flops)
+            onednn = torch.ops.mkldnn._linear_pointwise
+            speeds["onednn"] = _gflops(onednn, (x, packed, None, "none", [], ""), flops)
         speeds["peak"] = max(speeds.values())
         result[str(dtype).removeprefix("torch.")] = {k: round(v, 1) for k, v in speeds.items()}
     return result
 
 
-def _gflops(product, flops: int, seconds: float = 0.5) -> float:
+def _gflops(product, arguments: tuple, flops: int, seconds: float = 1.0) -> float:
     """The best of several timed rounds (a busy machine slows some; the best is closest to what the cores do)."""
     for _ in range(3):
-        product()
+        product(*arguments)
     best, deadline = 0.0, time.perf_counter() + seconds
     while time.perf_counter() < deadline:
         started = time.perf_counter()
-        product()
+        product(*arguments)
         best = max(best, flops / (time.perf_counter() - started) / 1e9)
     return best
 

@@ -1,11 +1,14 @@
 """The speed suite of issue 14 in one command: each benchmark runs in its own process, one after the other (they
 would disturb each other's timings side by side), and the final JSON line of each is gathered into one.
 
+  the machine's peak    machine.py            GFLOP/s of PyTorch's default product and oneDNN's, float32 and bf16
   training throughput   train_speed.py        attnkit train vs a transformers loop, movies and en-es, fp32/bf16
+  a training step       train_profile.py      where each side's step spends its time; its products' GFLOP/s
   generation            generate_speed.py     vs transformers generate and CTranslate2, float32 and int8
   parallel encoding     parallel_encoding.py  encoder vs an LSTM of equal size, 32...1,024 tokens
   memory                encoder_step.py       peak memory of a training step at 512 tokens vs BertModel
   attention paths       attention_paths.py    SDPA vs the explicit path, the measurement behind attnkit's choice
+  a busy machine        busy_machine.py       alone vs beside another 2-thread PyTorch process, two OpenMP waits
   int8 and ONNX         int8.py, onnx_export.py   on trained models: only with --sentiment / --translation
 
     pip install -c constraints.txt -e '.[bench,onnx]'
@@ -33,11 +36,14 @@ DATA = HERE.parents[1] / "shared" / "data"
 def plan(args: argparse.Namespace) -> dict[str, list[str]]:
     quick = ["--quick"] if args.quick else []
     benchmarks = {
+        "machine": ["machine.py"],
         "train_speed": ["train_speed.py", "--data", str(args.data), *quick],
+        "train_profile": ["train_profile.py", "--data", str(args.data), "--side", "both"],
         "generate_speed": ["generate_speed.py", *quick],
         "parallel_encoding": ["parallel_encoding.py", *quick],
         "memory_512": ["encoder_step.py", "--time", "512", "--batch", "8", "--steps", "3" if args.quick else "10"],
         "attention_paths": ["attention_paths.py", "--repeats", "3" if args.quick else "10"],
+        "busy_machine": ["busy_machine.py", "--repeats", "1" if args.quick else "2"],
     }
     repeats = ["--repeats", "1" if args.quick else "3"]
     if args.sentiment:

@@ -28,7 +28,7 @@ import torch
 from machine import machine, peak
 from train_speed import DATA, WORKLOADS, attnkit_trainer, run_hf
 
-PRODUCTS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "mkldnn::_linear_pointwise", "aten::_mkldnn_linear"}
+PRODUCTS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "mkldnn::_linear_pointwise"}
 OPTIMIZER_MARKS = ("Optimizer.step", "clip_grad", "_foreach_")
 
 
