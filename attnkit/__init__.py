@@ -12,9 +12,10 @@ import typing
 
 # OpenMP's threads (libgomp's, PyTorch's on Linux) spin 300,000 turns waiting for their next piece of work before
 # they sleep. Beside another busy process on the same cores those turns take the cores from the threads that have
-# work: a training run beside one other 2-thread PyTorch process took 4.2x its idle time, with 10,000 turns 1.9x,
-# and idle as fast (docs/benchmarks.md, "A busy machine"). libgomp reads it when PyTorch loads, so it is set here,
-# before anything of attnkit imports torch; the user's own GOMP_SPINCOUNT or OMP_WAIT_POLICY wins.
+# work: training and predicting beside one other 2-thread PyTorch process took 3.7x its time alone, with 10,000
+# turns 2.3x, and alone as fast (benchmarks/busy_machine.py; docs/benchmarks.md, "A busy machine"). libgomp reads
+# it when PyTorch loads, so it is set here, before anything of attnkit imports torch; the user's own GOMP_SPINCOUNT
+# or OMP_WAIT_POLICY wins.
 if "OMP_WAIT_POLICY" not in os.environ:
     os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 

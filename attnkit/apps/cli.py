@@ -145,7 +145,6 @@ def _summary_text(out: str, summary: dict) -> str:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-
     pipeline = _load_pipeline(args)
     pipeline.task.data = _columns(pipeline.task.data, args.set)
     metrics, examples, predictions = pipeline.evaluate(args.data, warn=_warn)
@@ -549,7 +548,6 @@ def _generate_command(commands: Commands) -> None:
 def _chat(args: argparse.Namespace) -> None:
     """A conversation on the terminal: each line a user's message, the reply streamed as it is decoded. Off a
     terminal each line of standard input is a message and each reply a line of output."""
-
     pipeline = _load_pipeline(args)
     start = _conversation(args.system, "")[:-1]
     pipeline.chat_prompt([*start, {"role": "user", "content": ""}])  # a model that does not chat says so now

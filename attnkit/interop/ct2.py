@@ -121,6 +121,7 @@ def ct2_core(model: nn.Module, where: str) -> nn.Module:
 
 
 def ct2_installed() -> bool:
+    """Whether the ct2 extra (CTranslate2) is installed."""
     try:
         ctranslate2_module()
     except AttnkitError:
