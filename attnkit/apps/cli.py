@@ -238,11 +238,11 @@ def _load_pipeline(args: argparse.Namespace) -> Pipeline:
     from attnkit.interop.ct2 import ct2_installed
 
     pipeline = Pipeline.load(args.path, device=args.device, int8=args.int8, engine=args.engine)
-    if args.int8:
-        hint = ""
-        if pipeline.engine == "torch int8" and not ct2_installed():
-            hint = f" (CTranslate2's is faster and as accurate as float32: {install('ct2')})"
-        print(f"attnkit: int8 run by {pipeline.engine.replace('torch', 'attnkit')}{hint}", file=sys.stderr)
+    if args.int8 and pipeline.engine.startswith("ctranslate2"):
+        print("attnkit: int8 by CTranslate2", file=sys.stderr)
+    elif args.int8:
+        hint = "" if ct2_installed() else f"; CTranslate2's is faster and as accurate as float32: {install('ct2')}"
+        print(f"attnkit: int8 by attnkit's own engine (PyTorch's dynamic quantization){hint}", file=sys.stderr)
     return pipeline
 
 

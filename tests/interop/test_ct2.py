@@ -258,7 +258,8 @@ def test_int8_takes_ctranslate2s_where_it_runs_and_says_which(classifier, tmp_pa
     data.write_text("so happy today\na sad sad day\nhappy\n")
     expected = [p["label"] for p in Pipeline.load(classifier).predict(data.read_text().split("\n")[:3])]
     capsys.readouterr()
-    for engine, said in (("auto", "int8 run by ctranslate2 int8\n"), ("torch", "int8 run by attnkit int8\n")):
+    own = "int8 by attnkit's own engine (PyTorch's dynamic quantization)"
+    for engine, said in (("auto", "int8 by CTranslate2\n"), ("torch", f"{own}\n")):
         assert main(["predict", str(classifier), "--int8", "--data", str(data), "--engine", engine]) == 0
         captured = capsys.readouterr()
         assert captured.err == f"attnkit: {said}" and captured.out.split() == expected
@@ -267,8 +268,8 @@ def test_int8_takes_ctranslate2s_where_it_runs_and_says_which(classifier, tmp_pa
     monkeypatch.setitem(sys.modules, "ctranslate2", None)  # as if the extra were not installed
     assert main(["predict", str(classifier), "--int8", "--data", str(data)]) == 0
     assert capsys.readouterr().err == (
-        "attnkit: int8 run by attnkit int8 (CTranslate2's is faster and as accurate as float32: "
-        "pip install -c constraints.txt -e '.[ct2]')\n"
+        f"attnkit: {own}; CTranslate2's is faster and as accurate as float32: pip install -c constraints.txt -e "
+        "'.[ct2]'\n"
     )
 
 
