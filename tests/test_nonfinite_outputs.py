@@ -5,7 +5,7 @@ naming the cause, not a label picked from NaNs."""
 import pytest
 import torch
 
-from attnkit.errors import AttnkitError
+from attnkit.errors import AttnkitError, require_finite
 from attnkit.inference.checkpoint import save_weights
 from attnkit.inference.pipeline import Pipeline
 from tests.conftest import copy_pairs, sentiment_rows, trained
@@ -40,3 +40,15 @@ def test_outputs_that_overflow_float16_are_an_error_not_a_prediction(tmp_path, t
     assert pipeline.predict([text])  # float32: a prediction
     with torch.autocast("cpu", dtype=torch.float16), pytest.raises(AttnkitError, match="not finite .*float16"):
         pipeline.predict([text])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_require_finite_finds_one_nan_or_infinity_anywhere(value, dtype):
+    scores = torch.randn(4, 300).to(dtype)
+    assert require_finite(scores) is scores
+    scores[2, 177] = value
+    with pytest.raises(AttnkitError, match="not finite"):
+        require_finite(scores)
+    assert require_finite(torch.empty(0, 300, dtype=dtype)).shape == (0, 300)
+    assert require_finite(torch.full((2, 3), 3e38)) is not None  # large but finite: no error

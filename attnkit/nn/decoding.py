@@ -278,35 +278,42 @@ def _until_end(row: list[int], ends: list[int]) -> list[int]:
 def _beam_search(
     step: _Step, first: Tensor, ends: list[int], max_new_tokens: int, beam_size: int, length_penalty: float
 ) -> list[list[int]]:
+    """The first step reads each source (or prompt) once and its best beam_size continuations become the beams; each
+    later step ranks beams x vocabulary continuations of each source in one top-k that also finds those that end."""
     batch, device, given = first.shape[0], first.device, first.shape[1]
     end_ids = torch.tensor(ends, device=device)
-    step.expand(beam_size)  # row b * beam_size + k is beam k of source b
-    tokens = first.repeat_interleave(beam_size, dim=0)
-    scores = torch.zeros(batch, beam_size, device=device)
-    scores[:, 1:] = float("-inf")  # all beams start identical: let only the first one expand
+    tokens, beams = first, 1  # (groups * beams, length): row b * beams + k is beam k of search b
+    scores = torch.zeros(batch, 1, device=device)
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(batch)]
-    live = list(range(batch))  # the source each group of beam_size rows searches for; a finished search leaves
+    live = list(range(batch))  # the source each group of rows searches for; a finished search leaves
 
     for length in range(1, max_new_tokens + 2):  # tokens generated so far, counting the one chosen now
         groups = len(live)
-        offsets = (torch.arange(groups, device=device) * beam_size)[:, None]
         log_probs = step(tokens if length == 1 else tokens[:, -1:], tokens)
         vocab = log_probs.shape[-1]
-        candidates = scores[:, :, None] + log_probs.view(groups, beam_size, vocab)
-        flat = candidates.view(groups, -1)
+        flat = (scores[:, :, None] + log_probs.view(groups, beams, vocab)).view(groups, -1)
+        # enough candidates that beam_size of them go on even if every beam's best are its end tokens
+        wanted = beam_size + beams * len(ends)
+        if flat.shape[1] < wanted:  # a vocabulary smaller than the beam: the missing candidates are dead ends
+            flat = torch.nn.functional.pad(flat, (0, wanted - flat.shape[1]), value=float("-inf"))
+        top_scores, top_index = flat.topk(wanted, dim=1)
+        top_index = top_index.clamp(max=beams * vocab - 1)
+        alive = top_scores > float("-inf")
+        ending = torch.isin(top_index % vocab, end_ids) & alive
+        rows_of = torch.arange(groups, device=device)[:, None] * beams + top_index // vocab
         # hypotheses that end here, if they rank among the best beam_size continuations
-        top_scores, top_index = flat.topk(beam_size, dim=1)
-        for b, k in torch.isin(top_index % vocab, end_ids).nonzero().tolist():
-            if top_scores[b, k] > float("-inf"):
-                row = int(offsets[b, 0] + top_index[b, k] // vocab)
-                normalized = float(top_scores[b, k]) / length**length_penalty
-                finished[live[b]].append((normalized, tokens[row, given:].tolist()))
-        # the beams that go on: the best continuations other than an end
-        candidates[:, :, ends] = float("-inf")
-        scores, index = candidates.view(groups, -1).topk(beam_size, dim=1)
-        rows = (offsets + index // vocab).view(-1)
-        tokens = torch.cat([tokens[rows], (index % vocab).view(-1, 1)], dim=1)
-        step.cache.reorder(rows)  # rows moves beams within each source's group: its cross-attention stays
+        for b, k in ending[:, :beam_size].nonzero().tolist():
+            normalized = float(top_scores[b, k]) / length**length_penalty
+            finished[live[b]].append((normalized, tokens[int(rows_of[b, k]), given:].tolist()))
+        # the beams that go on: the best beam_size continuations other than an end
+        going_on = ~ending & ((~ending).cumsum(1) <= beam_size)
+        scores = top_scores[going_on].view(groups, beam_size)
+        rows = rows_of[going_on]
+        tokens = torch.cat([tokens[rows], (top_index[going_on] % vocab)[:, None]], dim=1)
+        if beams == 1:  # the first step's rows become beam_size rows each; cross-attention stays one per source
+            step.expand(beam_size)
+            beams = beam_size
+        step.cache.reorder(rows)
         # a search is done when its beam_size best finished hypotheses all rank above its best live beam
         # (as transformers); it leaves the batch
         best_alive = (scores[:, 0] / length**length_penalty).tolist()

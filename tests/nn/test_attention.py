@@ -6,6 +6,7 @@ from torch import nn
 
 from attnkit.nn.attention import (
     HALF_EXPLICIT_MAX_KEYS,
+    WHOLE_ROOM_MIN_ROWS,
     KVCache,
     MultiHeadAttention,
     _explicit_is_faster,
@@ -99,6 +100,27 @@ def test_self_attention_cache_grows_by_the_new_steps():
     assert cache.length == 25 and cache.key.shape[2] >= 25
     longer = torch.cat([x, x[:, :1].expand(2, 20, DIM)], dim=1)
     assert_close(torch.cat(steps, dim=1), ours(longer, causal=True)[0])
+
+
+def test_a_decoding_step_reads_only_the_filled_steps_of_the_cache():
+    """Each step after the first reads the cache's whole room (with zeros beyond the filled steps, never attended):
+    the outputs, the probabilities given back and those recorded cover the filled steps alone."""
+    _, ours = torch_and_attnkit(cross=False)
+    x = torch.randn(WHOLE_ROOM_MIN_ROWS, 5, DIM)
+    keep = torch.ones(WHOLE_ROOM_MIN_ROWS, 5, dtype=torch.bool)
+    keep[0, 1] = False  # a padded prompt
+    full = ours(x, mask=keep[:, None, None, :], causal=True)[0]
+    cache = KVCache()
+    ours(x[:, :1], mask=keep[:, None, None, :1], causal=True, cache=cache)
+    for t in range(1, 5):
+        step = ours(x[:, t : t + 1], mask=keep[:, None, None, : t + 1], causal=True, cache=cache)[0]
+        assert cache.key is not None and cache.key.shape[2] > t + 1  # there is room beyond the filled steps
+        assert_close(step, full[:, t : t + 1])
+    _, weights = ours(x[:, :1], mask=None, causal=True, cache=cache, need_weights=True)
+    assert weights is not None and weights.shape == (WHOLE_ROOM_MIN_ROWS, HEADS, 1, 6)
+    with record_attention(ours) as maps:
+        ours(x[:, :1], causal=True, cache=cache)
+    assert maps[""][0].shape == (WHOLE_ROOM_MIN_ROWS, HEADS, 1, 7)
 
 
 def test_cross_attention_cache_projects_memory_once():

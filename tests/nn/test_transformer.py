@@ -133,15 +133,16 @@ def test_kv_cache_keeps_padding_of_the_prompt():
     assert_close(step, full[:, 6:])
 
 
-def test_beam_reorder_selects_cache_rows():
+@pytest.mark.parametrize("rows", [[2, 2, 0, 3], [1, 2, 0, 3], [0, 1, 2, 3], [3, 0]])  # a 3-cycle, none moved, fewer
+def test_beam_reorder_selects_cache_rows(rows):
     model = tiny("decoder", "sinusoidal")
-    x = tokens(3, 4)
+    x = tokens(4, 4)
     cache = model.new_cache()
     model(x, cache=cache)
-    cache.reorder(torch.tensor([2, 2, 0]))
-    reordered = x[[2, 2, 0]]
-    step = model(tokens(3, 1, seed=7), cache=cache)
-    assert_close(step, model(torch.cat([reordered, tokens(3, 1, seed=7)], 1))[:, -1:])
+    cache.reorder(torch.tensor(rows))
+    n = len(rows)
+    step = model(tokens(n, 1, seed=7), cache=cache)
+    assert_close(step, model(torch.cat([x[rows], tokens(n, 1, seed=7)], 1))[:, -1:])
 
 
 @pytest.mark.parametrize("positions", ["relative", "rotary", "alibi"])
@@ -241,7 +242,7 @@ def test_beams_share_their_sources_cross_attention_rows_and_reorder_within_them(
     memory = model.encode(source, source_mask)
     cache = model.decoder.new_cache(memory)  # one row per source
     target, index = tokens(4, 3, seed=3), torch.tensor([1, 1, 2, 3])  # two beams per source, moved within their pair
-    with torch.no_grad():  # as decoding runs (the reorder writes into the spare room)
+    with torch.no_grad():  # as decoding runs
         model.decode(target, memory, source_mask, cache=cache)
         cache.reorder(index)
         step = model.decode(tokens(4, 1, seed=8), memory, source_mask, cache=cache)
