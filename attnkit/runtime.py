@@ -210,6 +210,7 @@ def quantize_int8(model: nn.Module) -> nn.Module:
         return quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8, inplace=True)
 
 
+FUSED_ACTIVATIONS = {"relu": torch.relu, "gelu": nn.functional.gelu}  # oneDNN's in-product ones, the same bits
 PACKING_ROWS = 64  # the rows oneDNN lays the packed weights out for; any count runs (measured: as fast from 1 to 200)
 
 
@@ -217,9 +218,10 @@ class PackedLinear(nn.Linear):
     """An nn.Linear that, for float32 inference on the CPU, also keeps its weight in oneDNN's packed layout and
     multiplies with it, as torch.compile's freezing does: 2-3x PyTorch's default matrix product on 2 to 200 rows
     (docs/benchmarks.md). A single row (a decoding step at batch 1) multiplies the weight itself, laid out column
-    by column at its first such product (the same values, transposed in memory): that product reads a large
-    weight (an output projection) 1.5x as fast as oneDNN's and 2x a row-major one's, the layers' a little faster
-    (benchmarks/one_row_products.py). Its parameters stay the same tensors (a
+    by column at its first such product (the same values, transposed in memory) unless it narrows its input (a
+    feed-forward's down projection, which streams 1.15-1.3x as fast row by row): that product reads a large weight
+    (an output projection) 1.5x as fast as oneDNN's and 2x a row-major one's, a widening layer's 1.4-1.7x as fast
+    as row-major, a square one's 1.1x (benchmarks/one_row_products.py). Its parameters stay the same tensors (a
     tied weight stays tied, the state dict has the same values); training, another dtype or device, and export
     tracing take the plain product, and a weight changed since packing (an optimizer step, load_state_dict) is
     packed again."""
@@ -235,20 +237,27 @@ class PackedLinear(nn.Linear):
         packed.weight, packed.bias = linear.weight, linear.bias
         return packed.train(linear.training)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, activation: str | None = None) -> torch.Tensor:
+        """x W^T + b, then `activation` (one of FUSED_ACTIVATIONS, or None), which oneDNN applies within its
+        product: the same bits as applying it after, without another pass over the output."""
         weight = self.weight
         plain = self.training or torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.is_grad_enabled()
         if plain or x.dtype != torch.float32 or weight.dtype != torch.float32 or x.device.type != "cpu":
-            return nn.functional.linear(x, weight, self.bias)
+            return self._activated(nn.functional.linear(x, weight, self.bias), activation)
         if x.numel() == self.in_features:
-            if weight.is_contiguous():
+            if weight.is_contiguous() and self.out_features >= self.in_features:
                 with torch.inference_mode(False):  # a plain tensor, which training may use later
                     weight.data = weight.detach().t().contiguous().t()
-            return nn.functional.linear(x, weight, self.bias)
+            return self._activated(nn.functional.linear(x, weight, self.bias), activation)
         if self.packed is None or self.packed_version != weight._version:
             self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach().contiguous(), PACKING_ROWS)
             self.packed_version = weight._version
-        return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
+        algorithm = "none" if activation == "gelu" else ""  # gelu's exact (erf) form
+        return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, activation or "none", [], algorithm)
+
+    @staticmethod
+    def _activated(y: torch.Tensor, activation: str | None) -> torch.Tensor:
+        return y if activation is None else FUSED_ACTIVATIONS[activation](y)
 
     def __getstate__(self) -> dict:
         return {**super().__getstate__(), "packed": None, "packed_version": -1}  # packed again where it runs

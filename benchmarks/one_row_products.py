@@ -9,7 +9,8 @@ none stays in the cache between products as none does in a real model.
 
     python benchmarks/one_row_products.py [--repeats 5]
 
-Prints GB/s of weights read per layout (the median of the repeats), for the layers and for the output projection.
+Prints GB/s of weights read per layout (the median of the repeats), for the layers, each layer shape (out x in)
+and the output projection.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ def main() -> None:
     with torch.inference_mode():
         rows = {
             f"{LAYERS} layers' weights": gb_per_s(LAYER_SHAPES, LAYERS, args.repeats),
+            **{f"{LAYERS} x {out} x {inp}": gb_per_s([(out, inp)], LAYERS, args.repeats) for out, inp in LAYER_SHAPES},
             "output projection (113 MB)": gb_per_s([OUTPUT_SHAPE], 1, args.repeats),
         }
     names = list(next(iter(rows.values())))

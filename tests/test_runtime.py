@@ -140,6 +140,23 @@ def test_packed_linear_layers_multiply_as_the_plain_ones_and_keep_their_paramete
     assert embedding.weight.grad is not None
 
 
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="PyTorch built without oneDNN")
+@pytest.mark.parametrize("activation", sorted(runtime.FUSED_ACTIVATIONS))
+def test_an_activation_fused_into_the_packed_product_gives_the_same_bits(activation):
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(32, 8).eval()  # narrows its input: one row multiplies the row-major weight
+    apply = runtime.FUSED_ACTIVATIONS[activation]
+    inputs = {rows: torch.randn(rows, 32) for rows in (1, 5)}
+    with torch.inference_mode():
+        plain = {rows: apply(layer(x)) for rows, x in inputs.items()}
+        packed = runtime.PackedLinear.of(layer)
+        for rows, x in inputs.items():
+            assert torch.equal(packed(x, activation), apply(packed(x)))  # oneDNN's product rounds as it will
+            torch.testing.assert_close(packed(x, activation), plain[rows], rtol=1e-5, atol=1e-6)
+        assert packed.weight.is_contiguous() and packed.packed is not None
+    assert torch.equal(packed.train()(inputs[5], activation), plain[5])  # training: the plain product
+
+
 @pytest.mark.parametrize(
     ("environment", "expected"),
     [({}, "10000"), ({"GOMP_SPINCOUNT": "5"}, "5"), ({"OMP_WAIT_POLICY": "PASSIVE"}, None)],

@@ -56,9 +56,11 @@ class KVCache:
 
     def _grown(self, old: Tensor | None, new: Tensor, end: int) -> Tensor:
         batch, heads, _, head_dim = new.shape
-        room = new.new_zeros(batch, heads, max(2 * end, 16), head_dim)
+        room = new.new_empty(batch, heads, max(2 * end, 16), head_dim)
+        kept = 0 if old is None else self.length
         if old is not None:
-            room[:, :, : self.length] = old[:, :, : self.length]
+            room[:, :, :kept] = old[:, :, :kept]
+        room[:, :, kept:].zero_()  # see whole_room
         return room
 
     def reorder(self, index: Tensor, moved: Tensor | None = None) -> None:

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from attnkit.config import ModelConfig
 from attnkit.nn.attention import KVCache, MultiHeadAttention
 from attnkit.nn.dropout import Dropout
+from attnkit.runtime import FUSED_ACTIVATIONS, PackedLinear
 
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "relu": F.relu,
@@ -33,11 +34,14 @@ class FeedForward(nn.Module):
         super().__init__()
         self.gated = activation in GATED
         self.activation = GATED[activation] if self.gated else ACTIVATIONS[activation]
+        self.fused = activation if activation in FUSED_ACTIVATIONS else None  # where in_proj is a PackedLinear
         self.in_proj = nn.Linear(dim, 2 * ff_dim if self.gated else ff_dim, bias=bias)  # gated: [gate | up]
         self.out_proj = nn.Linear(ff_dim, dim, bias=bias)
 
     def forward(self, x: Tensor) -> Tensor:
         # x: (batch, time, dim)
+        if self.fused and isinstance(self.in_proj, PackedLinear):
+            return self.out_proj(self.in_proj(x, self.fused))
         hidden = self.in_proj(x)
         if self.gated:
             gate, up = hidden.chunk(2, dim=-1)
