@@ -291,7 +291,7 @@ def _beam_search(
         groups = len(live)
         log_probs = step(tokens if length == 1 else tokens[:, -1:], tokens)
         vocab = log_probs.shape[-1]
-        flat = (scores[:, :, None] + log_probs.view(groups, beams, vocab)).view(groups, -1)
+        flat = log_probs.view(groups, beams, vocab).add_(scores[:, :, None]).view(groups, -1)  # in place
         # enough candidates that beam_size of them go on even if every beam's best are its end tokens
         wanted = beam_size + beams * len(ends)
         if flat.shape[1] < wanted:  # a vocabulary smaller than the beam: the missing candidates are dead ends
