@@ -9,6 +9,7 @@ import ctypes
 import dataclasses
 import os
 import sys
+import time
 import warnings
 from collections.abc import Callable
 from typing import TypeVar
@@ -280,6 +281,49 @@ def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str,
         return batch
     pinned = device.type == "cuda"
     return {k: (v.pin_memory() if pinned else v).to(device, non_blocking=pinned) for k, v in batch.items()}
+
+
+def _cpu_seconds() -> tuple[float, float, float] | None:
+    """(now, busy CPU seconds of the cores this process may run on, this process's own CPU seconds), from Linux's
+    /proc/stat (None elsewhere). Busy: user, nice, system, irq and softirq time; not another VM's steal."""
+    try:
+        cores = {f"cpu{core}" for core in os.sched_getaffinity(0)}
+        with open("/proc/stat") as stat:
+            rows = [line.split() for line in stat if line.startswith("cpu")]
+    except (AttributeError, OSError):
+        return None
+    ticks = sum(int(row[i]) for row in rows if row[0] in cores for i in (1, 2, 3, 6, 7))
+    return time.monotonic(), ticks / os.sysconf("SC_CLK_TCK"), sum(os.times()[:2])
+
+
+_SINCE_IMPORT = _cpu_seconds()
+
+
+def share_busy_cores(device: torch.device) -> str | None:
+    """At a CPU run's start, as many threads as the cores that other processes have left free since attnkit
+    loaded: two processes of two threads each on two cores wait for each other's turns at every parallel step
+    (the README's demo beside another PyTorch process took 2.6x its idle time with two threads, 2.25x with one).
+    Decided once per process, so that a run keeps one thread count throughout; the user's OMP_NUM_THREADS, a
+    torchrun process or a window under a second leaves the count alone. Returns a line saying what it did, if it
+    did anything."""
+    global _SINCE_IMPORT
+    if device.type != "cpu" or _SINCE_IMPORT is None or "OMP_NUM_THREADS" in os.environ or "WORLD_SIZE" in os.environ:
+        return None
+    now = _cpu_seconds()
+    if now is None or now[0] - _SINCE_IMPORT[0] < 1:
+        return None
+    (began, busy_then, own_then), (ended, busy_now, own_now) = _SINCE_IMPORT, now
+    _SINCE_IMPORT = None
+    others = max(0.0, (busy_now - busy_then) - (own_now - own_then)) / (ended - began)
+    threads = torch.get_num_threads()
+    fitting = max(1, min(threads, round(len(os.sched_getaffinity(0)) - others)))
+    if fitting >= threads:
+        return None
+    torch.set_num_threads(fitting)
+    return (
+        f"other processes keep {others:.1f} of this machine's cores busy: {fitting} thread{'s' * (fitting > 1)} "
+        f"instead of {threads} (OMP_NUM_THREADS chooses)"
+    )
 
 
 def _glibc_malloc_trim():

@@ -20,8 +20,11 @@ import httpx
 import pytest
 import torch
 
-from attnkit import RunConfig
+from attnkit import RunConfig, runtime
 from attnkit.apps.cli import main
+
+# the suite keeps PyTorch's thread count: no test's figures may depend on what else the machine runs meanwhile
+runtime._SINCE_IMPORT = None
 
 TINY = [
     "model.dim=32",

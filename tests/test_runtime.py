@@ -170,3 +170,34 @@ def test_openmp_waiting_is_set_before_torch_loads(environment, expected):
         [sys.executable, "-c", code], env={**clean, **environment}, capture_output=True, text=True, check=True
     ).stdout.split()
     assert shown == [str(expected), "False"]
+
+
+@pytest.mark.parametrize(
+    ("others", "window", "environment", "threads"),
+    [(1.8, 10, {}, 1), (0.3, 10, {}, 2), (1.8, 0.5, {}, 2), (1.8, 10, {"OMP_NUM_THREADS": "2"}, 2)],
+)
+def test_a_run_leaves_the_cores_other_processes_keep_busy(monkeypatch, others, window, environment, threads):
+    """Other processes busy on 1.8 of 2 cores since attnkit loaded: a CPU run takes one thread, and says so; with
+    0.3 busy, a window under a second, or the user's OMP_NUM_THREADS, it keeps two."""
+    if not hasattr(os, "sched_getaffinity"):
+        pytest.skip("Linux only")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(runtime, "_SINCE_IMPORT", (100.0, 50.0, 3.0))  # own CPU seconds 3 -> 3 + 2 * window
+    monkeypatch.setattr(runtime, "_cpu_seconds", lambda: (100 + window, 50 + (others + 2) * window, 3 + 2 * window))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        said = runtime.share_busy_cores(torch.device("cpu"))
+        assert torch.get_num_threads() == threads
+        if threads == 1:
+            assert said == (
+                "other processes keep 1.8 of this machine's cores busy: 1 thread instead of 2 (OMP_NUM_THREADS chooses)"
+            )
+            assert runtime.share_busy_cores(torch.device("cpu")) is None  # once per process
+        else:
+            assert said is None
+    finally:
+        torch.set_num_threads(before)

@@ -125,6 +125,9 @@ class Trainer:
         if self.tokens:
             say(self.tokens)
         say(plan.describe(self.dev_examples is not None))
+        shared = runtime.share_busy_cores(self.device)
+        if shared:
+            say(shared)
         if not self.resumed:
             self.records.record({"data": self._data_facts()})  # for the model card (attnkit info, export)
         few = self.task.few_examples
