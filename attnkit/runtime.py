@@ -302,7 +302,8 @@ _SINCE_IMPORT = _cpu_seconds()
 def share_busy_cores(device: torch.device) -> str | None:
     """At a CPU run's start, as many threads as the cores that other processes have left free since attnkit
     loaded: two processes of two threads each on two cores wait for each other's turns at every parallel step
-    (the README's demo beside another PyTorch process took 2.6x its idle time with two threads, 2.25x with one).
+    (a tenth of the README's demo beside another 2-thread PyTorch process: 2.6x its idle time with two threads, 2.25x
+    with one; docs/benchmarks.md, "A busy machine").
     Decided once per process, so that a run keeps one thread count throughout; the user's OMP_NUM_THREADS, a
     torchrun process or a window under a second leaves the count alone. Returns a line saying what it did, if it
     did anything."""

@@ -5,6 +5,7 @@ would disturb each other's timings side by side), and the final JSON line of eac
   training throughput   train_speed.py        attnkit train vs a transformers loop, movies and en-es, fp32/bf16
   a training step       train_profile.py      where each side's step spends its time; its products' GFLOP/s
   generation            generate_speed.py     vs transformers generate and CTranslate2, float32 and int8
+  a compiled one-off    compiled_generate.py  10 lines generated, eager vs torch.compile (compile time counted)
   parallel encoding     parallel_encoding.py  encoder vs an LSTM of equal size, 32...1,024 tokens
   memory                encoder_step.py       peak memory of a training step at 512 tokens vs BertModel
   attention paths       attention_paths.py    SDPA vs the explicit path, the measurement behind attnkit's choice
@@ -40,6 +41,7 @@ def plan(args: argparse.Namespace) -> dict[str, list[str]]:
         "train_speed": ["train_speed.py", "--data", str(args.data), *quick],
         "train_profile": ["train_profile.py", "--data", str(args.data), "--side", "both"],
         "generate_speed": ["generate_speed.py", *quick],
+        "compiled_generate": ["compiled_generate.py", "--rounds", "1" if args.quick else "2"],
         "parallel_encoding": ["parallel_encoding.py", *quick],
         "memory_512": ["encoder_step.py", "--time", "512", "--batch", "8", "--steps", "3" if args.quick else "10"],
         "attention_paths": ["attention_paths.py", "--repeats", "3" if args.quick else "10"],
