@@ -304,15 +304,20 @@ def share_busy_cores(device: torch.device) -> str | None:
     loaded: two processes of two threads each on two cores wait for each other's turns at every parallel step
     (a tenth of the README's demo beside another 2-thread PyTorch process: 2.6x its idle time with two threads, 2.25x
     with one; docs/benchmarks.md, "A busy machine").
-    Decided once per process, so that a run keeps one thread count throughout; the user's OMP_NUM_THREADS, a
-    torchrun process or a window under a second leaves the count alone. Returns a line saying what it did, if it
-    did anything."""
+    Decided once per process, so that a run keeps one thread count throughout; after more than a minute since
+    loading (a notebook), from half a second's look instead. The user's OMP_NUM_THREADS, a torchrun process or a
+    window under a second leaves the count alone. Returns a line saying what it did, if it did anything."""
     global _SINCE_IMPORT
     if device.type != "cpu" or _SINCE_IMPORT is None or "OMP_NUM_THREADS" in os.environ or "WORLD_SIZE" in os.environ:
         return None
     now = _cpu_seconds()
     if now is None or now[0] - _SINCE_IMPORT[0] < 1:
         return None
+    if now[0] - _SINCE_IMPORT[0] > 60:  # a long-lived process (a notebook): how busy the cores are now instead
+        time.sleep(0.5)
+        _SINCE_IMPORT, now = now, _cpu_seconds()
+        if now is None:
+            return None
     (began, busy_then, own_then), (ended, busy_now, own_now) = _SINCE_IMPORT, now
     _SINCE_IMPORT = None
     others = max(0.0, (busy_now - busy_then) - (own_now - own_then)) / (ended - began)
