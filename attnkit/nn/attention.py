@@ -42,6 +42,10 @@ class KVCache:
         self.length = end
         return self.key[:, :, :end], self.value[:, :, :end]
 
+    def has_room(self) -> bool:
+        """Whether there is room beyond the filled steps (not in a cache that concatenates, an exported graph's)."""
+        return self.key is not None and self.key.shape[2] > self.length
+
     def whole_room(self, mask: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
         """The keys and values with the room after them, and `mask` (..., length) widened to (..., room) with the
         room never attended: on the CPU a decoding step of 4 rows or more reads the whole room, contiguous, up to
@@ -175,7 +179,7 @@ class MultiHeadAttention(nn.Module):
         q, k, v = self._queries_keys_values(x, memory, rotary, cache)
         step = not self.cross and query_len == 1 and bias is None  # a decoding step's self-attention, with a cache
         many_rows = batch >= WHOLE_ROOM_MIN_ROWS and x.device.type == "cpu"
-        if cache is not None and step and many_rows and not need_weights and self.recorded is None:
+        if cache is not None and step and many_rows and cache.has_room() and not need_weights and self.recorded is None:
             # (weights given back or recorded cover the filled steps alone: those take the filled steps)
             k, v, mask = cache.whole_room(mask)
             causal = False  # the one query sees every filled step
