@@ -122,12 +122,9 @@ class Trainer:
             say(f"resuming {self.out} at step {self.progress.step:,} of {plan.total_steps:,}")
         elif self.started_fresh:
             say(f"nothing to resume: {self.out} does not exist yet; starting the run")
-        if self.tokens:
-            say(self.tokens)
-        say(plan.describe(self.dev_examples is not None))
-        shared = runtime.share_busy_cores(self.device)
-        if shared:
-            say(shared)
+        for line in (self.tokens, plan.describe(self.dev_examples is not None), runtime.share_busy_cores(self.device)):
+            if line:  # share_busy_cores says something only when it takes fewer threads
+                say(line)
         if not self.resumed:
             self.records.record({"data": self._data_facts()})  # for the model card (attnkit info, export)
         few = self.task.few_examples
