@@ -205,7 +205,7 @@ class MultiHeadAttention(nn.Module):
         attn_mask, is_causal = _scores_mask(mask, bias, causal, q.shape[2], k.shape[2], q)
         p = self.dropout if self.training else 0.0
         explicit = need_weights or self.recorded is not None or (p > 0 and first_only)  # first_only: its draws
-        if explicit or _explicit_is_faster(q, k, p, query_len == 1 and beams == 1):
+        if explicit or _explicit_is_faster(q, k, p, query_len == 1):
             if is_causal:
                 attn_mask = causal_mask(query_len, k.shape[2], x.device)
             out, weights = _attention_with_weights(q, k, v, attn_mask, p, self.scale, drawn)
@@ -269,7 +269,8 @@ def _explicit_is_faster(q: Tensor, k: Tensor, p: float, one_query: bool) -> bool
     in bfloat16/float16 up to HALF_EXPLICIT_MAX_KEYS keys, where SDPA's flash kernel runs up to 9x slower than two
     half-precision matrix products (its backward most of all); and for a single query (a decoding step) up to
     ONE_QUERY_EXPLICIT_MAX_KEYS keys, where the kernel's per-call work costs up to 3x the arithmetic (`one_query`: a
-    decoding step's, whose grouped heads may query one key/value head together). And in an ONNX
+    decoding step's, whose grouped heads may query one key/value head together, and whose beams their source's
+    keys: 1% of a batch 16 beam 4 search). And in an ONNX
     export: the exporter's decomposition of scaled_dot_product_attention scales the transposed keys, a copy of the
     whole cache at every decoding step in onnxruntime, which fuses the explicit path's transpose into its product."""
     if q.device.type == "cpu":
