@@ -17,7 +17,7 @@ def require_finite(scores: Tensor) -> Tensor:
     if scores.numel() == 0:
         return scores
     low, high = scores.aminmax()  # NaN comes through both, in one pass: a tenth of isfinite().all()'s time
-    if not (bool(low.isfinite()) and bool(high.isfinite())):
+    if not bool(low.isfinite() & high.isfinite()):  # one wait for a GPU, not two
         raise AttnkitError(
             "the model's outputs are not finite (NaN or infinity): its weights hold such values, or float16 "
             "overflowed (train.precision float16: use bfloat16 or float32)"
