@@ -18,7 +18,9 @@ the comparison favours transformers.
 
 Unit: real (non-padding) tokens per second, source + target for en-es. Each contender trains --steps steps per
 repeat; the contenders alternate, --repeats times. A run's speed is the median of its sixths (the first left out
-as warm-up); the table shows the median speed of each side and the median of the repeats' ratios.
+as warm-up); the table shows the median speed of each side and the median of the repeats' ratios. Each run is a
+process of its own, as each library's users run it: attnkit's Trainer sets the process's memory allocator
+(runtime.reuse_freed_memory), which a transformers loop run after it in the same process would inherit.
 
     python benchmarks/train_speed.py            # about 15 minutes on 2 CPU cores
     python benchmarks/train_speed.py --quick    # about 4 minutes
@@ -32,6 +34,7 @@ import argparse
 import contextlib
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -188,26 +191,52 @@ def run_hf(workload: str, trainer, precision: str, steps: int, after_step=None) 
     return statistics.median(speeds[1:] or speeds)
 
 
+def run_side(side: str, workload: str, precision: str, steps: int, out: Path, data: Path) -> dict:
+    """One run of one contender, in this process: its tokens/s and transformers' batch size."""
+    trainer = attnkit_trainer(workload, precision, steps, out, data)
+    speed = run_attnkit(trainer) if side == "attnkit" else run_hf(workload, trainer, precision, steps)
+    return {"tokens_per_s": speed, "hf_batch": round(len(trainer.sizes) / trainer.plan.steps_per_epoch)}
+
+
+def run_in_process(side: str, workload: str, precision: str, steps: int, out: Path, data: Path) -> dict:
+    command = [sys.executable, __file__, "--run-side", side, "--workload", workload, "--precision", precision]
+    command += ["--steps", str(steps), "--out", str(out), "--data", str(data)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"{side} {workload} {precision} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=60, help="optimizer steps per run (default 60)")
     parser.add_argument("--repeats", type=int, default=3, help="alternating runs of each contender (default 3)")
     parser.add_argument("--quick", action="store_true", help="24 steps, 1 repeat, float32 and bfloat16")
     parser.add_argument("--workload", choices=[*WORKLOADS, "all"], default="all")
+    parser.add_argument("--precision", choices=["float32", "bfloat16", "both"], default="both")
     parser.add_argument("--data", type=Path, default=DATA, help=f"the shared data folder (default {DATA})")
+    parser.add_argument("--run-side", choices=["attnkit", "transformers"], help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.run_side:
+        print(json.dumps(run_side(args.run_side, args.workload, args.precision, args.steps, args.out, args.data)))
+        return
     if args.quick:
         args.steps, args.repeats = 24, 1
     workloads = list(WORKLOADS) if args.workload == "all" else [args.workload]
+    precisions = ["float32", "bfloat16"] if args.precision == "both" else [args.precision]
     results = []
     with tempfile.TemporaryDirectory() as scratch:
         for workload in workloads:
-            for precision in ("float32", "bfloat16"):
+            for precision in precisions:
                 ours, theirs = [], []
                 for repeat in range(args.repeats):
-                    trainer = attnkit_trainer(workload, precision, args.steps, Path(scratch) / workload, args.data)
-                    ours.append(run_attnkit(trainer))
-                    theirs.append(run_hf(workload, trainer, precision, args.steps))
+                    runs = {
+                        side: run_in_process(side, workload, precision, args.steps, Path(scratch) / side, args.data)
+                        for side in ("attnkit", "transformers")
+                    }
+                    ours.append(runs["attnkit"]["tokens_per_s"])
+                    theirs.append(runs["transformers"]["tokens_per_s"])
                     print(
                         f"{workload} {precision} repeat {repeat + 1}: attnkit {ours[-1]:,.0f} tokens/s, "
                         f"transformers {theirs[-1]:,.0f}",
@@ -216,7 +245,6 @@ def main() -> None:
                     )
                 a, t = statistics.median(ours), statistics.median(theirs)
                 ratio = statistics.median(o / h for o, h in zip(ours, theirs))  # paired: each repeat's own ratio
-                hf_batch = round(len(trainer.sizes) / trainer.plan.steps_per_epoch)
                 results.append(
                     {
                         "workload": workload,
@@ -224,7 +252,7 @@ def main() -> None:
                         "attnkit": round(a),
                         "transformers": round(t),
                         "ratio": round(ratio, 3),
-                        "hf_batch": hf_batch,
+                        "hf_batch": runs["transformers"]["hf_batch"],
                     }
                 )
     print(json.dumps(machine()))

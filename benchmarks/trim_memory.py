@@ -1,6 +1,8 @@
-"""What the Trainer's periodic malloc_trim saves: the same pretraining (examples/pretrain-text.yaml) for a fixed
-number of steps, in one process with the trim as it is ("on") or patched out ("off"), reporting peak resident
-memory and wall time. Run the two side by side with one thread each, so that both share the same conditions:
+"""What the Trainer's handling of freed memory does: the same pretraining (examples/pretrain-text.yaml) for a fixed
+number of steps, in one process with the periodic malloc_trim and the heap kept between trims as attnkit runs them
+("on"), the trim patched out ("off"), or the trim kept and glibc's allocator at its adaptive defaults
+("glibc-defaults": runtime.reuse_freed_memory patched out), reporting peak resident memory, wall time and page
+faults. Run two side by side with one thread each, so that both share the same conditions:
 
     OMP_NUM_THREADS=1 python benchmarks/trim_memory.py on --steps 150 &
     OMP_NUM_THREADS=1 python benchmarks/trim_memory.py off --steps 150
@@ -24,11 +26,13 @@ from attnkit.apps.cli import main as attnkit_main
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("trim", choices=["on", "off"])
+    parser.add_argument("trim", choices=["on", "off", "glibc-defaults"])
     parser.add_argument("--steps", type=int, default=150)
     args = parser.parse_args()
     if args.trim == "off":
         importlib.import_module("attnkit.runtime").return_freed_memory = lambda: None
+    if args.trim == "glibc-defaults":
+        importlib.import_module("attnkit.runtime").reuse_freed_memory = lambda: None
     with tempfile.TemporaryDirectory() as scratch:
         started = time.perf_counter()
         attnkit_main(
@@ -36,7 +40,7 @@ def main() -> None:
             + ["--max-steps", str(args.steps), "--set", "train.max_minutes=null", "--set", "train.eval_every=100000"]
         )
         seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     print(
         json.dumps(
             {
@@ -44,7 +48,8 @@ def main() -> None:
                 "trim": args.trim,
                 "steps": args.steps,
                 "seconds": round(seconds, 1),
-                "peak_rss_mib": round(peak),
+                "peak_rss_mib": round(usage.ru_maxrss / 1024),
+                "page_faults": usage.ru_minflt,
                 "machine": machine(),
             }
         )

@@ -1,5 +1,6 @@
 """Devices and processes: what `auto` chooses, what a wrong name says, and a checkpoint placed where it is asked."""
 
+import ctypes
 import json
 import os
 import subprocess
@@ -208,3 +209,40 @@ def test_a_run_leaves_the_cores_other_processes_keep_busy(monkeypatch, others, w
             assert said is None
     finally:
         torch.set_num_threads(before)
+
+
+HEAP_FACTS = """
+import ctypes, torch
+from attnkit import runtime
+fields = ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")
+Facts = type("Facts", (ctypes.Structure,), dict(_fields_=[(name, ctypes.c_size_t) for name in fields]))
+mallinfo2 = ctypes.CDLL(None).mallinfo2
+mallinfo2.restype = Facts
+def mib():  # (mapped blocks, heap, heap in use): glibc's own account
+    facts = mallinfo2()
+    return [facts.hblkhd >> 20, facts.arena >> 20, facts.uordblks >> 20]
+if {reuse}:
+    runtime.ready_for_training(torch.device("cpu"))
+before = mib()
+tensor = torch.ones(64 << 20, dtype=torch.uint8)
+held = mib()
+del tensor
+print([before, held, mib()])
+"""
+
+
+@pytest.mark.parametrize("reuse", [False, True])
+def test_a_cpu_training_run_keeps_large_tensors_memory_on_the_heap(reuse):
+    """glibc maps a 64 MiB block afresh and unmaps it at free; in a CPU training run it comes from the heap and
+    stays there for the next step's tensors (a fresh process: the suite's own trainings set this one's)."""
+    if runtime._MALLOPT is None or not hasattr(ctypes.CDLL(None), "mallinfo2"):
+        pytest.skip("glibc 2.33 or later only")
+    code = HEAP_FACTS.format(reuse=reuse)
+    (mapped, _, used), (held_mapped, held_heap, held_used), (freed_mapped, freed_heap, _) = json.loads(
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    )
+    if reuse:
+        assert (held_mapped, freed_mapped) == (mapped, mapped)
+        assert held_used >= used + 64 and freed_heap == held_heap  # from the heap, and kept there
+    else:
+        assert held_mapped >= mapped + 64 and freed_mapped == mapped

@@ -122,8 +122,9 @@ class Trainer:
             say(f"resuming {self.out} at step {self.progress.step:,} of {plan.total_steps:,}")
         elif self.started_fresh:
             say(f"nothing to resume: {self.out} does not exist yet; starting the run")
-        for line in (self.tokens, plan.describe(self.dev_examples is not None), runtime.share_busy_cores(self.device)):
-            if line:  # share_busy_cores says something only when it takes fewer threads
+        threads = runtime.ready_for_training(self.device)  # a line only where it takes fewer threads
+        for line in (self.tokens, plan.describe(self.dev_examples is not None), threads):
+            if line:
                 say(line)
         if not self.resumed:
             self.records.record({"data": self._data_facts()})  # for the model card (attnkit info, export)
