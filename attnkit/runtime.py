@@ -359,7 +359,7 @@ def reuse_freed_memory() -> None:
     default glibc maps each block over 32 MiB afresh and unmaps it when it is freed, and gives back the heap's top
     as soon as it is free: the system then faults in and zeroes every page of it again, a pass of its own over each
     of a step's largest tensors (a translation batch's logits: 2,000 x 10,000 float32, 80 MB). en-es bfloat16
-    (benchmarks/train_speed.py's): page faults 3.3M -> 0.8M over 36 steps, 15% more tokens a second; the same
+    (benchmarks/train_speed.py's): page faults 3.3M -> 0.8M over 36 steps, 16% more tokens a second; the same
     numbers, only their memory comes from elsewhere. For the whole process from then on: glibc cannot be told
     to go back to its adaptive defaults."""
     if _MALLOPT is not None:

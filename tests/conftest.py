@@ -3,6 +3,7 @@ configurations built from them, tiny models trained with `attnkit train`, and a 
 
 import contextlib
 import json
+import os
 import random
 import signal
 import socket
@@ -25,6 +26,15 @@ from attnkit.apps.cli import main
 
 # the suite keeps PyTorch's thread count: no test's figures may depend on what else the machine runs meanwhile
 runtime._SINCE_IMPORT = None
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _temporary_files_under_pytests(tmp_path_factory):
+    """What the suite's processes put in the system's temporary folder (torchrun leaves a folder of each run there)
+    goes under pytest's own, which it prunes."""
+    os.environ["TMPDIR"] = str(tmp_path_factory.mktemp("tmp"))
+    tempfile.tempdir = None  # tempfile reads TMPDIR again
+
 
 TINY = [
     "model.dim=32",
