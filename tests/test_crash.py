@@ -2,12 +2,14 @@
 ends with the weights of the run that was never interrupted: bit for bit, on the CPU with the same seed; in one
 process, and under torchrun (2 CPU processes) whether the whole job is killed or one of its processes."""
 
+import concurrent.futures
 import os
 import random
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,6 @@ pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="SIGKILL 
 
 CLASSIFY = [*TINY, "train.max_steps=30", "train.eval_every=4", "train.patience=null", "model.dropout=0.1"]
 PRETRAIN = [*PRETRAIN_SETTINGS, "train.max_steps=30", "train.eval_every=4", "train.patience=null"]
-ENVIRONMENT = {**os.environ, "OMP_NUM_THREADS": "1"}
 # run in a child process instead of `python -m attnkit`: the process kills itself the Nth time (argv[2]) it writes
 # the file named argv[1], half way through the write; or, for a directory named argv[1], the Nth time it has put
 # the old version aside, before the new one is renamed into its place
@@ -53,18 +54,44 @@ sys.exit(main(sys.argv[3:]))
 """
 
 
-@pytest.fixture
-def arguments(tmp_path: Path) -> dict[str, list[str]]:
+@pytest.fixture(scope="module")
+def arguments(tmp_path_factory) -> dict[str, list[str]]:
     """The `attnkit train` arguments, but --out, of a tiny classifier and a tiny masked-LM pretraining."""
-    train = write_tsv(tmp_path / "train.tsv", ("label", "text"), sentiment_rows(200, 1))
-    dev = write_tsv(tmp_path / "dev.tsv", ("label", "text"), sentiment_rows(40, 2))
-    text = corpus(tmp_path / "text")
+    data = tmp_path_factory.mktemp("data")
+    train = write_tsv(data / "train.tsv", ("label", "text"), sentiment_rows(200, 1))
+    dev = write_tsv(data / "dev.tsv", ("label", "text"), sentiment_rows(40, 2))
+    text = corpus(data / "text")
     return {
         "classify": ["train", "--task", "classify", "--train", str(train), "--dev", str(dev), "--device", "cpu"]
         + [f"--set={s}" for s in CLASSIFY],
         "pretrain": ["pretrain", "--text", text, "--arch", "encoder", "--device", "cpu"]
         + [f"--set={s}" for s in PRETRAIN],
     }
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(arguments, tmp_path_factory):
+    """`uninterrupted(task, processes)`: the --out of the run that nothing stops, and its time in seconds; each run
+    once in the module, since the interrupted runs of every test must end as it does."""
+    runs = {}
+
+    def run(task: str, processes: int = 1) -> tuple[Path, float]:
+        if (task, processes) not in runs:
+            out = tmp_path_factory.mktemp(f"whole-{task}-{processes}") / "run"
+            started = time.perf_counter()
+            whole = subprocess.run(
+                attnkit(arguments[task], out, processes=processes), capture_output=True, text=True, env=one_thread()
+            )
+            assert whole.returncode == 0, whole.stderr[-2000:]
+            runs[task, processes] = out, time.perf_counter() - started
+        return runs[task, processes]
+
+    return run
+
+
+def one_thread() -> dict[str, str]:
+    """The environment of the runs: one thread each; read when a run starts, so that the suite's TMPDIR is in it."""
+    return {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def attnkit(args: list[str], out: Path, *extra: str, processes: int = 1) -> list[str]:
@@ -76,7 +103,7 @@ def attnkit(args: list[str], out: Path, *extra: str, processes: int = 1) -> list
 def finish(args: list[str], out: Path, processes: int = 1) -> None:
     """--resume until the run ends (one call, since nothing kills it any more)."""
     command = attnkit(args, out, "--resume", processes=processes)
-    result = subprocess.run(command, capture_output=True, text=True, env=ENVIRONMENT, timeout=300)
+    result = subprocess.run(command, capture_output=True, text=True, env=one_thread(), timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
 
 
@@ -93,47 +120,53 @@ def assert_identical(one: Path, two: Path) -> None:
         assert all(torch.equal(first[kind][name], second[kind][name]) for name in first[kind]), kind
 
 
+def two_at_a_time(trial: Callable[[int, float], None], moments: list[float]) -> None:
+    """`trial(n, moment)` for each moment, two at once: the runs take one thread each, and the machine has two."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(trial, range(len(moments)), moments))  # raises what a trial raised
+
+
 @pytest.mark.parametrize("task", ["classify", "pretrain"])
-def test_killed_at_random_moments_and_resumed_ends_bit_identical(arguments, tmp_path, task):
+def test_killed_at_random_moments_and_resumed_ends_bit_identical(arguments, uninterrupted, tmp_path, task):
     args = arguments[task]
-    started = time.perf_counter()
-    whole = subprocess.run(attnkit(args, tmp_path / "whole"), capture_output=True, text=True, env=ENVIRONMENT)
-    assert whole.returncode == 0, whole.stderr[-2000:]
-    duration = time.perf_counter() - started
-    draw = random.Random(7)
-    for trial in range(6):  # 6 moments between the start and the end of the uninterrupted run's time
-        out = tmp_path / f"killed{trial}"
+    whole, duration = uninterrupted(task)
+
+    def trial(n: int, moment: float) -> None:
+        out = tmp_path / f"killed{n}"
         process = subprocess.Popen(
-            attnkit(args, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENVIRONMENT
+            attnkit(args, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=one_thread()
         )
-        time.sleep(draw.uniform(0.1, 0.95) * duration)
+        time.sleep(moment)
         process.send_signal(signal.SIGKILL)
         process.wait()
         finish(args, out)
-        assert_identical(tmp_path / "whole", out)
+        assert_identical(whole, out)
+
+    draw = random.Random(7)  # 6 moments between the start and the end of the uninterrupted run's time
+    two_at_a_time(trial, [draw.uniform(0.1, 0.95) * duration for _ in range(6)])
 
 
-def test_ctrl_c_at_random_moments_and_resumed_ends_bit_identical(arguments, tmp_path):
+def test_ctrl_c_at_random_moments_and_resumed_ends_bit_identical(arguments, uninterrupted, tmp_path):
     """Ctrl-C stops a run at the end of the step under way (its saved state a step boundary); --resume then ends
     where the uninterrupted run does, as after a kill."""
     args = arguments["classify"]
-    started = time.perf_counter()
-    whole = subprocess.run(attnkit(args, tmp_path / "whole"), capture_output=True, text=True, env=ENVIRONMENT)
-    assert whole.returncode == 0, whole.stderr[-2000:]
-    duration = time.perf_counter() - started
-    draw = random.Random(11)
-    for trial in range(4):
-        out = tmp_path / f"stopped{trial}"
+    whole, duration = uninterrupted("classify")
+
+    def trial(n: int, moment: float) -> None:
+        out = tmp_path / f"stopped{n}"
         process = subprocess.Popen(
-            attnkit(args, out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENVIRONMENT
+            attnkit(args, out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=one_thread()
         )
-        time.sleep(draw.uniform(0.3, 0.9) * duration)
+        time.sleep(moment)
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=120)
         assert process.returncode in (0, 130), err[-2000:]  # 0: it had ended already
         assert err.decode().endswith("attnkit: interrupted\n") == (process.returncode == 130)
         finish(args, out)
-        assert_identical(tmp_path / "whole", out)
+        assert_identical(whole, out)
+
+    draw = random.Random(11)
+    two_at_a_time(trial, [draw.uniform(0.3, 0.9) * duration for _ in range(4)])
 
 
 @pytest.mark.parametrize(
@@ -146,16 +179,17 @@ def test_ctrl_c_at_random_moments_and_resumed_ends_bit_identical(arguments, tmp_
         ("trainer_state", 2),  # the second evaluation's state is complete, the first's put aside, none in place
     ],
 )
-def test_killed_while_writing_a_checkpoint_and_resumed_ends_bit_identical(arguments, tmp_path, file, when):
+def test_killed_while_writing_a_checkpoint_and_resumed_ends_bit_identical(
+    arguments, uninterrupted, tmp_path, file, when
+):
     args = arguments["classify"]
-    whole = subprocess.run(attnkit(args, tmp_path / "whole"), capture_output=True, text=True, env=ENVIRONMENT)
-    assert whole.returncode == 0, whole.stderr[-2000:]
+    whole, _ = uninterrupted("classify")
     out = tmp_path / "killed"
     command = [sys.executable, "-c", KILLED_WHILE_WRITING, file, str(when), *args, "--out", str(out)]
-    killed = subprocess.run(command, capture_output=True, text=True, env=ENVIRONMENT)
+    killed = subprocess.run(command, capture_output=True, text=True, env=one_thread())
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     finish(args, out)
-    assert_identical(tmp_path / "whole", out)
+    assert_identical(whole, out)
 
 
 def workers(launcher: int) -> list[int]:
@@ -166,12 +200,9 @@ def workers(launcher: int) -> list[int]:
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds torchrun's workers in /proc")
 @pytest.mark.parametrize("task", ["classify", "pretrain"])
-def test_killed_under_torchrun_and_resumed_ends_bit_identical(arguments, tmp_path, task):
+def test_killed_under_torchrun_and_resumed_ends_bit_identical(arguments, uninterrupted, tmp_path, task):
     args = arguments[task]
-    started = time.perf_counter()
-    whole = subprocess.run(attnkit(args, tmp_path / "whole", processes=2), capture_output=True, env=ENVIRONMENT)
-    assert whole.returncode == 0, whole.stderr.decode()[-2000:]
-    duration = time.perf_counter() - started
+    whole, duration = uninterrupted(task, processes=2)
     draw = random.Random(11)
     for trial, victim in enumerate(["the whole job", "one worker", "the whole job"]):
         out = tmp_path / f"killed{trial}"
@@ -179,7 +210,7 @@ def test_killed_under_torchrun_and_resumed_ends_bit_identical(arguments, tmp_pat
             attnkit(args, out, processes=2),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            env=ENVIRONMENT,
+            env=one_thread(),
             start_new_session=True,  # its own process group: killing the job kills torchrun and its workers
         )
         time.sleep(draw.uniform(0.3, 0.95) * duration)
@@ -192,4 +223,4 @@ def test_killed_under_torchrun_and_resumed_ends_bit_identical(arguments, tmp_pat
             os.killpg(job.pid, signal.SIGKILL)
         job.wait(timeout=120)
         finish(args, out, processes=2)
-        assert_identical(tmp_path / "whole", out)
+        assert_identical(whole, out)

@@ -19,12 +19,30 @@ TOLERANCE = 1e-4  # relative, on each step's loss and on the final weights (floa
 SETTINGS = [*TINY, "train.max_steps=20", "train.log_every=1", "train.eval_every=5", "train.patience=null"]
 
 
-@pytest.fixture
-def files(tmp_path: Path) -> dict[str, Path]:
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, Path]:
+    data = tmp_path_factory.mktemp("data")
     return {
-        "train": write_tsv(tmp_path / "train.tsv", ("label", "text"), sentiment_rows(200, 1)),
-        "dev": write_tsv(tmp_path / "dev.tsv", ("label", "text"), sentiment_rows(41, 2)),  # odd: uneven shares
+        "train": write_tsv(data / "train.tsv", ("label", "text"), sentiment_rows(200, 1)),
+        "dev": write_tsv(data / "dev.tsv", ("label", "text"), sentiment_rows(41, 2)),  # odd: uneven shares
     }
+
+
+@pytest.fixture(scope="module")
+def in_one_process(files, tmp_path_factory):
+    """`in_one_process(*settings)`: the --out of `attnkit train` in one process with `settings`, and what it said;
+    each run once in the module, since the tests of both strategies compare with the same one."""
+    runs = {}
+
+    def run(*settings: str) -> tuple[Path, str]:
+        if settings not in runs:
+            out = tmp_path_factory.mktemp("one") / "run"
+            result = attnkit(1, files, out, *settings)
+            assert result.returncode == 0, result.stderr[-3000:]
+            runs[settings] = out, result.stderr
+        return runs[settings]
+
+    return run
 
 
 def attnkit(
@@ -59,13 +77,13 @@ def assert_same_training(one: Path, two: Path) -> None:
 
 
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
-def test_two_processes_train_as_one(files, tmp_path, strategy):
-    one = attnkit(1, files, tmp_path / "one", *SETTINGS)
+def test_two_processes_train_as_one(files, in_one_process, tmp_path, strategy):
+    one, said = in_one_process(*SETTINGS)
     two = attnkit(2, files, tmp_path / "two", *SETTINGS, f"train.strategy={strategy}")
-    assert one.returncode == 0 and two.returncode == 0, two.stderr[-3000:]
-    assert f"2 processes ({strategy}) on cpu" in two.stderr and " processes (" not in one.stderr
-    assert_same_training(tmp_path / "one", tmp_path / "two")
-    dev_one, dev_two = ([r["dev"]["accuracy"] for r in records(tmp_path / o) if "dev" in r] for o in ("one", "two"))
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert f"2 processes ({strategy}) on cpu" in two.stderr and " processes (" not in said
+    assert_same_training(one, tmp_path / "two")
+    dev_one, dev_two = ([r["dev"]["accuracy"] for r in records(out) if "dev" in r] for out in (one, tmp_path / "two"))
     assert dev_two == dev_one and len(dev_two) == 4  # every dev example scored once, split between the processes
     # one writer: one record per step in the log, one event file, no temporary leftovers
     assert [r["step"] for r in records(tmp_path / "two") if "loss" in r] == list(range(1, 21))
@@ -74,15 +92,14 @@ def test_two_processes_train_as_one(files, tmp_path, strategy):
 
 
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
-def test_lora_trains_under_torchrun_as_in_one_process(files, tmp_path, strategy):
-    base = attnkit(1, files, tmp_path / "base", *TINY, "train.max_steps=5")
-    assert base.returncode == 0, base.stderr[-3000:]
+def test_lora_trains_under_torchrun_as_in_one_process(files, in_one_process, tmp_path, strategy):
+    base, _ = in_one_process(*TINY, "train.max_steps=5")
     fine_tuning = [s for s in SETTINGS if not s.startswith(("model.", "tokenizer."))]  # the base's architecture
-    lora = [*fine_tuning, "model.dropout=0.0", f"train.init={tmp_path / 'base'}", "train.lora.rank=4", "train.lr=1e-2"]
-    one = attnkit(1, files, tmp_path / "one", *lora)
+    lora = [*fine_tuning, "model.dropout=0.0", f"train.init={base}", "train.lora.rank=4", "train.lr=1e-2"]
+    one, _ = in_one_process(*lora)
     two = attnkit(2, files, tmp_path / "two", *lora, f"train.strategy={strategy}")
-    assert one.returncode == 0 and two.returncode == 0, two.stderr[-3000:]
-    assert_same_training(tmp_path / "one", tmp_path / "two")
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert_same_training(one, tmp_path / "two")
     saved = last_weights(tmp_path / "two")  # the adapters and the head alone, gathered from every process
     assert saved and all(name.endswith((".lora_a", ".lora_b")) or name.startswith("head.") for name in saved)
 
