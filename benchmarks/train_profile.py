@@ -11,7 +11,7 @@ floating-point operations come from its input shapes (2 m k n), so the GFLOP/s a
     python benchmarks/train_profile.py                      # both workloads, float32 and bfloat16: ~3 minutes
     python benchmarks/train_profile.py --workload movies --precision float32 --top 25
 
-Prints a table per run, then one JSON line. Not run by CI.
+Prints a table per run, then one JSON line; several runs each run in a process of their own. Not run by CI.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import subprocess
 import sys
 import tempfile
 from collections import defaultdict
@@ -141,6 +142,18 @@ def profile(workload: str, precision: str, warmup: int, steps: int, top: int, ou
     return result
 
 
+def profile_in_process(args: argparse.Namespace, workload: str, precision: str, side: str) -> dict:
+    """profile() in a process of its own: attnkit's Trainer sets the process's allocator (runtime.reuse_freed_memory),
+    which a run after it in the same process would inherit. Its tables go to this process's stderr."""
+    command = [sys.executable, __file__, "--workload", workload, "--precision", precision, "--side", side]
+    command += ["--warmup", str(args.warmup), "--steps", str(args.steps), "--top", str(args.top)]
+    command += ["--data", str(args.data)]
+    done = subprocess.run(command, stdout=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        sys.exit(f"{side} {workload} {precision} failed")
+    return json.loads(done.stdout.splitlines()[-1])["results"][0]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workload", choices=[*WORKLOADS, "all"], default="all")
@@ -153,14 +166,14 @@ def main() -> None:
     args = parser.parse_args()
     workloads = list(WORKLOADS) if args.workload == "all" else [args.workload]
     precisions = ["float32", "bfloat16"] if args.precision == "both" else [args.precision]
-    results = []
-    with tempfile.TemporaryDirectory() as scratch:
-        for workload in workloads:
-            for precision in precisions:
-                for side in ["attnkit", "transformers"] if args.side == "both" else [args.side]:
-                    results.append(
-                        profile(workload, precision, args.warmup, args.steps, args.top, Path(scratch) / workload, side)
-                    )
+    sides = ["attnkit", "transformers"] if args.side == "both" else [args.side]
+    runs = [(workload, precision, side) for workload in workloads for precision in precisions for side in sides]
+    if len(runs) > 1:
+        results = [profile_in_process(args, *run) for run in runs]
+    else:
+        with tempfile.TemporaryDirectory() as scratch:
+            [(workload, precision, side)] = runs
+            results = [profile(workload, precision, args.warmup, args.steps, args.top, Path(scratch) / workload, side)]
     print(json.dumps({**machine(), "peak_gflops": peak(), "results": results}))
 
 
