@@ -3,6 +3,7 @@ ends with the weights of the run that was never interrupted: bit for bit, on the
 process, and under torchrun (2 CPU processes) whether the whole job is killed or one of its processes."""
 
 import concurrent.futures
+import functools
 import os
 import random
 import signal
@@ -73,18 +74,16 @@ def arguments(tmp_path_factory) -> dict[str, list[str]]:
 def uninterrupted(arguments, tmp_path_factory):
     """`uninterrupted(task, processes)`: the --out of the run that nothing stops, and its time in seconds; each run
     once in the module, since the interrupted runs of every test must end as it does."""
-    runs = {}
 
+    @functools.cache
     def run(task: str, processes: int = 1) -> tuple[Path, float]:
-        if (task, processes) not in runs:
-            out = tmp_path_factory.mktemp(f"whole-{task}-{processes}") / "run"
-            started = time.perf_counter()
-            whole = subprocess.run(
-                attnkit(arguments[task], out, processes=processes), capture_output=True, text=True, env=one_thread()
-            )
-            assert whole.returncode == 0, whole.stderr[-2000:]
-            runs[task, processes] = out, time.perf_counter() - started
-        return runs[task, processes]
+        out = tmp_path_factory.mktemp(f"whole-{task}-{processes}") / "run"
+        started = time.perf_counter()
+        whole = subprocess.run(
+            attnkit(arguments[task], out, processes=processes), capture_output=True, text=True, env=one_thread()
+        )
+        assert whole.returncode == 0, whole.stderr[-2000:]
+        return out, time.perf_counter() - started
 
     return run
 

@@ -1,6 +1,7 @@
 """Training under torchrun (2 CPU processes, gloo) equals training in one process: the same losses and weights,
 one writer, exact resume, and a mistake in the input stops every process with exit code 2."""
 
+import functools
 import json
 import os
 import re
@@ -32,15 +33,13 @@ def files(tmp_path_factory) -> dict[str, Path]:
 def in_one_process(files, tmp_path_factory):
     """`in_one_process(*settings)`: the --out of `attnkit train` in one process with `settings`, and what it said;
     each run once in the module, since the tests of both strategies compare with the same one."""
-    runs = {}
 
+    @functools.cache
     def run(*settings: str) -> tuple[Path, str]:
-        if settings not in runs:
-            out = tmp_path_factory.mktemp("one") / "run"
-            result = attnkit(1, files, out, *settings)
-            assert result.returncode == 0, result.stderr[-3000:]
-            runs[settings] = out, result.stderr
-        return runs[settings]
+        out = tmp_path_factory.mktemp("one") / "run"
+        result = attnkit(1, files, out, *settings)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return out, result.stderr
 
     return run
 
